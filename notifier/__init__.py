@@ -1,0 +1,1 @@
+"""notifier: self-hosted email and web-push notifications for news sites."""

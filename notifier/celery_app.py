@@ -1,0 +1,40 @@
+"""The Celery app, configured for at-least-once work: the database says what is owed."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from celery import Celery
+
+from notifier.config import Settings, load_settings
+
+
+def make_celery(settings: Settings | None = None) -> Celery:
+    settings = settings or load_settings()
+    app = Celery("notifier", broker=settings.broker_url, include=["notifier.tasks"])
+    app.conf.update(
+        task_serializer="json",
+        accept_content=["json"],
+        task_ignore_result=True,
+        # A task is acknowledged after it ran, and handed back if its worker dies mid-way.
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        broker_connection_retry_on_startup=True,
+        broker_transport_options={"visibility_timeout": 3600},
+        worker_concurrency=settings.worker_concurrency,
+        worker_hijack_root_logger=False,
+        beat_schedule_filename=str(settings.data_dir / "celerybeat-schedule"),
+        beat_schedule={
+            "poll-feeds": {
+                "task": "notifier.tasks.poll_feeds",
+                "schedule": timedelta(seconds=settings.feed_poll_seconds),
+            },
+            "sweep": {
+                "task": "notifier.tasks.sweep",
+                "schedule": timedelta(seconds=settings.sweep_seconds),
+            },
+        },
+    )
+    app.notifier_settings = settings
+    return app

@@ -1,0 +1,1 @@
+"""Transports behind one interface: open a session, send rendered messages, close."""

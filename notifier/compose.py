@@ -1,0 +1,78 @@
+"""Who gets which words: build the rendered email for a delivery, a confirmation, a link."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from notifier.config import Settings
+from notifier.messages import MessageRenderer, RenderedEmail
+from notifier.models import Article, Category, Delivery, Subscriber, SubscriberStatus
+from notifier.tokens import Tokens
+from notifier.urls import PublicUrls
+
+
+class Composer:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.renderer = MessageRenderer(settings.templates_dir)
+        tokens = Tokens(settings.secret_key, settings.confirm_max_age_seconds)
+        self.urls = PublicUrls(settings.public_url, tokens)
+
+    def _site(self) -> dict[str, str]:
+        return {"site_name": self.settings.site_name, "site_url": self.settings.site_url}
+
+    def article_email(self, session: Session, delivery: Delivery) -> RenderedEmail | str:
+        """The notification for one delivery, or the reason it must not go out any more."""
+        subscriber = session.get(Subscriber, delivery.subscriber_id)
+        article = session.get(Article, delivery.article_id)
+        if subscriber is None or article is None:
+            return "subscriber or article deleted"
+        if subscriber.status != SubscriberStatus.ACTIVE:
+            return f"subscriber is {subscriber.status.value}"
+        wanted = {c.id for c in subscriber.categories}
+        matched = [c for c in article.categories if c.id in wanted]
+        if not matched:
+            return "subscriber no longer follows any of the article's categories"
+        unsubscribe_url = self.urls.unsubscribe(subscriber.id, [c.id for c in matched])
+        context = {
+            **self._site(),
+            "article": article,
+            "matched_categories": [c.name for c in matched],
+            "unsubscribe_url": unsubscribe_url,
+            "manage_url": self.urls.manage(subscriber.id),
+        }
+        headers = {
+            "List-Unsubscribe": f"<{unsubscribe_url}>",
+            "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+            "List-Id": f"{self.settings.site_name} <news.{_host(self.settings.public_url)}>",
+        }
+        return self.renderer.render_email("article", subscriber.email, context, headers)
+
+    def confirmation_email(
+        self, session: Session, subscriber_id: int, category_ids: list[int]
+    ) -> RenderedEmail | None:
+        subscriber = session.get(Subscriber, subscriber_id)
+        if subscriber is None:
+            return None
+        categories = session.scalars(select(Category.name).where(Category.id.in_(category_ids)))
+        context = {
+            **self._site(),
+            "categories": sorted(categories),
+            "confirm_url": self.urls.confirm(subscriber.id, subscriber.email, category_ids),
+            "valid_days": max(1, self.settings.confirm_max_age_seconds // 86400),
+        }
+        return self.renderer.render_email("confirm", subscriber.email, context)
+
+    def manage_link_email(self, session: Session, subscriber_id: int) -> RenderedEmail | None:
+        subscriber = session.get(Subscriber, subscriber_id)
+        if subscriber is None:
+            return None
+        context = {**self._site(), "manage_url": self.urls.manage(subscriber.id)}
+        return self.renderer.render_email("manage_link", subscriber.email, context)
+
+
+def _host(url: str) -> str:
+    return urlsplit(url).hostname or "localhost"

@@ -1,0 +1,147 @@
+"""One typed Settings object, read from the environment once and passed explicitly."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from urllib.parse import urlsplit
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class ConfigError(ValueError):
+    """A setting is missing or malformed; the message names it and says what is expected."""
+
+
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number, got {raw!r}.") from None
+    if value < minimum:
+        raise ConfigError(f"{name} must be at least {minimum}, got {value}.")
+    return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float, minimum: float = 0.0) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {raw!r}.") from None
+    if value < minimum:
+        raise ConfigError(f"{name} must be at least {minimum}, got {value}.")
+    return value
+
+
+def _list(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in env.get(name, "").split(",") if part.strip())
+
+
+def _secret_key(env: Mapping[str, str], data_dir: Path) -> str:
+    """Use SECRET_KEY, or a random one kept in the data directory so every process shares it."""
+    if env.get("SECRET_KEY"):
+        return env["SECRET_KEY"]
+    path = data_dir / "secret_key"
+    if not path.exists():
+        data_dir.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_urlsafe(48))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str
+    broker_url: str
+    secret_key: str
+    public_url: str
+    mail_from: str
+    smtp_url: str | None
+    feed_urls: tuple[str, ...]
+    data_dir: Path
+    dev_mode: bool = False
+    feed_poll_seconds: int = 300
+    feed_timeout_seconds: float = 20.0
+    feed_max_bytes: int = 10_000_000
+    smtp_timeout_seconds: float = 30.0
+    confirm_max_age_seconds: int = 7 * 24 * 3600
+    confirm_resend_seconds: int = 300
+    delivery_chunk_size: int = 200
+    delivery_max_attempts: int = 8
+    delivery_retry_base_seconds: float = 30.0
+    delivery_retry_max_seconds: float = 3600.0
+    delivery_lease_seconds: int = 300
+    sweep_seconds: int = 60
+    worker_concurrency: int = 2
+    site_name: str = "Aze.Media"
+    site_url: str = "https://aze.media/"
+    templates_dir: Path = field(default=PROJECT_ROOT / "templates")
+
+    @property
+    def dev_mailbox_dir(self) -> Path:
+        return self.data_dir / "mailbox"
+
+    @property
+    def sample_feed_path(self) -> Path:
+        return self.data_dir / "sample-feed.xml"
+
+    @property
+    def uses_dev_mailbox(self) -> bool:
+        return not self.smtp_url
+
+    def with_overrides(self, **changes: object) -> Settings:
+        return replace(self, **changes)
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Read every setting from the environment; a bad one raises ConfigError with a sentence."""
+    env = os.environ if env is None else env
+    data_dir = Path(env.get("NOTIFIER_DATA_DIR", "var")).resolve()
+    dev_mode = env.get("NOTIFIER_DEV", "") not in ("", "0", "false")
+    public_url = env.get("PUBLIC_URL", "http://127.0.0.1:8000").rstrip("/")
+    if urlsplit(public_url).scheme not in ("http", "https"):
+        raise ConfigError(f"PUBLIC_URL must start with http:// or https://, got {public_url!r}.")
+    smtp_url = env.get("SMTP_URL", "").strip() or None
+    if smtp_url and urlsplit(smtp_url).scheme not in ("smtp", "smtps", "smtp+starttls"):
+        raise ConfigError(
+            "SMTP_URL must look like smtp://host:port, smtps://… or smtp+starttls://…"
+        )
+    feed_urls = _list(env, "FEED_URLS")
+    if not feed_urls and dev_mode:
+        feed_urls = (f"{public_url}/dev/sample-feed.xml",)
+    return Settings(
+        database_url=env.get("DATABASE_URL", f"sqlite:///{data_dir / 'notifier.sqlite'}"),
+        broker_url=env.get("CELERY_BROKER_URL", f"sqla+sqlite:///{data_dir / 'broker.sqlite'}"),
+        secret_key=_secret_key(env, data_dir),
+        public_url=public_url,
+        mail_from=env.get("MAIL_FROM", "Aze.Media <news@localhost>"),
+        smtp_url=smtp_url,
+        feed_urls=feed_urls,
+        data_dir=data_dir,
+        dev_mode=dev_mode,
+        feed_poll_seconds=_int(env, "FEED_POLL_SECONDS", 300, minimum=1),
+        feed_timeout_seconds=_float(env, "FEED_TIMEOUT_SECONDS", 20.0, minimum=0.1),
+        feed_max_bytes=_int(env, "FEED_MAX_BYTES", 10_000_000, minimum=1024),
+        smtp_timeout_seconds=_float(env, "SMTP_TIMEOUT_SECONDS", 30.0, minimum=0.1),
+        confirm_max_age_seconds=_int(env, "CONFIRM_MAX_AGE_SECONDS", 7 * 24 * 3600, minimum=60),
+        confirm_resend_seconds=_int(env, "CONFIRM_RESEND_SECONDS", 300),
+        delivery_chunk_size=_int(env, "DELIVERY_CHUNK_SIZE", 200, minimum=1),
+        delivery_max_attempts=_int(env, "DELIVERY_MAX_ATTEMPTS", 8, minimum=1),
+        delivery_retry_base_seconds=_float(env, "DELIVERY_RETRY_BASE_SECONDS", 30.0),
+        delivery_retry_max_seconds=_float(env, "DELIVERY_RETRY_MAX_SECONDS", 3600.0),
+        delivery_lease_seconds=_int(env, "DELIVERY_LEASE_SECONDS", 300, minimum=1),
+        sweep_seconds=_int(env, "SWEEP_SECONDS", 60, minimum=1),
+        worker_concurrency=_int(env, "WORKER_CONCURRENCY", 2, minimum=1),
+        site_name=env.get("SITE_NAME", "Aze.Media"),
+        site_url=env.get("SITE_URL", "https://aze.media/"),
+        templates_dir=Path(env.get("TEMPLATES_DIR", PROJECT_ROOT / "templates")),
+    )

@@ -1,0 +1,208 @@
+"""Delivery bookkeeping: plan who gets what, claim before sending, record every outcome.
+
+A delivery row exists before any message is sent, keyed by (article, subscriber, channel),
+so planning twice adds nothing. A worker claims rows with a lease before sending; a row is
+only claimable while pending and due, or while its lease has run out, so two workers never
+hold the same row at once.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import and_, func, literal, or_, select, update
+from sqlalchemy.orm import Session
+
+from notifier.channels.base import Outcome, SendResult
+from notifier.domain.sql import insert_ignoring_conflicts
+from notifier.models import (
+    Article,
+    Delivery,
+    DeliveryStatus,
+    Subscriber,
+    SubscriberStatus,
+    article_categories,
+    subscriber_categories,
+)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    max_attempts: int
+    base_seconds: float
+    max_seconds: float
+
+    def delay(self, attempts: int) -> float:
+        """Exponential backoff with jitter: half fixed, half random, so retries spread out."""
+        ceiling = min(self.max_seconds, self.base_seconds * 2 ** max(attempts - 1, 0))
+        return ceiling / 2 + random.uniform(0, ceiling / 2)
+
+
+def plan_article_deliveries(session: Session, article_id: int, channel: str, now: datetime) -> int:
+    """Record one pending delivery per active subscriber of any of the article's categories.
+
+    One INSERT … SELECT DISTINCT: however many categories match, a reader gets one row, and
+    the unique key makes a second run (a redelivered task) insert nothing.
+    """
+    matching = (
+        select(
+            literal(article_id),
+            subscriber_categories.c.subscriber_id,
+            literal(channel),
+            literal(DeliveryStatus.PENDING.value),
+            literal(0),
+            literal(now, Delivery.created_at.type),
+            literal(now, Delivery.next_attempt_at.type),
+        )
+        .distinct()
+        .join(Subscriber, Subscriber.id == subscriber_categories.c.subscriber_id)
+        .join(
+            article_categories,
+            article_categories.c.category_id == subscriber_categories.c.category_id,
+        )
+        .where(
+            article_categories.c.article_id == article_id,
+            Subscriber.status == SubscriberStatus.ACTIVE,
+        )
+    )
+    columns = [
+        "article_id", "subscriber_id", "channel", "status", "attempts", "created_at",
+        "next_attempt_at",
+    ]  # fmt: skip
+    result = session.execute(
+        insert_ignoring_conflicts(session, Delivery.__table__).from_select(columns, matching)
+    )
+    article = session.get(Article, article_id)
+    if article is not None and article.fanned_out_at is None:
+        article.fanned_out_at = now
+    return result.rowcount or 0
+
+
+def pending_delivery_chunks(
+    session: Session, article_id: int, chunk_size: int
+) -> Iterator[list[int]]:
+    """Ids of the article's unsent deliveries in id order, a chunk at a time (keyset paging)."""
+    last_id = 0
+    while True:
+        ids = list(
+            session.scalars(
+                select(Delivery.id)
+                .where(
+                    Delivery.article_id == article_id,
+                    Delivery.id > last_id,
+                    Delivery.status.in_([DeliveryStatus.PENDING, DeliveryStatus.SENDING]),
+                )
+                .order_by(Delivery.id)
+                .limit(chunk_size)
+            )
+        )
+        if not ids:
+            return
+        yield ids
+        last_id = ids[-1]
+
+
+def _claimable(now: datetime):
+    return or_(
+        and_(Delivery.status == DeliveryStatus.PENDING, Delivery.next_attempt_at <= now),
+        and_(Delivery.status == DeliveryStatus.SENDING, Delivery.lease_until < now),
+    )
+
+
+def claim_deliveries(
+    session: Session, ids: Sequence[int], now: datetime, lease_seconds: int
+) -> list[int]:
+    """Take the rows that are free to send; the others are sent, or held by another worker."""
+    if not ids:
+        return []
+    claimed = session.scalars(
+        update(Delivery)
+        .where(Delivery.id.in_(ids), _claimable(now))
+        .values(
+            status=DeliveryStatus.SENDING,
+            lease_until=now + timedelta(seconds=lease_seconds),
+            attempts=Delivery.attempts + 1,
+        )
+        .returning(Delivery.id)
+    )
+    return sorted(claimed)
+
+
+def apply_outcome(
+    session: Session, delivery: Delivery, result: SendResult, now: datetime, policy: RetryPolicy
+) -> float | None:
+    """Record what the channel said. Returns seconds until a retry is due, or None if final."""
+    delivery.lease_until = None
+    if result.outcome is Outcome.SENT:
+        delivery.status = DeliveryStatus.SENT
+        delivery.sent_at = now
+        delivery.last_error = None
+        return None
+    if result.outcome is Outcome.GONE:
+        delivery.status = DeliveryStatus.FAILED
+        delivery.last_error = f"permanent: {result.detail}"
+        return None
+    if delivery.attempts >= policy.max_attempts:
+        delivery.status = DeliveryStatus.FAILED
+        delivery.last_error = f"gave up after {delivery.attempts} attempts: {result.detail}"
+        return None
+    delay = max(policy.delay(delivery.attempts), result.retry_after or 0.0)
+    delivery.status = DeliveryStatus.PENDING
+    delivery.next_attempt_at = now + timedelta(seconds=delay)
+    delivery.last_error = f"temporary: {result.detail}"
+    return delay
+
+
+def skip_delivery(delivery: Delivery, reason: str) -> None:
+    delivery.status = DeliveryStatus.SKIPPED
+    delivery.lease_until = None
+    delivery.last_error = reason
+
+
+def overdue_delivery_ids(
+    session: Session, now: datetime, grace_seconds: int, limit: int
+) -> list[int]:
+    """Deliveries whose task must have been lost: due for a while, or leased and abandoned."""
+    cutoff = now - timedelta(seconds=grace_seconds)
+    return list(
+        session.scalars(
+            select(Delivery.id)
+            .where(
+                or_(
+                    and_(
+                        Delivery.status == DeliveryStatus.PENDING,
+                        Delivery.next_attempt_at <= cutoff,
+                    ),
+                    and_(Delivery.status == DeliveryStatus.SENDING, Delivery.lease_until < now),
+                )
+            )
+            .order_by(Delivery.id)
+            .limit(limit)
+        )
+    )
+
+
+def unplanned_article_ids(session: Session, now: datetime, grace_seconds: int) -> list[int]:
+    """Articles to announce whose fan-out never ran (its task was lost with the broker)."""
+    cutoff = now - timedelta(seconds=grace_seconds)
+    return list(
+        session.scalars(
+            select(Article.id).where(
+                Article.announce.is_(True),
+                Article.fanned_out_at.is_(None),
+                Article.first_seen_at <= cutoff,
+            )
+        )
+    )
+
+
+def delivery_counts(session: Session, article_id: int) -> dict[str, int]:
+    rows = session.execute(
+        select(Delivery.status, func.count())
+        .where(Delivery.article_id == article_id)
+        .group_by(Delivery.status)
+    )
+    return {str(status): count for status, count in rows}

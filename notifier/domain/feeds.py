@@ -1,0 +1,168 @@
+"""Feeds and articles: parse RSS/Atom into values, store each article once, decide what to announce.
+
+The rule that keeps readers from being notified twice lives here: an article is announced
+only when its guid is first seen and it is newer than the feed's subscription; edits,
+updates and re-publishes of a known guid change the stored text but never announce again.
+"""
+
+from __future__ import annotations
+
+import calendar
+import html
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from urllib.parse import urljoin, urlsplit
+
+import feedparser
+import nh3
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from notifier.domain.categories import ensure_categories
+from notifier.domain.sql import insert_ignoring_conflicts
+from notifier.models import Article, Feed
+
+SUMMARY_MAX_CHARS = 400
+_IMG_SRC = re.compile(r"""<img\b[^>]*?\bsrc\s*=\s*["']([^"']+)["']""", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class ParsedArticle:
+    guid: str
+    link: str
+    title: str
+    summary: str
+    image_url: str | None
+    published_at: datetime | None
+    categories: tuple[str, ...] = field(default=())
+
+
+class FeedParseError(ValueError):
+    """The document is not a feed we can read."""
+
+
+def plain_text(markup: str, max_chars: int = SUMMARY_MAX_CHARS) -> str:
+    """Feed HTML -> short plain text: tags dropped, entities decoded, whitespace folded."""
+    text = html.unescape(nh3.clean(markup or "", tags=set()))
+    text = " ".join(text.split())
+    if len(text) > max_chars:
+        text = text[: max_chars - 1].rsplit(" ", 1)[0].rstrip(",.;:") + "…"
+    return text
+
+
+def single_line(text: str) -> str:
+    """Titles end up in headers: no CR/LF or other line breaks ever survive."""
+    return " ".join((text or "").split())
+
+
+def _http_url(url: str | None, base: str) -> str | None:
+    if not url:
+        return None
+    absolute = urljoin(base, url.strip())
+    return absolute if urlsplit(absolute).scheme in ("http", "https") else None
+
+
+def _image_of(entry: feedparser.FeedParserDict, base: str) -> str | None:
+    for media in entry.get("media_content", []):
+        is_image = media.get("medium") == "image" or media.get("type", "").startswith("image/")
+        if (is_image or "medium" not in media) and (url := _http_url(media.get("url"), base)):
+            return url
+    for thumb in entry.get("media_thumbnail", []):
+        if url := _http_url(thumb.get("url"), base):
+            return url
+    for link in entry.get("links", []):
+        is_image = link.get("rel") == "enclosure" and link.get("type", "").startswith("image/")
+        if is_image and (url := _http_url(link.get("href"), base)):
+            return url
+    for content in entry.get("content", []):
+        if match := _IMG_SRC.search(content.get("value", "")):
+            return _http_url(html.unescape(match.group(1)), base)
+    return None
+
+
+def _published(entry: feedparser.FeedParserDict) -> datetime | None:
+    parsed = entry.get("published_parsed") or entry.get("updated_parsed")
+    return datetime.fromtimestamp(calendar.timegm(parsed), UTC) if parsed else None
+
+
+def parse_feed(document: bytes, url: str) -> list[ParsedArticle]:
+    """Parse RSS 2.0 or Atom (WordPress flavour included) into article values."""
+    parsed = feedparser.parse(document, response_headers={"content-location": url})
+    if parsed.bozo and not parsed.entries:
+        raise FeedParseError(f"Not a readable feed: {parsed.get('bozo_exception')}")
+    articles = []
+    for entry in parsed.entries:
+        link = _http_url(entry.get("link"), url)
+        guid = (entry.get("id") or link or "").strip()
+        if not guid or not link:
+            continue
+        body = entry.get("summary") or (entry.get("content") or [{}])[0].get("value", "")
+        articles.append(
+            ParsedArticle(
+                guid=guid[:2000],
+                link=link[:2000],
+                title=single_line(entry.get("title", "")) or link,
+                summary=plain_text(body),
+                image_url=_image_of(entry, url),
+                published_at=_published(entry),
+                categories=tuple(t.get("term", "") for t in entry.get("tags", []) if t.get("term")),
+            )
+        )
+    return articles
+
+
+def sync_feeds(session: Session, urls: Sequence[str], now: datetime) -> list[Feed]:
+    """Make sure every configured feed has a row; its added_at is when we first saw it."""
+    if urls:
+        session.execute(
+            insert_ignoring_conflicts(session, Feed.__table__),
+            [{"url": url, "added_at": now} for url in urls],
+        )
+    return list(session.scalars(select(Feed).where(Feed.url.in_(urls)).order_by(Feed.id)))
+
+
+def _should_announce(feed: Feed, item: ParsedArticle) -> bool:
+    """Only what appeared after the feed was added; undated items: the first poll is a baseline."""
+    if item.published_at is not None:
+        return item.published_at >= feed.added_at
+    return feed.last_success_at is not None
+
+
+def store_articles(
+    session: Session, feed: Feed, items: Iterable[ParsedArticle], now: datetime
+) -> list[int]:
+    """Store new articles, refresh known ones; return ids of the new ones to announce."""
+    to_announce = []
+    for item in items:
+        values = {
+            "title": item.title,
+            "link": item.link,
+            "summary": item.summary,
+            "image_url": item.image_url,
+            "published_at": item.published_at,
+        }
+        inserted = session.execute(
+            insert_ignoring_conflicts(session, Article.__table__).returning(Article.id),
+            {
+                **values,
+                "feed_id": feed.id,
+                "guid": item.guid,
+                "first_seen_at": now,
+                "announce": _should_announce(feed, item),
+            },
+        ).scalar()
+        article = session.get(Article, inserted) if inserted else _known(session, item.guid)
+        if not inserted and any(getattr(article, k) != v for k, v in values.items()):
+            for key, value in values.items():
+                setattr(article, key, value)
+            article.updated_at = now
+        article.categories = ensure_categories(session, item.categories)
+        if inserted and article.announce:
+            to_announce.append(article.id)
+    return to_announce
+
+
+def _known(session: Session, guid: str) -> Article:
+    return session.scalars(select(Article).where(Article.guid == guid)).one()

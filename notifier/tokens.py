@@ -1,0 +1,69 @@
+"""Signed, purpose-scoped tokens for links in messages.
+
+A token signed for one purpose (confirm, manage, unsubscribe) is rejected for any other,
+and none can be forged or derived from an address without SECRET_KEY.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from itsdangerous import BadSignature, SignatureExpired, URLSafeSerializer, URLSafeTimedSerializer
+
+
+class TokenError(ValueError):
+    """The link is broken, forged or expired; the message is fit to show to a reader."""
+
+
+@dataclass(frozen=True)
+class ConfirmRequest:
+    subscriber_id: int
+    email: str
+    category_ids: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class UnsubscribeRequest:
+    subscriber_id: int
+    category_ids: tuple[int, ...]
+
+
+class Tokens:
+    def __init__(self, secret_key: str, confirm_max_age_seconds: int) -> None:
+        self._confirm = URLSafeTimedSerializer(secret_key, salt="notifier.confirm")
+        self._manage = URLSafeSerializer(secret_key, salt="notifier.manage")
+        self._unsubscribe = URLSafeSerializer(secret_key, salt="notifier.unsubscribe")
+        self._confirm_max_age = confirm_max_age_seconds
+
+    def confirm_token(self, subscriber_id: int, email: str, category_ids: list[int]) -> str:
+        return self._confirm.dumps({"s": subscriber_id, "e": email, "c": sorted(category_ids)})
+
+    def read_confirm_token(self, token: str) -> ConfirmRequest:
+        try:
+            data = self._confirm.loads(token, max_age=self._confirm_max_age)
+        except SignatureExpired:
+            raise TokenError(
+                "This confirmation link has expired. Subscribe again to get a new one."
+            ) from None
+        except BadSignature:
+            raise TokenError("This confirmation link is not valid.") from None
+        return ConfirmRequest(int(data["s"]), str(data["e"]), tuple(int(c) for c in data["c"]))
+
+    def manage_token(self, subscriber_id: int) -> str:
+        return self._manage.dumps({"s": subscriber_id})
+
+    def read_manage_token(self, token: str) -> int:
+        try:
+            return int(self._manage.loads(token)["s"])
+        except (BadSignature, KeyError, TypeError, ValueError):
+            raise TokenError("This link is not valid.") from None
+
+    def unsubscribe_token(self, subscriber_id: int, category_ids: list[int]) -> str:
+        return self._unsubscribe.dumps({"s": subscriber_id, "c": sorted(category_ids)})
+
+    def read_unsubscribe_token(self, token: str) -> UnsubscribeRequest:
+        try:
+            data = self._unsubscribe.loads(token)
+            return UnsubscribeRequest(int(data["s"]), tuple(int(c) for c in data["c"]))
+        except (BadSignature, KeyError, TypeError, ValueError):
+            raise TokenError("This unsubscribe link is not valid.") from None

@@ -1,0 +1,85 @@
+"""Flask application factory: one blueprint per audience."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, jsonify, render_template, request
+from flask_wtf.csrf import CSRFError, CSRFProtect
+from kombu.exceptions import OperationalError as BrokerUnavailable
+from sqlalchemy.orm import scoped_session
+from werkzeug.exceptions import HTTPException
+
+from notifier.celery_app import make_celery
+from notifier.compose import Composer
+from notifier.config import Settings, load_settings
+from notifier.db import session_factory
+from notifier.queue import TaskQueue
+from notifier.tokens import Tokens
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings | None = None, queue: TaskQueue | None = None) -> Flask:
+    settings = settings or load_settings()
+    app = Flask(
+        __name__,
+        template_folder=str(settings.templates_dir),
+        static_folder=str(settings.templates_dir.parent / "static"),
+    )
+    app.config.update(
+        SECRET_KEY=settings.secret_key,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=settings.public_url.startswith("https://"),
+        WTF_CSRF_TIME_LIMIT=None,
+        MAX_CONTENT_LENGTH=64 * 1024,
+    )
+    app.extensions["notifier"] = {
+        "settings": settings,
+        "db": scoped_session(session_factory(settings.database_url)),
+        "queue": queue or TaskQueue(make_celery(settings)),
+        "tokens": Tokens(settings.secret_key, settings.confirm_max_age_seconds),
+        "composer": Composer(settings),
+    }
+    csrf = CSRFProtect(app)
+
+    from notifier.web import api, dev, public
+
+    csrf.exempt(api.bp)
+    csrf.exempt(public.one_click_unsubscribe)
+    app.register_blueprint(public.bp)
+    app.register_blueprint(api.bp)
+    if settings.dev_mode:
+        app.register_blueprint(dev.bp)
+
+    @app.teardown_appcontext
+    def remove_session(_exc: BaseException | None) -> None:
+        app.extensions["notifier"]["db"].remove()
+
+    _register_error_pages(app)
+    return app
+
+
+def _wants_json() -> bool:
+    return request.path.startswith("/api/")
+
+
+def _register_error_pages(app: Flask) -> None:
+    def respond(status: int, message: str):
+        if _wants_json():
+            return jsonify(error=message), status
+        return render_template("pages/message.html", title="Sorry", message=message), status
+
+    @app.errorhandler(CSRFError)
+    def csrf_error(error: CSRFError):
+        return respond(400, "The form expired. Please go back, reload the page and try again.")
+
+    @app.errorhandler(BrokerUnavailable)
+    def broker_down(error: Exception):
+        log.error("task broker unavailable: %s", error)
+        return respond(503, "We cannot take requests right now. Please try again in a minute.")
+
+    @app.errorhandler(HTTPException)
+    def http_error(error: HTTPException):
+        return respond(error.code or 500, error.description or error.name)
