@@ -11,6 +11,7 @@ from notifier.config import Settings, load_settings
 
 def make_celery(settings: Settings | None = None) -> Celery:
     settings = settings or load_settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)  # beat keeps its schedule there
     app = Celery("notifier", broker=settings.broker_url, include=["notifier.tasks"])
     app.conf.update(
         task_serializer="json",

@@ -126,7 +126,8 @@ def sync_feeds(session: Session, urls: Sequence[str], now: datetime) -> list[Fee
 def _should_announce(feed: Feed, item: ParsedArticle) -> bool:
     """Only what appeared after the feed was added; undated items: the first poll is a baseline."""
     if item.published_at is not None:
-        return item.published_at >= feed.added_at
+        # Feed dates have whole seconds; compare at that precision.
+        return item.published_at >= feed.added_at.replace(microsecond=0)
     return feed.last_success_at is not None
 
 

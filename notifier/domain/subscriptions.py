@@ -93,7 +93,7 @@ def request_subscription(
 def confirm_subscription(session: Session, request: ConfirmRequest, now: datetime) -> Subscriber:
     """Apply a clicked confirmation link: the address is proven, the categories take effect."""
     subscriber = session.get(Subscriber, request.subscriber_id)
-    if subscriber is None or subscriber.email != request.email:
+    if subscriber is None or not request.is_for(subscriber.email):
         raise TokenError("This confirmation link is not valid.")
     categories = list(
         session.scalars(select(Category).where(Category.id.in_(request.category_ids)))

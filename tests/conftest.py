@@ -1,0 +1,135 @@
+"""Real PostgreSQL, Redis, SMTP and HTTP for every test; SQLite too for storage tests.
+
+TEST_DATABASE_URL points at a PostgreSQL server we may create databases on (a fresh one is
+made per run and migrated with Alembic); TEST_REDIS_URL at a Redis database we may flush.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+from sqlalchemy import create_engine, make_url, text
+from sqlalchemy.orm import Session
+
+from notifier.config import Settings, load_settings
+from notifier.db import engine_for, session_factory
+from notifier.schema import upgrade_database
+from tests.support.feed_server import FeedServer
+from tests.support.smtp import SmtpServer
+
+BASE_PG_URL = os.environ.get(
+    "TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+TABLES = "deliveries, article_categories, subscriber_categories, articles, subscribers, feeds"
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    """A database of our own for this run, created from scratch and migrated."""
+    base = make_url(BASE_PG_URL)
+    name = f"notifier_test_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(base, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = base.set(database=name).render_as_string(hide_password=False)
+    upgrade_database(url)
+    yield url
+    engine_for(url).dispose()
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def sqlite_url(tmp_path_factory) -> str:
+    url = f"sqlite:///{tmp_path_factory.mktemp('sqlite') / 'notifier.sqlite'}"
+    upgrade_database(url)
+    return url
+
+
+def _seeded_category_count(url: str) -> int:
+    with engine_for(url).connect() as conn:
+        return conn.execute(text("SELECT count(*) FROM categories")).scalar_one()
+
+
+@pytest.fixture(scope="session")
+def seeded_categories(pg_url, sqlite_url) -> dict[str, int]:
+    return {url: _seeded_category_count(url) for url in (pg_url, sqlite_url)}
+
+
+def _clean(url: str, seeded: int) -> None:
+    with engine_for(url).begin() as conn:
+        if url.startswith("sqlite"):
+            for table in TABLES.split(", "):
+                conn.execute(text(f"DELETE FROM {table}"))
+        else:
+            conn.execute(text(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE"))
+        conn.execute(text("DELETE FROM categories WHERE id > :n"), {"n": seeded})
+
+
+@pytest.fixture(params=["postgresql", "sqlite"])
+def database_url(request, pg_url, sqlite_url, seeded_categories) -> Iterator[str]:
+    """Storage tests run on both databases; each starts from the migrated, seeded state."""
+    url = pg_url if request.param == "postgresql" else sqlite_url
+    _clean(url, seeded_categories[url])
+    yield url
+    _clean(url, seeded_categories[url])
+
+
+@pytest.fixture
+def pg_database_url(pg_url, seeded_categories) -> Iterator[str]:
+    _clean(pg_url, seeded_categories[pg_url])
+    yield pg_url
+    _clean(pg_url, seeded_categories[pg_url])
+
+
+@pytest.fixture
+def session(database_url) -> Iterator[Session]:
+    with session_factory(database_url)() as session:
+        yield session
+
+
+@pytest.fixture
+def smtp() -> Iterator[SmtpServer]:
+    server = SmtpServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def feed_server() -> Iterator[FeedServer]:
+    server = FeedServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_url() -> str:
+    client = redis.Redis.from_url(REDIS_URL)
+    client.flushdb()
+    client.close()
+    return REDIS_URL
+
+
+def make_settings(tmp_path: Path, **env: str) -> Settings:
+    base = {
+        "NOTIFIER_DATA_DIR": str(tmp_path / "var"),
+        "SECRET_KEY": "test-secret-key",
+        "PUBLIC_URL": "http://127.0.0.1:8000",
+        "MAIL_FROM": "Aze.Media <news@aze.test>",
+        "CONFIRM_RESEND_SECONDS": "0",
+        "DELIVERY_RETRY_BASE_SECONDS": "1",
+        "DELIVERY_RETRY_MAX_SECONDS": "2",
+    }
+    return load_settings({**base, **env})
+
+
+@pytest.fixture
+def settings(tmp_path, database_url, smtp) -> Settings:
+    return make_settings(tmp_path, DATABASE_URL=database_url, SMTP_URL=smtp.url)
