@@ -9,6 +9,13 @@ from celery import Celery
 from notifier.config import Settings, load_settings
 
 
+def _transport_options(broker_url: str) -> dict:
+    """Redis redelivers unacknowledged tasks after visibility_timeout: longer than any task."""
+    if broker_url.startswith(("redis://", "rediss://")):
+        return {"visibility_timeout": 3600}
+    return {}
+
+
 def make_celery(settings: Settings | None = None) -> Celery:
     settings = settings or load_settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)  # beat keeps its schedule there
@@ -22,7 +29,7 @@ def make_celery(settings: Settings | None = None) -> Celery:
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
         broker_connection_retry_on_startup=True,
-        broker_transport_options={"visibility_timeout": 3600},
+        broker_transport_options=_transport_options(settings.broker_url),
         worker_concurrency=settings.worker_concurrency,
         worker_hijack_root_logger=False,
         beat_schedule_filename=str(settings.data_dir / "celerybeat-schedule"),
