@@ -33,7 +33,7 @@ class Composer:
         if subscriber.status != SubscriberStatus.ACTIVE:
             return f"subscriber is {subscriber.status.value}"
         wanted = {c.id for c in subscriber.categories}
-        matched = [c for c in article.categories if c.id in wanted]
+        matched = sorted((c for c in article.categories if c.id in wanted), key=lambda c: c.name)
         if not matched:
             return "subscriber no longer follows any of the article's categories"
         unsubscribe_url = self.urls.unsubscribe(subscriber.id, [c.id for c in matched])

@@ -141,6 +141,7 @@ class Article(Base):
     categories: Mapped[list[Category]] = relationship(
         secondary=article_categories, order_by=Category.name
     )
+    feed: Mapped[Feed] = relationship()
 
 
 class Delivery(Base):

@@ -72,13 +72,14 @@ def plan_article_deliveries(session: Session, article_id: int, channel: str, now
         "article_id", "subscriber_id", "channel", "status", "attempts", "created_at",
         "next_attempt_at",
     ]  # fmt: skip
-    result = session.execute(
-        insert_ignoring_conflicts(session, Delivery.__table__).from_select(columns, matching)
+    statement = insert_ignoring_conflicts(session, Delivery.__table__).from_select(
+        columns, matching
     )
+    planned = len(session.scalars(statement.returning(Delivery.id)).all())
     article = session.get(Article, article_id)
     if article is not None and article.fanned_out_at is None:
         article.fanned_out_at = now
-    return result.rowcount or 0
+    return planned
 
 
 def pending_delivery_chunks(

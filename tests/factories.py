@@ -1,0 +1,55 @@
+"""Rows for tests, made through the same session the code under test uses."""
+
+from __future__ import annotations
+
+import itertools
+from datetime import UTC, datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from notifier.models import Article, Category, Feed, Subscriber, SubscriberStatus
+
+_numbers = itertools.count(1)
+
+
+def categories(session: Session, *slugs: str) -> list[Category]:
+    return list(session.scalars(select(Category).where(Category.slug.in_(slugs))))
+
+
+def subscriber(
+    session: Session,
+    email: str,
+    *slugs: str,
+    status: SubscriberStatus = SubscriberStatus.ACTIVE,
+) -> Subscriber:
+    now = datetime.now(UTC)
+    row = Subscriber(
+        email=email,
+        status=status,
+        confirmed_at=now if status is not SubscriberStatus.PENDING else None,
+        categories=categories(session, *slugs),
+    )
+    session.add(row)
+    session.flush()
+    return row
+
+
+def article(
+    session: Session, *slugs: str, title: str = "A story", announce: bool = True
+) -> Article:
+    number = next(_numbers)
+    feed = session.scalar(select(Feed)) or Feed(url="https://aze.media/feed/")
+    row = Article(
+        feed=feed,
+        guid=f"https://aze.media/?p={number}",
+        link=f"https://aze.media/story-{number}/",
+        title=title,
+        summary="What happened, in two lines.",
+        published_at=datetime.now(UTC),
+        announce=announce,
+        categories=categories(session, *slugs),
+    )
+    session.add(row)
+    session.flush()
+    return row

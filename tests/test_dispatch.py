@@ -1,0 +1,202 @@
+"""Fan-out and sending against real SMTP on PostgreSQL and SQLite: once, and only once."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select
+
+from notifier.channels.smtp import SmtpChannel
+from notifier.compose import Composer
+from notifier.dispatch import send_email_deliveries
+from notifier.domain.deliveries import (
+    claim_deliveries,
+    overdue_delivery_ids,
+    pending_delivery_chunks,
+    plan_article_deliveries,
+    unplanned_article_ids,
+)
+from notifier.domain.subscriptions import unsubscribe
+from notifier.models import Delivery, DeliveryStatus, SubscriberStatus
+from notifier.timeutil import utcnow
+from tests import factories
+
+
+@pytest.fixture
+def send(session, settings):
+    composer, channel = Composer(settings), SmtpChannel(settings.smtp_url, 5)
+
+    def run(ids, at=None):
+        clock = (lambda: at) if at else utcnow
+        return send_email_deliveries(session, ids, channel, composer, settings, now=clock)
+
+    return run
+
+
+def _planned_ids(session, article_id, chunk=1000):
+    return [i for ids in pending_delivery_chunks(session, article_id, chunk) for i in ids]
+
+
+def _deliveries(session):
+    session.expire_all()
+    return list(session.scalars(select(Delivery).order_by(Delivery.id)))
+
+
+def test_one_email_per_reader_however_many_categories_match(session, smtp, send):
+    factories.subscriber(session, "both@example.com", "news", "economy")
+    factories.subscriber(session, "one@example.com", "economy")
+    factories.subscriber(session, "other@example.com", "culture")
+    factories.subscriber(session, "pending@example.com", "news", status=SubscriberStatus.PENDING)
+    story = factories.article(session, "news", "economy", title="Manat holds steady")
+    session.commit()
+
+    assert plan_article_deliveries(session, story.id, "email", utcnow()) == 2
+    assert plan_article_deliveries(session, story.id, "email", utcnow()) == 0  # a second run
+    session.commit()
+    report = send(_planned_ids(session, story.id))
+
+    assert report.sent == 2
+    recipients = sorted(r for m in smtp.handler.received for r in m.rcpt_tos)
+    assert recipients == ["both@example.com", "one@example.com"]
+    both = smtp.handler.to("both@example.com")[0]
+    assert "Economy, News" in both.get_body(("plain",)).get_content()
+
+
+def test_a_redelivered_batch_sends_nothing_twice(session, smtp, send):
+    for n in range(5):
+        factories.subscriber(session, f"r{n}@example.com", "news")
+    story = factories.article(session, "news")
+    plan_article_deliveries(session, story.id, "email", utcnow())
+    session.commit()
+    ids = _planned_ids(session, story.id)
+
+    assert send(ids).sent == 5
+    assert send(ids).sent == 0
+    assert len(smtp.handler.received) == 5
+    assert {(d.status, d.attempts) for d in _deliveries(session)} == {(DeliveryStatus.SENT, 1)}
+
+
+def test_a_claimed_delivery_is_not_claimed_again_until_its_lease_expires(session):
+    factories.subscriber(session, "r@example.com", "news")
+    story = factories.article(session, "news")
+    plan_article_deliveries(session, story.id, "email", utcnow())
+    session.commit()
+    ids, now = _planned_ids(session, story.id), utcnow()
+
+    assert claim_deliveries(session, ids, now, lease_seconds=60) == ids
+    assert claim_deliveries(session, ids, now + timedelta(seconds=59), lease_seconds=60) == []
+    assert overdue_delivery_ids(session, now + timedelta(seconds=30), 0, 100) == []
+    assert overdue_delivery_ids(session, now + timedelta(seconds=61), 0, 100) == ids
+    assert claim_deliveries(session, ids, now + timedelta(seconds=61), lease_seconds=60) == ids
+
+
+def test_temporary_smtp_failure_is_retried_with_backoff_then_sent(session, smtp, send):
+    factories.subscriber(session, "r@example.com", "news")
+    story = factories.article(session, "news")
+    plan_article_deliveries(session, story.id, "email", utcnow())
+    session.commit()
+    ids = _planned_ids(session, story.id)
+    smtp.handler.temporary_failures = 1
+
+    report = send(ids)
+    [delivery] = _deliveries(session)
+    assert report.sent == 0 and list(report.retry_in) == ids
+    assert delivery.status is DeliveryStatus.PENDING and delivery.attempts == 1
+    assert "451" in delivery.last_error
+    assert delivery.next_attempt_at > utcnow()
+    assert send(ids).sent == 0, "not due yet: a retry must wait for its backoff"
+
+    assert send(ids, at=delivery.next_attempt_at + timedelta(seconds=1)).sent == 1
+    [delivery] = _deliveries(session)
+    assert (delivery.status, delivery.attempts, delivery.last_error) == (
+        DeliveryStatus.SENT, 2, None,
+    )  # fmt: skip
+    assert len(smtp.handler.received) == 1
+
+
+def test_permanent_refusal_is_recorded_and_never_retried(session, smtp, send, settings):
+    factories.subscriber(session, "gone@example.com", "news")
+    factories.subscriber(session, "fine@example.com", "news")
+    story = factories.article(session, "news")
+    plan_article_deliveries(session, story.id, "email", utcnow())
+    session.commit()
+    ids = _planned_ids(session, story.id)
+    smtp.handler.refuse["gone@example.com"] = "550 5.1.1 No such user"
+
+    report = send(ids)
+    assert (report.sent, report.failed, report.retry_in) == (1, 1, {})
+    later = utcnow() + timedelta(days=1)
+    assert send(ids, at=later).sent == 0
+    failed = [d for d in _deliveries(session) if d.status is DeliveryStatus.FAILED]
+    assert len(failed) == 1 and "550" in failed[0].last_error and failed[0].attempts == 1
+    assert overdue_delivery_ids(session, later, 0, 100) == []
+
+
+def test_gives_up_after_the_attempt_limit(session, smtp, send, settings):
+    factories.subscriber(session, "r@example.com", "news")
+    story = factories.article(session, "news")
+    plan_article_deliveries(session, story.id, "email", utcnow())
+    session.commit()
+    ids = _planned_ids(session, story.id)
+    smtp.handler.temporary_failures = 1000
+    at = utcnow()
+    for _ in range(settings.delivery_max_attempts):
+        send(ids, at=at)
+        at += timedelta(seconds=settings.delivery_retry_max_seconds + 1)
+    [delivery] = _deliveries(session)
+    assert delivery.status is DeliveryStatus.FAILED
+    assert delivery.last_error.startswith(f"gave up after {settings.delivery_max_attempts}")
+    assert smtp.handler.received == []
+
+
+def test_reader_who_left_after_planning_is_skipped(session, smtp, send):
+    reader = factories.subscriber(session, "r@example.com", "news")
+    story = factories.article(session, "news")
+    plan_article_deliveries(session, story.id, "email", utcnow())
+    unsubscribe(session, reader.id, None, utcnow(), reason="test")
+    session.commit()
+
+    report = send(_planned_ids(session, story.id))
+    assert (report.sent, report.skipped) == (0, 1)
+    [delivery] = _deliveries(session)
+    assert delivery.status is DeliveryStatus.SKIPPED and "unsubscribed" in delivery.last_error
+    assert smtp.handler.received == []
+
+
+def test_unreachable_smtp_server_leaves_everything_to_retry(session, settings):
+    from tests.support.smtp import free_port
+
+    for n in range(3):
+        factories.subscriber(session, f"r{n}@example.com", "news")
+    story = factories.article(session, "news")
+    plan_article_deliveries(session, story.id, "email", utcnow())
+    session.commit()
+    channel = SmtpChannel(f"smtp://127.0.0.1:{free_port()}", 5)
+    ids = _planned_ids(session, story.id)
+
+    report = send_email_deliveries(session, ids, channel, Composer(settings), settings)
+    assert sorted(report.retry_in) == ids
+    assert {d.status for d in _deliveries(session)} == {DeliveryStatus.PENDING}
+
+
+def test_sweeper_finds_articles_whose_fan_out_was_lost(session):
+    story = factories.article(session, "news")
+    factories.article(session, "news", announce=False)
+    session.commit()
+    later = utcnow() + timedelta(minutes=5)
+    assert unplanned_article_ids(session, later, grace_seconds=60) == [story.id]
+    plan_article_deliveries(session, story.id, "email", utcnow())
+    session.commit()
+    assert unplanned_article_ids(session, later, grace_seconds=60) == []
+
+
+def test_chunks_cover_every_pending_delivery_once(session):
+    for n in range(7):
+        factories.subscriber(session, f"r{n}@example.com", "news")
+    story = factories.article(session, "news")
+    plan_article_deliveries(session, story.id, "email", utcnow())
+    session.commit()
+    chunks = list(pending_delivery_chunks(session, story.id, 3))
+    assert [len(c) for c in chunks] == [3, 3, 1]
+    assert sorted(i for c in chunks for i in c) == [d.id for d in _deliveries(session)]
