@@ -9,10 +9,10 @@ from celery import Celery
 from notifier.config import Settings, load_settings
 
 
-def _transport_options(broker_url: str) -> dict:
+def _transport_options(settings: Settings) -> dict:
     """Redis redelivers unacknowledged tasks after visibility_timeout: longer than any task."""
-    if broker_url.startswith(("redis://", "rediss://")):
-        return {"visibility_timeout": 3600}
+    if settings.broker_url.startswith(("redis://", "rediss://")):
+        return {"visibility_timeout": settings.broker_visibility_timeout_seconds}
     return {}
 
 
@@ -29,7 +29,7 @@ def make_celery(settings: Settings | None = None) -> Celery:
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
         broker_connection_retry_on_startup=True,
-        broker_transport_options=_transport_options(settings.broker_url),
+        broker_transport_options=_transport_options(settings),
         worker_concurrency=settings.worker_concurrency,
         worker_hijack_root_logger=False,
         beat_schedule_filename=str(settings.data_dir / "celerybeat-schedule"),

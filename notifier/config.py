@@ -81,6 +81,8 @@ class Settings:
     delivery_retry_max_seconds: float = 3600.0
     delivery_lease_seconds: int = 300
     sweep_seconds: int = 60
+    sweep_batch_limit: int = 50_000
+    broker_visibility_timeout_seconds: int = 3600
     worker_concurrency: int = 2
     site_name: str = "Aze.Media"
     site_url: str = "https://aze.media/"
@@ -140,6 +142,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         delivery_retry_max_seconds=_float(env, "DELIVERY_RETRY_MAX_SECONDS", 3600.0),
         delivery_lease_seconds=_int(env, "DELIVERY_LEASE_SECONDS", 300, minimum=1),
         sweep_seconds=_int(env, "SWEEP_SECONDS", 60, minimum=1),
+        sweep_batch_limit=_int(env, "SWEEP_BATCH_LIMIT", 50_000, minimum=1),
+        broker_visibility_timeout_seconds=_int(
+            env, "BROKER_VISIBILITY_TIMEOUT_SECONDS", 3600, minimum=60
+        ),
         worker_concurrency=_int(env, "WORKER_CONCURRENCY", 2, minimum=1),
         site_name=env.get("SITE_NAME", "Aze.Media"),
         site_url=env.get("SITE_URL", "https://aze.media/"),

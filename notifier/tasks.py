@@ -12,7 +12,7 @@ from notifier.channels.registry import email_channel
 from notifier.compose import Composer
 from notifier.config import Settings
 from notifier.db import session_scope
-from notifier.dispatch import send_email_deliveries
+from notifier.dispatch import retry_policy, send_email_deliveries
 from notifier.domain.deliveries import (
     overdue_delivery_ids,
     pending_delivery_chunks,
@@ -90,7 +90,7 @@ def send_deliveries(self, delivery_ids: list[int]) -> dict:
 @shared_task(
     bind=True,
     name="notifier.tasks.send_confirmation",
-    max_retries=8,
+    max_retries=None,  # bounded by DELIVERY_MAX_ATTEMPTS in _send_service_email
 )
 def send_confirmation(self, subscriber_id: int, category_ids: list[int]) -> bool:
     settings = _settings(self)
@@ -102,7 +102,7 @@ def send_confirmation(self, subscriber_id: int, category_ids: list[int]) -> bool
 @shared_task(
     bind=True,
     name="notifier.tasks.send_manage_link",
-    max_retries=8,
+    max_retries=None,  # bounded by DELIVERY_MAX_ATTEMPTS in _send_service_email
 )
 def send_manage_link(self, subscriber_id: int) -> bool:
     settings = _settings(self)
@@ -120,13 +120,14 @@ def _send_service_email(task, settings: Settings, message) -> bool:
         result = connection.send(message.to_mime(settings.mail_from))
     finally:
         connection.close()
-    if result.outcome is Outcome.RETRY:
-        delay = min(settings.delivery_retry_max_seconds,
-                    settings.delivery_retry_base_seconds * 2**task.request.retries)  # fmt: skip
+    if result.outcome is Outcome.SENT:
+        return True
+    attempts = task.request.retries + 1
+    if result.outcome is Outcome.RETRY and attempts < settings.delivery_max_attempts:
+        delay = retry_policy(settings).delay(attempts)
         raise task.retry(exc=OSError(result.detail), countdown=delay)
-    if result.outcome is Outcome.GONE:
-        log.warning("service email to %s refused: %s", message.to, result.detail)
-    return result.outcome is Outcome.SENT
+    log.warning("%s email to %s not sent: %s", task.name, message.to, result.detail)
+    return False
 
 
 @shared_task(bind=True, name="notifier.tasks.sweep")
@@ -137,7 +138,7 @@ def sweep(self) -> dict:
     with session_scope(settings.database_url) as session:
         now = utcnow()
         articles = unplanned_article_ids(session, now, grace)
-        deliveries = overdue_delivery_ids(session, now, grace, limit=50_000)
+        deliveries = overdue_delivery_ids(session, now, grace, settings.sweep_batch_limit)
     for article_id in articles:
         fan_out_article.delay(article_id)
     for start in range(0, len(deliveries), settings.delivery_chunk_size):
