@@ -98,6 +98,15 @@ def sample_article(title: str, categories: tuple[str, ...], summary: str, image_
     click.echo(f"Added {guid} to {settings.sample_feed_path}; the next feed poll announces it.")
 
 
+@cli.command("vapid-keys")
+def vapid_keys() -> None:
+    """Print a new VAPID key pair for web push, as environment variables."""
+    from notifier.vapid import generate_keypair
+
+    private, public = generate_keypair()
+    click.echo(f"VAPID_PRIVATE_KEY={private}\nVAPID_PUBLIC_KEY={public}")
+
+
 @cli.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import secrets
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
+from email.utils import parseaddr
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -46,16 +48,57 @@ def _list(env: Mapping[str, str], name: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in env.get(name, "").split(",") if part.strip())
 
 
+def _kept_secret(path: Path, make: Callable[[], str]) -> str:
+    """A generated secret kept in the data directory, so every process shares the same one.
+
+    Created with O_EXCL: when web and worker start together, the first one wins and the
+    other reads what it wrote.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as file:
+            file.write(make())
+    except FileExistsError:
+        pass
+    for _ in range(50):  # the winner may still be writing
+        if text := path.read_text().strip():
+            return text
+        time.sleep(0.02)
+    raise ConfigError(f"{path} is empty; delete it to have a new secret generated.")
+
+
 def _secret_key(env: Mapping[str, str], data_dir: Path) -> str:
-    """Use SECRET_KEY, or a random one kept in the data directory so every process shares it."""
     if env.get("SECRET_KEY"):
         return env["SECRET_KEY"]
-    path = data_dir / "secret_key"
-    if not path.exists():
-        data_dir.mkdir(parents=True, exist_ok=True)
-        path.write_text(secrets.token_urlsafe(48))
-        path.chmod(0o600)
-    return path.read_text().strip()
+    return _kept_secret(data_dir / "secret_key", lambda: secrets.token_urlsafe(48))
+
+
+def _vapid_keys(env: Mapping[str, str], data_dir: Path) -> tuple[str, str]:
+    """VAPID_PRIVATE_KEY + VAPID_PUBLIC_KEY, or a pair generated once and kept."""
+    private, public = env.get("VAPID_PRIVATE_KEY", ""), env.get("VAPID_PUBLIC_KEY", "")
+    if private and public:
+        return private.strip(), public.strip()
+    if private or public:
+        raise ConfigError("Set both VAPID_PRIVATE_KEY and VAPID_PUBLIC_KEY, or neither.")
+    from notifier.vapid import generate_keypair
+
+    kept = _kept_secret(data_dir / "vapid_keys", lambda: " ".join(generate_keypair()))
+    private, _, public = kept.partition(" ")
+    return private, public
+
+
+def _mailto(mail_from: str) -> str:
+    address = parseaddr(mail_from)[1]
+    return f"mailto:{address}" if "@" in address else "mailto:ops@localhost"
+
+
+DEFAULT_PUSH_ORIGINS = (
+    "https://fcm.googleapis.com",  # Chrome, Edge, Opera, Samsung Internet
+    "https://updates.push.services.mozilla.com",  # Firefox
+    "https://*.notify.windows.com",  # Edge legacy / Windows (WNS)
+    "https://web.push.apple.com",  # Safari (macOS 13+, iOS 16.4+)
+    "https://*.push.apple.com",
+)
 
 
 @dataclass(frozen=True)
@@ -84,6 +127,15 @@ class Settings:
     sweep_batch_limit: int = 50_000
     broker_visibility_timeout_seconds: int = 3600
     worker_concurrency: int = 2
+    vapid_private_key: str = ""
+    vapid_public_key: str = ""
+    vapid_subject: str = "mailto:ops@localhost"
+    push_allowed_origins: tuple[str, ...] = DEFAULT_PUSH_ORIGINS
+    push_ttl_seconds: int = 86400
+    push_connect_timeout_seconds: float = 5.0
+    push_read_timeout_seconds: float = 10.0
+    cors_allowed_origins: tuple[str, ...] = ()
+    site_icon_url: str = ""
     site_name: str = "Aze.Media"
     site_url: str = "https://aze.media/"
     templates_dir: Path = field(default=PROJECT_ROOT / "templates")
@@ -120,12 +172,14 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     feed_urls = _list(env, "FEED_URLS")
     if not feed_urls and dev_mode:
         feed_urls = (f"{public_url}/dev/sample-feed.xml",)
+    mail_from = env.get("MAIL_FROM", "Aze.Media <news@localhost>")
+    vapid_private_key, vapid_public_key = _vapid_keys(env, data_dir)
     return Settings(
         database_url=env.get("DATABASE_URL", f"sqlite:///{data_dir / 'notifier.sqlite'}"),
         broker_url=env.get("CELERY_BROKER_URL", f"sqla+sqlite:///{data_dir / 'broker.sqlite'}"),
         secret_key=_secret_key(env, data_dir),
         public_url=public_url,
-        mail_from=env.get("MAIL_FROM", "Aze.Media <news@localhost>"),
+        mail_from=mail_from,
         smtp_url=smtp_url,
         feed_urls=feed_urls,
         data_dir=data_dir,
@@ -147,6 +201,15 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             env, "BROKER_VISIBILITY_TIMEOUT_SECONDS", 3600, minimum=60
         ),
         worker_concurrency=_int(env, "WORKER_CONCURRENCY", 2, minimum=1),
+        vapid_private_key=vapid_private_key,
+        vapid_public_key=vapid_public_key,
+        vapid_subject=env.get("VAPID_SUBJECT", "") or _mailto(mail_from),
+        push_allowed_origins=_list(env, "PUSH_ALLOWED_ORIGINS") or DEFAULT_PUSH_ORIGINS,
+        push_ttl_seconds=_int(env, "PUSH_TTL_SECONDS", 86400),
+        push_connect_timeout_seconds=_float(env, "PUSH_CONNECT_TIMEOUT_SECONDS", 5.0, 0.1),
+        push_read_timeout_seconds=_float(env, "PUSH_READ_TIMEOUT_SECONDS", 10.0, 0.1),
+        cors_allowed_origins=tuple(o.rstrip("/") for o in _list(env, "CORS_ALLOWED_ORIGINS")),
+        site_icon_url=env.get("SITE_ICON_URL", "") or f"{public_url}/static/icon-192.png",
         site_name=env.get("SITE_NAME", "Aze.Media"),
         site_url=env.get("SITE_URL", "https://aze.media/"),
         templates_dir=Path(env.get("TEMPLATES_DIR", PROJECT_ROOT / "templates")),

@@ -18,6 +18,9 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 
 from notifier.domain.feeds import single_line
 
+# Folding non-ASCII subjects into several encoded-words loses the spaces between them
+# (CPython's folder puts them outside the words); long lines keep each header one word.
+_POLICY = email.policy.SMTP.clone(max_line_length=998)
 _INLINER = css_inline.CSSInliner(keep_style_tags=False, load_remote_stylesheets=False)
 
 
@@ -32,7 +35,7 @@ class RenderedEmail:
     headers: dict[str, str] = field(default_factory=dict)
 
     def to_mime(self, mail_from: str) -> EmailMessage:
-        message = EmailMessage(policy=email.policy.SMTP)
+        message = EmailMessage(policy=_POLICY)
         message["From"] = mail_from
         message["To"] = Address(addr_spec=self.to)
         message["Subject"] = self.subject

@@ -7,6 +7,7 @@ from datetime import datetime
 
 from sqlalchemy import (
     Boolean,
+    CheckConstraint,
     Column,
     Enum,
     ForeignKey,
@@ -63,12 +64,40 @@ class DeliveryStatus(enum.StrEnum):
     SKIPPED = "skipped"  # not sent on purpose: the reader left or changed categories meanwhile
 
 
+class PushStatus(enum.StrEnum):
+    ACTIVE = "active"  # receives pushes for its categories
+    UNSUBSCRIBED = "unsubscribed"  # the reader turned push off (page, widget or manage link)
+    GONE = "gone"  # the push service answered 404/410: the browser dropped it; never send again
+
+
 subscriber_categories = Table(
     "subscriber_categories",
     Base.metadata,
     Column("subscriber_id", ForeignKey("subscribers.id", ondelete="CASCADE"), primary_key=True),
     Column("category_id", ForeignKey("categories.id", ondelete="CASCADE"), primary_key=True),
     Index("ix_subscriber_categories_category", "category_id", "subscriber_id"),
+)
+
+push_subscription_categories = Table(
+    "push_subscription_categories",
+    Base.metadata,
+    Column(
+        "push_subscription_id",
+        ForeignKey(
+            "push_subscriptions.id",
+            ondelete="CASCADE",
+            name="fk_push_subscription_categories_subscription",
+        ),
+        primary_key=True,
+    ),
+    Column(
+        "category_id",
+        ForeignKey(
+            "categories.id", ondelete="CASCADE", name="fk_push_subscription_categories_category"
+        ),
+        primary_key=True,
+    ),
+    Index("ix_push_subscription_categories_category", "category_id", "push_subscription_id"),
 )
 
 article_categories = Table(
@@ -105,6 +134,29 @@ class Subscriber(Base):
 
     categories: Mapped[list[Category]] = relationship(
         secondary=subscriber_categories, order_by=Category.name
+    )
+
+
+class PushSubscription(Base):
+    """One browser's push subscription. Rows are never deleted: state says why it stopped."""
+
+    __tablename__ = "push_subscriptions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    endpoint: Mapped[str] = mapped_column(String(2000), unique=True)
+    p256dh: Mapped[str] = mapped_column(String(200))
+    auth: Mapped[str] = mapped_column(String(100))
+    status: Mapped[PushStatus] = mapped_column(_enum(PushStatus), default=PushStatus.ACTIVE)
+    status_reason: Mapped[str | None] = mapped_column(Text)
+    site_origin: Mapped[str | None] = mapped_column(String(300))
+    user_agent: Mapped[str | None] = mapped_column(String(500))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    status_changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    categories: Mapped[list[Category]] = relationship(
+        secondary=push_subscription_categories, order_by=Category.name
     )
 
 
@@ -145,17 +197,31 @@ class Article(Base):
 
 
 class Delivery(Base):
-    """One message for one recipient on one channel; the unique key makes re-planning harmless."""
+    """One message for one recipient on one channel; the unique keys make re-planning harmless.
+
+    The recipient is a subscriber (email) or a push subscription (push), never both.
+    """
 
     __tablename__ = "deliveries"
     __table_args__ = (
         UniqueConstraint("article_id", "subscriber_id", "channel", name="uq_deliveries_recipient"),
+        UniqueConstraint(
+            "article_id", "push_subscription_id", "channel", name="uq_deliveries_push_recipient"
+        ),
+        CheckConstraint(
+            "(subscriber_id IS NULL) <> (push_subscription_id IS NULL)", name="one_recipient"
+        ),
         Index("ix_deliveries_due", "status", "next_attempt_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     article_id: Mapped[int] = mapped_column(ForeignKey("articles.id", ondelete="CASCADE"))
-    subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscribers.id", ondelete="CASCADE"))
+    subscriber_id: Mapped[int | None] = mapped_column(
+        ForeignKey("subscribers.id", ondelete="CASCADE")
+    )
+    push_subscription_id: Mapped[int | None] = mapped_column(
+        ForeignKey("push_subscriptions.id", ondelete="CASCADE")
+    )
     channel: Mapped[str] = mapped_column(String(20))
     status: Mapped[DeliveryStatus] = mapped_column(
         _enum(DeliveryStatus), default=DeliveryStatus.PENDING

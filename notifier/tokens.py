@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from itsdangerous import BadSignature, SignatureExpired, URLSafeSerializer, URLSafeTimedSerializer
 
@@ -17,9 +17,10 @@ class TokenError(ValueError):
     """The link is broken, forged or expired; the message is fit to show to a reader."""
 
 
-def address_digest(email: str) -> str:
-    """Binds a link to an address without putting the address itself in URLs and logs."""
-    return hashlib.sha256(email.encode()).hexdigest()[:20]
+def address_digest(secret_key: str, email: str) -> str:
+    """Binds a link to an address without putting the address (or a guessable hash of it)
+    in URLs and logs: keyed, so nobody without SECRET_KEY can test guesses against it."""
+    return hmac.new(secret_key.encode(), email.encode(), hashlib.sha256).hexdigest()[:24]
 
 
 @dataclass(frozen=True)
@@ -27,9 +28,10 @@ class ConfirmRequest:
     subscriber_id: int
     email_digest: str
     category_ids: tuple[int, ...]
+    secret_key: str = field(repr=False, compare=False, default="")
 
     def is_for(self, email: str) -> bool:
-        return hmac.compare_digest(self.email_digest, address_digest(email))
+        return hmac.compare_digest(self.email_digest, address_digest(self.secret_key, email))
 
 
 @dataclass(frozen=True)
@@ -44,9 +46,14 @@ class Tokens:
         self._manage = URLSafeSerializer(secret_key, salt="notifier.manage")
         self._unsubscribe = URLSafeSerializer(secret_key, salt="notifier.unsubscribe")
         self._confirm_max_age = confirm_max_age_seconds
+        self._secret_key = secret_key
 
     def confirm_token(self, subscriber_id: int, email: str, category_ids: list[int]) -> str:
-        payload = {"s": subscriber_id, "e": address_digest(email), "c": sorted(category_ids)}
+        payload = {
+            "s": subscriber_id,
+            "e": address_digest(self._secret_key, email),
+            "c": sorted(category_ids),
+        }
         return self._confirm.dumps(payload)
 
     def read_confirm_token(self, token: str) -> ConfirmRequest:
@@ -58,7 +65,8 @@ class Tokens:
             ) from None
         except BadSignature:
             raise TokenError("This confirmation link is not valid.") from None
-        return ConfirmRequest(int(data["s"]), str(data["e"]), tuple(int(c) for c in data["c"]))
+        categories = tuple(int(c) for c in data["c"])
+        return ConfirmRequest(int(data["s"]), str(data["e"]), categories, self._secret_key)
 
     def manage_token(self, subscriber_id: int) -> str:
         return self._manage.dumps({"s": subscriber_id})

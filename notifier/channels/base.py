@@ -16,7 +16,8 @@ MessageT = TypeVar("MessageT", contravariant=True)
 class Outcome(enum.StrEnum):
     SENT = "sent"  # the server accepted it
     RETRY = "retry"  # temporary: try again later (SMTP 4xx, refused connection, timeout)
-    GONE = "gone"  # permanent for this recipient: never retry (SMTP 5xx for the address)
+    GONE = "gone"  # the recipient no longer exists: never retry (SMTP 5xx at RCPT, push 404/410)
+    FAILED = "failed"  # this message was refused for good, the recipient stays (push 400/403)
 
 
 @dataclass(frozen=True)

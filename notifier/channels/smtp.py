@@ -1,4 +1,9 @@
-"""Email over SMTP: one connection reused for a batch, every reply mapped to an outcome."""
+"""Email over SMTP: one connection reused for a batch, every reply mapped to an outcome.
+
+Only a refusal of the recipient address (5xx at RCPT) means the reader is gone. A server
+that refuses us as a whole (greeting, EHLO, login, sender) is a temporary problem for every
+message, retried until the operator fixes it or the attempts run out.
+"""
 
 from __future__ import annotations
 
@@ -9,17 +14,10 @@ from urllib.parse import unquote, urlsplit
 
 from notifier.channels.base import Outcome, SendResult
 
-TRANSIENT_ERRORS = (OSError, smtplib.SMTPServerDisconnected, smtplib.SMTPConnectError)
-
 
 def _reply(code: int, message: bytes | str) -> str:
     text = message.decode(errors="replace") if isinstance(message, bytes) else str(message)
     return f"SMTP {code} {' '.join(text.split())}"
-
-
-def _result_for_code(code: int, message: bytes | str) -> SendResult:
-    outcome = Outcome.GONE if 500 <= code < 600 else Outcome.RETRY
-    return SendResult(outcome, _reply(code, message))
 
 
 class SmtpChannel:
@@ -40,16 +38,21 @@ class SmtpChannel:
         return SmtpSession(self)
 
     def connect(self) -> smtplib.SMTP:
+        context = ssl.create_default_context()
         if self.scheme == "smtps":
             client: smtplib.SMTP = smtplib.SMTP_SSL(
-                self.host, self.port, timeout=self.timeout, context=ssl.create_default_context()
+                self.host, self.port, timeout=self.timeout, context=context
             )
         else:
             client = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
+        try:
             if self.scheme == "smtp+starttls":
-                client.starttls(context=ssl.create_default_context())
-        if self.username:
-            client.login(self.username, self.password or "")
+                client.starttls(context=context)
+            if self.username:
+                client.login(self.username, self.password or "")
+        except BaseException:
+            client.close()
+            raise
         return client
 
 
@@ -59,39 +62,48 @@ class SmtpSession:
     def __init__(self, channel: SmtpChannel) -> None:
         self.channel = channel
         self.client: smtplib.SMTP | None = None
-        self.unreachable: str | None = None
+        self.unavailable: str | None = None
 
     def send(self, message: EmailMessage) -> SendResult:
-        if self.unreachable:
-            return SendResult(Outcome.RETRY, self.unreachable)
         for attempt in (1, 2):
+            if self.unavailable:
+                return SendResult(Outcome.RETRY, self.unavailable)
+            if self.client is None and not self._connect():
+                continue
             try:
-                if self.client is None:
-                    self.client = self.channel.connect()
                 refused = self.client.send_message(message)
             except smtplib.SMTPRecipientsRefused as error:
                 code, reply = next(iter(error.recipients.values()))
-                return _result_for_code(code, reply)
-            except (smtplib.SMTPDataError, smtplib.SMTPSenderRefused) as error:
-                return _result_for_code(error.smtp_code, error.smtp_error)
+                outcome = Outcome.GONE if 500 <= code < 600 else Outcome.RETRY
+                return SendResult(outcome, _reply(code, reply))
             except smtplib.SMTPResponseException as error:
-                self._drop()
-                if error.smtp_code == 421 or attempt == 2:
-                    return _result_for_code(error.smtp_code, error.smtp_error)
-            except smtplib.SMTPServerDisconnected as error:
+                if error.smtp_code == 421:  # the server is closing this connection
+                    self._drop()
+                    if attempt == 1:
+                        continue
+                if isinstance(error, smtplib.SMTPDataError) and error.smtp_code >= 500:
+                    return SendResult(Outcome.FAILED, _reply(error.smtp_code, error.smtp_error))
+                return SendResult(Outcome.RETRY, _reply(error.smtp_code, error.smtp_error))
+            except OSError as error:  # includes SMTPServerDisconnected and timeouts
                 self._drop()
                 if attempt == 2:
-                    return SendResult(Outcome.RETRY, f"SMTP disconnected: {error}")
-            except TRANSIENT_ERRORS as error:
-                self._drop()
-                self.unreachable = f"SMTP server unreachable: {error}"
-                return SendResult(Outcome.RETRY, self.unreachable)
+                    return SendResult(Outcome.RETRY, f"SMTP connection lost: {error}")
             else:
                 if refused:
                     code, reply = next(iter(refused.values()))
-                    return _result_for_code(code, reply)
+                    return SendResult(Outcome.GONE, _reply(code, reply))
                 return SendResult.sent()
-        return SendResult(Outcome.RETRY, "SMTP send failed twice")  # pragma: no cover
+        return SendResult(Outcome.RETRY, self.unavailable or "SMTP send failed twice")
+
+    def _connect(self) -> bool:
+        try:
+            self.client = self.channel.connect()
+        except smtplib.SMTPResponseException as error:
+            reply = _reply(error.smtp_code, error.smtp_error)
+            self.unavailable = f"SMTP server refused us: {reply}"
+        except OSError as error:
+            self.unavailable = f"SMTP server unreachable: {error}"
+        return self.client is not None
 
     def _drop(self) -> None:
         if self.client is not None:

@@ -142,9 +142,9 @@ def apply_outcome(
         delivery.sent_at = now
         delivery.last_error = None
         return None
-    if result.outcome is Outcome.GONE:
+    if result.outcome in (Outcome.GONE, Outcome.FAILED):
         delivery.status = DeliveryStatus.FAILED
-        delivery.last_error = f"permanent: {result.detail}"
+        delivery.last_error = f"{result.outcome.value}: {result.detail}"
         return None
     if delivery.attempts >= policy.max_attempts:
         delivery.status = DeliveryStatus.FAILED

@@ -25,6 +25,10 @@ from notifier.domain.sql import insert_ignoring_conflicts
 from notifier.models import Article, Feed
 
 SUMMARY_MAX_CHARS = 400
+_BLOCK_TAG = re.compile(
+    r"<\s*/?\s*(?:p|br|div|li|ul|ol|h[1-6]|tr|td|th|blockquote|section|article|figure|hr)\b[^>]*>",
+    re.IGNORECASE,
+)
 _IMG_SRC = re.compile(r"""<img\b[^>]*?\bsrc\s*=\s*["']([^"']+)["']""", re.IGNORECASE)
 
 
@@ -45,11 +49,19 @@ class FeedParseError(ValueError):
 
 def plain_text(markup: str, max_chars: int = SUMMARY_MAX_CHARS) -> str:
     """Feed HTML -> short plain text: tags dropped, entities decoded, whitespace folded."""
-    text = html.unescape(nh3.clean(markup or "", tags=set()))
-    text = " ".join(text.split())
-    if len(text) > max_chars:
-        text = text[: max_chars - 1].rsplit(" ", 1)[0].rstrip(",.;:") + "…"
-    return text
+    spaced = _BLOCK_TAG.sub(" ", markup or "")  # "<p>a</p><p>b</p>" reads "a b", not "ab"
+    text = " ".join(html.unescape(nh3.clean(spaced, tags=set())).split())
+    return truncate(text, max_chars)
+
+
+def truncate(text: str, max_chars: int) -> str:
+    """Cut at a word boundary and mark the cut with an ellipsis."""
+    if len(text) <= max_chars:
+        return text
+    cut = text[: max_chars - 1]
+    if text[max_chars - 1] != " ":
+        cut = cut.rsplit(" ", 1)[0] if " " in cut else cut
+    return cut.rstrip(" ,.;:") + "…"
 
 
 def single_line(text: str) -> str:
@@ -66,8 +78,9 @@ def _http_url(url: str | None, base: str) -> str | None:
 
 def _image_of(entry: feedparser.FeedParserDict, base: str) -> str | None:
     for media in entry.get("media_content", []):
+        untyped = "medium" not in media and "type" not in media
         is_image = media.get("medium") == "image" or media.get("type", "").startswith("image/")
-        if (is_image or "medium" not in media) and (url := _http_url(media.get("url"), base)):
+        if (is_image or untyped) and (url := _http_url(media.get("url"), base)):
             return url
     for thumb in entry.get("media_thumbnail", []):
         if url := _http_url(thumb.get("url"), base):
@@ -82,6 +95,13 @@ def _image_of(entry: feedparser.FeedParserDict, base: str) -> str | None:
     return None
 
 
+def _title(entry: feedparser.FeedParserDict) -> str:
+    title = entry.get("title", "")
+    if entry.get("title_detail", {}).get("type") == "text/html":  # Atom type="html"
+        title = plain_text(title, max_chars=1000)
+    return single_line(title)
+
+
 def _published(entry: feedparser.FeedParserDict) -> datetime | None:
     parsed = entry.get("published_parsed") or entry.get("updated_parsed")
     return datetime.fromtimestamp(calendar.timegm(parsed), UTC) if parsed else None
@@ -89,9 +109,13 @@ def _published(entry: feedparser.FeedParserDict) -> datetime | None:
 
 def parse_feed(document: bytes, url: str) -> list[ParsedArticle]:
     """Parse RSS 2.0 or Atom (WordPress flavour included) into article values."""
-    parsed = feedparser.parse(document, response_headers={"content-location": url})
-    if parsed.bozo and not parsed.entries:
-        raise FeedParseError(f"Not a readable feed: {parsed.get('bozo_exception')}")
+    parsed = feedparser.parse(
+        document,
+        response_headers={"content-location": url, "content-type": "application/xml"},
+    )
+    if not parsed.get("version") and not parsed.entries:
+        problem = parsed.get("bozo_exception") or "no RSS or Atom document found"
+        raise FeedParseError(f"Not a readable feed: {problem}")
     articles = []
     for entry in parsed.entries:
         link = _http_url(entry.get("link"), url)
@@ -103,7 +127,7 @@ def parse_feed(document: bytes, url: str) -> list[ParsedArticle]:
             ParsedArticle(
                 guid=guid[:2000],
                 link=link[:2000],
-                title=single_line(entry.get("title", "")) or link,
+                title=_title(entry) or link,
                 summary=plain_text(body),
                 image_url=_image_of(entry, url),
                 published_at=_published(entry),

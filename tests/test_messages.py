@@ -1,0 +1,378 @@
+"""Rendering emails (templates, inlined CSS, escaping, MIME) and composing them for readers."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import re
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from types import SimpleNamespace
+
+import pytest
+from jinja2 import UndefinedError
+from sqlalchemy import select
+
+from notifier.compose import Composer
+from notifier.config import PROJECT_ROOT
+from notifier.messages import MessageRenderer, RenderedEmail
+from notifier.models import Article, Category, Delivery, Feed, Subscriber, SubscriberStatus
+from notifier.tokens import Tokens
+from tests.conftest import make_settings
+
+TEMPLATES = PROJECT_ROOT / "templates"
+MAIL_FROM = "Aze.Media <news@aze.test>"
+SITE = {"site_name": "Aze.Media", "site_url": "https://aze.media/"}
+
+
+def article_value(**changes) -> SimpleNamespace:
+    values = {
+        "title": "Baku port traffic grows",
+        "link": "https://aze.media/port/",
+        "image_url": "https://cdn.aze.media/port.jpg",
+        "summary": "Rail and sea freight are up.",
+    }
+    return SimpleNamespace(**{**values, **changes})
+
+
+CONTEXTS = {
+    "article": {
+        **SITE,
+        "article": article_value(),
+        "matched_categories": ["Energy", "News"],
+        "unsubscribe_url": "http://127.0.0.1:8000/unsubscribe/TOKEN-U",
+        "manage_url": "http://127.0.0.1:8000/preferences/TOKEN-M",
+    },
+    "confirm": {
+        **SITE,
+        "categories": ["Energy", "News"],
+        "confirm_url": "http://127.0.0.1:8000/confirm/TOKEN-C",
+        "valid_days": 7,
+    },
+    "manage_link": {**SITE, "manage_url": "http://127.0.0.1:8000/preferences/TOKEN-M"},
+}
+KINDS = sorted(p.name for p in (TEMPLATES / "email").iterdir() if p.is_dir())
+
+
+@pytest.fixture(scope="module")
+def renderer() -> MessageRenderer:
+    return MessageRenderer(TEMPLATES)
+
+
+def parse(message: EmailMessage) -> EmailMessage:
+    """What a mail client sees: the bytes we would put on the wire, parsed back."""
+    return email.message_from_bytes(bytes(message), policy=email.policy.default)
+
+
+def parts(message: EmailMessage) -> dict[str, str]:
+    """Decoded alternatives, with the wire's CRLF line ends turned back into LF."""
+    return {
+        p.get_content_type(): p.get_content().replace("\r\n", "\n") for p in message.iter_parts()
+    }
+
+
+# --------------------------------------------------------------------------- templates
+
+
+def test_every_email_template_folder_has_a_test_context():
+    assert sorted(CONTEXTS) == KINDS
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_every_email_template_renders(renderer, kind):
+    rendered = renderer.render_email(kind, "reader@example.com", CONTEXTS[kind])
+    assert rendered.to == "reader@example.com"
+    assert rendered.subject and "\n" not in rendered.subject
+    assert "Aze.Media" in rendered.html
+    assert rendered.text.endswith("\n") and not rendered.text.endswith("\n\n")
+    for value in CONTEXTS[kind].values():
+        if isinstance(value, str) and value.startswith("http://127.0.0.1"):
+            assert value in rendered.text
+            assert f'href="{value}"' in rendered.html
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_templates_use_strict_undefined(renderer, kind):
+    context = dict(CONTEXTS[kind])
+    del context["site_name"]
+    with pytest.raises(UndefinedError):
+        renderer.render_email(kind, "reader@example.com", context)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_html_has_inlined_styles_and_no_style_tag(renderer, kind):
+    html = renderer.render_email(kind, "reader@example.com", CONTEXTS[kind]).html
+    assert "<style" not in html.lower()
+    assert re.search(r'<body[^>]*style="[^"]*background: #f3f4f6', html)
+    assert re.search(r'<a class="button"[^>]*style="[^"]*background: #b91c1c', html)
+
+
+def test_article_template_shows_the_article(renderer):
+    rendered = renderer.render_email("article", "reader@example.com", CONTEXTS["article"])
+    assert rendered.subject == "Baku port traffic grows"
+    assert "Energy · News" in rendered.html
+    assert 'src="https://cdn.aze.media/port.jpg"' in rendered.html
+    assert "Read the article: https://aze.media/port/" in rendered.text
+    assert "Rail and sea freight are up." in rendered.text
+
+
+def test_article_without_image_or_summary_renders_neither(renderer):
+    context = {**CONTEXTS["article"], "article": article_value(image_url=None, summary="")}
+    html = renderer.render_email("article", "reader@example.com", context).html
+    assert "<img" not in html
+    assert html.count("<p ") == 2  # the kicker and the button; no empty summary paragraph
+
+
+def test_article_title_and_summary_are_escaped_in_html(renderer):
+    article = article_value(
+        title="<script>alert(1)</script> Tom & Jerry",
+        summary="Less < more & <b>bold</b>",
+        link="https://aze.media/a?x=1&y=2",
+    )
+    context = {**CONTEXTS["article"], "article": article}
+    rendered = renderer.render_email("article", "reader@example.com", context)
+    assert "<script" not in rendered.html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt; Tom &amp; Jerry" in rendered.html
+    assert "Less &lt; more &amp; &lt;b&gt;bold&lt;/b&gt;" in rendered.html
+    assert 'href="https://aze.media/a?x=1&amp;y=2"' in rendered.html
+    # The plain-text part and the subject are not HTML: no entities there.
+    assert rendered.subject == "<script>alert(1)</script> Tom & Jerry"
+    assert "Less < more & <b>bold</b>" in rendered.text
+
+
+def test_rendered_subject_never_spans_lines(renderer):
+    context = {**CONTEXTS["article"], "article": article_value(title="Breaking\r\nBcc: x@y")}
+    rendered = renderer.render_email("article", "reader@example.com", context)
+    assert rendered.subject == "Breaking Bcc: x@y"
+    assert parse(rendered.to_mime(MAIL_FROM)).get_all("Bcc") is None
+
+
+# --------------------------------------------------------------------------- MIME
+
+
+def test_mime_parses_back_as_text_and_html_alternatives(renderer):
+    rendered = renderer.render_email("confirm", "reader@example.com", CONTEXTS["confirm"])
+    message = parse(rendered.to_mime(MAIL_FROM))
+    assert message.get_content_type() == "multipart/alternative"
+    assert [p.get_content_type() for p in message.iter_parts()] == ["text/plain", "text/html"]
+    assert parts(message) == {"text/plain": rendered.text, "text/html": rendered.html + "\n"}
+    [sender] = message["From"].addresses
+    assert (sender.display_name, sender.addr_spec) == ("Aze.Media", "news@aze.test")
+    assert message["To"] == "reader@example.com"
+    assert message["Subject"] == "Confirm your subscription to Aze.Media"
+    assert message["Date"] and message["Message-ID"].endswith("@aze.test>")
+
+
+def test_every_message_gets_its_own_message_id(renderer):
+    rendered = renderer.render_email("manage_link", "reader@example.com", CONTEXTS["manage_link"])
+    ids = {parse(rendered.to_mime(MAIL_FROM))["Message-ID"] for _ in range(3)}
+    assert len(ids) == 3
+
+
+def test_mime_lines_stay_within_the_smtp_limit(renderer):
+    context = {**CONTEXTS["article"], "article": article_value(summary="word " * 400)}
+    rendered = renderer.render_email("article", "reader@example.com", context)
+    for line in bytes(rendered.to_mime(MAIL_FROM)).split(b"\r\n"):
+        assert len(line) <= 998
+
+
+def test_non_ascii_subject_and_body_round_trip(renderer):
+    title = "Azərbaycan və Türkiyə arasında yeni enerji dəhlizi: Bakı–Qars xətti — Новости 🚀"
+    article = article_value(title=title, summary="Şəhər mərkəzində «Привет» 🎉")
+    context = {**CONTEXTS["article"], "article": article, "matched_categories": ["Gündəm"]}
+    rendered = renderer.render_email("article", "reader@example.com", context)
+    raw = bytes(rendered.to_mime(MAIL_FROM))
+    header_block = raw.split(b"\r\n\r\n", 1)[0]
+    assert header_block.isascii()  # encoded words, not raw UTF-8 in headers
+    message = email.message_from_bytes(raw, policy=email.policy.default)
+    assert message["Subject"] == title
+    body = parts(message)
+    assert "Şəhər mərkəzində «Привет» 🎉" in body["text/plain"]
+    assert "Şəhər mərkəzində «Привет» 🎉" in body["text/html"]
+    assert "Gündəm" in body["text/html"]
+
+
+def test_long_non_ascii_subject_keeps_its_spaces_when_folded():
+    """A folded subject must decode to the same words (RFC 2047 drops space between words)."""
+    title = " ".join(["Ərəfədə ğ ş ı ç ö ü — Новости дня 🚀"] * 3)
+    rendered = RenderedEmail("reader@example.com", title, "t", "<p>h</p>")
+    assert parse(rendered.to_mime(MAIL_FROM))["Subject"] == title
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["v\r\nBcc: evil@example.com", "v\nBcc: evil@example.com", "v\rBcc: evil@example.com"],
+)
+def test_line_breaks_in_extra_header_values_never_make_a_new_header(value):
+    rendered = RenderedEmail("r@example.com", "s", "t", "<p>h</p>", {"X-Custom": value})
+    message = parse(rendered.to_mime(MAIL_FROM))
+    assert message.get_all("Bcc") is None
+    assert message["X-Custom"] == "v Bcc: evil@example.com"
+
+
+@pytest.mark.parametrize(
+    "field", [{"subject": "Hi\r\nBcc: evil@example.com"}, {"to": "r@example.com\r\nBcc: e@x"}]
+)
+def test_line_breaks_in_subject_or_recipient_are_refused_not_sent(field):
+    values = {"to": "r@example.com", "subject": "s", "text": "t", "html": "<p>h</p>", **field}
+    with pytest.raises(ValueError):
+        RenderedEmail(**values).to_mime(MAIL_FROM)
+
+
+# --------------------------------------------------------------------------- composing
+
+NOW = datetime(2024, 5, 6, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def app_settings(tmp_path, database_url):
+    return make_settings(tmp_path, DATABASE_URL=database_url)
+
+
+@pytest.fixture
+def composer(app_settings) -> Composer:
+    return Composer(app_settings)
+
+
+@pytest.fixture
+def tokens(app_settings) -> Tokens:
+    return Tokens(app_settings.secret_key, app_settings.confirm_max_age_seconds)
+
+
+def categories(session, *slugs: str) -> list[Category]:
+    found = {c.slug: c for c in session.scalars(select(Category).where(Category.slug.in_(slugs)))}
+    return [found[s] for s in slugs]
+
+
+def make_delivery(
+    session,
+    *,
+    follows: tuple[str, ...] = ("news", "energy", "culture"),
+    article_in: tuple[str, ...] = ("energy", "news", "economy"),
+    status: SubscriberStatus = SubscriberStatus.ACTIVE,
+    title: str = "Baku port traffic grows",
+) -> Delivery:
+    feed = Feed(url="https://aze.media/feed/", added_at=NOW)
+    subscriber = Subscriber(
+        email="reader@example.com",
+        status=status,
+        confirmed_at=NOW,
+        categories=categories(session, *follows),
+    )
+    session.add_all([feed, subscriber])
+    session.flush()
+    article = Article(
+        feed_id=feed.id,
+        guid="https://aze.media/?p=1",
+        link="https://aze.media/port/",
+        title=title,
+        summary="Rail and sea freight are up.",
+        image_url="https://cdn.aze.media/port.jpg",
+        published_at=NOW,
+        first_seen_at=NOW,
+        announce=True,
+        categories=categories(session, *article_in),
+    )
+    session.add(article)
+    session.flush()
+    delivery = Delivery(article_id=article.id, subscriber_id=subscriber.id, channel="email")
+    session.add(delivery)
+    session.flush()
+    return delivery
+
+
+def token_in(url: str, prefix: str) -> str:
+    assert url.startswith(prefix), url
+    return url.removeprefix(prefix)
+
+
+def test_article_email_for_an_active_follower(session, composer, tokens):
+    delivery = make_delivery(session)
+    rendered = composer.article_email(session, delivery)
+    assert isinstance(rendered, RenderedEmail)
+    assert rendered.to == "reader@example.com"
+    assert rendered.subject == "Baku port traffic grows"
+    assert "Energy · News" in rendered.html  # matched categories only, by name
+    assert "Economy" not in rendered.html and "Culture" not in rendered.html
+
+    message = parse(rendered.to_mime(MAIL_FROM))
+    assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert message["List-Id"] == "Aze.Media <news.127.0.0.1>"
+    header = message["List-Unsubscribe"]
+    assert header.startswith("<") and header.endswith(">")
+    unsubscribe_url = header[1:-1]
+    request = tokens.read_unsubscribe_token(
+        token_in(unsubscribe_url, "http://127.0.0.1:8000/unsubscribe/")
+    )
+    assert request.subscriber_id == delivery.subscriber_id
+    assert set(request.category_ids) == {c.id for c in categories(session, "news", "energy")}
+    body = parts(message)
+    assert f"Unsubscribe: {unsubscribe_url}" in body["text/plain"]
+    assert f'href="{unsubscribe_url}"' in body["text/html"]
+
+    manage_url = re.search(r"Manage your subscription: (\S+)", body["text/plain"]).group(1)
+    manage_token = token_in(manage_url, "http://127.0.0.1:8000/preferences/")
+    assert tokens.read_manage_token(manage_token) == delivery.subscriber_id
+
+
+def test_article_email_subject_from_a_multiline_title_is_one_line(session, composer):
+    delivery = make_delivery(session, title="Breaking\r\nBcc: x@y")
+    message = parse(composer.article_email(session, delivery).to_mime(MAIL_FROM))
+    assert message["Subject"] == "Breaking Bcc: x@y"
+    assert message.get_all("Bcc") is None
+
+
+@pytest.mark.parametrize(
+    "status",
+    [SubscriberStatus.PENDING, SubscriberStatus.UNSUBSCRIBED, SubscriberStatus.BOUNCED],
+)
+def test_no_article_email_for_a_subscriber_who_is_not_active(session, composer, status):
+    delivery = make_delivery(session, status=status)
+    assert composer.article_email(session, delivery) == f"subscriber is {status.value}"
+
+
+def test_no_article_email_when_the_reader_no_longer_follows_its_categories(session, composer):
+    delivery = make_delivery(session)
+    subscriber = session.get(Subscriber, delivery.subscriber_id)
+    subscriber.categories = categories(session, "culture", "history")
+    session.flush()
+    reason = composer.article_email(session, delivery)
+    assert reason == "subscriber no longer follows any of the article's categories"
+
+
+def test_no_article_email_when_the_subscriber_is_gone(session, composer):
+    delivery = make_delivery(session)
+    ghost = Delivery(article_id=delivery.article_id, subscriber_id=10_000, channel="email")
+    assert composer.article_email(session, ghost) == "subscriber or article deleted"
+
+
+def test_confirmation_email_carries_a_confirm_link_for_exactly_those_categories(
+    session, composer, tokens
+):
+    delivery = make_delivery(session, status=SubscriberStatus.PENDING)
+    wanted = categories(session, "science", "energy")
+    rendered = composer.confirmation_email(session, delivery.subscriber_id, [c.id for c in wanted])
+    assert rendered.subject == "Confirm your subscription to Aze.Media"
+    assert "Energy, Science" in rendered.text
+    assert "This link works for 7 days." in rendered.text
+    confirm_url = re.search(r"Confirm: (\S+)", rendered.text).group(1)
+    request = tokens.read_confirm_token(token_in(confirm_url, "http://127.0.0.1:8000/confirm/"))
+    assert request.subscriber_id == delivery.subscriber_id
+    assert request.is_for("reader@example.com")
+    assert set(request.category_ids) == {c.id for c in wanted}
+    assert "List-Unsubscribe" not in rendered.headers
+
+
+def test_manage_link_email(session, composer, tokens):
+    delivery = make_delivery(session)
+    rendered = composer.manage_link_email(session, delivery.subscriber_id)
+    assert rendered.to == "reader@example.com"
+    assert rendered.subject == "Your Aze.Media subscription"
+    manage_url = re.search(r"unsubscribe: (\S+)", rendered.text).group(1)
+    manage_token = token_in(manage_url, "http://127.0.0.1:8000/preferences/")
+    assert tokens.read_manage_token(manage_token) == delivery.subscriber_id
+
+
+def test_service_emails_for_an_unknown_subscriber_are_none(session, composer):
+    assert composer.confirmation_email(session, 10_000, [1]) is None
+    assert composer.manage_link_email(session, 10_000) is None
