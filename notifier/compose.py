@@ -2,16 +2,27 @@
 
 from __future__ import annotations
 
+import hashlib
+from datetime import datetime
 from urllib.parse import urlsplit
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from notifier.config import Settings
-from notifier.messages import MessageRenderer, RenderedEmail
-from notifier.models import Article, Category, Delivery, Subscriber, SubscriberStatus
+from notifier.messages import MessageRenderer, PushMessage, RenderedEmail
+from notifier.models import (
+    Article,
+    Category,
+    Delivery,
+    PushStatus,
+    PushSubscription,
+    Subscriber,
+    SubscriberStatus,
+)
 from notifier.tokens import Tokens
 from notifier.urls import PublicUrls
+from notifier.vapid import b64url
 
 
 class Composer:
@@ -51,6 +62,40 @@ class Composer:
         }
         return self.renderer.render_email("article", subscriber.email, context, headers)
 
+    def article_push(self, session: Session, delivery: Delivery) -> PushMessage | str:
+        """The push for one delivery, or the reason it must not go out any more."""
+        subscription = session.get(PushSubscription, delivery.push_subscription_id)
+        article = session.get(Article, delivery.article_id)
+        if subscription is None or article is None:
+            return "push subscription or article deleted"
+        if subscription.status != PushStatus.ACTIVE:
+            return f"push subscription is {subscription.status.value}"
+        wanted = {c.id for c in subscription.categories}
+        if not any(c.id in wanted for c in article.categories):
+            return "push subscription no longer follows any of the article's categories"
+        payload = self.renderer.render_push(
+            "article",
+            {
+                "title": article.title,
+                "body": article.summary,
+                "icon": self.settings.site_icon_url,
+                "image": article.image_url,
+                "url": article.link,
+                "tag": f"article-{article.id}",
+                "manage_url": self.urls.push_manage(subscription.id),
+                "timestamp": _millis(article.published_at or article.first_seen_at),
+            },
+        )
+        return PushMessage(
+            endpoint=subscription.endpoint,
+            p256dh=subscription.p256dh,
+            auth=subscription.auth,
+            payload=payload,
+            ttl=self.settings.push_ttl_seconds,
+            urgency="normal",
+            topic=article_topic(article.guid),
+        )
+
     def confirmation_email(
         self, session: Session, subscriber_id: int, category_ids: list[int]
     ) -> RenderedEmail | None:
@@ -72,6 +117,16 @@ class Composer:
             return None
         context = {**self._site(), "manage_url": self.urls.manage(subscriber.id)}
         return self.renderer.render_email("manage_link", subscriber.email, context)
+
+
+def article_topic(guid: str) -> str:
+    """RFC 8030 Topic (at most 32 base64url characters): one per article, so a newer push
+    about the same article replaces an undelivered older one."""
+    return b64url(hashlib.sha256(guid.encode()).digest()[:24])
+
+
+def _millis(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
 
 
 def _host(url: str) -> str:

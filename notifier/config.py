@@ -123,6 +123,7 @@ class Settings:
     delivery_retry_base_seconds: float = 30.0
     delivery_retry_max_seconds: float = 3600.0
     delivery_lease_seconds: int = 300
+    email_bounce_limit: int = 3
     sweep_seconds: int = 60
     sweep_batch_limit: int = 50_000
     broker_visibility_timeout_seconds: int = 3600
@@ -195,6 +196,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         delivery_retry_base_seconds=_float(env, "DELIVERY_RETRY_BASE_SECONDS", 30.0),
         delivery_retry_max_seconds=_float(env, "DELIVERY_RETRY_MAX_SECONDS", 3600.0),
         delivery_lease_seconds=_int(env, "DELIVERY_LEASE_SECONDS", 300, minimum=1),
+        email_bounce_limit=_int(env, "EMAIL_BOUNCE_LIMIT", 3, minimum=1),
         sweep_seconds=_int(env, "SWEEP_SECONDS", 60, minimum=1),
         sweep_batch_limit=_int(env, "SWEEP_BATCH_LIMIT", 50_000, minimum=1),
         broker_visibility_timeout_seconds=_int(

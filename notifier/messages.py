@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import email.policy
 import email.utils
-from dataclasses import dataclass, field
+import json
+from dataclasses import dataclass, field, replace
 from email.headerregistry import Address
 from email.message import EmailMessage
 from pathlib import Path
@@ -16,7 +17,7 @@ from pathlib import Path
 import css_inline
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
-from notifier.domain.feeds import single_line
+from notifier.domain.feeds import single_line, truncate
 
 # Folding non-ASCII subjects into several encoded-words loses the spaces between them
 # (CPython's folder puts them outside the words); long lines keep each header one word.
@@ -49,6 +50,54 @@ class RenderedEmail:
         return message
 
 
+# RFC 8291: a 4096-byte record holds 86 bytes of header, a delimiter and a 16-byte tag.
+PUSH_MAX_PLAINTEXT = 3993
+
+
+@dataclass(frozen=True)
+class PushMessage:
+    """A web push ready to encrypt and send: what the push channel accepts."""
+
+    endpoint: str
+    p256dh: str
+    auth: str
+    payload: dict
+    ttl: int
+    urgency: str = "normal"  # RFC 8030: very-low, low, normal, high
+    topic: str | None = None  # a newer push with the same topic replaces an undelivered one
+
+    def plaintext(self, limit: int = PUSH_MAX_PLAINTEXT) -> bytes:
+        """The payload as UTF-8 JSON within `limit` bytes: the body is cut first (at a word),
+        then the image dropped; the title and link always survive."""
+        payload = dict(self.payload)
+        data = _json(payload)
+        body = str(payload.get("body") or "")
+        if len(data) > limit and body:
+            fits, too_long = 0, len(body)  # binary search: the longest cut body that fits
+            while too_long - fits > 1:
+                middle = (fits + too_long) // 2
+                if len(_json({**payload, "body": truncate(body, middle)})) <= limit:
+                    fits = middle
+                else:
+                    too_long = middle
+            payload["body"] = truncate(body, fits) if fits > 1 else ""
+            data = _json(payload)
+        for key in ("image", "icon", "manageUrl"):
+            if len(data) > limit:
+                payload[key] = None
+                data = _json(payload)
+        return data if len(data) <= limit else data[:0]
+
+    def shrunk(self) -> PushMessage:
+        """A smaller version for a push service that answered 413."""
+        payload = {**self.payload, "image": None, "body": truncate(self.payload["body"], 120)}
+        return replace(self, payload=payload)
+
+
+def _json(payload: dict) -> bytes:
+    return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
+
+
 class MessageRenderer:
     """Renders templates/email/<kind>/{subject.txt, body.txt, body.html}."""
 
@@ -75,3 +124,7 @@ class MessageRenderer:
             html=_INLINER.inline(html),
             headers=headers or {},
         )
+
+    def render_push(self, kind: str, context: dict) -> dict:
+        """templates/push/<kind>.json -> the payload the service worker receives."""
+        return json.loads(self.html_env.get_template(f"push/{kind}.json").render(context))

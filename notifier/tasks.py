@@ -8,15 +8,16 @@ from functools import cache
 from celery import shared_task
 
 from notifier.channels.base import Outcome
-from notifier.channels.registry import email_channel
+from notifier.channels.registry import email_channel, outlets
 from notifier.compose import Composer
 from notifier.config import Settings
 from notifier.db import session_scope
-from notifier.dispatch import retry_policy, send_email_deliveries
+from notifier.dispatch import retry_policy
+from notifier.dispatch import send_deliveries as send_batch
 from notifier.domain.deliveries import (
     overdue_delivery_ids,
     pending_delivery_chunks,
-    plan_article_deliveries,
+    plan_article,
     unplanned_article_ids,
 )
 from notifier.domain.feeds import sync_feeds
@@ -24,7 +25,6 @@ from notifier.feed_poller import poll_feed as poll_one_feed
 from notifier.timeutil import utcnow
 
 log = logging.getLogger(__name__)
-EMAIL = "email"
 
 
 def _settings(task) -> Settings:
@@ -34,6 +34,11 @@ def _settings(task) -> Settings:
 @cache
 def _composer(settings: Settings) -> Composer:
     return Composer(settings)
+
+
+@cache
+def _outlets(settings: Settings) -> dict:
+    return outlets(settings, _composer(settings))
 
 
 @shared_task(bind=True, name="notifier.tasks.poll_feeds")
@@ -59,10 +64,10 @@ def poll_feed(self, feed_id: int) -> list[int]:
 
 
 @shared_task(bind=True, name="notifier.tasks.fan_out_article")
-def fan_out_article(self, article_id: int) -> int:
+def fan_out_article(self, article_id: int) -> dict[str, int]:
     settings = _settings(self)
     with session_scope(settings.database_url) as session:
-        planned = plan_article_deliveries(session, article_id, EMAIL, utcnow())
+        planned = plan_article(session, article_id, utcnow())
         session.commit()
         chunks = 0
         for ids in pending_delivery_chunks(session, article_id, settings.delivery_chunk_size):
@@ -76,9 +81,7 @@ def fan_out_article(self, article_id: int) -> int:
 def send_deliveries(self, delivery_ids: list[int]) -> dict:
     settings = _settings(self)
     with session_scope(settings.database_url) as session:
-        report = send_email_deliveries(
-            session, delivery_ids, email_channel(settings), _composer(settings), settings
-        )
+        report = send_batch(session, delivery_ids, _outlets(settings), settings)
     if report.retry_in:
         send_deliveries.apply_async(
             (sorted(report.retry_in),), countdown=min(report.retry_in.values())

@@ -45,6 +45,7 @@ class Tokens:
         self._confirm = URLSafeTimedSerializer(secret_key, salt="notifier.confirm")
         self._manage = URLSafeSerializer(secret_key, salt="notifier.manage")
         self._unsubscribe = URLSafeSerializer(secret_key, salt="notifier.unsubscribe")
+        self._push = URLSafeSerializer(secret_key, salt="notifier.push-manage")
         self._confirm_max_age = confirm_max_age_seconds
         self._secret_key = secret_key
 
@@ -86,3 +87,12 @@ class Tokens:
             return UnsubscribeRequest(int(data["s"]), tuple(int(c) for c in data["c"]))
         except (BadSignature, KeyError, TypeError, ValueError):
             raise TokenError("This unsubscribe link is not valid.") from None
+
+    def push_manage_token(self, push_subscription_id: int) -> str:
+        return self._push.dumps({"p": push_subscription_id})
+
+    def read_push_manage_token(self, token: str) -> int:
+        try:
+            return int(self._push.loads(token)["p"])
+        except (BadSignature, KeyError, TypeError, ValueError):
+            raise TokenError("This link is not valid.") from None

@@ -24,3 +24,6 @@ class PublicUrls:
     def unsubscribe(self, subscriber_id: int, category_ids: list[int]) -> str:
         token = self.tokens.unsubscribe_token(subscriber_id, category_ids)
         return f"{self.base}/unsubscribe/{token}"
+
+    def push_manage(self, push_subscription_id: int) -> str:
+        return f"{self.base}/push/manage/{self.tokens.push_manage_token(push_subscription_id)}"

@@ -26,7 +26,10 @@ BASE_PG_URL = os.environ.get(
     "TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
-TABLES = "deliveries, article_categories, subscriber_categories, articles, subscribers, feeds"
+TABLES = (
+    "deliveries, article_categories, subscriber_categories, push_subscription_categories, "
+    "articles, subscribers, push_subscriptions, feeds"
+)
 
 
 @pytest.fixture(scope="session")
@@ -131,5 +134,20 @@ def make_settings(tmp_path: Path, **env: str) -> Settings:
 
 
 @pytest.fixture
-def settings(tmp_path, database_url, smtp) -> Settings:
-    return make_settings(tmp_path, DATABASE_URL=database_url, SMTP_URL=smtp.url)
+def settings(tmp_path, database_url, smtp, push_service) -> Settings:
+    return make_settings(
+        tmp_path,
+        DATABASE_URL=database_url,
+        SMTP_URL=smtp.url,
+        PUSH_ALLOWED_ORIGINS=f"{push_service.origin},https://fcm.googleapis.com",
+        CORS_ALLOWED_ORIGINS="https://aze.media",
+    )
+
+
+@pytest.fixture
+def push_service():
+    from tests.support.push_service import PushService
+
+    service = PushService().start()
+    yield service
+    service.stop()

@@ -7,13 +7,14 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
-from notifier.channels.smtp import SmtpChannel
+from notifier.channels.registry import outlets
 from notifier.compose import Composer
-from notifier.dispatch import send_email_deliveries
+from notifier.dispatch import send_deliveries
 from notifier.domain.deliveries import (
     claim_deliveries,
     overdue_delivery_ids,
     pending_delivery_chunks,
+    plan_article,
     plan_article_deliveries,
     unplanned_article_ids,
 )
@@ -25,11 +26,11 @@ from tests import factories
 
 @pytest.fixture
 def send(session, settings):
-    composer, channel = Composer(settings), SmtpChannel(settings.smtp_url, 5)
+    bound = outlets(settings, Composer(settings))
 
     def run(ids, at=None):
         clock = (lambda: at) if at else utcnow
-        return send_email_deliveries(session, ids, channel, composer, settings, now=clock)
+        return send_deliveries(session, ids, bound, settings, now=clock)
 
     return run
 
@@ -172,10 +173,11 @@ def test_unreachable_smtp_server_leaves_everything_to_retry(session, settings):
     story = factories.article(session, "news")
     plan_article_deliveries(session, story.id, "email", utcnow())
     session.commit()
-    channel = SmtpChannel(f"smtp://127.0.0.1:{free_port()}", 5)
+    unreachable = settings.with_overrides(smtp_url=f"smtp://127.0.0.1:{free_port()}")
     ids = _planned_ids(session, story.id)
 
-    report = send_email_deliveries(session, ids, channel, Composer(settings), settings)
+    bound = outlets(unreachable, Composer(unreachable))
+    report = send_deliveries(session, ids, bound, unreachable)
     assert sorted(report.retry_in) == ids
     assert {d.status for d in _deliveries(session)} == {DeliveryStatus.PENDING}
 
@@ -186,7 +188,7 @@ def test_sweeper_finds_articles_whose_fan_out_was_lost(session):
     session.commit()
     later = utcnow() + timedelta(minutes=5)
     assert unplanned_article_ids(session, later, grace_seconds=60) == [story.id]
-    plan_article_deliveries(session, story.id, "email", utcnow())
+    plan_article(session, story.id, utcnow())
     session.commit()
     assert unplanned_article_ids(session, later, grace_seconds=60) == []
 

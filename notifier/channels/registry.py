@@ -1,13 +1,64 @@
-"""Pick the transport for each channel from the settings."""
+"""Pick the transport for each channel from the settings, and bind channels to deliveries."""
 
 from __future__ import annotations
 
+from datetime import datetime
+from functools import cache
+
+from sqlalchemy.orm import Session
+
 from notifier.channels.dev_mailbox import DevMailboxChannel
 from notifier.channels.smtp import SmtpChannel
+from notifier.channels.webpush import WebPushChannel
+from notifier.compose import Composer
 from notifier.config import Settings
+from notifier.dispatch import Outlet
+from notifier.domain.deliveries import count_hard_bounces
+from notifier.domain.push_subscriptions import EndpointPolicy, mark_push_gone
+from notifier.domain.subscriptions import suppress_bounced_address
+from notifier.messages import RenderedEmail
+from notifier.models import Delivery
+from notifier.vapid import VapidSigner, load_private_key
 
 
 def email_channel(settings: Settings) -> SmtpChannel | DevMailboxChannel:
     if settings.smtp_url:
         return SmtpChannel(settings.smtp_url, settings.smtp_timeout_seconds)
     return DevMailboxChannel(settings.dev_mailbox_dir)
+
+
+@cache
+def vapid_signer(settings: Settings) -> VapidSigner:
+    """One per process, so a JWT signed for a push service serves every batch that hour."""
+    vapid = load_private_key(settings.vapid_private_key, settings.vapid_public_key)
+    return VapidSigner(vapid, settings.vapid_subject)
+
+
+def push_channel(settings: Settings) -> WebPushChannel:
+    return WebPushChannel(
+        vapid_signer(settings),
+        EndpointPolicy(settings.push_allowed_origins),
+        settings.push_connect_timeout_seconds,
+        settings.push_read_timeout_seconds,
+    )
+
+
+def outlets(settings: Settings, composer: Composer) -> dict[str, Outlet]:
+    def compose_email(session: Session, delivery: Delivery):
+        message = composer.article_email(session, delivery)
+        return (
+            message.to_mime(settings.mail_from) if isinstance(message, RenderedEmail) else message
+        )
+
+    def push_gone(session: Session, delivery: Delivery, detail: str, now: datetime) -> None:
+        mark_push_gone(session, delivery.push_subscription_id, detail, now)
+
+    def email_gone(session: Session, delivery: Delivery, detail: str, now: datetime) -> None:
+        bounces = count_hard_bounces(session, delivery.subscriber_id)
+        limit = settings.email_bounce_limit
+        suppress_bounced_address(session, delivery.subscriber_id, bounces, limit, detail, now)
+
+    return {
+        "email": Outlet(email_channel(settings), compose_email, email_gone),
+        "push": Outlet(push_channel(settings), composer.article_push, push_gone),
+    }

@@ -13,7 +13,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, func, literal, or_, select, update
+from sqlalchemy import Table, and_, func, literal, or_, select, update
 from sqlalchemy.orm import Session
 
 from notifier.channels.base import Outcome, SendResult
@@ -22,9 +22,12 @@ from notifier.models import (
     Article,
     Delivery,
     DeliveryStatus,
+    PushStatus,
+    PushSubscription,
     Subscriber,
     SubscriberStatus,
     article_categories,
+    push_subscription_categories,
     subscriber_categories,
 )
 
@@ -41,16 +44,36 @@ class RetryPolicy:
         return ceiling / 2 + random.uniform(0, ceiling / 2)
 
 
-def plan_article_deliveries(session: Session, article_id: int, channel: str, now: datetime) -> int:
-    """Record one pending delivery per active subscriber of any of the article's categories.
+@dataclass(frozen=True)
+class Audience:
+    """Who a channel delivers to: recipient rows, their category links, the active state."""
 
-    One INSERT … SELECT DISTINCT: however many categories match, a reader gets one row, and
-    the unique key makes a second run (a redelivered task) insert nothing.
+    membership: Table
+    recipient_column: str  # column of `membership` and of deliveries naming the recipient
+    recipient: type
+    active: object
+
+
+AUDIENCES = {
+    "email": Audience(subscriber_categories, "subscriber_id", Subscriber, SubscriberStatus.ACTIVE),
+    "push": Audience(
+        push_subscription_categories, "push_subscription_id", PushSubscription, PushStatus.ACTIVE
+    ),
+}
+
+
+def plan_article_deliveries(session: Session, article_id: int, channel: str, now: datetime) -> int:
+    """Record one pending delivery per active recipient of any of the article's categories.
+
+    One INSERT … SELECT DISTINCT: however many categories match, a recipient gets one row,
+    and the unique key makes a second run (a redelivered task) insert nothing.
     """
+    audience = AUDIENCES[channel]
+    recipient_id = audience.membership.c[audience.recipient_column]
     matching = (
         select(
             literal(article_id),
-            subscriber_categories.c.subscriber_id,
+            recipient_id,
             literal(channel),
             literal(DeliveryStatus.PENDING.value),
             literal(0),
@@ -58,28 +81,45 @@ def plan_article_deliveries(session: Session, article_id: int, channel: str, now
             literal(now, Delivery.next_attempt_at.type),
         )
         .distinct()
-        .join(Subscriber, Subscriber.id == subscriber_categories.c.subscriber_id)
+        .join(audience.recipient, audience.recipient.id == recipient_id)
         .join(
             article_categories,
-            article_categories.c.category_id == subscriber_categories.c.category_id,
+            article_categories.c.category_id == audience.membership.c.category_id,
         )
         .where(
             article_categories.c.article_id == article_id,
-            Subscriber.status == SubscriberStatus.ACTIVE,
+            audience.recipient.status == audience.active,
         )
     )
     columns = [
-        "article_id", "subscriber_id", "channel", "status", "attempts", "created_at",
+        "article_id", audience.recipient_column, "channel", "status", "attempts", "created_at",
         "next_attempt_at",
     ]  # fmt: skip
     statement = insert_ignoring_conflicts(session, Delivery.__table__).from_select(
         columns, matching
     )
-    planned = len(session.scalars(statement.returning(Delivery.id)).all())
+    return len(session.scalars(statement.returning(Delivery.id)).all())
+
+
+def plan_article(session: Session, article_id: int, now: datetime) -> dict[str, int]:
+    """Plan the article on every channel and note that its fan-out ran."""
+    planned = {channel: plan_article_deliveries(session, article_id, channel, now)
+               for channel in AUDIENCES}  # fmt: skip
     article = session.get(Article, article_id)
     if article is not None and article.fanned_out_at is None:
         article.fanned_out_at = now
     return planned
+
+
+def count_hard_bounces(session: Session, subscriber_id: int) -> int:
+    """Emails to this reader that the receiving server refused as a non-existent address."""
+    return session.scalar(
+        select(func.count()).where(
+            Delivery.subscriber_id == subscriber_id,
+            Delivery.status == DeliveryStatus.FAILED,
+            Delivery.last_error.like(f"{Outcome.GONE.value}:%"),
+        )
+    )
 
 
 def pending_delivery_chunks(

@@ -169,3 +169,16 @@ def _confirmed_subscriber(session: Session, subscriber_id: int) -> Subscriber:
     if subscriber is None or subscriber.confirmed_at is None:
         raise TokenError("This link is not valid.")
     return subscriber
+
+
+def suppress_bounced_address(
+    session: Session, subscriber_id: int, hard_bounces: int, limit: int, detail: str, now: datetime
+) -> bool:
+    """After `limit` hard bounces the address is suppressed: no more email goes to it."""
+    subscriber = session.get(Subscriber, subscriber_id)
+    if subscriber is None or hard_bounces < limit or subscriber.status != SubscriberStatus.ACTIVE:
+        return False
+    subscriber.status = SubscriberStatus.BOUNCED
+    subscriber.status_reason = f"{hard_bounces} hard bounces, last: {detail}"
+    subscriber.status_changed_at = now
+    return True

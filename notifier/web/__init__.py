@@ -16,6 +16,7 @@ from notifier.config import Settings, load_settings
 from notifier.db import session_factory
 from notifier.queue import TaskQueue
 from notifier.tokens import Tokens
+from notifier.web.cors import protect_api
 
 log = logging.getLogger(__name__)
 
@@ -44,12 +45,14 @@ def create_app(settings: Settings | None = None, queue: TaskQueue | None = None)
     }
     csrf = CSRFProtect(app)
 
-    from notifier.web import api, dev, public
+    from notifier.web import api, assets, dev, public, push_api, push_pages
 
     csrf.exempt(api.bp)
+    csrf.exempt(push_api.bp)
     csrf.exempt(public.one_click_unsubscribe)
-    app.register_blueprint(public.bp)
-    app.register_blueprint(api.bp)
+    protect_api(app, settings)
+    for blueprint in (public.bp, api.bp, push_api.bp, push_pages.bp, assets.bp):
+        app.register_blueprint(blueprint)
     if settings.dev_mode:
         app.register_blueprint(dev.bp)
 

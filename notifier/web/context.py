@@ -9,6 +9,7 @@ from notifier.compose import Composer
 from notifier.config import Settings
 from notifier.queue import TaskQueue
 from notifier.tokens import Tokens
+from notifier.urls import PublicUrls
 
 
 def _parts() -> dict:
@@ -33,3 +34,7 @@ def tokens() -> Tokens:
 
 def composer() -> Composer:
     return _parts()["composer"]
+
+
+def urls() -> PublicUrls:
+    return composer().urls

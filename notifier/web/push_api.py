@@ -1,0 +1,80 @@
+"""JSON API v1 for browser push subscriptions (the subscribe page and the site's widget)."""
+
+from __future__ import annotations
+
+from flask import Blueprint, jsonify, request
+
+from notifier.domain.push_subscriptions import (
+    EndpointPolicy,
+    PushSubscriptionError,
+    find_push_subscription,
+    parse_browser_subscription,
+    save_push_subscription,
+    stop_push_subscription,
+)
+from notifier.domain.subscriptions import SubscriptionError
+from notifier.models import PushStatus, PushSubscription
+from notifier.timeutil import utcnow
+from notifier.web.context import db, settings, urls
+
+bp = Blueprint("push_api", __name__, url_prefix="/api/v1/push")
+
+
+def error(message: str, status: int = 400):
+    return jsonify(error=message), status
+
+
+def json_body() -> dict:
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise PushSubscriptionError("Send a JSON object.")
+    return body
+
+
+def describe(row: PushSubscription) -> dict:
+    return {
+        "status": "subscribed",
+        "categories": [{"slug": c.slug, "name": c.name} for c in row.categories],
+        "manageUrl": urls().push_manage(row.id),
+    }
+
+
+@bp.errorhandler(SubscriptionError)
+def bad_request(problem: SubscriptionError):
+    return error(str(problem))
+
+
+@bp.get("/vapid-public-key")
+def vapid_public_key():
+    return jsonify(publicKey=settings().vapid_public_key)
+
+
+@bp.post("/subscriptions")
+def subscribe():
+    body = json_body()
+    policy = EndpointPolicy(settings().push_allowed_origins)
+    browser = parse_browser_subscription(body.get("subscription"), policy)
+    row, created = save_push_subscription(
+        db(), browser, body.get("categories"), utcnow(),
+        site_origin=request.headers.get("Origin"),
+        user_agent=request.headers.get("User-Agent"),
+    )  # fmt: skip
+    db().commit()
+    return jsonify(describe(row)), 201 if created else 200
+
+
+@bp.post("/subscriptions/lookup")
+def lookup():
+    row = find_push_subscription(db(), json_body().get("endpoint"))
+    if row is None or row.status != PushStatus.ACTIVE:
+        return error("This browser is not subscribed.", 404)
+    return jsonify(describe(row))
+
+
+@bp.delete("/subscriptions")
+def unsubscribe():
+    row = find_push_subscription(db(), json_body().get("endpoint"))
+    if row is not None:
+        stop_push_subscription(db(), row, "turned off by the reader", utcnow())
+        db().commit()
+    return "", 204
