@@ -10,10 +10,11 @@ import requests
 from sqlalchemy import select
 
 from notifier.db import session_scope
-from notifier.models import Article, Delivery, Feed
+from notifier.models import Article, Delivery, Feed, PushStatus, PushSubscription
 from notifier.web import create_app
 from tests.conftest import make_settings
 from tests.support.processes import celery_processes, wait_until, web_server
+from tests.support.push_service import Reply
 from tests.support.rss import Item, rss
 from tests.support.smtp import free_port
 
@@ -94,3 +95,63 @@ def test_subscribe_confirm_notify_unsubscribe(
             feed = session.scalars(select(Feed)).one()
             assert feed.etag and feed.last_error is None
         assert any("If-None-Match" in headers for headers in feed_server.requests)
+
+
+def test_push_through_the_api_and_a_real_worker(
+    tmp_path, pg_database_url, redis_url, smtp, feed_server, push_service
+):
+    """Exactly one decrypted push per browser; 410 removes; 429 waits for Retry-After."""
+    old = Item("https://aze.media/?p=1", "Old story", datetime.now(UTC) - timedelta(days=9))
+    feed_server.body = rss(old)
+    port = free_port()
+    settings = make_settings(
+        tmp_path,
+        DATABASE_URL=pg_database_url,
+        CELERY_BROKER_URL=redis_url,
+        SMTP_URL=smtp.url,
+        PUBLIC_URL=f"http://127.0.0.1:{port}",
+        FEED_URLS=feed_server.url,
+        FEED_POLL_SECONDS="1",
+        PUSH_ALLOWED_ORIGINS=push_service.origin,
+    )
+    fine, dropped, throttled = (push_service.new_subscription() for _ in range(3))
+    push_service.script(dropped, Reply(410))
+    push_service.script(throttled, Reply(429, retry_after=2))
+    with web_server(create_app(settings), port) as base, celery_processes(settings, tmp_path):
+        for browser in (fine, dropped, throttled):
+            body = {"subscription": browser.as_json(), "categories": ["news", "defense"]}
+            answer = requests.post(f"{base}/api/v1/push/subscriptions", json=body)
+            assert answer.status_code == 201, answer.text
+        for endpoint in ("http://169.254.169.254/latest", "https://example.com/push"):
+            body = {
+                "subscription": {**fine.as_json(), "endpoint": endpoint},
+                "categories": ["news"],
+            }
+            assert requests.post(f"{base}/api/v1/push/subscriptions", json=body).status_code == 400
+        wait_until(lambda: _article(pg_database_url, old.guid) is not None, message="no poll")
+
+        story = Item("https://aze.media/?p=7", "Ceasefire holds", datetime.now(UTC),
+                     ["News", "Defense"])  # fmt: skip
+        feed_server.body = rss(story, old)
+        [push] = fine.wait_for(1, timeout=30)
+        assert push.json()["title"] == "Ceasefire holds"
+        assert push.json()["url"] == "https://aze.media/7"
+        [late] = throttled.wait_for(1, timeout=30)
+        refused = next(r for r in push_service.requests if r.status == 429)
+        assert late.monotonic - refused.monotonic >= 2.0, "not before Retry-After"
+        wait_until(lambda: _push_status(pg_database_url, dropped.endpoint) == PushStatus.GONE)
+
+        second = Item("https://aze.media/?p=8", "Second story", datetime.now(UTC), ["News"])
+        feed_server.body = rss(second, story, old)
+        fine.wait_for(2, timeout=30)
+        throttled.wait_for(2, timeout=30)
+        time.sleep(1)
+        assert (len(fine.received), len(throttled.received), len(dropped.received)) == (2, 2, 0)
+        assert sum(1 for r in push_service.requests if "/" + dropped.endpoint.rsplit("/")[-1]
+                   in r.path) == 1, "never sent to again"  # fmt: skip
+
+
+def _push_status(url: str, endpoint: str):
+    with session_scope(url) as session:
+        row = session.scalar(select(PushSubscription).where(PushSubscription.endpoint == endpoint))
+        return row.status if row else None

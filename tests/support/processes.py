@@ -32,6 +32,9 @@ def settings_env(settings: Settings) -> dict[str, str]:
         CONFIRM_RESEND_SECONDS=str(settings.confirm_resend_seconds),
         DELIVERY_RETRY_BASE_SECONDS=str(settings.delivery_retry_base_seconds),
         DELIVERY_RETRY_MAX_SECONDS=str(settings.delivery_retry_max_seconds),
+        VAPID_PRIVATE_KEY=settings.vapid_private_key,
+        VAPID_PUBLIC_KEY=settings.vapid_public_key,
+        PUSH_ALLOWED_ORIGINS=",".join(settings.push_allowed_origins),
         PYTHONUNBUFFERED="1",
     )
     if settings.smtp_url:
