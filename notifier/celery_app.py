@@ -12,7 +12,15 @@ from notifier.config import Settings, load_settings
 def _transport_options(settings: Settings) -> dict:
     """Redis redelivers unacknowledged tasks after visibility_timeout: longer than any task."""
     if settings.broker_url.startswith(("redis://", "rediss://")):
-        return {"visibility_timeout": settings.broker_visibility_timeout_seconds}
+        return {
+            "visibility_timeout": settings.broker_visibility_timeout_seconds,
+            # Notice a dead connection (Redis restarted) instead of waiting on it forever.
+            "health_check_interval": 10,
+            "socket_keepalive": True,
+            "socket_timeout": 30,
+            "socket_connect_timeout": 10,
+            "retry_on_timeout": True,
+        }
     return {}
 
 
@@ -29,6 +37,11 @@ def make_celery(settings: Settings | None = None) -> Celery:
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
         broker_connection_retry_on_startup=True,
+        broker_connection_retry=True,
+        broker_connection_max_retries=None,  # keep reconnecting: never give up on the broker
+        # After a lost connection unacknowledged tasks come back from the broker anyway;
+        # cancelling the local copies avoids running them twice at once.
+        worker_cancel_long_running_tasks_on_connection_loss=True,
         broker_transport_options=_transport_options(settings),
         worker_concurrency=settings.worker_concurrency,
         worker_hijack_root_logger=False,

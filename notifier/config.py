@@ -123,6 +123,9 @@ class Settings:
     delivery_retry_base_seconds: float = 30.0
     delivery_retry_max_seconds: float = 3600.0
     delivery_lease_seconds: int = 300
+    delivery_max_age_seconds: int = 86400
+    sweep_requeue_after_seconds: int = 300
+    task_max_retries: int = 10
     email_bounce_limit: int = 3
     sweep_seconds: int = 60
     sweep_batch_limit: int = 50_000
@@ -196,6 +199,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         delivery_retry_base_seconds=_float(env, "DELIVERY_RETRY_BASE_SECONDS", 30.0),
         delivery_retry_max_seconds=_float(env, "DELIVERY_RETRY_MAX_SECONDS", 3600.0),
         delivery_lease_seconds=_int(env, "DELIVERY_LEASE_SECONDS", 300, minimum=1),
+        delivery_max_age_seconds=_int(env, "DELIVERY_MAX_AGE_SECONDS", 86400, minimum=60),
+        sweep_requeue_after_seconds=_int(env, "SWEEP_REQUEUE_AFTER_SECONDS", 300, minimum=1),
+        task_max_retries=_int(env, "TASK_MAX_RETRIES", 10),
         email_bounce_limit=_int(env, "EMAIL_BOUNCE_LIMIT", 3, minimum=1),
         sweep_seconds=_int(env, "SWEEP_SECONDS", 60, minimum=1),
         sweep_batch_limit=_int(env, "SWEEP_BATCH_LIMIT", 50_000, minimum=1),

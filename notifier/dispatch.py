@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -45,6 +45,7 @@ def retry_policy(settings: Settings) -> RetryPolicy:
         settings.delivery_max_attempts,
         settings.delivery_retry_base_seconds,
         settings.delivery_retry_max_seconds,
+        timedelta(seconds=settings.delivery_max_age_seconds),
     )
 
 

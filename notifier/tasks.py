@@ -1,11 +1,21 @@
-"""Thin Celery tasks: ids in, domain + channel, outcome mapped to a retry. Safe to run twice."""
+"""Thin Celery tasks: ids in, domain + channel, outcome mapped to a retry. Safe to run twice.
+
+The database is the source of truth for what is owed; a task only carries ids. A task that
+meets a database or broker outage is retried with backoff; whatever the broker loses, the
+sweeper finds again in the database.
+"""
 
 from __future__ import annotations
 
+import functools
 import logging
+from collections.abc import Sequence
+from datetime import timedelta
 from functools import cache
 
 from celery import shared_task
+from kombu.exceptions import OperationalError as BrokerError
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from notifier.channels.base import Outcome
 from notifier.channels.registry import email_channel, outlets
@@ -15,6 +25,7 @@ from notifier.db import session_scope
 from notifier.dispatch import retry_policy
 from notifier.dispatch import send_deliveries as send_batch
 from notifier.domain.deliveries import (
+    note_queued,
     overdue_delivery_ids,
     pending_delivery_chunks,
     plan_article,
@@ -25,6 +36,7 @@ from notifier.feed_poller import poll_feed as poll_one_feed
 from notifier.timeutil import utcnow
 
 log = logging.getLogger(__name__)
+OUTAGES = (OperationalError, InterfaceError, BrokerError)
 
 
 def _settings(task) -> Settings:
@@ -41,7 +53,32 @@ def _outlets(settings: Settings) -> dict:
     return outlets(settings, _composer(settings))
 
 
+def retried_through_outages(task_function):
+    """Database or broker briefly away: retry the whole task later (it is idempotent)."""
+
+    @functools.wraps(task_function)
+    def run(self, *args, **kwargs):
+        try:
+            return task_function(self, *args, **kwargs)
+        except OUTAGES as error:
+            settings = _settings(self)
+            delay = retry_policy(settings).delay(self.request.retries + 1)
+            log.warning("%s: outage (%s), retrying in %.0fs", self.name, error, delay)
+            retry = self.retry(exc=error, countdown=delay, max_retries=settings.task_max_retries)
+            raise retry from error
+
+    return run
+
+
+def queue_deliveries(session, delivery_ids: Sequence[int], countdown: float = 0.0) -> None:
+    """Hand a chunk to the broker and note it, so the sweeper knows it is not lost."""
+    note_queued(session, delivery_ids, utcnow() + timedelta(seconds=countdown))
+    session.commit()
+    send_deliveries.apply_async((list(delivery_ids),), countdown=countdown or None)
+
+
 @shared_task(bind=True, name="notifier.tasks.poll_feeds")
+@retried_through_outages
 def poll_feeds(self) -> int:
     settings = _settings(self)
     with session_scope(settings.database_url) as session:
@@ -53,6 +90,7 @@ def poll_feeds(self) -> int:
 
 
 @shared_task(bind=True, name="notifier.tasks.poll_feed")
+@retried_through_outages
 def poll_feed(self, feed_id: int) -> list[int]:
     settings = _settings(self)
     with session_scope(settings.database_url) as session:
@@ -64,6 +102,7 @@ def poll_feed(self, feed_id: int) -> list[int]:
 
 
 @shared_task(bind=True, name="notifier.tasks.fan_out_article")
+@retried_through_outages
 def fan_out_article(self, article_id: int) -> dict[str, int]:
     settings = _settings(self)
     with session_scope(settings.database_url) as session:
@@ -71,50 +110,42 @@ def fan_out_article(self, article_id: int) -> dict[str, int]:
         session.commit()
         chunks = 0
         for ids in pending_delivery_chunks(session, article_id, settings.delivery_chunk_size):
-            send_deliveries.delay(ids)
+            queue_deliveries(session, ids)
             chunks += 1
     log.info("article %s: %s deliveries planned, %s chunks queued", article_id, planned, chunks)
     return planned
 
 
 @shared_task(bind=True, name="notifier.tasks.send_deliveries")
+@retried_through_outages
 def send_deliveries(self, delivery_ids: list[int]) -> dict:
     settings = _settings(self)
     with session_scope(settings.database_url) as session:
         report = send_batch(session, delivery_ids, _outlets(settings), settings)
-    if report.retry_in:
-        send_deliveries.apply_async(
-            (sorted(report.retry_in),), countdown=min(report.retry_in.values())
-        )
+        if report.retry_in:
+            retry_ids = sorted(report.retry_in)
+            queue_deliveries(session, retry_ids, countdown=min(report.retry_in.values()))
     return {"sent": report.sent, "skipped": report.skipped, "failed": report.failed,
             "retrying": len(report.retry_in)}  # fmt: skip
 
 
-@shared_task(
-    bind=True,
-    name="notifier.tasks.send_confirmation",
-    max_retries=None,  # bounded by DELIVERY_MAX_ATTEMPTS in _send_service_email
-)
+@shared_task(bind=True, name="notifier.tasks.send_confirmation", max_retries=None)
 def send_confirmation(self, subscriber_id: int, category_ids: list[int]) -> bool:
     settings = _settings(self)
     with session_scope(settings.database_url) as session:
         message = _composer(settings).confirmation_email(session, subscriber_id, category_ids)
-    return _send_service_email(self, settings, message)
+    return _send_service_email(self, settings, message, subscriber_id)
 
 
-@shared_task(
-    bind=True,
-    name="notifier.tasks.send_manage_link",
-    max_retries=None,  # bounded by DELIVERY_MAX_ATTEMPTS in _send_service_email
-)
+@shared_task(bind=True, name="notifier.tasks.send_manage_link", max_retries=None)
 def send_manage_link(self, subscriber_id: int) -> bool:
     settings = _settings(self)
     with session_scope(settings.database_url) as session:
         message = _composer(settings).manage_link_email(session, subscriber_id)
-    return _send_service_email(self, settings, message)
+    return _send_service_email(self, settings, message, subscriber_id)
 
 
-def _send_service_email(task, settings: Settings, message) -> bool:
+def _send_service_email(task, settings: Settings, message, subscriber_id: int) -> bool:
     """Transactional mail the reader asked for: retried on temporary failure, not recorded."""
     if message is None:
         return False
@@ -129,21 +160,26 @@ def _send_service_email(task, settings: Settings, message) -> bool:
     if result.outcome is Outcome.RETRY and attempts < settings.delivery_max_attempts:
         delay = retry_policy(settings).delay(attempts)
         raise task.retry(exc=OSError(result.detail), countdown=delay)
-    log.warning("%s email to %s not sent: %s", task.name, message.to, result.detail)
+    log.warning("%s to subscriber %s not sent: %s", task.name, subscriber_id, result.detail)
     return False
 
 
 @shared_task(bind=True, name="notifier.tasks.sweep")
+@retried_through_outages
 def sweep(self) -> dict:
     """Re-queue work the broker lost: unplanned articles and overdue or abandoned deliveries."""
     settings = _settings(self)
-    grace = settings.sweep_seconds
     with session_scope(settings.database_url) as session:
         now = utcnow()
-        articles = unplanned_article_ids(session, now, grace)
-        deliveries = overdue_delivery_ids(session, now, grace, settings.sweep_batch_limit)
+        articles = unplanned_article_ids(session, now, settings.sweep_seconds)
+        overdue = overdue_delivery_ids(
+            session, now, settings.sweep_seconds, settings.sweep_requeue_after_seconds,
+            settings.sweep_batch_limit,
+        )  # fmt: skip
+        for start in range(0, len(overdue), settings.delivery_chunk_size):
+            queue_deliveries(session, overdue[start : start + settings.delivery_chunk_size])
     for article_id in articles:
         fan_out_article.delay(article_id)
-    for start in range(0, len(deliveries), settings.delivery_chunk_size):
-        send_deliveries.delay(deliveries[start : start + settings.delivery_chunk_size])
-    return {"articles": len(articles), "deliveries": len(deliveries)}
+    if articles or overdue:
+        log.warning("sweep re-queued %s articles, %s deliveries", len(articles), len(overdue))
+    return {"articles": len(articles), "deliveries": len(overdue)}

@@ -12,6 +12,7 @@ from notifier.compose import Composer
 from notifier.dispatch import send_deliveries
 from notifier.domain.deliveries import (
     claim_deliveries,
+    note_queued,
     overdue_delivery_ids,
     pending_delivery_chunks,
     plan_article,
@@ -87,8 +88,8 @@ def test_a_claimed_delivery_is_not_claimed_again_until_its_lease_expires(session
 
     assert claim_deliveries(session, ids, now, lease_seconds=60) == ids
     assert claim_deliveries(session, ids, now + timedelta(seconds=59), lease_seconds=60) == []
-    assert overdue_delivery_ids(session, now + timedelta(seconds=30), 0, 100) == []
-    assert overdue_delivery_ids(session, now + timedelta(seconds=61), 0, 100) == ids
+    assert overdue_delivery_ids(session, now + timedelta(seconds=30), 0, 0, 100) == []
+    assert overdue_delivery_ids(session, now + timedelta(seconds=61), 0, 0, 100) == ids
     assert claim_deliveries(session, ids, now + timedelta(seconds=61), lease_seconds=60) == ids
 
 
@@ -131,7 +132,7 @@ def test_permanent_refusal_is_recorded_and_never_retried(session, smtp, send, se
     assert send(ids, at=later).sent == 0
     failed = [d for d in _deliveries(session) if d.status is DeliveryStatus.FAILED]
     assert len(failed) == 1 and "550" in failed[0].last_error and failed[0].attempts == 1
-    assert overdue_delivery_ids(session, later, 0, 100) == []
+    assert overdue_delivery_ids(session, later, 0, 0, 100) == []
 
 
 def test_gives_up_after_the_attempt_limit(session, smtp, send, settings):
@@ -202,3 +203,44 @@ def test_chunks_cover_every_pending_delivery_once(session):
     chunks = list(pending_delivery_chunks(session, story.id, 3))
     assert [len(c) for c in chunks] == [3, 3, 1]
     assert sorted(i for c in chunks for i in c) == [d.id for d in _deliveries(session)]
+
+
+def test_sweeper_leaves_work_the_broker_holds_and_takes_back_work_it_lost(session):
+    factories.subscriber(session, "r@example.com", "news")
+    story = factories.article(session, "news")
+    plan_article(session, story.id, utcnow())
+    ids = _planned_ids(session, story.id)
+    queued = utcnow()
+    note_queued(session, ids, queued)
+    session.commit()
+    soon, later = queued + timedelta(seconds=90), queued + timedelta(seconds=301)
+    assert overdue_delivery_ids(session, soon, 60, 300, 100) == [], "still with the broker"
+    assert overdue_delivery_ids(session, later, 60, 300, 100) == ids, "the broker lost it"
+
+
+def test_a_delivery_failing_for_longer_than_its_max_age_is_given_up(session, smtp, send, settings):
+    factories.subscriber(session, "r@example.com", "news")
+    story = factories.article(session, "news")
+    plan_article(session, story.id, utcnow())
+    session.commit()
+    ids = _planned_ids(session, story.id)
+    smtp.handler.temporary_failures = 1
+    send(ids, at=utcnow() + timedelta(seconds=settings.delivery_max_age_seconds))
+    [delivery] = _deliveries(session)
+    assert delivery.status is DeliveryStatus.FAILED and "gave up" in delivery.last_error
+
+
+def test_repeated_hard_bounces_suppress_the_address(session, smtp, send, settings):
+    reader = factories.subscriber(session, "gone@example.com", "news")
+    smtp.handler.refuse["gone@example.com"] = "550 5.1.1 No such user"
+    for n in range(settings.email_bounce_limit):
+        story = factories.article(session, "news")
+        plan_article(session, story.id, utcnow())
+        session.commit()
+        send(_planned_ids(session, story.id))
+        session.expire_all()
+        expected = (SubscriberStatus.BOUNCED if n + 1 == settings.email_bounce_limit
+                    else SubscriberStatus.ACTIVE)  # fmt: skip
+        assert session.get(type(reader), reader.id).status is expected
+    story = factories.article(session, "news")
+    assert plan_article(session, story.id, utcnow())["email"] == 0

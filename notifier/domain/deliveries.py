@@ -37,6 +37,7 @@ class RetryPolicy:
     max_attempts: int
     base_seconds: float
     max_seconds: float
+    max_age: timedelta = timedelta(days=1)  # a notification older than this is no news
 
     def delay(self, attempts: int) -> float:
         """Exponential backoff with jitter: half fixed, half random, so retries spread out."""
@@ -186,11 +187,12 @@ def apply_outcome(
         delivery.status = DeliveryStatus.FAILED
         delivery.last_error = f"{result.outcome.value}: {result.detail}"
         return None
-    if delivery.attempts >= policy.max_attempts:
+    delay = max(policy.delay(delivery.attempts), result.retry_after or 0.0)
+    too_old = now + timedelta(seconds=delay) - delivery.created_at > policy.max_age
+    if delivery.attempts >= policy.max_attempts or too_old:
         delivery.status = DeliveryStatus.FAILED
         delivery.last_error = f"gave up after {delivery.attempts} attempts: {result.detail}"
         return None
-    delay = max(policy.delay(delivery.attempts), result.retry_after or 0.0)
     delivery.status = DeliveryStatus.PENDING
     delivery.next_attempt_at = now + timedelta(seconds=delay)
     delivery.last_error = f"temporary: {result.detail}"
@@ -203,11 +205,18 @@ def skip_delivery(delivery: Delivery, reason: str) -> None:
     delivery.last_error = reason
 
 
+def note_queued(session: Session, delivery_ids: Sequence[int], run_at: datetime) -> None:
+    """Remember that a task for these deliveries is with the broker, due at `run_at`."""
+    session.execute(update(Delivery).where(Delivery.id.in_(delivery_ids)).values(queued_at=run_at))
+
+
 def overdue_delivery_ids(
-    session: Session, now: datetime, grace_seconds: int, limit: int
+    session: Session, now: datetime, grace_seconds: int, requeue_after_seconds: int, limit: int
 ) -> list[int]:
-    """Deliveries whose task must have been lost: due for a while, or leased and abandoned."""
+    """Deliveries whose task must have been lost: due for a while and not handed to the broker
+    recently, or claimed by a worker whose lease ran out."""
     cutoff = now - timedelta(seconds=grace_seconds)
+    queued_long_ago = now - timedelta(seconds=requeue_after_seconds)
     return list(
         session.scalars(
             select(Delivery.id)
@@ -216,6 +225,7 @@ def overdue_delivery_ids(
                     and_(
                         Delivery.status == DeliveryStatus.PENDING,
                         Delivery.next_attempt_at <= cutoff,
+                        or_(Delivery.queued_at.is_(None), Delivery.queued_at <= queued_long_ago),
                     ),
                     and_(Delivery.status == DeliveryStatus.SENDING, Delivery.lease_until < now),
                 )
