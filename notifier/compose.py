@@ -38,15 +38,10 @@ class Composer:
     def article_email(self, session: Session, delivery: Delivery) -> RenderedEmail | str:
         """The notification for one delivery, or the reason it must not go out any more."""
         subscriber = session.get(Subscriber, delivery.subscriber_id)
-        article = session.get(Article, delivery.article_id)
-        if subscriber is None or article is None:
-            return "subscriber or article deleted"
-        if subscriber.status != SubscriberStatus.ACTIVE:
-            return f"subscriber is {subscriber.status.value}"
-        wanted = {c.id for c in subscriber.categories}
-        matched = sorted((c for c in article.categories if c.id in wanted), key=lambda c: c.name)
-        if not matched:
-            return "subscriber no longer follows any of the article's categories"
+        found = _still_wanted(session, delivery, subscriber, SubscriberStatus.ACTIVE)
+        if isinstance(found, str):
+            return found
+        article, matched = found
         unsubscribe_url = self.urls.unsubscribe(subscriber.id, [c.id for c in matched])
         context = {
             **self._site(),
@@ -65,14 +60,10 @@ class Composer:
     def article_push(self, session: Session, delivery: Delivery) -> PushMessage | str:
         """The push for one delivery, or the reason it must not go out any more."""
         subscription = session.get(PushSubscription, delivery.push_subscription_id)
-        article = session.get(Article, delivery.article_id)
-        if subscription is None or article is None:
-            return "push subscription or article deleted"
-        if subscription.status != PushStatus.ACTIVE:
-            return f"push subscription is {subscription.status.value}"
-        wanted = {c.id for c in subscription.categories}
-        if not any(c.id in wanted for c in article.categories):
-            return "push subscription no longer follows any of the article's categories"
+        found = _still_wanted(session, delivery, subscription, PushStatus.ACTIVE)
+        if isinstance(found, str):
+            return found
+        article, _ = found
         payload = self.renderer.render_push(
             "article",
             {
@@ -117,6 +108,23 @@ class Composer:
             return None
         context = {**self._site(), "manage_url": self.urls.manage(subscriber.id)}
         return self.renderer.render_email("manage_link", subscriber.email, context)
+
+
+def _still_wanted(
+    session: Session, delivery: Delivery, recipient, active
+) -> tuple[Article, list[Category]] | str:
+    """The article and the recipient's categories it matches, checked at send time; or why
+    it must not go out any more (the reader left or changed categories since planning)."""
+    article = session.get(Article, delivery.article_id)
+    if recipient is None or article is None:
+        return "recipient or article deleted"
+    if recipient.status != active:
+        return f"{delivery.channel} recipient is {recipient.status.value}"
+    wanted = {c.id for c in recipient.categories}
+    matched = sorted((c for c in article.categories if c.id in wanted), key=lambda c: c.name)
+    if not matched:
+        return "recipient no longer follows any of the article's categories"
+    return article, matched
 
 
 def article_topic(guid: str) -> str:

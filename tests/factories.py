@@ -8,7 +8,15 @@ from datetime import UTC, datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from notifier.models import Article, Category, Feed, Subscriber, SubscriberStatus
+from notifier.domain.push_subscriptions import BrowserSubscription, save_push_subscription
+from notifier.models import (
+    Article,
+    Category,
+    Feed,
+    PushSubscription,
+    Subscriber,
+    SubscriberStatus,
+)
 
 _numbers = itertools.count(1)
 
@@ -52,4 +60,16 @@ def article(
     )
     session.add(row)
     session.flush()
+    return row
+
+
+def push_subscription(session: Session, browser, *slugs: str) -> PushSubscription:
+    """Save a browser's subscription (a tests.support.push_service.BrowserSubscription)."""
+    row, _ = save_push_subscription(
+        session,
+        BrowserSubscription(browser.endpoint, browser.p256dh, browser.auth),
+        list(slugs),
+        datetime.now(UTC),
+    )
+    session.commit()
     return row

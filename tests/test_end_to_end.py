@@ -31,12 +31,8 @@ def _article(url: str, guid: str) -> Article | None:
         return session.scalar(select(Article).where(Article.guid == guid))
 
 
-def test_subscribe_confirm_notify_unsubscribe(
-    tmp_path, pg_database_url, redis_url, smtp, feed_server
-):
-    now = datetime.now(UTC)
-    old = Item("https://aze.media/?p=1", "Old story", now - timedelta(days=400), ["News"])
-    feed_server.body = rss(old)
+def live_settings(tmp_path, pg_database_url, redis_url, smtp, feed_server, **env):
+    """Settings for a web server on a spare port and workers polling the test feed."""
     port = free_port()
     settings = make_settings(
         tmp_path,
@@ -47,7 +43,18 @@ def test_subscribe_confirm_notify_unsubscribe(
         FEED_URLS=feed_server.url,
         FEED_POLL_SECONDS="1",
         SWEEP_SECONDS="2",
+        **env,
     )
+    return settings, port
+
+
+def test_subscribe_confirm_notify_unsubscribe(
+    tmp_path, pg_database_url, redis_url, smtp, feed_server
+):
+    now = datetime.now(UTC)
+    old = Item("https://aze.media/?p=1", "Old story", now - timedelta(days=400), ["News"])
+    feed_server.body = rss(old)
+    settings, port = live_settings(tmp_path, pg_database_url, redis_url, smtp, feed_server)
     mails = smtp.handler
     with web_server(create_app(settings), port) as base, celery_processes(settings, tmp_path):
         http = requests.Session()
@@ -103,17 +110,10 @@ def test_push_through_the_api_and_a_real_worker(
     """Exactly one decrypted push per browser; 410 removes; 429 waits for Retry-After."""
     old = Item("https://aze.media/?p=1", "Old story", datetime.now(UTC) - timedelta(days=9))
     feed_server.body = rss(old)
-    port = free_port()
-    settings = make_settings(
-        tmp_path,
-        DATABASE_URL=pg_database_url,
-        CELERY_BROKER_URL=redis_url,
-        SMTP_URL=smtp.url,
-        PUBLIC_URL=f"http://127.0.0.1:{port}",
-        FEED_URLS=feed_server.url,
-        FEED_POLL_SECONDS="1",
+    settings, port = live_settings(
+        tmp_path, pg_database_url, redis_url, smtp, feed_server,
         PUSH_ALLOWED_ORIGINS=push_service.origin,
-    )
+    )  # fmt: skip
     fine, dropped, throttled = (push_service.new_subscription() for _ in range(3))
     push_service.script(dropped, Reply(410))
     push_service.script(throttled, Reply(429, retry_after=2))

@@ -328,7 +328,7 @@ def test_article_email_subject_from_a_multiline_title_is_one_line(session, compo
 )
 def test_no_article_email_for_a_subscriber_who_is_not_active(session, composer, status):
     delivery = make_delivery(session, status=status)
-    assert composer.article_email(session, delivery) == f"subscriber is {status.value}"
+    assert composer.article_email(session, delivery) == f"email recipient is {status.value}"
 
 
 def test_no_article_email_when_the_reader_no_longer_follows_its_categories(session, composer):
@@ -337,13 +337,13 @@ def test_no_article_email_when_the_reader_no_longer_follows_its_categories(sessi
     subscriber.categories = categories(session, "culture", "history")
     session.flush()
     reason = composer.article_email(session, delivery)
-    assert reason == "subscriber no longer follows any of the article's categories"
+    assert reason == "recipient no longer follows any of the article's categories"
 
 
 def test_no_article_email_when_the_subscriber_is_gone(session, composer):
     delivery = make_delivery(session)
     ghost = Delivery(article_id=delivery.article_id, subscriber_id=10_000, channel="email")
-    assert composer.article_email(session, ghost) == "subscriber or article deleted"
+    assert composer.article_email(session, ghost) == "recipient or article deleted"
 
 
 def test_confirmation_email_carries_a_confirm_link_for_exactly_those_categories(

@@ -35,13 +35,7 @@ def send(session, settings):
     return run
 
 
-def subscribe(session, browser, *slugs: str) -> PushSubscription:
-    row, _ = save_push_subscription(
-        session, BrowserSubscription(browser.endpoint, browser.p256dh, browser.auth),
-        list(slugs), utcnow(),
-    )  # fmt: skip
-    session.commit()
-    return row
+subscribe = factories.push_subscription
 
 
 def publish(session, send, *slugs: str, **fields) -> int:

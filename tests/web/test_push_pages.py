@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import re
 
-from notifier.domain.push_subscriptions import BrowserSubscription, save_push_subscription
 from notifier.models import PushStatus, PushSubscription
-from notifier.timeutil import utcnow
 from notifier.tokens import Tokens
+from tests import factories
 
 
 def manage_path(settings, row) -> str:
@@ -16,13 +15,7 @@ def manage_path(settings, row) -> str:
 
 
 def subscribed(session, push_service, *slugs) -> PushSubscription:
-    browser = push_service.new_subscription()
-    row, _ = save_push_subscription(
-        session, BrowserSubscription(browser.endpoint, browser.p256dh, browser.auth),
-        list(slugs), utcnow(),
-    )  # fmt: skip
-    session.commit()
-    return row
+    return factories.push_subscription(session, push_service.new_subscription(), *slugs)
 
 
 def csrf(page: str) -> str:
