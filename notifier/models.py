@@ -70,6 +70,20 @@ class PushStatus(enum.StrEnum):
     GONE = "gone"  # the push service answered 404/410: the browser dropped it; never send again
 
 
+class EditorRole(enum.StrEnum):
+    EDITOR = "editor"  # composes and sends breaking alerts
+    ADMIN = "admin"  # also manages editors and API tokens
+
+
+class AlertStatus(enum.StrEnum):
+    SCHEDULED = "scheduled"  # waits for send_at; can be cancelled
+    QUEUED = "queued"  # accepted to go out now; the fan-out has not run yet
+    SENDING = "sending"  # deliveries planned and going out; can be stopped
+    SENT = "sent"  # every delivery reached a final state
+    CANCELLED = "cancelled"  # cancelled before it started: nothing went out
+    STOPPED = "stopped"  # stopped while sending: what was sent stays sent, nothing more goes
+
+
 subscriber_categories = Table(
     "subscriber_categories",
     Base.metadata,
@@ -98,6 +112,13 @@ push_subscription_categories = Table(
         primary_key=True,
     ),
     Index("ix_push_subscription_categories_category", "category_id", "push_subscription_id"),
+)
+
+alert_categories = Table(
+    "alert_categories",
+    Base.metadata,
+    Column("alert_id", ForeignKey("alerts.id", ondelete="CASCADE"), primary_key=True),
+    Column("category_id", ForeignKey("categories.id", ondelete="CASCADE"), primary_key=True),
 )
 
 article_categories = Table(
@@ -177,7 +198,8 @@ class Article(Base):
     __tablename__ = "articles"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    feed_id: Mapped[int] = mapped_column(ForeignKey("feeds.id", ondelete="CASCADE"))
+    # None for articles announced by the CMS webhook before any feed saw them.
+    feed_id: Mapped[int | None] = mapped_column(ForeignKey("feeds.id", ondelete="CASCADE"))
     guid: Mapped[str] = mapped_column(String(2000), unique=True)
     link: Mapped[str] = mapped_column(String(2000))
     title: Mapped[str] = mapped_column(Text)
@@ -193,13 +215,81 @@ class Article(Base):
     categories: Mapped[list[Category]] = relationship(
         secondary=article_categories, order_by=Category.name
     )
-    feed: Mapped[Feed] = relationship()
+    feed: Mapped[Feed | None] = relationship()
+
+
+class Editor(Base):
+    __tablename__ = "editors"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(300))
+    role: Mapped[EditorRole] = mapped_column(_enum(EditorRole), default=EditorRole.EDITOR)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class ApiToken(Base):
+    """A bearer token for scripts and the CMS; only its SHA-256 is stored."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(12))  # shown in lists to tell tokens apart
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("editors.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class LoginAttempt(Base):
+    """Failed logins by IP and by account, for rate limiting across processes."""
+
+    __tablename__ = "login_attempts"
+    __table_args__ = (Index("ix_login_attempts_key_at", "key", "at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key: Mapped[str] = mapped_column(String(400))
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Alert(Base):
+    """A breaking alert written by an editor (or a script), sent now or at send_at."""
+
+    __tablename__ = "alerts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    title: Mapped[str] = mapped_column(String(300))
+    body: Mapped[str] = mapped_column(Text, default="")
+    url: Mapped[str] = mapped_column(String(2000))
+    image_url: Mapped[str | None] = mapped_column(String(2000))
+    target_all: Mapped[bool] = mapped_column(Boolean, default=False)
+    send_email: Mapped[bool] = mapped_column(Boolean, default=True)
+    send_push: Mapped[bool] = mapped_column(Boolean, default=True)
+    status: Mapped[AlertStatus] = mapped_column(_enum(AlertStatus), default=AlertStatus.QUEUED)
+    send_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("editors.id"))
+    api_token_id: Mapped[int | None] = mapped_column(ForeignKey("api_tokens.id"))
+    # A retried API call or a double-clicked Send carries the same key: one alert.
+    idempotency_key: Mapped[str | None] = mapped_column(String(200), unique=True)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    status_changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    categories: Mapped[list[Category]] = relationship(
+        secondary=alert_categories, order_by=Category.name
+    )
+    created_by: Mapped[Editor | None] = relationship()
 
 
 class Delivery(Base):
     """One message for one recipient on one channel; the unique keys make re-planning harmless.
 
-    The recipient is a subscriber (email) or a push subscription (push), never both.
+    The notice is an article or an alert; the recipient is a subscriber (email) or a push
+    subscription (push); never both of either.
     """
 
     __tablename__ = "deliveries"
@@ -208,6 +298,13 @@ class Delivery(Base):
         UniqueConstraint(
             "article_id", "push_subscription_id", "channel", name="uq_deliveries_push_recipient"
         ),
+        UniqueConstraint(
+            "alert_id", "subscriber_id", "channel", name="uq_deliveries_alert_recipient"
+        ),
+        UniqueConstraint(
+            "alert_id", "push_subscription_id", "channel", name="uq_deliveries_alert_push_recipient"
+        ),
+        CheckConstraint("(article_id IS NULL) <> (alert_id IS NULL)", name="one_notice"),
         CheckConstraint(
             "(subscriber_id IS NULL) <> (push_subscription_id IS NULL)", name="one_recipient"
         ),
@@ -215,7 +312,8 @@ class Delivery(Base):
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    article_id: Mapped[int] = mapped_column(ForeignKey("articles.id", ondelete="CASCADE"))
+    article_id: Mapped[int | None] = mapped_column(ForeignKey("articles.id", ondelete="CASCADE"))
+    alert_id: Mapped[int | None] = mapped_column(ForeignKey("alerts.id", ondelete="CASCADE"))
     subscriber_id: Mapped[int | None] = mapped_column(
         ForeignKey("subscribers.id", ondelete="CASCADE")
     )
