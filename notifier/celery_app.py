@@ -51,6 +51,10 @@ def make_celery(settings: Settings | None = None) -> Celery:
                 "task": "notifier.tasks.poll_feeds",
                 "schedule": timedelta(seconds=settings.feed_poll_seconds),
             },
+            "release-alerts": {
+                "task": "notifier.tasks.release_alerts",
+                "schedule": timedelta(seconds=settings.alert_scheduler_seconds),
+            },
             "sweep": {
                 "task": "notifier.tasks.sweep",
                 "schedule": timedelta(seconds=settings.sweep_seconds),

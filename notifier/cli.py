@@ -7,10 +7,16 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 import click
 
 from notifier.config import ConfigError, Settings, load_settings
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
 
 
 def _settings() -> Settings:
@@ -105,6 +111,78 @@ def vapid_keys() -> None:
 
     private, public = generate_keypair()
     click.echo(f"VAPID_PRIVATE_KEY={private}\nVAPID_PUBLIC_KEY={public}")
+
+
+def _password(from_stdin: bool) -> str:
+    """One line of stdin (for scripts), or typed twice without echo."""
+    if from_stdin:
+        return click.get_text_stream("stdin").readline().rstrip("\r\n")
+    return click.prompt("Password", hide_input=True, confirmation_prompt=True)
+
+
+@contextmanager
+def _editor_session(settings: Settings) -> Iterator[Session]:
+    """Commit on success; refusals and database trouble become a sentence, not a traceback."""
+    from sqlalchemy.exc import DBAPIError
+
+    from notifier.db import session_scope
+    from notifier.domain.api_tokens import ApiTokenError
+    from notifier.domain.editors import EditorError
+
+    try:
+        with session_scope(settings.database_url) as session:
+            yield session
+            session.commit()
+    except (EditorError, ApiTokenError) as error:
+        raise click.ClickException(str(error)) from None
+    except DBAPIError as error:
+        raise click.ClickException(
+            f"Database error: {error.orig}. Has `notifier migrate` run?"
+        ) from None
+
+
+@cli.command("create-editor")
+@click.argument("email")
+@click.option("--role", type=click.Choice(["editor", "admin"]), default="editor", show_default=True)
+@click.option("--password-stdin", is_flag=True, help="Read the password from one line of stdin.")
+def create_editor_command(email: str, role: str, password_stdin: bool) -> None:
+    """Add an editor account (asks for the password twice unless --password-stdin)."""
+    from notifier.domain.editors import create_editor
+
+    settings = _settings()
+    password = _password(password_stdin)
+    with _editor_session(settings) as session:
+        editor = create_editor(session, email, password, role)
+    click.echo(f"Created {editor.role} {editor.email}.")
+
+
+@cli.command("reset-password")
+@click.argument("email")
+@click.option("--password-stdin", is_flag=True, help="Read the password from one line of stdin.")
+def reset_password_command(email: str, password_stdin: bool) -> None:
+    """Set a new password for an editor account."""
+    from notifier.domain.editors import set_password
+
+    settings = _settings()
+    password = _password(password_stdin)
+    with _editor_session(settings) as session:
+        editor = set_password(session, email, password)
+    click.echo(f"New password set for {editor.email}.")
+
+
+@cli.command("create-token")
+@click.argument("name")
+def create_token_command(name: str) -> None:
+    """Issue an API token for a script or the CMS; it is printed once, only its hash is kept."""
+    from notifier.domain.api_tokens import issue_token
+    from notifier.timeutil import utcnow
+
+    with _editor_session(_settings()) as session:
+        token, plaintext = issue_token(session, name, None, utcnow())
+    click.echo(
+        f"Token {token.name!r} ({token.prefix}…); store it now, it is not shown again:", err=True
+    )
+    click.echo(plaintext)
 
 
 @cli.command()

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field, replace
 from email.utils import parseaddr
 from pathlib import Path
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -87,6 +88,14 @@ def _vapid_keys(env: Mapping[str, str], data_dir: Path) -> tuple[str, str]:
     return private, public
 
 
+def _timezone(name: str) -> str:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"SITE_TIMEZONE is not a known time zone: {name!r}.") from None
+    return name
+
+
 def _mailto(mail_from: str) -> str:
     address = parseaddr(mail_from)[1]
     return f"mailto:{address}" if "@" in address else "mailto:ops@localhost"
@@ -136,10 +145,18 @@ class Settings:
     vapid_subject: str = "mailto:ops@localhost"
     push_allowed_origins: tuple[str, ...] = DEFAULT_PUSH_ORIGINS
     push_ttl_seconds: int = 86400
+    push_alert_ttl_seconds: int = 3600
+    alert_scheduler_seconds: int = 5
+    webhook_secret: str = ""
     push_connect_timeout_seconds: float = 5.0
     push_read_timeout_seconds: float = 10.0
     cors_allowed_origins: tuple[str, ...] = ()
+    login_max_attempts_per_account: int = 5
+    login_max_attempts_per_ip: int = 20
+    login_window_seconds: int = 900
+    editor_session_seconds: int = 12 * 3600
     site_icon_url: str = ""
+    site_timezone: str = "Asia/Baku"
     site_name: str = "Aze.Media"
     site_url: str = "https://aze.media/"
     templates_dir: Path = field(default=PROJECT_ROOT / "templates")
@@ -214,10 +231,18 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         vapid_subject=env.get("VAPID_SUBJECT", "") or _mailto(mail_from),
         push_allowed_origins=_list(env, "PUSH_ALLOWED_ORIGINS") or DEFAULT_PUSH_ORIGINS,
         push_ttl_seconds=_int(env, "PUSH_TTL_SECONDS", 86400),
+        push_alert_ttl_seconds=_int(env, "PUSH_ALERT_TTL_SECONDS", 3600),
+        alert_scheduler_seconds=_int(env, "ALERT_SCHEDULER_SECONDS", 5, minimum=1),
+        webhook_secret=env.get("WEBHOOK_SECRET", ""),
         push_connect_timeout_seconds=_float(env, "PUSH_CONNECT_TIMEOUT_SECONDS", 5.0, 0.1),
         push_read_timeout_seconds=_float(env, "PUSH_READ_TIMEOUT_SECONDS", 10.0, 0.1),
         cors_allowed_origins=tuple(o.rstrip("/") for o in _list(env, "CORS_ALLOWED_ORIGINS")),
+        login_max_attempts_per_account=_int(env, "LOGIN_MAX_ATTEMPTS_PER_ACCOUNT", 5, minimum=1),
+        login_max_attempts_per_ip=_int(env, "LOGIN_MAX_ATTEMPTS_PER_IP", 20, minimum=1),
+        login_window_seconds=_int(env, "LOGIN_WINDOW_SECONDS", 900, minimum=1),
+        editor_session_seconds=_int(env, "EDITOR_SESSION_SECONDS", 12 * 3600, minimum=60),
         site_icon_url=env.get("SITE_ICON_URL", "") or f"{public_url}/static/icon-192.png",
+        site_timezone=_timezone(env.get("SITE_TIMEZONE", "Asia/Baku")),
         site_name=env.get("SITE_NAME", "Aze.Media"),
         site_url=env.get("SITE_URL", "https://aze.media/"),
         templates_dir=Path(env.get("TEMPLATES_DIR", PROJECT_ROOT / "templates")),

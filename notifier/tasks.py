@@ -24,7 +24,9 @@ from notifier.config import Settings
 from notifier.db import session_scope
 from notifier.dispatch import retry_policy
 from notifier.dispatch import send_deliveries as send_batch
+from notifier.domain.alerts import finish_if_done, plan_alert, release_due_alerts
 from notifier.domain.deliveries import (
+    alert_ids_of,
     note_queued,
     overdue_delivery_ids,
     pending_delivery_chunks,
@@ -33,6 +35,7 @@ from notifier.domain.deliveries import (
 )
 from notifier.domain.feeds import sync_feeds
 from notifier.feed_poller import poll_feed as poll_one_feed
+from notifier.models import Alert
 from notifier.timeutil import utcnow
 
 log = logging.getLogger(__name__)
@@ -116,6 +119,43 @@ def fan_out_article(self, article_id: int) -> dict[str, int]:
     return planned
 
 
+@shared_task(bind=True, name="notifier.tasks.fan_out_alert")
+@retried_through_outages
+def fan_out_alert(self, alert_id: int) -> dict[str, int]:
+    settings = _settings(self)
+    with session_scope(settings.database_url) as session:
+        planned = plan_alert(session, alert_id, utcnow())
+        session.commit()
+        chunks = pending_delivery_chunks(
+            session, alert_id, settings.delivery_chunk_size, notice_column="alert_id"
+        )
+        for ids in chunks:
+            queue_deliveries(session, ids)
+    log.info("alert %s: %s deliveries planned", alert_id, planned)
+    return planned
+
+
+@shared_task(bind=True, name="notifier.tasks.release_alerts")
+@retried_through_outages
+def release_alerts(self) -> list[int]:
+    """Beat: scheduled alerts whose time came, and accepted alerts whose task was lost."""
+    settings = _settings(self)
+    with session_scope(settings.database_url) as session:
+        alert_ids = release_due_alerts(session, utcnow(), settings.alert_scheduler_seconds * 2)
+        session.commit()
+    for alert_id in alert_ids:
+        fan_out_alert.delay(alert_id)
+    return alert_ids
+
+
+@shared_task(bind=True, name="notifier.tasks.send_alert_test")
+def send_alert_test(self, alert_fields: dict, to: str, category_names: list[str]) -> bool:
+    """'Send a test to me': the alert email to the editor's own address, recorded nowhere."""
+    settings = _settings(self)
+    preview = _composer(settings).alert_preview(Alert(**alert_fields), to, category_names)
+    return _send_service_email(self, settings, preview, subscriber_id=0)
+
+
 @shared_task(bind=True, name="notifier.tasks.send_deliveries")
 @retried_through_outages
 def send_deliveries(self, delivery_ids: list[int]) -> dict:
@@ -125,6 +165,9 @@ def send_deliveries(self, delivery_ids: list[int]) -> dict:
         if report.retry_in:
             retry_ids = sorted(report.retry_in)
             queue_deliveries(session, retry_ids, countdown=min(report.retry_in.values()))
+        for alert_id in alert_ids_of(session, delivery_ids):
+            finish_if_done(session, alert_id, utcnow())
+        session.commit()
     return {"sent": report.sent, "skipped": report.skipped, "failed": report.failed,
             "retrying": len(report.retry_in)}  # fmt: skip
 

@@ -45,7 +45,7 @@ def push_channel(settings: Settings) -> WebPushChannel:
 
 def outlets(settings: Settings, composer: Composer) -> dict[str, Outlet]:
     def compose_email(session: Session, delivery: Delivery):
-        message = composer.article_email(session, delivery)
+        message = composer.email_for(session, delivery)
         return (
             message.to_mime(settings.mail_from) if isinstance(message, RenderedEmail) else message
         )
@@ -60,5 +60,5 @@ def outlets(settings: Settings, composer: Composer) -> dict[str, Outlet]:
 
     return {
         "email": Outlet(email_channel(settings), compose_email, email_gone),
-        "push": Outlet(push_channel(settings), composer.article_push, push_gone),
+        "push": Outlet(push_channel(settings), composer.push_for, push_gone),
     }

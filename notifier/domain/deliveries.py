@@ -26,6 +26,7 @@ from notifier.models import (
     PushSubscription,
     Subscriber,
     SubscriberStatus,
+    alert_categories,
     article_categories,
     push_subscription_categories,
     subscriber_categories,
@@ -63,43 +64,61 @@ AUDIENCES = {
 }
 
 
-def plan_article_deliveries(session: Session, article_id: int, channel: str, now: datetime) -> int:
-    """Record one pending delivery per active recipient of any of the article's categories.
+@dataclass(frozen=True)
+class Notice:
+    """What is being delivered: an article or an alert, and which categories it targets."""
+
+    column: str  # "article_id" or "alert_id": the deliveries column naming it
+    id: int
+    categories: Table | None  # its category link table; None: every active recipient
+
+    @classmethod
+    def article(cls, article_id: int) -> Notice:
+        return cls("article_id", article_id, article_categories)
+
+    @classmethod
+    def alert(cls, alert_id: int, target_all: bool) -> Notice:
+        return cls("alert_id", alert_id, None if target_all else alert_categories)
+
+
+def plan_deliveries(session: Session, notice: Notice, channel: str, now: datetime) -> int:
+    """Record one pending delivery per active recipient the notice targets on this channel.
 
     One INSERT … SELECT DISTINCT: however many categories match, a recipient gets one row,
     and the unique key makes a second run (a redelivered task) insert nothing.
     """
     audience = AUDIENCES[channel]
-    recipient_id = audience.membership.c[audience.recipient_column]
-    matching = (
-        select(
-            literal(article_id),
-            recipient_id,
-            literal(channel),
-            literal(DeliveryStatus.PENDING.value),
-            literal(0),
-            literal(now, Delivery.created_at.type),
-            literal(now, Delivery.next_attempt_at.type),
-        )
-        .distinct()
-        .join(audience.recipient, audience.recipient.id == recipient_id)
-        .join(
-            article_categories,
-            article_categories.c.category_id == audience.membership.c.category_id,
-        )
-        .where(
-            article_categories.c.article_id == article_id,
-            audience.recipient.status == audience.active,
-        )
-    )
-    columns = [
-        "article_id", audience.recipient_column, "channel", "status", "attempts", "created_at",
-        "next_attempt_at",
+    recipient = audience.recipient
+    fixed = [
+        literal(DeliveryStatus.PENDING.value), literal(0),
+        literal(now, Delivery.created_at.type), literal(now, Delivery.next_attempt_at.type),
     ]  # fmt: skip
+    if notice.categories is None:
+        matching = select(literal(notice.id), recipient.id, literal(channel), *fixed)
+    else:
+        membership = audience.membership
+        recipient_id = membership.c[audience.recipient_column]
+        matching = (
+            select(literal(notice.id), recipient_id, literal(channel), *fixed)
+            .distinct()
+            .join(recipient, recipient.id == recipient_id)
+            .join(
+                notice.categories,
+                notice.categories.c.category_id == membership.c.category_id,
+            )
+            .where(notice.categories.c[notice.column] == notice.id)
+        )
+    matching = matching.where(recipient.status == audience.active)
+    columns = [notice.column, audience.recipient_column, "channel", "status", "attempts",
+               "created_at", "next_attempt_at"]  # fmt: skip
     statement = insert_ignoring_conflicts(session, Delivery.__table__).from_select(
         columns, matching
     )
     return len(session.scalars(statement.returning(Delivery.id)).all())
+
+
+def plan_article_deliveries(session: Session, article_id: int, channel: str, now: datetime) -> int:
+    return plan_deliveries(session, Notice.article(article_id), channel, now)
 
 
 def plan_article(session: Session, article_id: int, now: datetime) -> dict[str, int]:
@@ -124,16 +143,17 @@ def count_hard_bounces(session: Session, subscriber_id: int) -> int:
 
 
 def pending_delivery_chunks(
-    session: Session, article_id: int, chunk_size: int
+    session: Session, article_id: int, chunk_size: int, notice_column: str = "article_id"
 ) -> Iterator[list[int]]:
-    """Ids of the article's unsent deliveries in id order, a chunk at a time (keyset paging)."""
+    """Ids of a notice's unsent deliveries in id order, a chunk at a time (keyset paging)."""
+    notice = getattr(Delivery, notice_column)
     last_id = 0
     while True:
         ids = list(
             session.scalars(
                 select(Delivery.id)
                 .where(
-                    Delivery.article_id == article_id,
+                    notice == article_id,
                     Delivery.id > last_id,
                     Delivery.status.in_([DeliveryStatus.PENDING, DeliveryStatus.SENDING]),
                 )
@@ -257,3 +277,13 @@ def delivery_counts(session: Session, article_id: int) -> dict[str, int]:
         .group_by(Delivery.status)
     )
     return {str(status): count for status, count in rows}
+
+
+def alert_ids_of(session: Session, delivery_ids: Sequence[int]) -> list[int]:
+    return list(
+        session.scalars(
+            select(Delivery.alert_id)
+            .where(Delivery.id.in_(delivery_ids), Delivery.alert_id.is_not(None))
+            .distinct()
+        )
+    )

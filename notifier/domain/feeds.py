@@ -161,33 +161,77 @@ def store_articles(
     """Store new articles, refresh known ones; return ids of the new ones to announce."""
     to_announce = []
     for item in items:
-        values = {
-            "title": item.title,
-            "link": item.link,
-            "summary": item.summary,
-            "image_url": item.image_url,
-            "published_at": item.published_at,
-        }
-        inserted = session.execute(
-            insert_ignoring_conflicts(session, Article.__table__).returning(Article.id),
-            {
-                **values,
-                "feed_id": feed.id,
-                "guid": item.guid,
-                "first_seen_at": now,
-                "announce": _should_announce(feed, item),
-            },
-        ).scalar()
-        article = session.get(Article, inserted) if inserted else _known(session, item.guid)
-        if not inserted and any(getattr(article, k) != v for k, v in values.items()):
-            for key, value in values.items():
-                setattr(article, key, value)
-            article.updated_at = now
-        article.categories = ensure_categories(session, item.categories)
-        if inserted and article.announce:
-            to_announce.append(article.id)
+        article_id, new = store_article(session, item, now, feed, _should_announce(feed, item))
+        if new:
+            to_announce.append(article_id)
     return to_announce
+
+
+def store_article(
+    session: Session, item: ParsedArticle, now: datetime, feed: Feed | None, announce: bool
+) -> tuple[int, bool]:
+    """Insert the article once per guid (whoever sees it first: a feed or the CMS webhook),
+    refresh a known one. Returns (id, whether it is new and to be announced)."""
+    values = {
+        "title": item.title,
+        "link": item.link,
+        "summary": item.summary,
+        "image_url": item.image_url,
+        "published_at": item.published_at,
+    }
+    inserted = session.execute(
+        insert_ignoring_conflicts(session, Article.__table__).returning(Article.id),
+        {
+            **values,
+            "feed_id": feed.id if feed else None,
+            "guid": item.guid,
+            "first_seen_at": now,
+            "announce": announce,
+        },
+    ).scalar()
+    article = session.get(Article, inserted) if inserted else _known(session, item.guid)
+    if not inserted and any(getattr(article, k) != v for k, v in values.items()):
+        for key, value in values.items():
+            setattr(article, key, value)
+        article.updated_at = now
+    if article.feed_id is None and feed is not None:
+        article.feed_id = feed.id
+    article.categories = ensure_categories(session, item.categories)
+    return article.id, bool(inserted and announce)
 
 
 def _known(session: Session, guid: str) -> Article:
     return session.scalars(select(Article).where(Article.guid == guid)).one()
+
+
+def parse_webhook_article(data: object) -> ParsedArticle:
+    """The CMS announces a just-published post with the same fields a feed item has."""
+    if not isinstance(data, dict):
+        raise FeedParseError("Send a JSON object with guid, url, title, categories.")
+    guid, url, title = (str(data.get(k) or "").strip() for k in ("guid", "url", "title"))
+    if not guid or len(guid) > 2000:
+        raise FeedParseError("guid is required (WordPress: get_the_guid($post)).")
+    if not _http_url(url, url) or len(url) > 2000:
+        raise FeedParseError("url must be the post's http(s) permalink.")
+    if not single_line(title):
+        raise FeedParseError("title is required.")
+    categories = data.get("categories") or []
+    if not isinstance(categories, list) or not all(isinstance(c, str) for c in categories):
+        raise FeedParseError("categories must be a list of category names.")
+    published, published_at = data.get("published_at"), None
+    if published:
+        try:
+            published_at = datetime.fromisoformat(str(published).replace("Z", "+00:00"))
+        except ValueError:
+            raise FeedParseError("published_at must be an ISO 8601 date and time.") from None
+        if published_at.tzinfo is None:
+            raise FeedParseError("published_at needs a time zone.")
+    return ParsedArticle(
+        guid=guid,
+        link=url,
+        title=single_line(title),
+        summary=plain_text(str(data.get("summary") or "")),
+        image_url=_http_url(str(data.get("image") or ""), url),
+        published_at=published_at.astimezone(UTC) if published_at else None,
+        categories=tuple(categories),
+    )

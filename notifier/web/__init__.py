@@ -45,13 +45,35 @@ def create_app(settings: Settings | None = None, queue: TaskQueue | None = None)
     }
     csrf = CSRFProtect(app)
 
-    from notifier.web import api, assets, dev, public, push_api, push_pages
+    from notifier.web import (
+        admin,
+        alerts_api,
+        api,
+        assets,
+        dev,
+        editor_alerts,
+        editor_auth,
+        public,
+        push_api,
+        push_pages,
+    )
 
     csrf.exempt(api.bp)
     csrf.exempt(push_api.bp)
+    csrf.exempt(alerts_api.bp)
     csrf.exempt(public.one_click_unsubscribe)
     protect_api(app, settings)
-    for blueprint in (public.bp, api.bp, push_api.bp, push_pages.bp, assets.bp):
+    for blueprint in (
+        public.bp,
+        api.bp,
+        push_api.bp,
+        push_pages.bp,
+        assets.bp,
+        editor_auth.bp,
+        admin.bp,
+        alerts_api.bp,
+        editor_alerts.bp,
+    ):
         app.register_blueprint(blueprint)
     if settings.dev_mode:
         app.register_blueprint(dev.bp)

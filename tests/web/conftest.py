@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import pytest
+from kombu.exceptions import OperationalError as BrokerUnavailable
 
 from notifier.web import create_app
 
@@ -11,12 +12,31 @@ class RecordingQueue:
     def __init__(self) -> None:
         self.confirmations: list[tuple[int, list[int]]] = []
         self.manage_links: list[int] = []
+        self.alerts: list[int] = []
+        self.articles: list[int] = []
+        self.alert_tests: list[tuple[str, str]] = []
+        self.broker_down = False
 
     def send_confirmation(self, subscriber_id: int, category_ids: list[int]) -> None:
         self.confirmations.append((subscriber_id, sorted(category_ids)))
 
     def send_manage_link(self, subscriber_id: int) -> None:
         self.manage_links.append(subscriber_id)
+
+    def fan_out_alert(self, alert_id: int) -> None:
+        self._maybe_down()
+        self.alerts.append(alert_id)
+
+    def fan_out_article(self, article_id: int) -> None:
+        self._maybe_down()
+        self.articles.append(article_id)
+
+    def send_alert_test(self, alert_fields: dict, to: str, category_names: list[str]) -> None:
+        self.alert_tests.append((alert_fields["title"], to))
+
+    def _maybe_down(self) -> None:
+        if self.broker_down:
+            raise BrokerUnavailable("connection refused (test)")
 
 
 @pytest.fixture
@@ -32,3 +52,31 @@ def app(settings, queue):
 @pytest.fixture
 def client(app):
     return app.test_client()
+
+
+@pytest.fixture
+def editor(session):
+    from notifier.domain.editors import create_editor
+
+    row = create_editor(session, "editor@aze.media", "correct horse battery", "editor")
+    session.commit()
+    return row
+
+
+@pytest.fixture
+def editor_client(app, editor):
+    """A browser logged in as an editor (the session cookie names the editor's id)."""
+    client = app.test_client()
+    with client.session_transaction() as browser_session:
+        browser_session["editor_id"] = editor.id
+    return client
+
+
+@pytest.fixture
+def api_token(session, editor):
+    from notifier.domain.api_tokens import issue_token
+    from notifier.timeutil import utcnow
+
+    _, plaintext = issue_token(session, "newsroom script", editor.id, utcnow())
+    session.commit()
+    return plaintext

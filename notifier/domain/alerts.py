@@ -1,0 +1,268 @@
+"""Breaking alerts: validate, create once, reach the target once per reader and channel,
+report progress, cancel before the start or stop while sending."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from urllib.parse import urlsplit
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from notifier.domain.categories import categories_for_slugs
+from notifier.domain.deliveries import AUDIENCES, Notice, plan_deliveries
+from notifier.domain.feeds import single_line
+from notifier.models import Alert, AlertStatus, Category, Delivery, DeliveryStatus
+
+CHANNELS = ("email", "push")
+TITLE_MAX, BODY_MAX = 200, 600
+
+
+class AlertError(ValueError):
+    """Input an editor or a script can correct; the message is a sentence."""
+
+
+@dataclass(frozen=True)
+class AlertDraft:
+    title: str
+    body: str
+    url: str
+    image_url: str | None
+    target_all: bool
+    category_slugs: tuple[str, ...]
+    channels: tuple[str, ...]
+    send_at: datetime | None = None
+    category_names: tuple[str, ...] = field(default=())
+
+
+def _http_url(value: object, name: str, required: bool) -> str | None:
+    if value in (None, "") and not required:
+        return None
+    if not isinstance(value, str) or urlsplit(value.strip()).scheme not in ("http", "https"):
+        raise AlertError(f"The {name} must be an http(s) URL.")
+    if not urlsplit(value.strip()).netloc:
+        raise AlertError(f"The {name} must be an http(s) URL.")
+    return value.strip()
+
+
+def _send_at(value: object, now: datetime) -> datetime | None:
+    if value in (None, ""):
+        return None
+    if not isinstance(value, str):
+        raise AlertError("send_at must be an ISO 8601 date and time, e.g. 2026-12-01T09:00:00Z.")
+    try:
+        moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise AlertError("send_at must be an ISO 8601 date and time with a time zone.") from None
+    if moment.tzinfo is None:
+        raise AlertError("send_at needs a time zone, e.g. 2026-12-01T09:00:00+04:00.")
+    if moment < now - timedelta(minutes=1):
+        raise AlertError("send_at is in the past.")
+    return moment.astimezone(UTC) if moment > now else None
+
+
+def validate_alert(
+    session: Session, data: Mapping[str, object], default_url: str, now: datetime
+) -> AlertDraft:
+    """Check what an editor or a script asked for; raise AlertError with a sentence."""
+    title = single_line(str(data.get("title") or ""))
+    if not title:
+        raise AlertError("Please write a headline.")
+    if len(title) > TITLE_MAX:
+        raise AlertError(f"The headline is longer than {TITLE_MAX} characters.")
+    body = " ".join(str(data.get("body") or "").split())
+    if len(body) > BODY_MAX:
+        raise AlertError(f"The text is longer than {BODY_MAX} characters.")
+    channels = data.get("channels") or ()
+    if isinstance(channels, str):
+        channels = [channels]
+    if not isinstance(channels, list | tuple) or not set(channels) <= set(CHANNELS):
+        raise AlertError('Channels must be a list of "email" and/or "push".')
+    if not channels:
+        raise AlertError("Choose at least one channel.")
+    target_all = data.get("all") in (True, "1", "true", "on")
+    slugs = data.get("categories") or []
+    if not target_all:
+        if not isinstance(slugs, list | tuple) or not slugs:
+            raise AlertError("Choose categories, or send to all readers.")
+        try:
+            names = tuple(c.name for c in categories_for_slugs(session, slugs))
+        except ValueError as error:
+            raise AlertError(str(error)) from None
+    return AlertDraft(
+        title=title,
+        body=body,
+        url=_http_url(data.get("url") or default_url, "link", required=True),
+        image_url=_http_url(data.get("image_url") or data.get("image"), "image URL", False),
+        target_all=target_all,
+        category_slugs=() if target_all else tuple(sorted(slugs)),
+        channels=tuple(c for c in CHANNELS if c in channels),
+        send_at=_send_at(data.get("send_at"), now),
+        category_names=() if target_all else names,
+    )
+
+
+def create_alert(
+    session: Session,
+    draft: AlertDraft,
+    now: datetime,
+    created_by_id: int | None = None,
+    api_token_id: int | None = None,
+    idempotency_key: str | None = None,
+) -> tuple[Alert, bool]:
+    """Keep the alert (the database holds it even if the broker is down). The same
+    idempotency key returns the alert it already made: a retried call makes one alert."""
+    if idempotency_key:
+        existing = session.scalar(select(Alert).where(Alert.idempotency_key == idempotency_key))
+        if existing is not None:
+            return existing, False
+    alert = Alert(
+        title=draft.title,
+        body=draft.body,
+        url=draft.url,
+        image_url=draft.image_url,
+        target_all=draft.target_all,
+        send_email="email" in draft.channels,
+        send_push="push" in draft.channels,
+        send_at=draft.send_at,
+        status=AlertStatus.SCHEDULED if draft.send_at else AlertStatus.QUEUED,
+        created_at=now,
+        status_changed_at=now,
+        created_by_id=created_by_id,
+        api_token_id=api_token_id,
+        idempotency_key=idempotency_key or None,
+        categories=[] if draft.target_all else categories_for_slugs(session, draft.category_slugs),
+    )
+    session.add(alert)
+    session.flush()
+    return alert, True
+
+
+def alert_channels(alert: Alert) -> list[str]:
+    return [c for c, on in (("email", alert.send_email), ("push", alert.send_push)) if on]
+
+
+def audience_size(session: Session, draft: AlertDraft) -> dict[str, int]:
+    """How many readers (email) and browsers (push) the draft would reach."""
+    sizes = {}
+    category_ids = select(Category.id).where(Category.slug.in_(draft.category_slugs))
+    for channel in draft.channels:
+        audience = AUDIENCES[channel]
+        recipient = audience.recipient
+        query = select(func.count(func.distinct(recipient.id))).where(
+            recipient.status == audience.active
+        )
+        if not draft.target_all:
+            membership = audience.membership
+            query = query.join(
+                membership, membership.c[audience.recipient_column] == recipient.id
+            ).where(membership.c.category_id.in_(category_ids))
+        sizes[channel] = session.scalar(query) or 0
+    return sizes
+
+
+def plan_alert(session: Session, alert_id: int, now: datetime) -> dict[str, int]:
+    """Record the alert's deliveries once; a second run (or a stopped alert) adds nothing."""
+    alert = session.get(Alert, alert_id)
+    if alert is None or alert.status != AlertStatus.QUEUED:
+        return {}
+    notice = Notice.alert(alert.id, alert.target_all)
+    planned = {c: plan_deliveries(session, notice, c, now) for c in alert_channels(alert)}
+    _set_status(alert, AlertStatus.SENDING, now)
+    alert.started_at = now
+    finish_if_done(session, alert.id, now)
+    return planned
+
+
+def release_due_alerts(session: Session, now: datetime, grace_seconds: int) -> list[int]:
+    """Scheduled alerts whose time has come, and queued ones whose fan-out task was lost."""
+    stale = list(
+        session.scalars(
+            select(Alert.id).where(
+                Alert.status == AlertStatus.QUEUED,
+                Alert.status_changed_at <= now - timedelta(seconds=grace_seconds),
+            )
+        )
+    )
+    due = list(
+        session.scalars(
+            select(Alert).where(Alert.status == AlertStatus.SCHEDULED, Alert.send_at <= now)
+        )
+    )
+    for alert in due:
+        _set_status(alert, AlertStatus.QUEUED, now)
+    return sorted({*stale, *(alert.id for alert in due)})
+
+
+def cancel_alert(session: Session, alert_id: int, now: datetime) -> Alert:
+    alert = _get(session, alert_id)
+    if alert.status not in (AlertStatus.SCHEDULED, AlertStatus.QUEUED):
+        raise AlertError(f"This alert is {alert.status.value}; only one not yet started can be "
+                         "cancelled.")  # fmt: skip
+    _set_status(alert, AlertStatus.CANCELLED, now)
+    return alert
+
+
+def stop_alert(session: Session, alert_id: int, now: datetime) -> Alert:
+    """What is sent stays sent; every delivery not yet sent is skipped."""
+    alert = _get(session, alert_id)
+    if alert.status != AlertStatus.SENDING:
+        raise AlertError(f"This alert is {alert.status.value}; only a sending one can be stopped.")
+    session.execute(
+        update(Delivery)
+        .where(Delivery.alert_id == alert_id, Delivery.status == DeliveryStatus.PENDING)
+        .values(status=DeliveryStatus.SKIPPED, last_error="alert stopped by an editor")
+    )
+    _set_status(alert, AlertStatus.STOPPED, now)
+    alert.finished_at = now
+    return alert
+
+
+def alert_progress(session: Session, alert_id: int) -> dict[str, dict[str, int]]:
+    """Per channel: queued (not yet final), sent, failed, gone, skipped."""
+    rows = session.execute(
+        select(Delivery.channel, Delivery.status, Delivery.last_error, func.count())
+        .where(Delivery.alert_id == alert_id)
+        .group_by(Delivery.channel, Delivery.status, Delivery.last_error)
+    )
+    progress = {c: dict.fromkeys(("queued", "sent", "failed", "gone", "skipped"), 0)
+                for c in CHANNELS}  # fmt: skip
+    for channel, status, last_error, count in rows:
+        bucket = {
+            DeliveryStatus.PENDING: "queued", DeliveryStatus.SENDING: "queued",
+            DeliveryStatus.SENT: "sent", DeliveryStatus.SKIPPED: "skipped",
+        }.get(status, "failed")  # fmt: skip
+        if bucket == "failed" and (last_error or "").startswith("gone:"):
+            bucket = "gone"
+        progress[channel][bucket] += count
+    return progress
+
+
+def finish_if_done(session: Session, alert_id: int, now: datetime) -> bool:
+    alert = session.get(Alert, alert_id)
+    if alert is None or alert.status != AlertStatus.SENDING:
+        return False
+    open_rows = session.scalar(
+        select(func.count()).where(
+            Delivery.alert_id == alert_id,
+            Delivery.status.in_([DeliveryStatus.PENDING, DeliveryStatus.SENDING]),
+        )
+    )
+    if open_rows:
+        return False
+    _set_status(alert, AlertStatus.SENT, now)
+    alert.finished_at = now
+    return True
+
+
+def _get(session: Session, alert_id: int) -> Alert:
+    alert = session.get(Alert, alert_id)
+    if alert is None:
+        raise AlertError("No such alert.")
+    return alert
+
+
+def _set_status(alert: Alert, status: AlertStatus, now: datetime) -> None:
+    alert.status, alert.status_changed_at = status, now

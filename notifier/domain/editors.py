@@ -1,0 +1,207 @@
+"""Editor accounts: creation, passwords and login with throttling.
+
+A refused login never says whether the address exists or the account is disabled: one
+message, and the same password work for every case. Failed attempts are rows in
+login_attempts, so the limits hold across web processes.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime, timedelta
+from functools import cache
+from secrets import token_urlsafe
+from typing import Protocol
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from notifier.domain.subscriptions import SubscriptionError, normalize_email
+from notifier.models import Editor, EditorRole, LoginAttempt
+
+MIN_PASSWORD_LENGTH = 12
+MAX_PASSWORD_LENGTH = 1000
+REFUSED = "Wrong email or password."
+
+
+class EditorError(ValueError):
+    """Input an admin can correct; the message is a sentence fit to show them."""
+
+
+class LoginRefused(Exception):
+    """Unknown address, wrong password or disabled account: deliberately indistinguishable."""
+
+    def __init__(self) -> None:
+        super().__init__(REFUSED)
+
+
+class LoginThrottled(Exception):
+    """Too many failures for this address or client; retry_after_seconds says when to retry."""
+
+    def __init__(self, retry_after_seconds: int) -> None:
+        self.retry_after_seconds = retry_after_seconds
+        minutes = max(1, math.ceil(retry_after_seconds / 60))
+        super().__init__(
+            f"Too many attempts; try again in {minutes} minute{'s' if minutes > 1 else ''}."
+        )
+
+
+class LoginLimits(Protocol):
+    """What authenticate needs from Settings (tests may pass any object with these)."""
+
+    @property
+    def login_max_attempts_per_account(self) -> int: ...
+
+    @property
+    def login_max_attempts_per_ip(self) -> int: ...
+
+    @property
+    def login_window_seconds(self) -> int: ...
+
+
+def _hash(password: str) -> str:
+    return generate_password_hash(password, method="scrypt")
+
+
+@cache
+def _dummy_hash() -> str:
+    """Checked against for unknown addresses so they cost as much time as known ones."""
+    return _hash(token_urlsafe(16))
+
+
+def validate_password(password: object) -> str:
+    if not isinstance(password, str) or len(password) < MIN_PASSWORD_LENGTH:
+        raise EditorError(f"The password must be at least {MIN_PASSWORD_LENGTH} characters long.")
+    if len(password) > MAX_PASSWORD_LENGTH:
+        raise EditorError(f"The password must be at most {MAX_PASSWORD_LENGTH} characters long.")
+    return password
+
+
+def _address(email: object) -> str:
+    try:
+        return normalize_email(email)
+    except SubscriptionError as error:
+        raise EditorError(str(error)) from None
+
+
+def _role(role: object) -> EditorRole:
+    try:
+        return EditorRole(role)
+    except ValueError:
+        raise EditorError("The role must be editor or admin.") from None
+
+
+def editor_by_email(session: Session, email: str) -> Editor | None:
+    return session.scalar(select(Editor).where(Editor.email == email))
+
+
+def create_editor(
+    session: Session, email: object, password: object, role: object = EditorRole.EDITOR
+) -> Editor:
+    """Add an account; raises EditorError for a bad address, short password or a duplicate."""
+    address, chosen_role = _address(email), _role(role)
+    secret = validate_password(password)
+    if editor_by_email(session, address) is not None:
+        raise EditorError(f"An editor with the address {address} already exists.")
+    editor = Editor(email=address, password_hash=_hash(secret), role=chosen_role)
+    session.add(editor)
+    session.flush()
+    return editor
+
+
+def set_password(session: Session, email: object, password: object) -> Editor:
+    secret = validate_password(password)
+    address = _address(email)
+    editor = editor_by_email(session, address)
+    if editor is None:
+        raise EditorError(f"No editor has the address {address}.")
+    editor.password_hash = _hash(secret)
+    session.flush()
+    return editor
+
+
+def disable_editor(session: Session, editor_id: int, now: datetime) -> Editor:
+    """Disable an account (kept for the record); the last active admin cannot be disabled."""
+    editor = session.get(Editor, editor_id)
+    if editor is None:
+        raise EditorError("That editor does not exist.")
+    if editor.disabled_at is not None:
+        return editor
+    if editor.role is EditorRole.ADMIN and _active_admins(session) <= 1:
+        raise EditorError("The last active admin cannot be disabled.")
+    editor.disabled_at = now
+    session.flush()
+    return editor
+
+
+def _active_admins(session: Session) -> int:
+    query = select(func.count()).where(
+        Editor.role == EditorRole.ADMIN, Editor.disabled_at.is_(None)
+    )
+    return session.scalar(query) or 0
+
+
+def list_editors(session: Session) -> list[Editor]:
+    return list(session.scalars(select(Editor).order_by(Editor.email)))
+
+
+def authenticate(
+    session: Session, email: str, password: str, ip: str, now: datetime, limits: LoginLimits
+) -> Editor:
+    """The active editor with these credentials, or LoginRefused / LoginThrottled.
+
+    Throttling is checked first and does not depend on whether the address exists.
+    A success clears that address's failures; the caller commits in every case so
+    failures are kept.
+    """
+    address = _login_key_address(email)
+    keys = {
+        f"account:{address}": limits.login_max_attempts_per_account,
+        f"ip:{ip}"[:400]: limits.login_max_attempts_per_ip,
+    }
+    window = timedelta(seconds=limits.login_window_seconds)
+    wait = max(_throttle_seconds(session, key, limit, now, window) for key, limit in keys.items())
+    if wait > 0:
+        raise LoginThrottled(wait)
+    editor = editor_by_email(session, address)
+    valid = check_password_hash(editor.password_hash if editor else _dummy_hash(), password)
+    if editor is None or not valid or editor.disabled_at is not None:
+        _record_failure(session, keys, now, window)
+        raise LoginRefused()
+    session.execute(delete(LoginAttempt).where(LoginAttempt.key == f"account:{address}"))
+    return editor
+
+
+def _login_key_address(email: str) -> str:
+    try:
+        return normalize_email(email)
+    except SubscriptionError:
+        return str(email).strip().lower()[:320]
+
+
+def _throttle_seconds(
+    session: Session, key: str, limit: int, now: datetime, window: timedelta
+) -> int:
+    """Seconds until fewer than `limit` failures remain in the window (0: not throttled)."""
+    times = list(
+        session.scalars(
+            select(LoginAttempt.at)
+            .where(LoginAttempt.key == key, LoginAttempt.at > now - window)
+            .order_by(LoginAttempt.at.desc())
+            .limit(limit)
+        )
+    )
+    if len(times) < limit:
+        return 0
+    # The limit-th most recent failure must leave the window before another try.
+    return max(1, math.ceil((times[-1] + window - now).total_seconds()))
+
+
+def _record_failure(
+    session: Session, keys: dict[str, int], now: datetime, window: timedelta
+) -> None:
+    """Keep this failure under every key; prune what has left the window while here."""
+    session.execute(delete(LoginAttempt).where(LoginAttempt.at <= now - window))
+    session.add_all(LoginAttempt(key=key, at=now) for key in keys)
+    session.flush()

@@ -1,0 +1,189 @@
+"""Editors' pages for breaking alerts: compose, preview, confirm, watch it go out, history."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from flask import Blueprint, jsonify, redirect, render_template, request, url_for
+from sqlalchemy import select
+
+from notifier.domain.alerts import (
+    AlertDraft,
+    AlertError,
+    alert_progress,
+    audience_size,
+    cancel_alert,
+    create_alert,
+    finish_if_done,
+    stop_alert,
+    validate_alert,
+)
+from notifier.domain.categories import list_categories
+from notifier.models import Alert
+from notifier.queue import send_or_leave_to_beat
+from notifier.timeutil import utcnow
+from notifier.web.auth import current_editor, editor_required
+from notifier.web.context import composer, db, queue, settings
+
+bp = Blueprint("editor_alerts", __name__, url_prefix="/editor/alerts")
+
+
+def _form_data() -> dict:
+    """The compose form as the validator takes it; send_at is in the site's time zone."""
+    form = request.form
+    send_at = form.get("send_at", "").strip()
+    if send_at and form.get("when") == "later":
+        try:
+            local = datetime.fromisoformat(send_at)
+        except ValueError:
+            raise AlertError("The scheduled time is not a date and time.") from None
+        send_at = local.replace(tzinfo=ZoneInfo(settings().site_timezone)).isoformat()
+    else:
+        send_at = ""
+    return {
+        "title": form.get("title", ""), "body": form.get("body", ""), "url": form.get("url", ""),
+        "image_url": form.get("image_url", ""), "all": form.get("target") == "all",
+        "categories": form.getlist("categories"), "channels": form.getlist("channels"),
+        "send_at": send_at,
+    }  # fmt: skip
+
+
+def _compose_page(error: str | None = None, status: int = 200):
+    form = request.form
+    page = render_template(
+        "pages/editor/alert_compose.html", categories=list_categories(db()), form=form,
+        chosen=set(form.getlist("categories")), channels=set(form.getlist("channels") or
+        ["email", "push"]), error=error, site_url=settings().site_url,
+        timezone=settings().site_timezone,
+    )  # fmt: skip
+    return page, status
+
+
+def _draft() -> AlertDraft:
+    return validate_alert(db(), _form_data(), settings().site_url, utcnow())
+
+
+def _preview_page(draft: AlertDraft, notice: str | None = None):
+    editor = current_editor()
+    alert = _unsaved_alert(draft)
+    email = composer().alert_preview(alert, editor.email, list(draft.category_names))
+    push = composer().alert_push(alert, None).payload
+    return render_template(
+        "pages/editor/alert_preview.html", draft=draft, form=request.form, email=email,
+        push=push, sizes=audience_size(db(), draft), notice=notice,
+        idempotency_key=request.form.get("idempotency_key") or uuid.uuid4().hex,
+    )  # fmt: skip
+
+
+def _unsaved_alert(draft: AlertDraft) -> Alert:
+    return Alert(id=0, title=draft.title, body=draft.body, url=draft.url,
+                 image_url=draft.image_url, created_at=utcnow())  # fmt: skip
+
+
+@bp.get("/")
+@editor_required
+def history():
+    alerts = db().scalars(select(Alert).order_by(Alert.created_at.desc()).limit(200)).all()
+    rows = [(alert, alert_progress(db(), alert.id)) for alert in alerts]
+    return render_template("pages/editor/alert_history.html", rows=rows)
+
+
+@bp.route("/new", methods=["GET", "POST"])
+@editor_required
+def compose():
+    """GET: a blank form; POST (the preview's Edit button): the draft back in the form."""
+    return _compose_page()
+
+
+@bp.post("/preview")
+@editor_required
+def preview():
+    try:
+        return _preview_page(_draft())
+    except AlertError as error:
+        return _compose_page(str(error), 400)
+
+
+@bp.post("/test")
+@editor_required
+def send_test():
+    """Only to the editor's own address, never to readers."""
+    try:
+        draft = _draft()
+    except AlertError as error:
+        return _compose_page(str(error), 400)
+    alert = _unsaved_alert(draft)
+    fields = {"title": alert.title, "body": alert.body, "url": alert.url,
+              "image_url": alert.image_url}  # fmt: skip
+    queue().send_alert_test(fields, current_editor().email, list(draft.category_names))
+    return _preview_page(draft, notice=f"A test went to {current_editor().email} only.")
+
+
+@bp.post("/")
+@editor_required
+def send():
+    try:
+        draft = _draft()
+    except AlertError as error:
+        return _compose_page(str(error), 400)
+    key = request.form.get("idempotency_key", "").strip()[:100]
+    alert, created = create_alert(
+        db(), draft, utcnow(), created_by_id=current_editor().id,
+        idempotency_key=f"form:{key}" if key else None,
+    )  # fmt: skip
+    db().commit()
+    if created and alert.send_at is None:
+        send_or_leave_to_beat(queue().fan_out_alert, alert.id)
+    return redirect(url_for("editor_alerts.show", alert_id=alert.id), 303)
+
+
+@bp.get("/<int:alert_id>")
+@editor_required
+def show(alert_id: int):
+    alert = db().get(Alert, alert_id)
+    if alert is None:
+        return render_template("pages/message.html", title="No such alert", message=""), 404
+    return render_template(
+        "pages/editor/alert_show.html", alert=alert, progress=alert_progress(db(), alert.id)
+    )
+
+
+@bp.get("/<int:alert_id>/progress")
+@editor_required
+def progress(alert_id: int):
+    alert = db().get(Alert, alert_id)
+    if alert is None:
+        return jsonify(error="No such alert."), 404
+    if finish_if_done(db(), alert_id, utcnow()):
+        db().commit()
+    return jsonify(
+        status=alert.status.value,
+        progress=alert_progress(db(), alert_id),
+        seconds=(alert.finished_at - alert.started_at).total_seconds()
+        if alert.finished_at and alert.started_at
+        else None,
+    )
+
+
+@bp.post("/<int:alert_id>/cancel")
+@editor_required
+def cancel(alert_id: int):
+    return _change(alert_id, cancel_alert)
+
+
+@bp.post("/<int:alert_id>/stop")
+@editor_required
+def stop(alert_id: int):
+    return _change(alert_id, stop_alert)
+
+
+def _change(alert_id: int, action):
+    try:
+        action(db(), alert_id, utcnow())
+        db().commit()
+    except AlertError as error:
+        db().rollback()
+        return render_template("pages/message.html", title="Not possible", message=str(error)), 409
+    return redirect(url_for("editor_alerts.show", alert_id=alert_id), 303)
