@@ -70,11 +70,19 @@ def _preview_page(draft: AlertDraft, notice: str | None = None):
     alert = _unsaved_alert(draft)
     email = composer().alert_preview(alert, editor.email, list(draft.category_names))
     push = composer().alert_push(alert, None).payload
+    sizes = audience_size(db(), draft)
     return render_template(
         "pages/editor/alert_preview.html", draft=draft, form=request.form, email=email,
-        push=push, sizes=audience_size(db(), draft), notice=notice,
+        push=push, sizes=sizes, notice=notice, send_label=_send_label(draft, sizes),
         idempotency_key=request.form.get("idempotency_key") or uuid.uuid4().hex,
     )  # fmt: skip
+
+
+def _send_label(draft: AlertDraft, sizes: dict[str, int]) -> str:
+    """The confirmation repeats how many it reaches: "Send now to 1,204 readers by email…"."""
+    units = {"email": "readers by email", "push": "browsers by push"}
+    reach = " and ".join(f"{sizes[c]:,} {units[c]}" for c in draft.channels)
+    return f"{'Schedule for' if draft.send_at else 'Send now to'} {reach}"
 
 
 def _unsaved_alert(draft: AlertDraft) -> Alert:
