@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
 import re
 import time
 from datetime import UTC, datetime, timedelta
@@ -12,6 +15,7 @@ from sqlalchemy import select
 from notifier.db import session_scope
 from notifier.models import Article, Delivery, Feed, PushStatus, PushSubscription
 from notifier.web import create_app
+from tests import factories
 from tests.conftest import make_settings
 from tests.support.processes import celery_processes, wait_until, web_server
 from tests.support.push_service import Reply
@@ -155,3 +159,70 @@ def _push_status(url: str, endpoint: str):
     with session_scope(url) as session:
         row = session.scalar(select(PushSubscription).where(PushSubscription.endpoint == endpoint))
         return row.status if row else None
+
+
+def test_alerts_and_the_publish_webhook_through_a_real_worker(
+    tmp_path, pg_database_url, redis_url, smtp, feed_server, push_service
+):
+    """An alert reaches its target on both channels and nobody else; progress matches the
+    delivery records; a webhook article then seen in the feed is delivered once."""
+    from notifier.db import session_scope as scope
+    from notifier.domain.api_tokens import issue_token
+    from notifier.domain.editors import create_editor
+    from notifier.timeutil import utcnow
+
+    feed_server.body = rss()
+    settings, port = live_settings(
+        tmp_path, pg_database_url, redis_url, smtp, feed_server,
+        PUSH_ALLOWED_ORIGINS=push_service.origin, ALERT_SCHEDULER_SECONDS="1",
+        WEBHOOK_SECRET="s3cret",
+    )  # fmt: skip
+    defense, other = push_service.new_subscription(), push_service.new_subscription()
+    with scope(pg_database_url) as session:
+        editor = create_editor(session, "editor@aze.media", "correct horse battery", "editor")
+        session.flush()
+        _, token = issue_token(session, "script", editor.id, utcnow())
+        factories.subscriber(session, "defense@example.com", "defense")
+        factories.subscriber(session, "culture@example.com", "culture")
+        factories.push_subscription(session, defense, "defense")
+        factories.push_subscription(session, other, "culture")
+        session.commit()
+    headers = {"Authorization": f"Bearer {token}"}
+    with web_server(create_app(settings), port) as base, celery_processes(settings, tmp_path):
+        body = {"title": "Ceasefire signed", "body": "At dawn.", "categories": ["defense"],
+                "channels": ["email", "push"]}  # fmt: skip
+        answer = requests.post(f"{base}/api/v1/alerts", json=body, headers=headers)
+        assert answer.status_code == 202, answer.text
+        alert_url = f"{base}/api/v1/alerts/{answer.json()['id']}"
+        [push] = defense.wait_for(1, timeout=30)
+        assert push.urgency == "high" and push.ttl == settings.push_alert_ttl_seconds
+        [mail] = smtp.handler.wait_for(1)
+        assert mail.rcpt_tos == ["defense@example.com"]
+        assert mail.message["Subject"] == "Breaking: Ceasefire signed"
+        wait_until(lambda: requests.get(alert_url, headers=headers).json()["status"] == "sent")
+        status = requests.get(alert_url, headers=headers).json()
+        assert status["progress"]["email"]["sent"] == status["progress"]["push"]["sent"] == 1
+        assert other.received == [] and len(smtp.handler.received) == 1, "nobody else"
+
+        post = {"guid": "https://aze.media/?p=77", "url": "https://aze.media/77/",
+                "title": "Published just now", "categories": ["Culture"],
+                "published_at": datetime.now(UTC).isoformat()}  # fmt: skip
+        raw = json.dumps(post).encode()
+        signature = hmac.new(b"s3cret", raw, hashlib.sha256).hexdigest()
+        published = requests.post(
+            f"{base}/api/v1/articles",
+            data=raw,
+            headers={
+                "X-Notifier-Signature": f"sha256={signature}",
+                "Content-Type": "application/json",
+            },
+        )
+        assert published.status_code == 202, published.text
+        other.wait_for(1, timeout=30)
+        smtp.handler.wait_for(2)
+        polls = len(feed_server.requests)
+        feed_server.body = rss(Item(post["guid"], post["title"], datetime.now(UTC), ["Culture"]))
+        wait_until(lambda: len(feed_server.requests) > polls + 1, message="feed not polled")
+        assert _article(pg_database_url, post["guid"]).feed_id is not None, "the feed saw it"
+        time.sleep(2)
+        assert len(other.received) == 1 and len(smtp.handler.received) == 2, "once, not twice"

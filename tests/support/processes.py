@@ -35,6 +35,8 @@ def settings_env(settings: Settings) -> dict[str, str]:
         VAPID_PRIVATE_KEY=settings.vapid_private_key,
         VAPID_PUBLIC_KEY=settings.vapid_public_key,
         PUSH_ALLOWED_ORIGINS=",".join(settings.push_allowed_origins),
+        ALERT_SCHEDULER_SECONDS=str(settings.alert_scheduler_seconds),
+        WEBHOOK_SECRET=settings.webhook_secret,
         PYTHONUNBUFFERED="1",
     )
     if settings.smtp_url:
