@@ -143,9 +143,26 @@ def count_hard_bounces(session: Session, subscriber_id: int) -> int:
 
 
 def pending_delivery_chunks(
-    session: Session, article_id: int, chunk_size: int, notice_column: str = "article_id"
+    session: Session, notice_id: int, chunk_size: int, notice_column: str = "article_id"
 ) -> Iterator[list[int]]:
-    """Ids of a notice's unsent deliveries in id order, a chunk at a time (keyset paging)."""
+    """A notice's unsent deliveries, a chunk at a time, taking turns between channels so
+    the first push goes out as soon as the first email (keyset paging per channel)."""
+    streams = [
+        _channel_chunks(session, notice_column, notice_id, channel, chunk_size)
+        for channel in AUDIENCES
+    ]
+    while streams:
+        for stream in list(streams):
+            chunk = next(stream, None)
+            if chunk is None:
+                streams.remove(stream)
+            else:
+                yield chunk
+
+
+def _channel_chunks(
+    session: Session, notice_column: str, notice_id: int, channel: str, chunk_size: int
+) -> Iterator[list[int]]:
     notice = getattr(Delivery, notice_column)
     last_id = 0
     while True:
@@ -153,7 +170,8 @@ def pending_delivery_chunks(
             session.scalars(
                 select(Delivery.id)
                 .where(
-                    notice == article_id,
+                    notice == notice_id,
+                    Delivery.channel == channel,
                     Delivery.id > last_id,
                     Delivery.status.in_([DeliveryStatus.PENDING, DeliveryStatus.SENDING]),
                 )
