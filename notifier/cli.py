@@ -116,7 +116,7 @@ def vapid_keys() -> None:
 def _password(from_stdin: bool) -> str:
     """One line of stdin (for scripts), or typed twice without echo."""
     if from_stdin:
-        return click.get_text_stream("stdin").readline().rstrip("\r\n")
+        return sys.stdin.readline().rstrip("\r\n")
     return click.prompt("Password", hide_input=True, confirmation_prompt=True)
 
 

@@ -43,6 +43,18 @@ CONTEXTS = {
         "unsubscribe_url": "http://127.0.0.1:8000/unsubscribe/TOKEN-U",
         "manage_url": "http://127.0.0.1:8000/preferences/TOKEN-M",
     },
+    "alert": {
+        **SITE,
+        "alert": {
+            "title": "Ceasefire <announced> & signed",
+            "body": "Both sides agreed at dawn.",
+            "url": "https://aze.media/breaking/",
+            "image_url": "https://aze.media/wp-content/uploads/breaking.jpg",
+        },
+        "matched_categories": ["Defense"],
+        "unsubscribe_url": "http://127.0.0.1:8000/unsubscribe/TOKEN-U",
+        "manage_url": "http://127.0.0.1:8000/preferences/TOKEN-M",
+    },
     "confirm": {
         **SITE,
         "categories": ["Energy", "News"],
@@ -288,7 +300,7 @@ def token_in(url: str, prefix: str) -> str:
 
 def test_article_email_for_an_active_follower(session, composer, tokens):
     delivery = make_delivery(session)
-    rendered = composer.article_email(session, delivery)
+    rendered = composer.email_for(session, delivery)
     assert isinstance(rendered, RenderedEmail)
     assert rendered.to == "reader@example.com"
     assert rendered.subject == "Baku port traffic grows"
@@ -317,7 +329,7 @@ def test_article_email_for_an_active_follower(session, composer, tokens):
 
 def test_article_email_subject_from_a_multiline_title_is_one_line(session, composer):
     delivery = make_delivery(session, title="Breaking\r\nBcc: x@y")
-    message = parse(composer.article_email(session, delivery).to_mime(MAIL_FROM))
+    message = parse(composer.email_for(session, delivery).to_mime(MAIL_FROM))
     assert message["Subject"] == "Breaking Bcc: x@y"
     assert message.get_all("Bcc") is None
 
@@ -328,7 +340,7 @@ def test_article_email_subject_from_a_multiline_title_is_one_line(session, compo
 )
 def test_no_article_email_for_a_subscriber_who_is_not_active(session, composer, status):
     delivery = make_delivery(session, status=status)
-    assert composer.article_email(session, delivery) == f"email recipient is {status.value}"
+    assert composer.email_for(session, delivery) == f"email recipient is {status.value}"
 
 
 def test_no_article_email_when_the_reader_no_longer_follows_its_categories(session, composer):
@@ -336,14 +348,14 @@ def test_no_article_email_when_the_reader_no_longer_follows_its_categories(sessi
     subscriber = session.get(Subscriber, delivery.subscriber_id)
     subscriber.categories = categories(session, "culture", "history")
     session.flush()
-    reason = composer.article_email(session, delivery)
+    reason = composer.email_for(session, delivery)
     assert reason == "recipient no longer follows any of the article's categories"
 
 
 def test_no_article_email_when_the_subscriber_is_gone(session, composer):
     delivery = make_delivery(session)
     ghost = Delivery(article_id=delivery.article_id, subscriber_id=10_000, channel="email")
-    assert composer.article_email(session, ghost) == "recipient or article deleted"
+    assert composer.email_for(session, ghost) == "recipient or article deleted"
 
 
 def test_confirmation_email_carries_a_confirm_link_for_exactly_those_categories(

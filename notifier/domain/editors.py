@@ -1,7 +1,7 @@
 """Editor accounts: creation, passwords and login with throttling.
 
 A refused login never says whether the address exists or the account is disabled: one
-message, and the same password work for every case. Failed attempts are rows in
+message, and the same password-hashing work for every case. Failed attempts are rows in
 login_attempts, so the limits hold across web processes.
 """
 
