@@ -155,6 +155,10 @@ def test_push_through_the_api_and_a_real_worker(
                    in r.path) == 1, "never sent to again"  # fmt: skip
 
 
+def _csrf(page: str) -> str:
+    return re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+
+
 def _push_status(url: str, endpoint: str):
     with session_scope(url) as session:
         row = session.scalar(select(PushSubscription).where(PushSubscription.endpoint == endpoint))
@@ -226,3 +230,28 @@ def test_alerts_and_the_publish_webhook_through_a_real_worker(
         assert _article(pg_database_url, post["guid"]).feed_id is not None, "the feed saw it"
         time.sleep(2)
         assert len(other.received) == 1 and len(smtp.handler.received) == 2, "once, not twice"
+
+        # The editor's way: log in, compose, preview, confirm; it reaches culture readers.
+        browser = requests.Session()
+        login = browser.get(f"{base}/editor/login").text
+        browser.post(f"{base}/editor/login", data={
+            "email": "editor@aze.media", "password": "correct horse battery",
+            "csrf_token": _csrf(login)})  # fmt: skip
+        compose = browser.get(f"{base}/editor/alerts/new").text
+        draft = {
+            "title": "Museum reopens",
+            "target": "categories",
+            "categories": ["culture"],
+            "channels": ["email", "push"],
+            "when": "now",
+            "csrf_token": _csrf(compose),
+        }
+        preview = browser.post(f"{base}/editor/alerts/preview", data=draft).text
+        assert "Send now to 1 readers by email and 1 browsers by push" in preview
+        key = re.search(r'name="idempotency_key" value="([^"]+)"', preview).group(1)
+        sent = browser.post(f"{base}/editor/alerts/", data={**draft, "idempotency_key": key})
+        assert sent.status_code == 200 and "Museum reopens" in sent.text  # the alert's page
+        other.wait_for(2, timeout=30)
+        mails = smtp.handler.wait_for(3)
+        assert mails[2].rcpt_tos == ["culture@example.com"]
+        assert len(defense.received) == 1, "the defense reader is not in this alert's target"

@@ -9,6 +9,7 @@ from flask_wtf.csrf import CSRFError, CSRFProtect
 from kombu.exceptions import OperationalError as BrokerUnavailable
 from sqlalchemy.orm import scoped_session
 from werkzeug.exceptions import HTTPException
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from notifier.celery_app import make_celery
 from notifier.compose import Composer
@@ -43,6 +44,11 @@ def create_app(settings: Settings | None = None, queue: TaskQueue | None = None)
         "tokens": Tokens(settings.secret_key, settings.confirm_max_age_seconds),
         "composer": Composer(settings),
     }
+    if settings.trusted_proxies:
+        # Behind N reverse proxies: take the client address and scheme from their headers,
+        # so login throttling sees readers, not the proxy.
+        n = settings.trusted_proxies
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)
     csrf = CSRFProtect(app)
 
     from notifier.web import (
