@@ -479,6 +479,9 @@
           if (!have[c.slug]) ui.postBoxes.appendChild(box(c, true));
         });
         ui.postBoxes.hidden = false;
+        var missing = post.filter(function (c) {
+          return slugs.indexOf(c.slug) === -1;
+        });
         ui.status.textContent =
           "You get notifications on this device for " +
           categories
@@ -486,7 +489,13 @@
               return c.name;
             })
             .join(", ") +
-          ".";
+          "." +
+          (missing.length ? " Tick this post's categories and save to add them." : "");
+      }
+      if (ui.toggle) {
+        var label = state === "on" ? "Manage notifications" : "Get notifications for new articles";
+        ui.toggle.setAttribute("aria-label", label);
+        ui.toggle.setAttribute("title", label);
       }
     }
 
