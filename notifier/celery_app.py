@@ -45,6 +45,8 @@ def make_celery(settings: Settings | None = None) -> Celery:
         broker_transport_options=_transport_options(settings),
         worker_concurrency=settings.worker_concurrency,
         worker_hijack_root_logger=False,
+        # Events give worker heartbeats (our dashboard, Flower); nobody stores task events.
+        worker_send_task_events=True,
         beat_schedule_filename=str(settings.data_dir / "celerybeat-schedule"),
         beat_schedule={
             "poll-feeds": {
@@ -62,4 +64,33 @@ def make_celery(settings: Settings | None = None) -> Celery:
         },
     )
     app.notifier_settings = settings
+    _record_heartbeats(app, settings)
     return app
+
+
+_heartbeat_handlers: list = []  # one per process: the first app made here
+
+
+def _record_heartbeats(app: Celery, settings: Settings) -> None:
+    """Each worker's event heartbeat (every few seconds) also lands in worker_heartbeats."""
+    if _heartbeat_handlers:
+        return
+    from celery.signals import heartbeat_sent
+    from celery.worker import state
+
+    from notifier.ops.workers import record_heartbeat
+    from notifier.timeutil import utcnow
+
+    started_at = utcnow()
+
+    @heartbeat_sent.connect(weak=False)
+    def heartbeat(sender, **_kwargs) -> None:
+        record_heartbeat(
+            settings.database_url,
+            sender.eventer.hostname,
+            app.conf.worker_concurrency or 0,
+            len(state.active_requests),
+            started_at,
+        )
+
+    _heartbeat_handlers.append(heartbeat)

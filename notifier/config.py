@@ -158,6 +158,8 @@ class Settings:
     site_icon_url: str = ""
     site_timezone: str = "Asia/Baku"
     trusted_proxies: int = 0
+    worker_stale_seconds: int = 30
+    feed_stale_seconds: int = 900
     site_name: str = "Aze.Media"
     site_url: str = "https://aze.media/"
     templates_dir: Path = field(default=PROJECT_ROOT / "templates")
@@ -244,6 +246,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         editor_session_seconds=_int(env, "EDITOR_SESSION_SECONDS", 12 * 3600, minimum=60),
         site_icon_url=env.get("SITE_ICON_URL", "") or f"{public_url}/static/icon-192.png",
         trusted_proxies=_int(env, "TRUSTED_PROXIES", 0),
+        worker_stale_seconds=_int(env, "WORKER_STALE_SECONDS", 30, minimum=5),
+        feed_stale_seconds=_int(env, "FEED_STALE_SECONDS", 900, minimum=10),
         site_timezone=_timezone(env.get("SITE_TIMEZONE", "Asia/Baku")),
         site_name=env.get("SITE_NAME", "Aze.Media"),
         site_url=env.get("SITE_URL", "https://aze.media/"),

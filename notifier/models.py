@@ -285,6 +285,19 @@ class Alert(Base):
     created_by: Mapped[Editor | None] = relationship()
 
 
+class WorkerHeartbeat(Base):
+    """The last sign of life of each Celery worker (written every few seconds by the worker)."""
+
+    __tablename__ = "worker_heartbeats"
+
+    hostname: Mapped[str] = mapped_column(String(300), primary_key=True)
+    seen_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    concurrency: Mapped[int] = mapped_column(Integer, default=0)
+    active_tasks: Mapped[int] = mapped_column(Integer, default=0)
+    pid: Mapped[int] = mapped_column(Integer, default=0)
+
+
 class Delivery(Base):
     """One message for one recipient on one channel; the unique keys make re-planning harmless.
 
