@@ -22,6 +22,12 @@ class TaskQueue:
     def send_manage_link(self, subscriber_id: int) -> None:
         self.celery.send_task("notifier.tasks.send_manage_link", args=(subscriber_id,))
 
+    def poll_feed(self, feed_id: int) -> None:
+        self.celery.send_task("notifier.tasks.poll_feed", args=(feed_id,))
+
+    def send_deliveries(self, delivery_ids: list[int]) -> None:
+        self.celery.send_task("notifier.tasks.send_deliveries", args=(list(delivery_ids),))
+
     def fan_out_alert(self, alert_id: int) -> None:
         self.celery.send_task("notifier.tasks.fan_out_alert", args=(alert_id,))
 

@@ -82,10 +82,11 @@ def retry_failed(session: Session, delivery_ids: list[int], now: datetime) -> li
 
 def deliveries_by_outcome(session: Session, since: datetime) -> dict[tuple[str, str], int]:
     """(channel, sent|failed|gone|skipped|queued) -> count, for deliveries made since."""
+    gone_flag = Delivery.last_error.like("gone:%").label("gone")
     rows = session.execute(
-        select(Delivery.channel, Delivery.status, Delivery.last_error.like("gone:%"), func.count())
+        select(Delivery.channel, Delivery.status, gone_flag, func.count())
         .where(Delivery.created_at >= since)
-        .group_by(Delivery.channel, Delivery.status, Delivery.last_error.like("gone:%"))
+        .group_by(Delivery.channel, Delivery.status, gone_flag)
     )
     counts: dict[tuple[str, str], int] = {}
     for channel, status, gone, count in rows:

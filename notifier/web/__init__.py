@@ -59,6 +59,7 @@ def create_app(settings: Settings | None = None, queue: TaskQueue | None = None)
         dev,
         editor_alerts,
         editor_auth,
+        ops,
         public,
         push_api,
         push_pages,
@@ -79,6 +80,7 @@ def create_app(settings: Settings | None = None, queue: TaskQueue | None = None)
         admin.bp,
         alerts_api.bp,
         editor_alerts.bp,
+        ops.bp,
     ):
         app.register_blueprint(blueprint)
     if settings.dev_mode:

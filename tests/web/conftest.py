@@ -9,12 +9,15 @@ from notifier.web import create_app
 class RecordingQueue:
     """Records what the web app hands to the workers (the E2E tests use the real broker)."""
 
-    def __init__(self) -> None:
+    def __init__(self, celery=None) -> None:
+        self.celery = celery  # the real app, for reading queue depths from the test broker
         self.confirmations: list[tuple[int, list[int]]] = []
         self.manage_links: list[int] = []
         self.alerts: list[int] = []
         self.articles: list[int] = []
         self.alert_tests: list[tuple[str, str]] = []
+        self.polled: list[int] = []
+        self.sent: list[list[int]] = []
         self.broker_down = False
 
     def send_confirmation(self, subscriber_id: int, category_ids: list[int]) -> None:
@@ -31,6 +34,14 @@ class RecordingQueue:
         self._maybe_down()
         self.articles.append(article_id)
 
+    def poll_feed(self, feed_id: int) -> None:
+        self._maybe_down()
+        self.polled.append(feed_id)
+
+    def send_deliveries(self, delivery_ids: list[int]) -> None:
+        self._maybe_down()
+        self.sent.append(list(delivery_ids))
+
     def send_alert_test(self, alert_fields: dict, to: str, category_names: list[str]) -> None:
         self.alert_tests.append((alert_fields["title"], to))
 
@@ -40,8 +51,10 @@ class RecordingQueue:
 
 
 @pytest.fixture
-def queue() -> RecordingQueue:
-    return RecordingQueue()
+def queue(settings) -> RecordingQueue:
+    from notifier.celery_app import make_celery
+
+    return RecordingQueue(make_celery(settings))
 
 
 @pytest.fixture

@@ -1,0 +1,107 @@
+"""The ops dashboard (admins): workers, queues, feeds, deliveries, failures, work in progress,
+and the buttons to act: poll a feed now, retry failed deliveries of a cause."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from flask import Blueprint, redirect, render_template, request, url_for
+from kombu.exceptions import OperationalError as BrokerUnavailable
+from sqlalchemy import func, select
+
+from notifier.domain.deliveries import note_queued
+from notifier.models import Alert, AlertStatus, Article, Delivery, DeliveryStatus, Feed
+from notifier.ops.failures import deliveries_by_outcome, recent_failures, retry_failed
+from notifier.ops.feeds import feed_health
+from notifier.ops.queues import queue_depths
+from notifier.ops.workers import worker_states
+from notifier.queue import send_or_leave_to_beat
+from notifier.timeutil import utcnow
+from notifier.web.auth import admin_required
+from notifier.web.context import db, queue, settings
+
+bp = Blueprint("ops", __name__, url_prefix="/ops")
+OUTCOMES = ("sent", "failed", "gone", "skipped", "queued")
+
+
+def _queues() -> tuple[dict[str, int], str | None]:
+    try:
+        return queue_depths(queue().celery), None
+    except (BrokerUnavailable, OSError) as error:  # shown on the page, not raised
+        return {}, f"broker unreachable: {error}"
+
+
+def _in_progress(now):
+    alerts = db().scalars(
+        select(Alert).where(Alert.status.in_([AlertStatus.SENDING, AlertStatus.QUEUED,
+                                              AlertStatus.SCHEDULED])).order_by(Alert.id)
+    ).all()  # fmt: skip
+    open_statuses = [DeliveryStatus.PENDING, DeliveryStatus.SENDING]
+    articles = (
+        db()
+        .execute(
+            select(Article.id, Article.title, func.count(Delivery.id))
+            .join(Delivery, Delivery.article_id == Article.id)
+            .where(Delivery.status.in_(open_statuses))
+            .group_by(Article.id, Article.title)
+            .order_by(Article.id.desc())
+            .limit(20)
+        )
+        .all()
+    )
+    return alerts, articles
+
+
+@bp.get("/")
+@admin_required
+def dashboard():
+    now, s = utcnow(), settings()
+    depths, broker_error = _queues()
+    alerts, articles = _in_progress(now)
+    traffic = {
+        "last hour": deliveries_by_outcome(db(), now - timedelta(hours=1)),
+        "last day": deliveries_by_outcome(db(), now - timedelta(days=1)),
+    }
+    return render_template(
+        "pages/ops/dashboard.html", now=now,
+        workers=worker_states(db(), now, s.worker_stale_seconds),
+        depths=depths, broker_error=broker_error,
+        feeds=feed_health(db(), now, s.feed_stale_seconds),
+        traffic=traffic, outcomes=OUTCOMES, channels=("email", "push"),
+        failures=recent_failures(db(), now), alerts=alerts, articles=articles,
+        notice=request.args.get("notice"),
+    )  # fmt: skip
+
+
+@bp.post("/feeds/<int:feed_id>/poll")
+@admin_required
+def poll_now(feed_id: int):
+    feed = db().get(Feed, feed_id)
+    if feed is None:
+        return redirect(url_for("ops.dashboard", notice="No such feed."), 303)
+    sent = send_or_leave_to_beat(queue().poll_feed, feed_id)
+    notice = f"Polling {feed.url} now." if sent else "The broker is down; beat will poll it."
+    return redirect(url_for("ops.dashboard", notice=notice), 303)
+
+
+@bp.post("/failures/retry")
+@admin_required
+def retry():
+    """Retry one delivery, or every failure of a cause (channel + cause as grouped above)."""
+    now = utcnow()
+    if request.form.get("delivery_id", "").isdigit():
+        wanted = [int(request.form["delivery_id"])]
+    else:
+        channel, cause = request.form.get("channel"), request.form.get("cause")
+        wanted = next(
+            (list(g.delivery_ids) for g in recent_failures(db(), now)
+             if g.channel == channel and g.cause == cause), [],
+        )  # fmt: skip
+    ids = retry_failed(db(), wanted, now)
+    chunk = settings().delivery_chunk_size
+    for start in range(0, len(ids), chunk):
+        note_queued(db(), ids[start : start + chunk], now)
+    db().commit()
+    for start in range(0, len(ids), chunk):
+        send_or_leave_to_beat(queue().send_deliveries, ids[start : start + chunk])
+    return redirect(url_for("ops.dashboard", notice=f"Retrying {len(ids)} deliveries."), 303)
