@@ -68,29 +68,33 @@ def make_celery(settings: Settings | None = None) -> Celery:
     return app
 
 
-_heartbeat_handlers: list = []  # one per process: the first app made here
-
-
 def _record_heartbeats(app: Celery, settings: Settings) -> None:
-    """Each worker's event heartbeat (every few seconds) also lands in worker_heartbeats."""
-    if _heartbeat_handlers:
-        return
-    from celery.signals import heartbeat_sent
+    """Every worker writes its heartbeat row on a timer of its own, whatever the broker
+    (event heartbeats need a fanout exchange, which the embedded SQLite broker lacks)."""
+    from celery import bootsteps
     from celery.worker import state
 
     from notifier.ops.workers import record_heartbeat
     from notifier.timeutil import utcnow
 
-    started_at = utcnow()
+    class DatabaseHeartbeat(bootsteps.StartStopStep):
+        requires = ("celery.worker.components:Timer",)
 
-    @heartbeat_sent.connect(weak=False)
-    def heartbeat(sender, **_kwargs) -> None:
-        record_heartbeat(
-            settings.database_url,
-            sender.eventer.hostname,
-            app.conf.worker_concurrency or 0,
-            len(state.active_requests),
-            started_at,
-        )
+        def start(self, worker) -> None:
+            self.started_at = utcnow()
+            self.beat(worker)
+            self.tref = worker.timer.call_repeatedly(
+                settings.worker_heartbeat_seconds, self.beat, (worker,)
+            )
 
-    _heartbeat_handlers.append(heartbeat)
+        def beat(self, worker) -> None:
+            record_heartbeat(
+                settings.database_url, worker.hostname, worker.concurrency or 0,
+                len(state.active_requests), self.started_at,
+            )  # fmt: skip
+
+        def stop(self, worker) -> None:
+            if getattr(self, "tref", None) is not None:
+                worker.timer.cancel(self.tref)
+
+    app.steps["worker"].add(DatabaseHeartbeat)

@@ -159,6 +159,7 @@ class Settings:
     site_timezone: str = "Asia/Baku"
     trusted_proxies: int = 0
     worker_stale_seconds: int = 30
+    worker_heartbeat_seconds: int = 10
     feed_stale_seconds: int = 900
     site_name: str = "Aze.Media"
     site_url: str = "https://aze.media/"
@@ -247,6 +248,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         site_icon_url=env.get("SITE_ICON_URL", "") or f"{public_url}/static/icon-192.png",
         trusted_proxies=_int(env, "TRUSTED_PROXIES", 0),
         worker_stale_seconds=_int(env, "WORKER_STALE_SECONDS", 30, minimum=5),
+        worker_heartbeat_seconds=_int(env, "WORKER_HEARTBEAT_SECONDS", 10, minimum=1),
         feed_stale_seconds=_int(env, "FEED_STALE_SECONDS", 900, minimum=10),
         site_timezone=_timezone(env.get("SITE_TIMEZONE", "Asia/Baku")),
         site_name=env.get("SITE_NAME", "Aze.Media"),

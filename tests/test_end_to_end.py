@@ -183,7 +183,7 @@ def test_alerts_and_the_publish_webhook_through_a_real_worker(
     )  # fmt: skip
     defense, other = push_service.new_subscription(), push_service.new_subscription()
     with scope(pg_database_url) as session:
-        editor = create_editor(session, "editor@aze.media", "correct horse battery", "editor")
+        editor = create_editor(session, "editor@aze.media", "correct horse battery", "admin")
         session.flush()
         _, token = issue_token(session, "script", editor.id, utcnow())
         factories.subscriber(session, "defense@example.com", "defense")
@@ -255,3 +255,7 @@ def test_alerts_and_the_publish_webhook_through_a_real_worker(
         mails = smtp.handler.wait_for(3)
         assert mails[2].rcpt_tos == ["culture@example.com"]
         assert len(defense.received) == 1, "the defense reader is not in this alert's target"
+
+        # Ops: the dashboard lists the running worker, online, from its own heartbeat.
+        dashboard = browser.get(f"{base}/ops/").text
+        assert re.search(r"e2e@\S+</td><td>online", dashboard), dashboard[:3000]
