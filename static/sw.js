@@ -272,6 +272,8 @@
           return postJson("/subscriptions", {
             subscription: subscription.toJSON(),
             categories: categories,
+            // The server retires the old endpoint now instead of waiting for its 410.
+            previousEndpoint: oldEndpoint,
           }).then(function (answer) {
             if (!answer.ok) throw new Error("resubscribe refused: HTTP " + answer.status);
             var key = subscription.options && subscription.options.applicationServerKey;

@@ -141,3 +141,13 @@ def test_service_worker_and_widget_are_served(client):
         assert b"addEventListener" in worker.data
     with client.get("/widget.js") as widget:
         assert widget.status_code == 200 and widget.data
+
+
+def test_a_renewed_subscription_retires_the_endpoint_it_replaces(client, session, push_service):
+    old, new = push_service.new_subscription(), push_service.new_subscription()
+    post(client, old.as_json())
+    body = {"subscription": new.as_json(), "categories": ["news"],
+            "previousEndpoint": old.endpoint}  # fmt: skip
+    assert client.post("/api/v1/push/subscriptions", json=body).status_code == 201
+    states = {r.endpoint: r.status for r in session.scalars(select(PushSubscription))}
+    assert states == {old.endpoint: PushStatus.UNSUBSCRIBED, new.endpoint: PushStatus.ACTIVE}
