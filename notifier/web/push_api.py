@@ -60,9 +60,9 @@ def subscribe():
         user_agent=request.headers.get("User-Agent"),
     )  # fmt: skip
     previous = body.get("previousEndpoint")
-    if isinstance(previous, str) and previous and previous != browser.endpoint:
-        if old := find_push_subscription(db(), previous):
-            stop_push_subscription(db(), old, "replaced by a renewed subscription", utcnow())
+    renewed = isinstance(previous, str) and previous and previous != browser.endpoint
+    if renewed and (old := find_push_subscription(db(), previous)):
+        stop_push_subscription(db(), old, "replaced by a renewed subscription", utcnow())
     db().commit()
     return jsonify(describe(row)), 201 if created else 200
 
