@@ -14,4 +14,4 @@ COPY web.py worker.py ./
 
 USER notifier
 EXPOSE 8000
-CMD ["gunicorn", "--bind", "0.0.0.0:8000", "--workers", "2", "--access-logfile", "-", "web:app"]
+CMD ["notifier", "web", "--host", "0.0.0.0", "--port", "8000"]

@@ -72,9 +72,10 @@ def _record_heartbeats(app: Celery, settings: Settings) -> None:
     """Every worker writes its heartbeat row on a timer of its own, whatever the broker
     (event heartbeats need a fanout exchange, which the embedded SQLite broker lacks)."""
     from celery import bootsteps
+    from celery.signals import worker_process_init
     from celery.worker import state
 
-    from notifier.ops.workers import record_heartbeat
+    from notifier.ops.workers import forget_heartbeat, record_heartbeat
     from notifier.timeutil import utcnow
 
     class DatabaseHeartbeat(bootsteps.StartStopStep):
@@ -96,5 +97,13 @@ def _record_heartbeats(app: Celery, settings: Settings) -> None:
         def stop(self, worker) -> None:
             if getattr(self, "tref", None) is not None:
                 worker.timer.cancel(self.tref)
+            forget_heartbeat(settings.database_url, worker.hostname)  # a clean stop
 
     app.steps["worker"].add(DatabaseHeartbeat)
+    worker_process_init.connect(_forget_inherited_connections, weak=False)
+
+
+def _forget_inherited_connections(**_kwargs) -> None:
+    from notifier.db import forget_inherited_connections
+
+    forget_inherited_connections()

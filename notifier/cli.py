@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
@@ -26,6 +29,41 @@ def _settings() -> Settings:
         raise click.ClickException(str(error)) from None
 
 
+def _export_metrics_dir(settings: Settings, service: str) -> Path:
+    """Give this run of a service its own directory for prometheus_client's per-process files
+    and export it in PROMETHEUS_MULTIPROC_DIR, before anything imports prometheus_client (it
+    picks its mode then); gunicorn workers and Celery children inherit it.
+
+    `<metrics_dir>/<service>-<pid>@<host>`: restarting one service never deletes the live files
+    of another that shares the directory. Runs on this host that have ended are removed here,
+    once per service start (their counters restart, which Prometheus reads as a reset).
+    /metrics sums every run's files.
+    """
+    root, host = settings.metrics_dir, socket.gethostname()
+    root.mkdir(parents=True, exist_ok=True)
+    for run in root.iterdir():
+        name, _, run_host = run.name.rpartition("@")
+        pid = name.rpartition("-")[2]
+        if run.is_dir() and run_host == host and pid.isdigit() and not _other_live_pid(int(pid)):
+            shutil.rmtree(run, ignore_errors=True)
+    run_dir = root / f"{service}-{os.getpid()}@{host}"
+    run_dir.mkdir(exist_ok=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(run_dir)
+    return run_dir
+
+
+def _other_live_pid(pid: int) -> bool:
+    if pid == os.getpid():  # a previous run that had our pid (pid 1 in a container)
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
+
+
 @click.group()
 def cli() -> None:
     """Email and web-push notifications for a news site."""
@@ -41,6 +79,7 @@ def migrate() -> None:
     settings = _settings()
     try:
         upgrade_database(settings.database_url)
+        _register_feeds(settings)
     except OperationalError as error:
         raise click.ClickException(f"Cannot reach the database: {error.orig}") from None
     click.echo("Database is up to date.")
@@ -52,17 +91,26 @@ def migrate() -> None:
 @click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 64))
 def web(host: str, port: int, workers: int) -> None:
     """Serve the web app and API with gunicorn."""
+    settings = _settings()
+    metrics_dir = _export_metrics_dir(settings, "web")
     from gunicorn.app.base import BaseApplication
+    from prometheus_client import multiprocess
 
+    from notifier.logs import configure_logging, gunicorn_logconfig
     from notifier.web import create_app
 
-    settings = _settings()
+    configure_logging(settings)
+
+    def child_exit(_server, gunicorn_worker) -> None:
+        multiprocess.mark_process_dead(gunicorn_worker.pid, str(metrics_dir))
 
     class _Gunicorn(BaseApplication):
         def load_config(self) -> None:
             self.cfg.set("bind", f"{host}:{port}")
             self.cfg.set("workers", workers)
             self.cfg.set("accesslog", "-")
+            self.cfg.set("logconfig_dict", gunicorn_logconfig(settings))
+            self.cfg.set("child_exit", child_exit)
 
         def load(self):
             return create_app(settings)
@@ -74,18 +122,38 @@ def web(host: str, port: int, workers: int) -> None:
 @click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
 def worker(celery_args: tuple[str, ...]) -> None:
     """Run a Celery worker (extra arguments go to `celery worker`)."""
+    settings = _settings()
+    metrics_dir = _export_metrics_dir(settings, "worker")
+    from celery.signals import worker_process_shutdown
+    from prometheus_client import multiprocess
+
     from notifier.celery_app import make_celery
 
-    make_celery(_settings()).worker_main(["worker", "--loglevel=INFO", *celery_args])
+    @worker_process_shutdown.connect(weak=False)
+    def child_exit(pid: int, **_kwargs) -> None:
+        multiprocess.mark_process_dead(pid, str(metrics_dir))
+
+    make_celery(settings).worker_main(_celery_argv(settings, "worker", celery_args))
 
 
 @cli.command(context_settings={"ignore_unknown_options": True})
 @click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
 def beat(celery_args: tuple[str, ...]) -> None:
     """Run Celery beat: feed polling and the sweeper on their schedules."""
+    settings = _settings()
+    _export_metrics_dir(settings, "beat")
     from notifier.celery_app import make_celery
 
-    make_celery(_settings()).start(["beat", "--loglevel=INFO", *celery_args])
+    make_celery(settings).start(_celery_argv(settings, "beat", celery_args))
+
+
+def _celery_argv(settings: Settings, command: str, celery_args: tuple[str, ...]) -> list[str]:
+    """Our logging for Celery too; with JSON logs no banner (--quiet): every line is JSON."""
+    from notifier.logs import configure_celery_logging
+
+    configure_celery_logging(settings)
+    quiet = ["--quiet"] if settings.log_format == "json" else []
+    return [*quiet, command, f"--loglevel={settings.log_level}", *celery_args]
 
 
 @cli.command("sample-article")
@@ -185,6 +253,93 @@ def create_token_command(name: str) -> None:
     click.echo(plaintext)
 
 
+STATUS_TIMEOUT_SECONDS = 10.0  # connect and per-query limit of `notifier status`
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document, for machines.")
+@click.option("--ready", is_flag=True, help="Only what /readyz checks: database, broker, schema.")
+@click.option(
+    "--this-worker", is_flag=True, help="Only: does a worker on this host send heartbeats?"
+)
+def status(as_json: bool, ready: bool, this_worker: bool) -> None:
+    """Workers, queues, feeds, recent failures. Exit 1 when something needs attention."""
+    if ready and this_worker:
+        raise click.UsageError("--ready and --this-worker cannot be combined.")
+    settings = _settings()
+    if ready:
+        healthy = _status_ready(settings, as_json)
+    elif this_worker:
+        healthy = _status_this_worker(settings, as_json)
+    else:
+        healthy = _status_report(settings, as_json)
+    click.get_current_context().exit(0 if healthy else 1)
+
+
+def _status_report(settings: Settings, as_json: bool) -> bool:
+    import json
+
+    from sqlalchemy.orm import Session
+
+    from notifier.celery_app import make_celery
+    from notifier.ops.readiness import probe_engine
+    from notifier.ops.status import gather_status, render_text
+    from notifier.timeutil import utcnow
+
+    with Session(probe_engine(settings.database_url, STATUS_TIMEOUT_SECONDS)) as session:
+        report = gather_status(session, make_celery(settings), settings, utcnow())
+    click.echo(json.dumps(report.as_json(), indent=2) if as_json else render_text(report))
+    return report.healthy
+
+
+def _status_ready(settings: Settings, as_json: bool) -> bool:
+    import json
+
+    from notifier.ops.readiness import check_readiness
+
+    readiness = check_readiness(settings)
+    if as_json:
+        click.echo(json.dumps(readiness.as_json(), indent=2))
+    else:
+        for check in readiness.checks:
+            click.echo(f"{check.name}: {'ok' if check.ok else 'FAILING'}, {check.detail}")
+    return readiness.ready
+
+
+def _status_this_worker(settings: Settings, as_json: bool) -> bool:
+    """For a worker container's healthcheck: a fresh heartbeat from a worker on this host."""
+    import json
+
+    from sqlalchemy.exc import SQLAlchemyError
+    from sqlalchemy.orm import Session
+
+    from notifier.ops.readiness import probe_engine
+    from notifier.ops.status import age, this_host_worker
+    from notifier.ops.workers import worker_states
+    from notifier.timeutil import utcnow
+
+    now, host = utcnow(), socket.gethostname()
+    try:
+        with Session(probe_engine(settings.database_url, STATUS_TIMEOUT_SECONDS)) as session:
+            found = this_host_worker(
+                worker_states(session, now, settings.worker_stale_seconds), host
+            )
+    except SQLAlchemyError as error:
+        message = f"The database is unreachable: {getattr(error, 'orig', None) or error}"
+        found = None
+    else:
+        message = (
+            f"{found.hostname} is online: heartbeat {age(now, found.seen_at)} ago."
+            if found
+            else f"No worker on {host} sent a heartbeat in the last "
+            f"{settings.worker_stale_seconds}s."
+        )
+    click.echo(
+        json.dumps({"healthy": found is not None, "message": message}) if as_json else message
+    )
+    return found is not None
+
+
 @cli.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
@@ -194,11 +349,18 @@ def dev(host: str, port: int) -> None:
     os.environ.setdefault("PUBLIC_URL", f"http://{host}:{port}")
     os.environ.setdefault("FEED_POLL_SECONDS", "10")
     settings = _settings()
+    # web, worker and beat each make their own run directory in it (and clear ended runs).
+    settings.metrics_dir.mkdir(parents=True, exist_ok=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(settings.metrics_dir)
     from notifier.sample_feed import ensure_sample_feed
     from notifier.schema import upgrade_database
 
     upgrade_database(settings.database_url)
+    _register_feeds(settings)
     ensure_sample_feed(settings.sample_feed_path)
+    from notifier.logs import configure_logging
+
+    configure_logging(settings)  # text; web, worker and beat inherit NOTIFIER_DEV, so text too
     exe = [sys.executable, "-m", "notifier.cli"]
     children = [
         subprocess.Popen([*exe, "web", "--host", host, "--port", str(port), "--workers", "1"]),
@@ -207,6 +369,18 @@ def dev(host: str, port: int) -> None:
     ]
     _announce(settings)
     _supervise(children)
+
+
+def _register_feeds(settings: Settings) -> None:
+    """Feeds count as added when the service starts, not at beat's first poll: an article
+    published in between is new and is announced."""
+    from notifier.db import session_scope
+    from notifier.domain.feeds import sync_feeds
+    from notifier.timeutil import utcnow
+
+    with session_scope(settings.database_url) as session:
+        sync_feeds(session, settings.feed_urls, utcnow())
+        session.commit()
 
 
 def _announce(settings: Settings) -> None:

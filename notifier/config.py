@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
 import time
@@ -49,6 +50,18 @@ def _list(env: Mapping[str, str], name: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in env.get(name, "").split(",") if part.strip())
 
 
+IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+INTERNAL_NETWORKS = "127.0.0.1/32,::1/128,10.0.0.0/8,172.16.0.0/12,192.168.0.0/16"
+
+
+def _networks(env: Mapping[str, str], name: str, default: str) -> tuple[IpNetwork, ...]:
+    raw = env.get(name, "").strip() or default
+    try:
+        return tuple(ipaddress.ip_network(part.strip()) for part in raw.split(",") if part.strip())
+    except ValueError as error:
+        raise ConfigError(f"{name} must list networks like 10.0.0.0/8: {error}.") from None
+
+
 def _kept_secret(path: Path, make: Callable[[], str]) -> str:
     """A generated secret kept in the data directory, so every process shares the same one.
 
@@ -94,6 +107,18 @@ def _timezone(name: str) -> str:
     except (ZoneInfoNotFoundError, ValueError):
         raise ConfigError(f"SITE_TIMEZONE is not a known time zone: {name!r}.") from None
     return name
+
+
+LOG_FORMATS = ("json", "text")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
+    value = env.get(name, "").strip() or default
+    for choice in choices:
+        if choice.upper() == value.upper():
+            return choice
+    raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {value!r}.")
 
 
 def _mailto(mail_from: str) -> str:
@@ -146,6 +171,7 @@ class Settings:
     push_allowed_origins: tuple[str, ...] = DEFAULT_PUSH_ORIGINS
     push_ttl_seconds: int = 86400
     push_alert_ttl_seconds: int = 3600
+    push_backoff_refresh_seconds: float = 0.25
     alert_scheduler_seconds: int = 5
     webhook_secret: str = ""
     push_connect_timeout_seconds: float = 5.0
@@ -161,6 +187,11 @@ class Settings:
     worker_stale_seconds: int = 30
     worker_heartbeat_seconds: int = 10
     feed_stale_seconds: int = 900
+    log_format: str = "json"  # one JSON object per line; "text" for people (notifier dev)
+    log_level: str = "INFO"
+    metrics_token: str = ""
+    metrics_allow_networks: tuple[IpNetwork, ...] = ()
+    prometheus_multiproc_dir: Path | None = None  # None: data_dir / "metrics"
     site_name: str = "Aze.Media"
     site_url: str = "https://aze.media/"
     templates_dir: Path = field(default=PROJECT_ROOT / "templates")
@@ -172,6 +203,11 @@ class Settings:
     @property
     def sample_feed_path(self) -> Path:
         return self.data_dir / "sample-feed.xml"
+
+    @property
+    def metrics_dir(self) -> Path:
+        """Where every process writes its prometheus_client files and /metrics reads them."""
+        return self.prometheus_multiproc_dir or self.data_dir / "metrics"
 
     @property
     def uses_dev_mailbox(self) -> bool:
@@ -236,6 +272,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         push_allowed_origins=_list(env, "PUSH_ALLOWED_ORIGINS") or DEFAULT_PUSH_ORIGINS,
         push_ttl_seconds=_int(env, "PUSH_TTL_SECONDS", 86400),
         push_alert_ttl_seconds=_int(env, "PUSH_ALERT_TTL_SECONDS", 3600),
+        push_backoff_refresh_seconds=_float(env, "PUSH_BACKOFF_REFRESH_SECONDS", 0.25, 0.01),
         alert_scheduler_seconds=_int(env, "ALERT_SCHEDULER_SECONDS", 5, minimum=1),
         webhook_secret=env.get("WEBHOOK_SECRET", ""),
         push_connect_timeout_seconds=_float(env, "PUSH_CONNECT_TIMEOUT_SECONDS", 5.0, 0.1),
@@ -250,6 +287,13 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         worker_stale_seconds=_int(env, "WORKER_STALE_SECONDS", 30, minimum=5),
         worker_heartbeat_seconds=_int(env, "WORKER_HEARTBEAT_SECONDS", 10, minimum=1),
         feed_stale_seconds=_int(env, "FEED_STALE_SECONDS", 900, minimum=10),
+        log_format=_choice(env, "LOG_FORMAT", "text" if dev_mode else "json", LOG_FORMATS),
+        log_level=_choice(env, "LOG_LEVEL", "INFO", LOG_LEVELS),
+        metrics_token=env.get("METRICS_TOKEN", "").strip(),
+        metrics_allow_networks=_networks(env, "METRICS_ALLOW_NETWORKS", INTERNAL_NETWORKS),
+        prometheus_multiproc_dir=Path(
+            env.get("PROMETHEUS_MULTIPROC_DIR", "") or data_dir / "metrics"
+        ).resolve(),
         site_timezone=_timezone(env.get("SITE_TIMEZONE", "Asia/Baku")),
         site_name=env.get("SITE_NAME", "Aze.Media"),
         site_url=env.get("SITE_URL", "https://aze.media/"),

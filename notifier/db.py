@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from functools import lru_cache
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
@@ -19,14 +18,26 @@ def _tune_sqlite(dbapi_connection, _record) -> None:
     cursor.close()
 
 
-@lru_cache(maxsize=8)
+_engines: dict[str, Engine] = {}
+
+
 def engine_for(database_url: str) -> Engine:
     """One engine per URL and process; pool_pre_ping survives database restarts."""
-    if database_url.startswith("sqlite"):
-        engine = create_engine(database_url, connect_args={"timeout": 15})
-        event.listen(engine, "connect", _tune_sqlite)
-        return engine
-    return create_engine(database_url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+    if database_url not in _engines:
+        if database_url.startswith("sqlite"):
+            engine = create_engine(database_url, connect_args={"timeout": 15})
+            event.listen(engine, "connect", _tune_sqlite)
+        else:
+            engine = create_engine(database_url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+        _engines[database_url] = engine
+    return _engines[database_url]
+
+
+def forget_inherited_connections() -> None:
+    """In a forked child (a Celery pool process): never use the parent's pooled connections,
+    two processes talking over one socket corrupt each other's transactions."""
+    for engine in _engines.values():
+        engine.dispose(close=False)
 
 
 def session_factory(database_url: str) -> sessionmaker[Session]:

@@ -285,6 +285,16 @@ class Alert(Base):
     created_by: Mapped[Editor | None] = relationship()
 
 
+class PushServiceBackoff(Base):
+    """A push service asked us to wait (429 + Retry-After): every worker process honours it."""
+
+    __tablename__ = "push_service_backoffs"
+
+    origin: Mapped[str] = mapped_column(String(300), primary_key=True)
+    blocked_until: Mapped[datetime] = mapped_column(UTCDateTime)
+    reason: Mapped[str | None] = mapped_column(Text)
+
+
 class WorkerHeartbeat(Base):
     """The last sign of life of each Celery worker (written every few seconds by the worker)."""
 

@@ -17,6 +17,7 @@ from celery import shared_task
 from kombu.exceptions import OperationalError as BrokerError
 from sqlalchemy.exc import InterfaceError, OperationalError
 
+from notifier import metrics
 from notifier.channels.base import Outcome
 from notifier.channels.registry import email_channel, outlets
 from notifier.compose import Composer
@@ -35,6 +36,7 @@ from notifier.domain.deliveries import (
 )
 from notifier.domain.feeds import sync_feeds
 from notifier.feed_poller import poll_feed as poll_one_feed
+from notifier.logs import redact
 from notifier.models import Alert
 from notifier.timeutil import utcnow
 
@@ -108,14 +110,20 @@ def poll_feed(self, feed_id: int) -> list[int]:
 @retried_through_outages
 def fan_out_article(self, article_id: int) -> dict[str, int]:
     settings = _settings(self)
-    with session_scope(settings.database_url) as session:
+    with metrics.fanout_timer("article"), session_scope(settings.database_url) as session:
         planned = plan_article(session, article_id, utcnow())
         session.commit()
         chunks = 0
         for ids in pending_delivery_chunks(session, article_id, settings.delivery_chunk_size):
             queue_deliveries(session, ids)
             chunks += 1
-    log.info("article %s: %s deliveries planned, %s chunks queued", article_id, planned, chunks)
+    log.info(
+        "article %s: %s deliveries planned, %s chunks queued",
+        article_id,
+        planned,
+        chunks,
+        extra={"article_id": article_id},
+    )
     return planned
 
 
@@ -123,7 +131,7 @@ def fan_out_article(self, article_id: int) -> dict[str, int]:
 @retried_through_outages
 def fan_out_alert(self, alert_id: int) -> dict[str, int]:
     settings = _settings(self)
-    with session_scope(settings.database_url) as session:
+    with metrics.fanout_timer("alert"), session_scope(settings.database_url) as session:
         planned = plan_alert(session, alert_id, utcnow())
         session.commit()
         chunks = pending_delivery_chunks(
@@ -131,7 +139,7 @@ def fan_out_alert(self, alert_id: int) -> dict[str, int]:
         )
         for ids in chunks:
             queue_deliveries(session, ids)
-    log.info("alert %s: %s deliveries planned", alert_id, planned)
+    log.info("alert %s: %s deliveries planned", alert_id, planned, extra={"alert_id": alert_id})
     return planned
 
 
@@ -203,7 +211,13 @@ def _send_service_email(task, settings: Settings, message, subscriber_id: int) -
     if result.outcome is Outcome.RETRY and attempts < settings.delivery_max_attempts:
         delay = retry_policy(settings).delay(attempts)
         raise task.retry(exc=OSError(result.detail), countdown=delay)
-    log.warning("%s to subscriber %s not sent: %s", task.name, subscriber_id, result.detail)
+    log.warning(
+        "%s to subscriber %s not sent: %s",
+        task.name,
+        subscriber_id,
+        redact(result.detail),
+        extra={"subscriber_id": subscriber_id or None},
+    )
     return False
 
 

@@ -18,6 +18,7 @@ from notifier.domain.push_subscriptions import EndpointPolicy, mark_push_gone
 from notifier.domain.subscriptions import suppress_bounced_address
 from notifier.messages import RenderedEmail
 from notifier.models import Delivery
+from notifier.push_backoff import SharedBackoff
 from notifier.vapid import VapidSigner, load_private_key
 
 
@@ -40,6 +41,7 @@ def push_channel(settings: Settings) -> WebPushChannel:
         EndpointPolicy(settings.push_allowed_origins),
         settings.push_connect_timeout_seconds,
         settings.push_read_timeout_seconds,
+        SharedBackoff(settings.database_url, settings.push_backoff_refresh_seconds),
     )
 
 

@@ -21,7 +21,9 @@ from pywebpush import WebPusher, WebPushException
 
 from notifier.channels.base import Outcome, SendResult
 from notifier.domain.push_subscriptions import EndpointPolicy, PushSubscriptionError
+from notifier.logs import redact
 from notifier.messages import PushMessage
+from notifier.push_backoff import LocalBackoff, SharedBackoff
 from notifier.vapid import VapidSigner
 
 log = logging.getLogger(__name__)
@@ -50,10 +52,12 @@ class WebPushChannel:
         policy: EndpointPolicy,
         connect_timeout: float,
         read_timeout: float,
+        backoff: SharedBackoff | LocalBackoff | None = None,
     ) -> None:
         self.signer = signer
         self.policy = policy
         self.timeout = (connect_timeout, read_timeout)
+        self.backoff = backoff or LocalBackoff()
 
     def open(self) -> WebPushSession:
         return WebPushSession(self)
@@ -64,7 +68,6 @@ class WebPushSession:
         self.channel = channel
         self.http = requests.Session()
         self.http.trust_env = False  # no proxies or .netrc from the environment
-        self.blocked_until: dict[str, float] = {}  # push-service origin -> monotonic time
 
     def send(self, message: PushMessage) -> SendResult:
         try:
@@ -72,14 +75,14 @@ class WebPushSession:
             origin = self.channel.policy.origin_of(message.endpoint)
         except PushSubscriptionError as error:
             return SendResult(Outcome.FAILED, f"endpoint refused at send time: {error}")
-        wait = self.blocked_until.get(origin, 0.0) - time.monotonic()
-        if wait > 0:  # this push service asked us to back off: do not hammer it
+        wait = self.channel.backoff.wait_seconds(origin)
+        if wait > 0:  # this push service asked us (any worker) to back off: do not hammer it
             return SendResult(Outcome.RETRY, f"{origin} asked to wait", retry_after=wait)
         result = self._post(message, origin)
         if result.outcome is Outcome.FAILED and result.detail.startswith("HTTP 413"):
             result = self._post(message.shrunk(), origin)
         if result.retry_after:
-            self.blocked_until[origin] = time.monotonic() + result.retry_after
+            self.channel.backoff.block(origin, result.retry_after, result.detail)
         return result
 
     def _post(self, message: PushMessage, origin: str) -> SendResult:
@@ -123,7 +126,7 @@ class WebPushSession:
             delay = retry_after_seconds(response.headers.get("Retry-After"))
             return SendResult(Outcome.RETRY, detail, retry_after=delay)
         if status in (400, 401, 403):
-            log.error("push service rejected our request (check VAPID keys): %s", detail)
+            log.error("push service rejected our request (check VAPID keys): %s", redact(detail))
         return SendResult(Outcome.FAILED, detail)
 
     def close(self) -> None:

@@ -211,6 +211,27 @@ def claim_deliveries(
     return sorted(claimed)
 
 
+def renew_leases(
+    session: Session, ids: Sequence[int], held_until: datetime, now: datetime, lease_seconds: int
+) -> tuple[list[int], datetime]:
+    """Extend our lease on rows we still hold. A row whose lease_until is no longer ours was
+    taken by another worker after our lease ran out: it is not ours to send any more."""
+    until = now + timedelta(seconds=lease_seconds)
+    if not ids:
+        return [], until
+    kept = session.scalars(
+        update(Delivery)
+        .where(
+            Delivery.id.in_(ids),
+            Delivery.status == DeliveryStatus.SENDING,
+            Delivery.lease_until == held_until,
+        )
+        .values(lease_until=until)
+        .returning(Delivery.id)
+    )
+    return sorted(kept), until
+
+
 def apply_outcome(
     session: Session, delivery: Delivery, result: SendResult, now: datetime, policy: RetryPolicy
 ) -> float | None:

@@ -9,7 +9,7 @@ import socket
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -56,6 +56,16 @@ def record_heartbeat(
             session.commit()
     except SQLAlchemyError as error:
         log.warning("heartbeat not recorded: %s", error)
+
+
+def forget_heartbeat(database_url: str, hostname: str) -> None:
+    """A worker that stopped cleanly is gone, not offline: it should not alarm anyone."""
+    try:
+        with session_scope(database_url) as session:
+            session.execute(delete(WorkerHeartbeat).where(WorkerHeartbeat.hostname == hostname))
+            session.commit()
+    except SQLAlchemyError as error:
+        log.warning("heartbeat row not removed: %s", error)
 
 
 def worker_states(session: Session, now: datetime, stale_seconds: int) -> list[WorkerState]:

@@ -59,6 +59,8 @@ def create_app(settings: Settings | None = None, queue: TaskQueue | None = None)
         dev,
         editor_alerts,
         editor_auth,
+        health,
+        metrics,
         ops,
         public,
         push_api,
@@ -81,6 +83,8 @@ def create_app(settings: Settings | None = None, queue: TaskQueue | None = None)
         alerts_api.bp,
         editor_alerts.bp,
         ops.bp,
+        metrics.bp,
+        health.bp,
     ):
         app.register_blueprint(blueprint)
     if settings.dev_mode:

@@ -1,0 +1,256 @@
+"""Every metric notifier exposes at /metrics, in one place.
+
+Counters and histograms are recorded where things happen (dispatch, fan-out). `notifier web`,
+`worker` and `beat` set PROMETHEUS_MULTIPROC_DIR before prometheus_client is imported, so each
+process (gunicorn worker, Celery child) writes its own file and /metrics sums them all. Gauges
+about state (queues, feeds, workers, audiences) are read from the database and the broker when
+Prometheus scrapes.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import math
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from kombu.exceptions import ChannelError
+from kombu.exceptions import OperationalError as BrokerError
+from prometheus_client import Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.multiprocess import MultiProcessCollector
+from sqlalchemy import func, select
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import InstrumentedAttribute, Session
+
+from notifier.config import Settings
+from notifier.db import session_scope
+from notifier.models import (
+    Alert,
+    Article,
+    Delivery,
+    DeliveryStatus,
+    PushStatus,
+    PushSubscription,
+    Subscriber,
+    SubscriberStatus,
+)
+from notifier.ops.feeds import feed_health
+from notifier.ops.queues import queue_depths
+from notifier.ops.workers import worker_states
+from notifier.timeutil import utcnow
+
+if TYPE_CHECKING:
+    from celery import Celery
+
+log = logging.getLogger(__name__)
+
+# Recorded by the process that does the work (one file per process in multiprocess mode).
+
+DELIVERIES = Counter(
+    "notifier_deliveries",
+    "Deliveries recorded, by channel and outcome (sent, retry, gone, failed, skipped).",
+    ["channel", "outcome"],
+)
+"""One per outcome committed: a delivery retried twice then sent counts retry 2, sent 1."""
+
+FANOUT_SECONDS = Histogram(
+    "notifier_fanout_seconds",
+    "Time to plan a notice's deliveries and queue their chunks, by notice (article, alert).",
+    ["notice"],
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
+)
+"""How long readers wait before the first chunk can even start."""
+
+NOTIFICATION_LATENCY = Histogram(
+    "notifier_notification_latency_seconds",
+    "From article first seen (or alert started) to the message accepted, by channel.",
+    ["channel"],
+    buckets=(1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1800, 3600, 4 * 3600, 86400),
+)
+"""What readers feel: how late the news reaches them (retries included)."""
+
+
+def delivery_recorded(session: Session, delivery: Delivery) -> None:
+    """Count what just became of a delivery, from its committed row (the reason is data);
+    time a sent one from its notice."""
+    outcome = _outcome(delivery)
+    DELIVERIES.labels(delivery.channel, outcome).inc()
+    if outcome == "sent" and delivery.sent_at is not None:
+        since = _notice_time(session, delivery)
+        if since is not None:
+            seconds = max(0.0, (delivery.sent_at - since).total_seconds())
+            NOTIFICATION_LATENCY.labels(delivery.channel).observe(seconds)
+
+
+def _outcome(delivery: Delivery) -> str:
+    if delivery.status is DeliveryStatus.FAILED:
+        return "gone" if (delivery.last_error or "").startswith("gone:") else "failed"
+    return {DeliveryStatus.PENDING: "retry"}.get(delivery.status, delivery.status.value)
+
+
+def _notice_time(session: Session, delivery: Delivery) -> datetime | None:
+    """When the article was first seen or the alert started: one query per notice and
+    session (a batch), not per delivery (the composer's copy is gone from the session)."""
+    if delivery.alert_id is not None:
+        key = ("alert", delivery.alert_id)
+        query = select(func.coalesce(Alert.started_at, Alert.created_at)).where(
+            Alert.id == delivery.alert_id
+        )
+    else:
+        key = ("article", delivery.article_id)
+        query = select(Article.first_seen_at).where(Article.id == delivery.article_id)
+    known = session.info.setdefault("notifier_notice_times", {})
+    if key not in known:
+        try:
+            known[key] = session.scalar(query)
+        except SQLAlchemyError as error:
+            # The outcome is committed already; the batch's next step meets the outage and
+            # retries as usual. Timing one message is not worth failing its batch for.
+            session.rollback()
+            log.warning("delivery %s sent but not timed: %s", delivery.id, error)
+            return None
+    return known[key]
+
+
+@contextmanager
+def fanout_timer(notice: str) -> Iterator[None]:
+    """Time one fan-out; a run cut short by an outage (and retried) is not observed."""
+    started = time.perf_counter()
+    yield
+    FANOUT_SECONDS.labels(notice).observe(time.perf_counter() - started)
+
+
+# Read by /metrics.
+
+
+class RecordedCollector:
+    """The counters and histograms every process wrote under `directory`, summed. Each
+    service run writes into its own subdirectory (see `notifier.cli`), so read them all."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    def collect(self) -> Iterator[Metric]:
+        for _ in range(3):
+            files = [str(path) for path in sorted(self.directory.glob("**/*.db"))]
+            try:
+                merged = list(MultiProcessCollector.merge(files, accumulate=True))
+            except FileNotFoundError:  # a stale run was removed between listing and reading
+                continue
+            yield from merged
+            return
+        log.warning(
+            "metrics: files under %s kept vanishing; recorded metrics left out", self.directory
+        )
+
+
+class StateCollector:
+    """Gauges read at scrape time. A part that is down (its connection or query errors) is
+    reported as notifier_up{part} 0 and logged, and the scrape still answers; a bug in here
+    still raises, rather than passing for an outage."""
+
+    def __init__(
+        self, settings: Settings, celery: Celery | None, now: Callable[[], datetime] = utcnow
+    ) -> None:
+        self.settings, self.celery, self.now = settings, celery, now
+
+    def collect(self) -> Iterator[Metric]:
+        up = GaugeMetricFamily(
+            "notifier_up", "1 if the part (database, broker) answered this scrape.", labels=["part"]
+        )
+        parts = {"database": (self._database, (SQLAlchemyError,))}
+        if self.celery is not None:  # a web app built with a stand-in queue has no broker
+            parts["broker"] = (self._broker, self._broker_errors())
+        for part, (read, outages) in parts.items():
+            try:
+                families = read()
+            except outages as error:
+                log.warning("metrics: %s unavailable: %s", part, error)
+                families = None
+            up.add_metric([part], 0 if families is None else 1)
+            yield from families or []
+        yield up
+
+    def _broker(self) -> list[Metric]:
+        depth = GaugeMetricFamily(
+            "notifier_queue_depth", "Tasks waiting in the broker queue.", labels=["queue"]
+        )
+        for queue, count in queue_depths(self.celery).items():
+            depth.add_metric([queue], count)
+        return [depth]
+
+    def _broker_errors(self) -> tuple[type[BaseException], ...]:
+        """kombu's own, plus the transport's (redis, or SQLAlchemy for the SQLite broker)."""
+        with self.celery.connection_for_read() as connection:  # does not connect
+            transport = (*connection.connection_errors, *connection.channel_errors)
+        return (BrokerError, ChannelError, OSError, SQLAlchemyError, *transport)
+
+    def _database(self) -> list[Metric]:
+        with session_scope(self.settings.database_url) as session:
+            now = self.now()
+            return [
+                *_feed_families(session, now, self.settings.feed_stale_seconds),
+                *_worker_families(session, now, self.settings.worker_stale_seconds),
+                _by_status(
+                    session, Subscriber.status, SubscriberStatus, "notifier_subscribers",
+                    "Email subscribers by state.",
+                ),
+                _by_status(
+                    session, PushSubscription.status, PushStatus, "notifier_push_subscriptions",
+                    "Browser push subscriptions by state.",
+                ),
+            ]  # fmt: skip
+
+
+def _feed_families(session: Session, now: datetime, stale_seconds: int) -> list[Metric]:
+    age = GaugeMetricFamily(
+        "notifier_feed_last_success_age_seconds",
+        "Seconds since the feed was last read successfully (+Inf: never).",
+        labels=["feed"],
+    )
+    error = GaugeMetricFamily(
+        "notifier_feed_error", "1 if the feed's last poll failed.", labels=["feed"]
+    )
+    for feed in feed_health(session, now, stale_seconds):
+        last = feed.last_success_at
+        age.add_metric([feed.url], (now - last).total_seconds() if last else math.inf)
+        error.add_metric([feed.url], 1 if feed.last_error else 0)
+    return [age, error]
+
+
+def _worker_families(session: Session, now: datetime, stale_seconds: int) -> list[Metric]:
+    age = GaugeMetricFamily(
+        "notifier_worker_last_heartbeat_age_seconds",
+        "Seconds since the worker's last heartbeat (workers seen in the last day).",
+        labels=["worker"],
+    )
+    states = worker_states(session, now, stale_seconds)
+    for state in states:
+        age.add_metric([state.hostname], (now - state.seen_at).total_seconds())
+    online = GaugeMetricFamily(
+        "notifier_workers_online",
+        "Workers whose last heartbeat is fresher than WORKER_STALE_SECONDS.",
+        value=sum(state.online for state in states),
+    )
+    return [age, online]
+
+
+def _by_status(
+    session: Session,
+    column: InstrumentedAttribute,
+    states: type[enum.StrEnum],
+    name: str,
+    documentation: str,
+) -> Metric:
+    counts = dict.fromkeys(states, 0)  # every state has a series, zero or not
+    counts.update(session.execute(select(column, func.count()).group_by(column)).all())
+    family = GaugeMetricFamily(name, documentation, labels=["status"])
+    for state, count in counts.items():
+        family.add_metric([state.value], count)
+    return family

@@ -1,0 +1,81 @@
+"""Retry-After per push service, shared by every worker process through the database.
+
+A 429 from FCM seen by one batch must hold back every other batch and process that would
+post to FCM, not only the rest of that batch; reading the small table a few times a second
+is enough for that and costs nothing next to the pushes it saves.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import timedelta
+
+from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
+
+from notifier.db import session_scope
+from notifier.domain.sql import insert_ignoring_conflicts
+from notifier.models import PushServiceBackoff
+from notifier.timeutil import utcnow
+
+
+class SharedBackoff:
+    def __init__(self, database_url: str, refresh_seconds: float = 0.25) -> None:
+        self.database_url = database_url
+        self.refresh_seconds = refresh_seconds
+        self._until: dict[str, float] = {}  # origin -> wall-clock seconds
+        self._loaded_at = 0.0
+        self._lock = threading.Lock()
+
+    def wait_seconds(self, origin: str) -> float:
+        """How long this push service asked everyone to wait from now (0: go ahead)."""
+        with self._lock:
+            if time.monotonic() - self._loaded_at >= self.refresh_seconds:
+                self._load()
+            return max(0.0, self._until.get(origin, 0.0) - time.time())
+
+    def block(self, origin: str, seconds: float, reason: str) -> None:
+        until = utcnow() + timedelta(seconds=seconds)
+        with self._lock:
+            self._until[origin] = max(self._until.get(origin, 0.0), until.timestamp())
+        try:
+            with session_scope(self.database_url) as session:
+                row = session.get(PushServiceBackoff, origin)
+                if row is None:
+                    session.execute(
+                        insert_ignoring_conflicts(session, PushServiceBackoff.__table__),
+                        {"origin": origin, "blocked_until": until, "reason": reason[:500]},
+                    )
+                elif row.blocked_until < until:
+                    row.blocked_until, row.reason = until, reason[:500]
+                session.commit()
+        except SQLAlchemyError:
+            pass  # still honoured in this process; the next 429 tells the others
+
+    def _load(self) -> None:
+        try:
+            with session_scope(self.database_url) as session:
+                rows = session.execute(
+                    select(PushServiceBackoff.origin, PushServiceBackoff.blocked_until).where(
+                        PushServiceBackoff.blocked_until > utcnow()
+                    )
+                ).all()
+        except SQLAlchemyError:
+            return  # keep what we know; the database outage is handled by the task
+        for origin, until in rows:
+            self._until[origin] = max(self._until.get(origin, 0.0), until.timestamp())
+        self._loaded_at = time.monotonic()
+
+
+class LocalBackoff:
+    """The same, for one process only (tests, and channels built without a database)."""
+
+    def __init__(self) -> None:
+        self._until: dict[str, float] = {}
+
+    def wait_seconds(self, origin: str) -> float:
+        return max(0.0, self._until.get(origin, 0.0) - time.time())
+
+    def block(self, origin: str, seconds: float, reason: str) -> None:
+        self._until[origin] = max(self._until.get(origin, 0.0), time.time() + seconds)

@@ -1,0 +1,52 @@
+"""Fixtures for fault tests: processes and servers the test owns and may break.
+
+Scenarios themselves live in tests/fault/scenarios.py (bench/faults.py runs them too); each
+starts its own Redis, proxies, SMTP and push servers, worker and beat through harness.py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from tests.conftest import _clean
+from tests.fault.harness import FaultySmtp, OwnRedis, TcpProxy
+
+
+@pytest.fixture
+def own_redis(tmp_path) -> Iterator[OwnRedis]:
+    """A redis-server of this test's own (restart()/flushall()/stop() are ours to call)."""
+    server = OwnRedis(tmp_path).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def tcp_proxy() -> Iterator[Callable[[tuple[str, int]], TcpProxy]]:
+    """Make started TCP proxies to (host, port); stop()/start() them at will."""
+    proxies: list[TcpProxy] = []
+
+    def make(target: tuple[str, int]) -> TcpProxy:
+        proxies.append(TcpProxy(target).start())
+        return proxies[-1]
+
+    yield make
+    for proxy in proxies:
+        proxy.stop()
+
+
+@pytest.fixture
+def slow_smtp() -> Iterator[FaultySmtp]:
+    """An SMTP server that takes 2 ms per message and can refuse, answer 421, or stall."""
+    server = FaultySmtp(data_delay=0.002).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def module_database(pg_url, seeded_categories) -> Iterator[str]:
+    """The test database, clean, for a scenario run once and checked by several tests."""
+    _clean(pg_url, seeded_categories[pg_url])
+    yield pg_url
+    _clean(pg_url, seeded_categories[pg_url])

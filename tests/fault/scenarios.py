@@ -1,0 +1,445 @@
+"""Fault scenarios as plain functions: the tests run them small and assert on the figures,
+bench/faults.py runs scenarios 1, 2, 3 and 6 large and prints the same figures.
+
+Each function owns everything it breaks (Redis, proxies, worker and beat processes, SMTP and
+push servers) and returns Figures: recipients / delivered / duplicates / lost / seconds from
+the fan-out being queued until the last recipient had the message, plus scenario notes.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from sqlalchemy import func, select
+
+from notifier.db import session_scope
+from notifier.models import Delivery, PushSubscription, Subscriber
+from tests.fault.harness import (
+    Figures,
+    Stack,
+    article_id_by_guid,
+    delivery_states,
+    errors_like,
+    expired_leases,
+    open_stack,
+    seed_article,
+    seed_email_subscribers,
+    seed_push_subscriptions,
+    settled,
+    tally,
+    wait_for,
+    wait_for_everyone,
+)
+from tests.support.feed_server import FeedServer
+from tests.support.push_service import Reply
+from tests.support.rss import Item, rss
+
+
+def deadline(recipients: int) -> float:
+    """Generous time for a fan-out plus its recovery (2 busy cores send ~50-100 emails/s)."""
+    return 60 + recipients / 25
+
+
+def _wait_for_messages(stack: Stack, count: int, recipients: int) -> None:
+    smtp = stack.smtp.handler
+    wait_for(lambda: smtp.message_count() >= count, deadline(recipients),
+             lambda: f"fan-out stalled at {smtp.message_count()}\n{stack.logs()}")  # fmt: skip
+
+
+def _stall_senders(stack: Stack, count: int) -> None:
+    """Let `count` workers' next messages reach the SMTP server and stay unacknowledged."""
+    smtp = stack.smtp.handler
+    smtp.stalling = True
+    wait_for(lambda: smtp.data_waiting >= count, 20,
+             lambda: f"only {smtp.data_waiting} sends in flight\n{stack.logs()}")  # fmt: skip
+
+
+def _email_figures(
+    name: str, stack: Stack, emails: list[str], article: int, seconds: float, **notes
+) -> Figures:
+    counts = tally(emails, stack.smtp.handler.by_recipient())
+    notes["strangers"] = counts.strangers
+    notes["final"] = dict(delivery_states(stack.database_url, article))
+    return Figures(
+        name, len(emails), counts.delivered, counts.duplicates, counts.lost, seconds, notes
+    )
+
+
+# 1 ------------------------------------------------------------------------------------------
+
+
+def worker_killed(tmp: Path, database_url: str, recipients: int = 3000, concurrency: int = 2):
+    """SIGKILL the whole worker (prefork parent and children) a third of the way through a
+    fan-out, at a moment when each child has a message accepted by the SMTP server but not
+    yet acknowledged, then start a new worker. Every recipient gets the article; the only
+    duplicates are the messages sent but not marked: at most one per killed process."""
+    with open_stack(tmp, database_url) as stack:
+        emails = seed_email_subscribers(database_url, recipients)
+        article = seed_article(database_url)
+        stack.beat()
+        first = stack.worker("worker-1", concurrency)
+        group = first.group()
+        started = time.monotonic()
+        stack.fan_out(article)
+        _wait_for_messages(stack, recipients // 3, recipients)
+        _stall_senders(stack, concurrency)
+        first.kill_group(signal.SIGKILL)
+        first.wait(10)
+        wait_for(lambda: not first.group(), 10, "killed processes are still alive")
+        stack.smtp.handler.stalling = False
+        time.sleep(0.3)
+        at_kill = stack.smtp.handler.message_count()
+        states = delivery_states(database_url, article)
+        stack.worker("worker-2", concurrency)
+        seconds = wait_for_everyone(stack, article, emails, stack.smtp.handler.by_recipient,
+                                    started, deadline(recipients))  # fmt: skip
+        return _email_figures(
+            "1 worker SIGKILL", stack, emails, article, seconds,
+            processes_killed=len(group), sent_before_kill=at_kill,
+            sweeper_requeued=stack.logged("sweep re-queued"),
+            sending_at_kill=states["sending"], unmarked_at_kill=at_kill - states["sent"],
+        )  # fmt: skip
+
+
+# 2 ------------------------------------------------------------------------------------------
+
+
+def redis_flushed(tmp: Path, database_url: str, recipients: int = 400):
+    """FLUSHALL on the broker a third of the way through a fan-out: every queued and
+    unacknowledged task is gone; the sweeper finds the work again in the database."""
+    with open_stack(tmp, database_url) as stack:
+        emails = seed_email_subscribers(database_url, recipients)
+        article = seed_article(database_url)
+        stack.beat()
+        stack.worker()
+        started = time.monotonic()
+        stack.fan_out(article)
+        _wait_for_messages(stack, recipients // 3, recipients)
+        tasks_flushed = stack.redis.flushall()
+        at_flush = stack.smtp.handler.message_count()
+        seconds = wait_for_everyone(stack, article, emails, stack.smtp.handler.by_recipient,
+                                    started, deadline(recipients))  # fmt: skip
+        return _email_figures(
+            "2 Redis FLUSHALL", stack, emails, article, seconds, sent_before_flush=at_flush,
+            tasks_flushed=tasks_flushed, sweeper_requeued=stack.logged("sweep re-queued"),
+        )  # fmt: skip
+
+
+# 3 ------------------------------------------------------------------------------------------
+
+BOUNCE_REPLY = "550 5.1.1 <{}>: no such mailbox here"
+
+
+def smtp_outage(
+    tmp: Path, database_url: str, recipients: int = 300, refused: float = 3.0,
+    closing: float = 3.0,
+):  # fmt: skip
+    """The SMTP port is closed (connections refused) for `refused` seconds, then the server
+    answers 421 for `closing` seconds, then recovers. One extra recipient is answered 550."""
+    with open_stack(tmp, database_url, smtp_proxy=True, smtp_proxy_up=False) as stack:
+        smtp = stack.smtp.handler
+        emails = seed_email_subscribers(database_url, recipients)
+        [bounced] = seed_email_subscribers(database_url, 1, prefix="bounce")
+        smtp.refuse[bounced] = BOUNCE_REPLY.format(bounced)
+        article = seed_article(database_url)
+        stack.beat()
+        stack.worker()
+        started = time.monotonic()
+        stack.fan_out(article)
+        wait_for(lambda: errors_like(database_url, "temporary: SMTP server unreachable%"),
+                 30, lambda: f"no refused connection recorded\n{stack.logs()}")  # fmt: skip
+        time.sleep(max(0.0, refused - (time.monotonic() - started)))
+        smtp.closing = True
+        stack.smtp_proxy.start()
+        wait_for(lambda: errors_like(database_url, "temporary: SMTP 421%"), 30,
+                 lambda: f"no 421 recorded\n{stack.logs()}")  # fmt: skip
+        time.sleep(closing)
+        during_outage = smtp.message_count()
+        smtp.closing = False
+        recovered = time.monotonic()
+        seconds = wait_for_everyone(stack, article, emails, smtp.by_recipient, started,
+                                    deadline(recipients))  # fmt: skip
+        bounce = _delivery_of(stack, article, bounced)
+        return _email_figures(
+            "3 SMTP refused/421", stack, emails, article, seconds,
+            outage_seconds=round(recovered - started, 1), sent_during_outage=during_outage,
+            bounce_rcpt_attempts=smtp.rcpt_seen[bounced], bounce_status=bounce.status.value,
+            bounce_error=bounce.last_error, max_attempts=_max_attempts(stack, article),
+        )  # fmt: skip
+
+
+def _delivery_of(stack: Stack, article: int, email: str) -> Delivery:
+    with session_scope(stack.database_url) as session:
+        return session.scalars(
+            select(Delivery)
+            .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
+            .where(Delivery.article_id == article, Subscriber.email == email)
+        ).one()
+
+
+def _max_attempts(stack: Stack, article: int) -> int:
+    with session_scope(stack.database_url) as session:
+        return session.scalar(
+            select(func.max(Delivery.attempts)).where(Delivery.article_id == article)
+        )
+
+
+# 4 ------------------------------------------------------------------------------------------
+
+
+def push_throttled(
+    tmp: Path, database_url: str, subscriptions: int = 200, retry_after: int = 2,
+    throttled: int = 3, errors: int = 40,
+):  # fmt: skip
+    """The push service answers 429 (Retry-After) to the first requests, then 500s, then
+    recovers. One more subscription is answered 410 and must be marked gone."""
+    with open_stack(tmp, database_url) as stack:
+        push = stack.push
+        browsers = [push.new_subscription() for _ in range(subscriptions)]
+        gone = push.new_subscription()
+        push.script(gone, Reply(410))
+        seed_push_subscriptions(database_url, [*browsers, gone])
+        push.fail_all(Reply(429, retry_after=retry_after), count=throttled)
+        push.fail_all(Reply(500), count=errors)
+        article = seed_article(database_url)
+        stack.beat()
+        stack.worker()
+        everyone = [*browsers, gone]
+        endpoints = [b.endpoint for b in browsers]
+
+        def received() -> Counter:
+            return Counter({b.endpoint: len(b.received) for b in everyone if b.received})
+
+        started = time.monotonic()
+        stack.fan_out(article)
+        seconds = wait_for_everyone(stack, article, endpoints, received, started,
+                                    deadline(subscriptions))  # fmt: skip
+        first = tally(endpoints, received())
+        requests_for_gone = _requests_for(push, gone.endpoint)
+
+        second = seed_article(database_url, "Second story")
+        stack.fan_out(second)
+        wait_for(lambda: all(len(b.received) >= 2 for b in browsers)
+                 and settled(database_url, second), deadline(subscriptions),
+                 lambda: f"second article not delivered\n{stack.logs()}")  # fmt: skip
+        time.sleep(1)
+        later = Counter({e: n - 1 for e, n in received().items()})
+        second_tally = tally(endpoints, later)
+        early, origin_wide = _retry_after_violations(push.requests, retry_after)
+        return Figures(
+            "4 push 429/500", subscriptions, first.delivered, first.duplicates, first.lost,
+            seconds,
+            {"throttled_answers": sum(r.status == 429 for r in push.requests),
+             "error_answers": sum(r.status >= 500 for r in push.requests),
+             "retried_before_retry_after": early,
+             "origin_requests_during_backoff": origin_wide,
+             "gone_status": _push_status(stack, gone.endpoint),
+             "gone_delivery": _push_delivery_error(stack, article, gone.endpoint),
+             "gone_requests_first": requests_for_gone,
+             "gone_requests_total": _requests_for(push, gone.endpoint),
+             "gone_received": len(gone.received),
+             "second_delivered": second_tally.delivered,
+             "second_duplicates": second_tally.duplicates,
+             "second_final": dict(delivery_states(database_url, second)),
+             "final": dict(delivery_states(database_url, article))},
+        )  # fmt: skip
+
+
+def _requests_for(push, endpoint: str) -> int:
+    path = "/push/" + endpoint.rsplit("/", 1)[1]
+    return sum(1 for r in push.requests if r.path == path)
+
+
+def _retry_after_violations(
+    requests: list, retry_after: float, grace: float = 0.5
+) -> tuple[int, int]:
+    """(requests for a subscription answered 429 that came back before its Retry-After,
+    requests to the push service from anyone between 429 + grace and 429 + Retry-After).
+
+    The grace leaves out requests that were already on their way when the 429 was answered.
+    """
+    ordered = sorted(requests, key=lambda r: r.monotonic)
+    refusals = [r for r in ordered if r.status == 429]
+    early = 0
+    for refused in refusals:
+        again = next((r for r in ordered if r.monotonic > refused.monotonic
+                      and r.path == refused.path), None)  # fmt: skip
+        if again is not None and again.monotonic < refused.monotonic + retry_after:
+            early += 1
+    during = sum(
+        1 for r in ordered
+        if any(t.monotonic + grace <= r.monotonic < t.monotonic + retry_after for t in refusals)
+    )  # fmt: skip
+    return early, during
+
+
+def _push_status(stack: Stack, endpoint: str) -> str:
+    with session_scope(stack.database_url) as session:
+        row = session.scalars(
+            select(PushSubscription).where(PushSubscription.endpoint == endpoint)
+        ).one()
+        return row.status.value
+
+
+def _push_delivery_error(stack: Stack, article: int, endpoint: str) -> tuple[str, str | None]:
+    with session_scope(stack.database_url) as session:
+        row = session.scalars(
+            select(Delivery)
+            .join(PushSubscription, PushSubscription.id == Delivery.push_subscription_id)
+            .where(Delivery.article_id == article, PushSubscription.endpoint == endpoint)
+        ).one()
+        return row.status.value, row.last_error
+
+
+# 5 ------------------------------------------------------------------------------------------
+
+
+def redis_restarted(tmp: Path, database_url: str, recipients: int = 50, pause: float = 1.0):
+    """Redis is stopped and a new, empty one started on the same port while the workers are
+    idle; then the feed publishes an article. Beat polls it and the same worker delivers it."""
+    feed = FeedServer().start()
+    try:
+        old = Item("https://aze.media/?p=old", "Old story", datetime.now(UTC) - timedelta(9))
+        feed.body = rss(old)
+        options = {"FEED_URLS": feed.url, "FEED_POLL_SECONDS": "1"}
+        with open_stack(tmp, database_url, **options) as stack:
+            emails = seed_email_subscribers(database_url, recipients)
+            beat = stack.beat()
+            worker = stack.worker()
+            wait_for(lambda: article_id_by_guid(database_url, old.guid), 30,
+                     lambda: f"the feed was never polled\n{stack.logs()}")  # fmt: skip
+            group = worker.group()
+            stack.redis.restart(pause)
+            started = time.monotonic()
+            fresh = Item("https://aze.media/?p=fresh", "Fresh story", datetime.now(UTC))
+            feed.body = rss(fresh, old)
+            wait_for(lambda: article_id_by_guid(database_url, fresh.guid), 60,
+                     lambda: f"no poll after the Redis restart\n{stack.logs()}")  # fmt: skip
+            article = article_id_by_guid(database_url, fresh.guid)
+            seconds = wait_for_everyone(stack, article, emails, stack.smtp.handler.by_recipient,
+                                        started, deadline(recipients))  # fmt: skip
+            return _email_figures(
+                "5 Redis restarted", stack, emails, article, seconds,
+                worker_alive=worker.alive(), beat_alive=beat.alive(),
+                pool_children_replaced=worker.group() != group,
+                worker_saw_loss="Connection to broker lost" in worker.output(),
+            )  # fmt: skip
+    finally:
+        feed.stop()
+
+
+# 6 ------------------------------------------------------------------------------------------
+
+
+def database_outage(
+    tmp: Path, database_url: str, recipients: int = 400, outage: float = 3.0,
+    in_flight: bool = False, concurrency: int = 2,
+):  # fmt: skip
+    """The workers' PostgreSQL connection (through a proxy we own) is cut for `outage` seconds
+    a third of the way through a fan-out. With `in_flight`, the cut comes while each worker
+    process has a message on the wire, which the SMTP server accepts during the outage."""
+    with open_stack(tmp, database_url, db_proxy=True) as stack:
+        smtp = stack.smtp.handler
+        emails = seed_email_subscribers(database_url, recipients)
+        article = seed_article(database_url)
+        stack.beat()
+        stack.worker(concurrency=concurrency)
+        started = time.monotonic()
+        stack.fan_out(article)
+        _wait_for_messages(stack, recipients // 3, recipients)
+        if in_flight:
+            smtp.holding = True
+            wait_for(lambda: smtp.data_waiting >= concurrency, 20, "no sends in flight")
+        stack.db_proxy.stop()
+        smtp.holding = False
+        at_cut = smtp.message_count()
+        time.sleep(outage)
+        stack.db_proxy.start()
+        seconds = wait_for_everyone(stack, article, emails, smtp.by_recipient, started,
+                                    deadline(recipients))  # fmt: skip
+        return _email_figures(
+            "6 database outage" + (" (sends in flight)" if in_flight else ""),
+            stack, emails, article, seconds, sent_before_cut=at_cut, outage_seconds=outage,
+            workers_saw_outage=stack.logged(": outage (")
+            or stack.logged("database unavailable while recording"),
+        )  # fmt: skip
+
+
+# 7 ------------------------------------------------------------------------------------------
+
+
+def worker_terminated(
+    tmp: Path, database_url: str, recipients: int = 300, concurrency: int = 2,
+    whole_group: bool = False,
+):  # fmt: skip
+    """SIGTERM mid fan-out, while each worker process has a message on the wire. To the main
+    process only (what `docker stop` sends to the container's PID 1): a warm shutdown finishes
+    the batches in progress and hands the prefetched ones back. With `whole_group`, to every
+    process of the worker (systemd's default KillMode=control-group, `kill -TERM -PGID`): the
+    pool children die at once, as if killed. A new worker then delivers the rest."""
+    with open_stack(tmp, database_url) as stack:
+        emails = seed_email_subscribers(database_url, recipients)
+        article = seed_article(database_url)
+        stack.beat()
+        first = stack.worker("worker-1", concurrency)
+        started = time.monotonic()
+        stack.fan_out(article)
+        _wait_for_messages(stack, recipients // 3, recipients)
+        _stall_senders(stack, concurrency)
+        stopping = time.monotonic()
+        if whole_group:
+            first.kill_group(signal.SIGTERM)
+        else:
+            first.signal(signal.SIGTERM)
+        time.sleep(0.5)  # the signal is handled while those messages wait for their reply
+        stack.smtp.handler.stalling = False
+        code = first.wait(60)
+        stopped_in = time.monotonic() - stopping
+        wait_for(lambda: not first.group(), 10, "worker children outlived their parent")
+        time.sleep(0.3)
+        at_stop = stack.smtp.handler.message_count()
+        states = delivery_states(database_url, article)
+        stuck = expired_leases(database_url)
+        stack.worker("worker-2", concurrency)
+        seconds = wait_for_everyone(stack, article, emails, stack.smtp.handler.by_recipient,
+                                    started, deadline(recipients))  # fmt: skip
+        return _email_figures(
+            "7 worker SIGTERM " + ("(whole group)" if whole_group else "(main process)"),
+            stack, emails, article, seconds,
+            exit_code=code, shutdown_seconds=round(stopped_in, 1), sent_before_stop=at_stop,
+            unmarked_at_stop=at_stop - states["sent"], sending_at_stop=states["sending"],
+            expired_leases_at_stop=stuck, expired_leases_at_end=expired_leases(database_url),
+            children_killed_by_sigterm="exited with 'signal 15 (SIGTERM)'" in first.output(),
+        )  # fmt: skip
+
+
+# extra --------------------------------------------------------------------------------------
+
+
+def lease_outlived(
+    tmp: Path, database_url: str, recipients: int = 12, per_message: float = 0.4,
+    lease_seconds: int = 1,
+):  # fmt: skip
+    """One batch that takes longer than its lease (a slow SMTP server): the sweeper hands the
+    rows the first worker process has not reached yet to the second one. Does the first
+    process notice it lost them, or do both send?"""
+    with open_stack(
+        tmp, database_url, data_delay=per_message,
+        DELIVERY_LEASE_SECONDS=str(lease_seconds), DELIVERY_CHUNK_SIZE=str(recipients),
+    ) as stack:  # fmt: skip
+        emails = seed_email_subscribers(database_url, recipients)
+        article = seed_article(database_url)
+        stack.beat()
+        stack.worker()
+        started = time.monotonic()
+        stack.fan_out(article)
+        seconds = wait_for_everyone(stack, article, emails, stack.smtp.handler.by_recipient,
+                                    started, deadline(recipients))  # fmt: skip
+        return _email_figures(
+            "lease shorter than a batch", stack, emails, article, seconds,
+            batch_seconds=round(recipients * per_message, 1), lease_seconds=lease_seconds,
+        )  # fmt: skip

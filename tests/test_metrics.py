@@ -1,0 +1,253 @@
+"""Metrics recorded where work happens, summed across processes, and read through /metrics."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import create_engine, select
+from sqlalchemy.orm import Session
+
+from notifier import metrics
+from notifier.channels.base import Outcome, SendResult
+from notifier.cli import _export_metrics_dir
+from notifier.compose import Composer
+from notifier.db import session_scope
+from notifier.dispatch import Outlet, send_deliveries
+from notifier.domain.alerts import create_alert, plan_alert, validate_alert
+from notifier.domain.deliveries import pending_delivery_chunks, plan_article
+from notifier.metrics import RecordedCollector
+from notifier.models import Delivery, DeliveryStatus, SubscriberStatus
+from notifier.timeutil import utcnow
+from notifier.web import create_app
+from tests import factories
+from tests.conftest import make_settings
+from tests.support.processes import celery_processes, wait_until
+
+ROOT = Path(__file__).resolve().parent.parent
+OUTCOMES = ("sent", "retry", "gone", "failed", "skipped")
+
+
+def samples_of(text: str) -> dict[tuple[str, frozenset], float]:
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def in_process(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+class ScriptedChannel:
+    """Answers each send with the next scripted result."""
+
+    name = "email"
+
+    def __init__(self, *results: SendResult) -> None:
+        self.results = list(results)
+
+    def open(self) -> ScriptedChannel:
+        return self
+
+    def send(self, message) -> SendResult:
+        return self.results.pop(0)
+
+    def close(self) -> None:
+        pass
+
+
+def test_each_outcome_is_counted_once_and_sent_ones_are_timed(session, settings):
+    readers = [factories.subscriber(session, f"r{n}@example.com", "news") for n in range(5)]
+    story = factories.article(session, "news")
+    plan_article(session, story.id, utcnow())
+    readers[0].status = SubscriberStatus.UNSUBSCRIBED  # left after planning: skipped
+    session.commit()
+    channel = ScriptedChannel(
+        SendResult.sent(),
+        SendResult(Outcome.RETRY, "421 try later"),
+        SendResult(Outcome.GONE, "550 no such user"),
+        SendResult(Outcome.FAILED, "554 refused"),
+    )
+    outlet = Outlet(channel, Composer(settings).email_for, lambda *_: None)
+    before = {o: in_process("notifier_deliveries_total", channel="email", outcome=o)
+              for o in OUTCOMES}  # fmt: skip
+    timed = in_process("notifier_notification_latency_seconds_count", channel="email")
+
+    ids = [i for chunk in pending_delivery_chunks(session, story.id, 100) for i in chunk]
+    send_deliveries(session, ids, {"email": outlet}, settings)
+
+    moved = {o: in_process("notifier_deliveries_total", channel="email", outcome=o) - before[o]
+             for o in OUTCOMES}  # fmt: skip
+    assert moved == dict.fromkeys(OUTCOMES, 1)
+    assert in_process("notifier_notification_latency_seconds_count", channel="email") == timed + 1
+
+
+def test_an_alert_is_timed_from_its_start(session, settings):
+    factories.subscriber(session, "defense@example.com", "defense")
+    started = utcnow()
+    data = {"title": "Ceasefire", "channels": ["email"], "categories": ["defense"]}
+    alert, _ = create_alert(session, validate_alert(session, data, settings.site_url, started),
+                            started - timedelta(minutes=5))  # fmt: skip
+    plan_alert(session, alert.id, started)
+    session.commit()
+    outlet = Outlet(ScriptedChannel(SendResult.sent()), Composer(settings).email_for, print)
+    labels = {"channel": "email"}
+    count, total = (in_process(f"notifier_notification_latency_seconds_{part}", **labels)
+                    for part in ("count", "sum"))  # fmt: skip
+
+    ids = [
+        i for chunk in pending_delivery_chunks(session, alert.id, 100, "alert_id") for i in chunk
+    ]
+    send_deliveries(
+        session, ids, {"email": outlet}, settings, now=lambda: started + timedelta(seconds=30)
+    )
+
+    assert in_process("notifier_notification_latency_seconds_count", **labels) == count + 1
+    seconds = in_process("notifier_notification_latency_seconds_sum", **labels) - total
+    assert seconds == pytest.approx(30), "from started_at, not created_at"
+
+
+def test_a_database_blip_after_the_commit_costs_the_timing_not_the_batch():
+    """The outcome is committed; the notice's time cannot be read (no such table here)."""
+    sent = Delivery(id=1, article_id=1, channel="push", status=DeliveryStatus.SENT,
+                    sent_at=utcnow())  # fmt: skip
+    labels = {"channel": "push", "outcome": "sent"}
+    counted = in_process("notifier_deliveries_total", **labels)
+    timed = in_process("notifier_notification_latency_seconds_count", channel="push")
+    with Session(create_engine("sqlite://")) as session:
+        metrics.delivery_recorded(session, sent)
+        assert session.scalar(select(1)) == 1, "the session is usable again"
+    assert in_process("notifier_deliveries_total", **labels) == counted + 1
+    assert in_process("notifier_notification_latency_seconds_count", channel="push") == timed
+
+
+def _record_in_a_process_of_its_own(run_dir: Path, code: str) -> None:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    subprocess.run(
+        [sys.executable, "-c", f"from notifier import metrics\n{code}"],
+        env={**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(run_dir)},
+        cwd=ROOT,
+        check=True,
+    )
+
+
+def test_what_every_process_of_every_run_recorded_is_summed(tmp_path):
+    root = tmp_path / "metrics"
+    sent = "metrics.DELIVERIES.labels('email', 'sent').inc({})"
+    _record_in_a_process_of_its_own(root / "worker-1@a", sent.format(2))
+    _record_in_a_process_of_its_own(root / "worker-1@a", sent.format(3))  # a second child
+    _record_in_a_process_of_its_own(
+        root / "worker-2@b",
+        "metrics.NOTIFICATION_LATENCY.labels('push').observe(3)\n"
+        "metrics.NOTIFICATION_LATENCY.labels('push').observe(40)",
+    )
+    registry = CollectorRegistry()
+    registry.register(RecordedCollector(root))
+
+    samples = samples_of(generate_latest(registry).decode())
+
+    def value(name, **labels):
+        return samples[(name, frozenset(labels.items()))]
+
+    assert value("notifier_deliveries_total", channel="email", outcome="sent") == 5
+    assert value("notifier_notification_latency_seconds_count", channel="push") == 2
+    assert value("notifier_notification_latency_seconds_bucket", channel="push", le="5.0") == 1
+    assert value("notifier_notification_latency_seconds_bucket", channel="push", le="60.0") == 2
+    assert list(RecordedCollector(tmp_path / "absent").collect()) == []
+
+
+def test_each_service_run_writes_in_its_own_directory_and_ended_runs_are_cleared(
+    tmp_path, monkeypatch
+):
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", "restored after the test")
+    settings = make_settings(tmp_path, PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "metrics"))
+    root, host = settings.metrics_dir, socket.gethostname()
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    ended = subprocess.Popen([sys.executable, "-c", "pass"])
+    ended.wait()
+    runs = {
+        "live": root / f"web-{sleeper.pid}@{host}",
+        "ended": root / f"worker-{ended.pid}@{host}",
+        "elsewhere": root / f"worker-{ended.pid}@another-host",
+        "ours before": root / f"beat-{os.getpid()}@{host}",  # pid 1 again in a container
+    }
+    for run in runs.values():
+        run.mkdir(parents=True)
+        (run / "counter_7.db").write_bytes(b"")
+    try:
+        run_dir = _export_metrics_dir(settings, "beat")
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+
+    assert run_dir == runs["ours before"] and list(run_dir.iterdir()) == []
+    assert os.environ["PROMETHEUS_MULTIPROC_DIR"] == str(run_dir)
+    assert not runs["ended"].exists()
+    assert runs["live"].exists() and runs["elsewhere"].exists(), "not ours to judge"
+
+
+def test_the_command_does_not_import_prometheus_client_before_it_exports_the_directory():
+    """prometheus_client picks single- or multi-process mode when it is first imported."""
+    check = "import sys, notifier.cli; assert 'prometheus_client' not in sys.modules"
+    subprocess.run([sys.executable, "-c", check], cwd=ROOT, check=True)
+
+
+def test_deliveries_by_a_real_worker_move_the_counters_by_exactly_n(
+    tmp_path, pg_database_url, redis_url, smtp, monkeypatch
+):
+    """The worker's prefork children write their files; the web app sums them."""
+    metrics_dir = tmp_path / "prometheus"
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(metrics_dir))  # the worker's env
+    settings = make_settings(
+        tmp_path,
+        DATABASE_URL=pg_database_url,
+        CELERY_BROKER_URL=redis_url,
+        SMTP_URL=smtp.url,
+        PROMETHEUS_MULTIPROC_DIR=str(metrics_dir),
+    )
+    readers = 7
+    with session_scope(pg_database_url) as session:
+        for n in range(readers):
+            factories.subscriber(session, f"reader{n}@example.com", "news")
+        story_id = factories.article(session, "news").id
+        session.commit()
+    app = create_app(settings)
+    web = app.test_client()
+
+    def scrape() -> dict[tuple[str, frozenset], float]:
+        answer = web.get("/metrics")
+        assert answer.status_code == 200, answer.text
+        return samples_of(answer.text)
+
+    def value(samples, name: str, **labels: str) -> float:
+        return samples.get((name, frozenset(labels.items())), 0.0)
+
+    sent = ("notifier_deliveries_total", {"channel": "email", "outcome": "sent"})
+    timed = ("notifier_notification_latency_seconds_count", {"channel": "email"})
+    fanned = ("notifier_fanout_seconds_count", {"notice": "article"})
+    with celery_processes(settings, tmp_path, beat=False):
+        before = scrape()
+        app.extensions["notifier"]["queue"].fan_out_article(story_id)
+        smtp.handler.wait_for(readers)
+        wait_until(lambda: value(scrape(), sent[0], **sent[1]) >= readers, timeout=15)
+        wait_until(lambda: value(scrape(), "notifier_workers_online") == 1, timeout=15)
+        time.sleep(1)  # anything more would show now
+        after = scrape()
+
+    for name, labels in (sent, timed):
+        assert value(after, name, **labels) - value(before, name, **labels) == readers, name
+    assert value(after, fanned[0], **fanned[1]) - value(before, fanned[0], **fanned[1]) == 1
+    assert value(after, "notifier_up", part="database") == 1
+    assert value(after, "notifier_up", part="broker") == 1
+    assert ("notifier_queue_depth", frozenset({("queue", "celery")})) in after
+    assert [run.name.split("-")[0] for run in metrics_dir.iterdir()] == ["worker"]
