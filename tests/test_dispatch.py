@@ -244,3 +244,24 @@ def test_repeated_hard_bounces_suppress_the_address(session, smtp, send, setting
         assert session.get(type(reader), reader.id).status is expected
     story = factories.article(session, "news")
     assert plan_article(session, story.id, utcnow())["email"] == 0
+
+
+def test_retrying_a_failed_delivery_after_its_cause_is_fixed_delivers_it_once(session, smtp, send):
+    from notifier.ops.failures import retry_failed
+
+    factories.subscriber(session, "r@example.com", "news")
+    story = factories.article(session, "news")
+    plan_article(session, story.id, utcnow())
+    session.commit()
+    ids = _planned_ids(session, story.id)
+    smtp.handler.refuse["r@example.com"] = "554 5.7.1 Relay access denied"  # our relay's fault
+    send(ids)
+    assert [d.status for d in _deliveries(session)] == [DeliveryStatus.FAILED]
+
+    del smtp.handler.refuse["r@example.com"]  # the operator fixed the relay
+    assert retry_failed(session, ids, utcnow()) == ids
+    session.commit()
+    assert send(ids).sent == 1
+    assert retry_failed(session, ids, utcnow()) == [], "a sent delivery is not retried"
+    assert send(ids).sent == 0
+    assert len(smtp.handler.received) == 1
