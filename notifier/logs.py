@@ -41,6 +41,9 @@ _PUSH_PATH = re.compile(r"^/(?:fcm/send|wpush|push|w)(?:/|\?)")
 # requests names host and path apart in its errors: "HTTPSConnectionPool(host='fcm.
 # googleapis.com', port=443): Max retries exceeded with url: /fcm/send/TOKEN (Caused by …)".
 _REQUESTS_ERROR = re.compile(r"(HTTPS?)ConnectionPool\(host='([^']+)'(.*?) with url: (/\S*)")
+# Our own links carry signed tokens that act as keys (one-click unsubscribe, confirm,
+# preferences, push manage): an access log line must not hand them to whoever reads it.
+_TOKEN_PATH = re.compile(r"/(unsubscribe|confirm|preferences|push/manage)/[A-Za-z0-9._-]+")
 EMAIL_MASK = "<email>"
 PATH_MASK = "/<redacted>"
 
@@ -74,6 +77,7 @@ class Redactor:
     def __call__(self, text: str) -> str:
         text = _URL.sub(self._mask_url, text)
         text = _REQUESTS_ERROR.sub(self._mask_requests_error, text)
+        text = _TOKEN_PATH.sub(r"/\1/<token>", text)
         return _EMAIL.sub(EMAIL_MASK, text)
 
 

@@ -206,3 +206,17 @@ def test_web_server_access_and_error_logs_are_json(tmp_path, pg_database_url, re
     assert {"gunicorn.error", "gunicorn.access"} <= loggers
     access = next(line for line in lines if line["logger"] == "gunicorn.access")
     assert '"GET /healthz HTTP/1.1" 200' in access["message"]
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        '127.0.0.1 "POST /unsubscribe/eyJzIjoxLCJjIjpbMV19.abc-XYZ_1 HTTP/1.1" 200',
+        '127.0.0.1 "GET /confirm/eyJzIjoxfQ.Zz9.Qq HTTP/1.1" 200',
+        '127.0.0.1 "GET /preferences/eyJzIjoxfQ.sig HTTP/1.1" 200',
+        '127.0.0.1 "GET /push/manage/eyJwIjo1fQ.sig HTTP/1.1" 200',
+    ],
+)
+def test_signed_link_tokens_never_reach_the_logs(line):
+    masked = redact(line)
+    assert "<token>" in masked and "eyJ" not in masked
