@@ -17,7 +17,6 @@ import shutil
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -25,13 +24,11 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from sqlalchemy import create_engine, make_url, text  # noqa: E402
 
-from notifier.db import engine_for  # noqa: E402
-from notifier.schema import upgrade_database  # noqa: E402
-from tests.conftest import BASE_PG_URL, _clean, _seeded_category_count  # noqa: E402
+from tests.conftest import _clean, _seeded_category_count  # noqa: E402
 from tests.fault import scenarios  # noqa: E402
 from tests.fault.harness import Figures  # noqa: E402
+from tests.support.databases import scratch_database  # noqa: E402
 
 SCENARIOS: dict[str, tuple[str, Callable[..., Figures]]] = {
     "1": ("worker SIGKILL mid fan-out", lambda tmp, url, n, c: scenarios.worker_killed(
@@ -61,23 +58,15 @@ class ScratchDatabase:
     """A database of our own on the test server, migrated; dropped at the end."""
 
     def __init__(self) -> None:
-        base = make_url(BASE_PG_URL)
-        self.name = f"notifier_bench_{uuid.uuid4().hex[:8]}"
-        self.admin = create_engine(base, isolation_level="AUTOCOMMIT")
-        with self.admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{self.name}"'))
-        self.url = base.set(database=self.name).render_as_string(hide_password=False)
-        upgrade_database(self.url)
+        self._scratch = scratch_database("notifier_bench")
+        self.url = self._scratch.__enter__()
         self.seeded = _seeded_category_count(self.url)
 
     def clean(self) -> None:
         _clean(self.url, self.seeded)
 
     def drop(self) -> None:
-        engine_for(self.url).dispose()
-        with self.admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)'))
-        self.admin.dispose()
+        self._scratch.__exit__(None, None, None)
 
 
 def main(argv: list[str] | None = None) -> int:

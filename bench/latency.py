@@ -18,42 +18,26 @@ import statistics
 import sys
 import tempfile
 import time
-import uuid
+from contextlib import ExitStack
 from datetime import UTC, datetime
 from pathlib import Path
 
 import redis
 import requests
-from sqlalchemy import create_engine, make_url, text
+from sqlalchemy import create_engine, text
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from notifier.db import session_scope  # noqa: E402
 from notifier.domain.api_tokens import issue_token  # noqa: E402
-from notifier.schema import upgrade_database  # noqa: E402
 from notifier.timeutil import utcnow  # noqa: E402
 from notifier.web import create_app  # noqa: E402
-from tests.conftest import BASE_PG_URL, make_settings  # noqa: E402
+from tests.conftest import make_settings  # noqa: E402
+from tests.support.databases import scratch_database  # noqa: E402
 from tests.support.processes import celery_processes, web_server  # noqa: E402
 from tests.support.push_service import PushService  # noqa: E402
 from tests.support.smtp import SmtpServer, free_port  # noqa: E402
-
-
-def scratch_database() -> tuple[str, callable]:
-    base = make_url(BASE_PG_URL)
-    name = f"notifier_bench_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(base, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = base.set(database=name).render_as_string(hide_password=False)
-    upgrade_database(url)
-
-    def drop() -> None:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-
-    return url, drop
 
 
 def seed(url: str, readers: int, push: PushService) -> list:
@@ -113,7 +97,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
 
-    url, drop = scratch_database()
+    cleanup = ExitStack()
+    url = cleanup.enter_context(scratch_database("notifier_bench"))
     smtp, push = SmtpServer().start(), PushService().start()
     redis_url = "redis://127.0.0.1:6379/14"
     redis.Redis.from_url(redis_url).flushdb()
@@ -184,7 +169,7 @@ def main() -> None:
     finally:
         smtp.stop()
         push.stop()
-        drop()
+        cleanup.close()
 
 
 if __name__ == "__main__":

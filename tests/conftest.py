@@ -7,24 +7,21 @@ made per run and migrated with Alembic); TEST_REDIS_URL at a Redis database we m
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import redis
-from sqlalchemy import create_engine, make_url, text
+from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from notifier.config import Settings, load_settings
 from notifier.db import engine_for, session_factory
 from notifier.schema import upgrade_database
+from tests.support.databases import scratch_database
 from tests.support.feed_server import FeedServer
 from tests.support.smtp import SmtpServer
 
-BASE_PG_URL = os.environ.get(
-    "TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-)
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 TABLES = (
     "deliveries, article_categories, subscriber_categories, push_subscription_categories, "
@@ -36,18 +33,8 @@ TABLES = (
 @pytest.fixture(scope="session")
 def pg_url() -> Iterator[str]:
     """A database of our own for this run, created from scratch and migrated."""
-    base = make_url(BASE_PG_URL)
-    name = f"notifier_test_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(base, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = base.set(database=name).render_as_string(hide_password=False)
-    upgrade_database(url)
-    yield url
-    engine_for(url).dispose()
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    with scratch_database() as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Iterator
 
 import pytest
-from sqlalchemy import create_engine, make_url, text
 
 from notifier.ops.readiness import check_readiness
-from notifier.schema import upgrade_database
 from notifier.web import create_app
-from tests.conftest import BASE_PG_URL, make_settings
+from tests.conftest import make_settings
+from tests.support.databases import scratch_database
 from tests.support.processes import celery_processes
 from tests.support.smtp import free_port
 
@@ -26,17 +24,8 @@ def _probe(settings, path: str = "/readyz"):
 @pytest.fixture
 def old_schema_url() -> Iterator[str]:
     """A scratch PostgreSQL database migrated only to the first revision."""
-    base = make_url(BASE_PG_URL)
-    name = f"notifier_old_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(base, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = base.set(database=name).render_as_string(hide_password=False)
-    upgrade_database(url, "0001")
-    yield url
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    with scratch_database("notifier_old", revision="0001") as url:
+        yield url
 
 
 def test_ready_with_database_broker_and_a_real_worker(tmp_path, pg_database_url, redis_url):
