@@ -37,6 +37,10 @@ class AlertDraft:
     category_names: tuple[str, ...] = field(default=())
 
 
+def _strings(value: object) -> bool:
+    return isinstance(value, list | tuple) and all(isinstance(v, str) for v in value)
+
+
 def _http_url(value: object, name: str, required: bool) -> str | None:
     if value in (None, "") and not required:
         return None
@@ -78,15 +82,15 @@ def validate_alert(
     channels = data.get("channels") or ()
     if isinstance(channels, str):
         channels = [channels]
-    if not isinstance(channels, list | tuple) or not set(channels) <= set(CHANNELS):
+    if not _strings(channels) or not set(channels) <= set(CHANNELS):
         raise AlertError('Channels must be a list of "email" and/or "push".')
     if not channels:
         raise AlertError("Choose at least one channel.")
     target_all = data.get("all") in (True, "1", "true", "on")
     slugs = data.get("categories") or []
     if not target_all:
-        if not isinstance(slugs, list | tuple) or not slugs:
-            raise AlertError("Choose categories, or send to all readers.")
+        if not _strings(slugs) or not slugs:
+            raise AlertError("Choose categories (a list of slugs), or send to all readers.")
         try:
             names = tuple(c.name for c in categories_for_slugs(session, slugs))
         except ValueError as error:

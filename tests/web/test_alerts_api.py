@@ -50,7 +50,9 @@ def test_a_retried_call_with_the_same_idempotency_key_makes_one_alert(
 @pytest.mark.parametrize(
     ("body", "message"),
     [({**ALERT, "title": ""}, "headline"), ({**ALERT, "all": False}, "categories"),
-     ({**ALERT, "channels": ["fax"]}, "Channels"), ("[]", "JSON object")],
+     ({**ALERT, "channels": ["fax"]}, "Channels"), ("[]", "JSON object"),
+     ({**ALERT, "channels": [{}]}, "Channels"),
+     ({**ALERT, "all": False, "categories": [1]}, "list of slugs")],
 )  # fmt: skip
 def test_bad_alerts_are_400(client, api_token, body, message):
     answer = client.post("/api/v1/alerts", json=body, headers=bearer(api_token))
