@@ -108,6 +108,18 @@ def _register_error_pages(app: Flask) -> None:
             return jsonify(error=message), status
         return render_template("pages/message.html", title="Sorry", message=message), status
 
+    @app.before_request
+    def refuse_nul_characters():
+        """PostgreSQL cannot store NUL in text: refuse it up front with a sentence, instead
+        of a database error (500) deep in a view."""
+        fields = [value for source in (request.args, request.form)
+                  for values in source.listvalues() for value in values]  # fmt: skip
+        fields.append(request.path)
+        body = b"" if request.form else request.get_data(cache=True)
+        if any("\x00" in field for field in fields) or b"\x00" in body or b"\\u0000" in body:
+            return respond(400, "Text may not contain NUL characters.")
+        return None
+
     @app.errorhandler(CSRFError)
     def csrf_error(error: CSRFError):
         return respond(400, "The form expired. Please go back, reload the page and try again.")

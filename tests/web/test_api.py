@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from sqlalchemy import select
 
@@ -96,3 +98,14 @@ def test_oversized_body_is_refused(client):
         "/api/v1/subscriptions", data="x" * 100_000, content_type="application/json"
     )
     assert answer.status_code == 413 and "error" in answer.json
+
+
+def test_nul_characters_are_refused_with_a_sentence_not_a_database_error(client, queue):
+    for body in ({"email": "a\x00@example.com", "categories": ["news"]},
+                 {"email": "a@example.com", "categories": ["news\x00"]}):  # fmt: skip
+        answer = client.post("/api/v1/subscriptions", json=body)
+        assert answer.status_code == 400 and "NUL" in answer.json["error"]
+    token = re.search(r'name="csrf_token" value="([^"]+)"', client.get("/manage").text).group(1)
+    page = client.post("/manage", data={"email": "a\x00@example.com", "csrf_token": token})
+    assert page.status_code == 400 and "NUL" in page.text
+    assert queue.confirmations == []
