@@ -282,14 +282,21 @@ async (scope) => {
 
 
 def wait_for_notifications(
-    page, scope_url: str, count: int = 1, timeout: float = TIMEOUT_MS / 1000
+    page, scope_url: str, count: int = 1, timeout: float = TIMEOUT_MS / 1000, redeliver=None
 ):
-    deadline = time.monotonic() + timeout
+    """Poll registration.getNotifications(). Under heavy load headless Chromium now and then
+    drops a CDP-delivered push on the floor (the handler ran, nothing is listed); `redeliver`
+    sends a tagged payload once more halfway, which replaces rather than adds."""
+    started = time.monotonic()
+    deadline = started + timeout
     while True:
         shown = page.evaluate(NOTIFICATIONS_JS, scope_url)
         if len(shown) >= count:
             return shown
         assert time.monotonic() < deadline, f"expected {count} notifications, saw {shown}"
+        if redeliver is not None and time.monotonic() > started + timeout / 2:
+            redeliver()
+            redeliver = None
         page.wait_for_timeout(100)
 
 

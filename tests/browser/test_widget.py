@@ -87,8 +87,12 @@ def test_e_widget_subscribes_cross_origin_and_the_site_worker_shows_pushes(
         "manageUrl": f"{notifier.url}/push/manage/xyz",
         "timestamp": None,
     }
-    deliver_push(page, site.origin + "/", json.dumps(payload))
-    [shown] = wait_for_notifications(page, site.origin + "/")
+
+    def deliver() -> None:
+        deliver_push(page, site.origin + "/", json.dumps(payload))
+
+    deliver()
+    [shown] = wait_for_notifications(page, site.origin + "/", redeliver=deliver)
     assert (shown["title"], shown["body"]) == (payload["title"], payload["body"])
     assert shown["data"]["url"] == f"{site.origin}/eu-mediates/"
     assert shown["data"]["manageUrl"] == payload["manageUrl"]
