@@ -50,6 +50,24 @@ def _list(env: Mapping[str, str], name: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in env.get(name, "").split(",") if part.strip())
 
 
+def _origin_rates(env: Mapping[str, str], name: str) -> tuple[tuple[str, float], ...]:
+    """`https://fcm.googleapis.com=1000,https://updates.push.services.mozilla.com=200`"""
+    rates = []
+    for part in _list(env, name):
+        origin, equals, rate = part.rpartition("=")
+        try:
+            value = float(rate) if equals and origin.startswith("https://") else -1.0
+        except ValueError:
+            value = -1.0
+        if value <= 0:
+            raise ConfigError(
+                f"{name} takes origin=rate pairs such as https://fcm.googleapis.com=1000 "
+                f"(a positive number of pushes per second), got {part!r}."
+            )
+        rates.append((origin.rstrip("/"), value))
+    return tuple(rates)
+
+
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 INTERNAL_NETWORKS = "127.0.0.1/32,::1/128,10.0.0.0/8,172.16.0.0/12,192.168.0.0/16"
 
@@ -152,7 +170,13 @@ class Settings:
     smtp_timeout_seconds: float = 30.0
     confirm_max_age_seconds: int = 7 * 24 * 3600
     confirm_resend_seconds: int = 300
-    delivery_chunk_size: int = 200
+    delivery_chunk_size: int = 500
+    delivery_record_batch: int = 50
+    smtp_connections: int = 4
+    email_rate_per_second: float = 0.0  # 0: no limit
+    push_rate_per_second: float = 0.0  # 0: no limit
+    push_origin_rates: tuple[tuple[str, float], ...] = ()  # (origin, most pushes per second)
+    push_concurrency_per_origin: int = 64
     delivery_max_attempts: int = 8
     delivery_retry_base_seconds: float = 30.0
     delivery_retry_max_seconds: float = 3600.0
@@ -251,7 +275,13 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         smtp_timeout_seconds=_float(env, "SMTP_TIMEOUT_SECONDS", 30.0, minimum=0.1),
         confirm_max_age_seconds=_int(env, "CONFIRM_MAX_AGE_SECONDS", 7 * 24 * 3600, minimum=60),
         confirm_resend_seconds=_int(env, "CONFIRM_RESEND_SECONDS", 300),
-        delivery_chunk_size=_int(env, "DELIVERY_CHUNK_SIZE", 200, minimum=1),
+        delivery_chunk_size=_int(env, "DELIVERY_CHUNK_SIZE", 500, minimum=1),
+        delivery_record_batch=_int(env, "DELIVERY_RECORD_BATCH", 50, minimum=1),
+        smtp_connections=_int(env, "SMTP_CONNECTIONS", 4, minimum=1),
+        email_rate_per_second=_float(env, "EMAIL_RATE_PER_SECOND", 0.0),
+        push_rate_per_second=_float(env, "PUSH_RATE_PER_SECOND", 0.0),
+        push_origin_rates=_origin_rates(env, "PUSH_ORIGIN_RATES"),
+        push_concurrency_per_origin=_int(env, "PUSH_CONCURRENCY_PER_ORIGIN", 64, minimum=1),
         delivery_max_attempts=_int(env, "DELIVERY_MAX_ATTEMPTS", 8, minimum=1),
         delivery_retry_base_seconds=_float(env, "DELIVERY_RETRY_BASE_SECONDS", 30.0),
         delivery_retry_max_seconds=_float(env, "DELIVERY_RETRY_MAX_SECONDS", 3600.0),

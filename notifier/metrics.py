@@ -24,7 +24,7 @@ from kombu.exceptions import OperationalError as BrokerError
 from prometheus_client import Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
-from sqlalchemy import func, select
+from sqlalchemy import Engine, event, func, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
@@ -74,6 +74,17 @@ NOTIFICATION_LATENCY = Histogram(
     buckets=(1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1800, 3600, 4 * 3600, 86400),
 )
 """What readers feel: how late the news reaches them (retries included)."""
+
+DB_STATEMENTS = Counter(
+    "notifier_db_statements",
+    "SQL statements sent to the database by notifier processes (fan-out cost per delivery).",
+)
+"""Divided by deliveries, says how many database round trips one delivery costs."""
+
+
+@event.listens_for(Engine, "before_cursor_execute")
+def _count_statement(*_args) -> None:
+    DB_STATEMENTS.inc()
 
 
 def delivery_recorded(session: Session, delivery: Delivery) -> None:

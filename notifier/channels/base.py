@@ -7,6 +7,7 @@ becomes an outcome with a detail string that is recorded on the delivery and cou
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
@@ -31,10 +32,29 @@ class SendResult:
         return cls(Outcome.SENT, detail)
 
 
+@dataclass(frozen=True)
+class EmailEnvelope:
+    """An email ready for the wire: SMTP envelope addresses and the whole message as bytes
+    (CRLF line ends, headers included). What the fast fan-out path hands to email channels."""
+
+    mail_from: str  # bare address for MAIL FROM
+    to: str  # bare address for RCPT TO
+    data: bytes
+
+
 class ChannelSession(Protocol[MessageT]):
     """An open connection to a transport; send many messages through it, then close."""
 
     def send(self, message: MessageT) -> SendResult: ...
+
+    def send_many(
+        self, messages: Iterable[tuple[int, MessageT]]
+    ) -> Iterator[tuple[int, SendResult]]:
+        """Send (key, message) pairs, several at once where the transport allows, and yield
+        (key, result) as each completes, in any order. `messages` is iterated only in the
+        caller's thread and lazily (at most a bounded number ahead of the results), so the
+        caller can compose each message as it is pulled and stop a key it no longer holds."""
+        ...
 
     def close(self) -> None: ...
 
