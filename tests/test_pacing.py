@@ -1,0 +1,396 @@
+"""Send pacing: GCRA delays per key, shared through Redis by every process, local otherwise.
+
+The assertions are on the delays the pacers hand out, never on time measured around them.
+Redis tests use db 15 under a namespace of their own and delete only their own keys.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+import uuid
+from bisect import bisect_left
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from itertools import pairwise
+
+import pytest
+import redis
+
+from notifier.pacing import (
+    LocalPacer,
+    RedisPacer,
+    Unlimited,
+    configured_rates,
+    pacer_for,
+    push_keys,
+    wait_turn,
+)
+from tests.conftest import REDIS_URL, make_settings
+
+UNREACHABLE_REDIS = "redis://127.0.0.1:1/15"  # nothing listens on port 1: refused at once
+FCM = "https://fcm.googleapis.com"
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def namespace() -> Iterator[str]:
+    name = f"test-pacing:{uuid.uuid4().hex}:"
+    yield name
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        keys = list(client.scan_iter(match=f"{name}*"))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
+
+
+@pytest.fixture
+def shared(namespace) -> Iterator[Callable[..., RedisPacer]]:
+    """RedisPacer factory on the test Redis; every pacer made shares the same namespace."""
+    made: list[RedisPacer] = []
+
+    def make(rates: dict[str, float], url: str = REDIS_URL, **options) -> RedisPacer:
+        pacer = RedisPacer(url, rates, namespace=namespace, **options)
+        made.append(pacer)
+        return pacer
+
+    yield make
+    for pacer in made:
+        pacer.close()
+
+
+@pytest.fixture
+def redis_commands(monkeypatch) -> list[tuple]:
+    """Every command any Redis client sends from now on."""
+    sent: list[tuple] = []
+    real = redis.Redis.execute_command
+
+    def execute_command(self, *args, **options):
+        sent.append(args)
+        return real(self, *args, **options)
+
+    monkeypatch.setattr(redis.Redis, "execute_command", execute_command)
+    return sent
+
+
+def pacing_records(caplog, level: int) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.name == "notifier.pacing" and r.levelno == level]
+
+
+def steps(delays: list[float]) -> list[float]:
+    return [later - earlier for earlier, later in pairwise(delays)]
+
+
+# The algorithm, on a clock that only moves when told to.
+
+
+def test_delays_grow_by_one_interval(clock):
+    pacer = LocalPacer({"email": 10}, clock=clock)
+
+    delays = [pacer.reserve("email") for _ in range(30)]
+
+    assert delays == pytest.approx([i / 10 for i in range(30)])
+
+
+def test_a_sender_that_waits_its_turn_is_spaced_evenly(clock):
+    pacer = LocalPacer({"email": 4}, clock=clock)
+    sent_at = []
+    for _ in range(8):
+        clock.advance(pacer.reserve("email"))
+        sent_at.append(clock.now)
+
+    assert steps(sent_at) == pytest.approx([0.25] * 7)
+
+
+def test_idle_time_earns_no_credit(clock):
+    pacer = LocalPacer({"email": 10}, clock=clock)
+    for _ in range(5):
+        pacer.reserve("email")
+
+    clock.advance(60)
+
+    assert [pacer.reserve("email") for _ in range(3)] == pytest.approx([0.0, 0.1, 0.2])
+
+
+def test_burst_lets_that_many_go_at_once_after_a_pause(clock):
+    pacer = LocalPacer({"email": 10}, burst=3, clock=clock)
+
+    delays = [pacer.reserve("email") for _ in range(6)]
+
+    assert delays == pytest.approx([0.0, 0.0, 0.0, 0.1, 0.2, 0.3])
+
+
+def test_a_batch_keeps_its_slots_free_before_and_after_it(clock):
+    pacer = LocalPacer({"email": 10}, clock=clock)
+
+    batch = pacer.reserve("email", count=5)  # five sends together, from idle
+    after = pacer.reserve("email")
+
+    assert batch == pytest.approx(0.4)  # slots 0.0-0.3 stay empty before the five...
+    assert after == pytest.approx(0.9)  # ...and 0.5-0.8 after them
+    assert pacer.reserve("email", count=0) == 0.0
+
+
+@pytest.mark.parametrize("burst", [1, 2])
+def test_no_second_holds_more_than_the_rate_plus_burst(clock, burst):
+    pacer = LocalPacer({"email": 10}, burst=burst, clock=clock)
+    rng = random.Random(20240601)
+    sent_at: list[float] = []
+    for _ in range(400):
+        clock.advance(rng.choice([0, 0, 0, 0, 0.01, 0.05, 0.2, 0.7, 1.5]))
+        count = rng.choice([1, 1, 1, 1, 2, 3, 5])
+        sent_at += [clock.now + pacer.reserve("email", count)] * count
+    sent_at.sort()
+
+    # the busiest one-second window starts at some send; 1e-6 absorbs float rounding
+    busiest = max(bisect_left(sent_at, t + 1 - 1e-6) - i for i, t in enumerate(sent_at))
+
+    assert busiest == 10 + burst - 1
+
+
+def test_local_pacer_is_thread_safe(clock):
+    pacer = LocalPacer({"push": 10}, clock=clock)
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        delays = list(pool.map(lambda _: pacer.reserve("push"), range(400)))
+
+    assert sorted(delays) == pytest.approx([i / 10 for i in range(400)])
+
+
+def test_keys_are_independent(clock):
+    pacer = LocalPacer({"email": 10, "push": 10, f"push:{FCM}": 10}, clock=clock)
+    for _ in range(10):
+        pacer.reserve("email")
+
+    assert pacer.reserve("push") == 0.0
+    assert pacer.reserve(f"push:{FCM}") == 0.0
+    assert pacer.reserve("email") == pytest.approx(1.0)
+
+
+def test_keys_without_a_rate_are_unlimited(clock):
+    pacer = LocalPacer({"email": 0, "push": 10}, clock=clock)
+
+    assert [pacer.reserve("email") for _ in range(5)] == [0.0] * 5
+    assert pacer.reserve("push:https://updates.push.services.mozilla.com") == 0.0
+    assert pacer.rates == {"push": 10.0}
+    assert Unlimited().reserve("email", 100) == 0.0
+
+
+def test_a_wildcard_origin_rate_is_one_budget_for_all_its_hosts(clock):
+    pacer = LocalPacer({"push:https://*.notify.windows.com": 2}, clock=clock)
+
+    first = pacer.reserve("push:https://db5.notify.windows.com")
+    second = pacer.reserve("push:https://am3p.notify.windows.com")
+
+    assert (first, second) == (0.0, pytest.approx(0.5))
+    assert pacer.reserve("push:https://notify.windows.com.evil.test") == 0.0
+
+
+def test_a_push_waits_for_its_service_first_then_for_all_services(clock):
+    pacer = LocalPacer({f"push:{FCM}": 2, "push": 10}, clock=clock)
+    to_fcm = push_keys("https://FCM.googleapis.com/")
+
+    waits = [wait_turn(pacer, to_fcm, sleep=clock.advance) for _ in range(3)]
+    other = wait_turn(pacer, push_keys("https://web.push.apple.com"), sleep=clock.advance)
+
+    assert to_fcm == (f"push:{FCM}", "push")
+    assert waits == pytest.approx([0.0, 0.5, 0.5])  # FCM's own rate
+    assert other == pytest.approx(0.1)  # only "push" spacing: FCM's queue is not in its way
+
+
+# Shared through Redis.
+
+
+def test_redis_delays_grow_by_one_interval(shared, namespace):
+    pacer = shared({"email": 10})
+
+    delays = [pacer.reserve("email") for _ in range(30)]
+
+    assert delays[0] == 0.0
+    assert steps(delays) == pytest.approx([0.1] * 29, abs=0.03)
+    assert delays[-1] == pytest.approx(2.9, abs=0.1)
+    with redis.Redis.from_url(REDIS_URL) as client:
+        ttl_ms = client.pttl(f"{namespace}email")
+    assert 0 < ttl_ms <= 3100  # gone once idle: expires when its last booked slot has passed
+
+
+def test_two_processes_share_one_budget(shared):
+    first, second = shared({"email": 10}), shared({"email": 10})
+
+    delays = [(first if i % 2 == 0 else second).reserve("email") for i in range(30)]
+
+    assert steps(delays) == pytest.approx([0.1] * 29, abs=0.03)  # interleaved, none twice
+    assert delays[-1] == pytest.approx(2.9, abs=0.1)  # as long as one pacer alone
+    assert steps(delays[::2]) == pytest.approx([0.2] * 14, abs=0.03)
+
+
+def test_threads_of_several_processes_get_distinct_slots(shared):
+    pacers = [shared({"push": 20}) for _ in range(3)]
+
+    def booked_at(i: int) -> float:  # threads start apart: compare when each may send
+        return pacers[i % 3].reserve("push") + time.monotonic()
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        slots = sorted(pool.map(booked_at, range(60)))
+
+    assert steps(slots) == pytest.approx([0.05] * 59, abs=0.03)
+
+
+def test_redis_keys_are_independent(shared):
+    pacer = shared({"email": 10, "push": 10, f"push:{FCM}": 10})
+    for _ in range(10):
+        pacer.reserve("email")
+
+    assert pacer.reserve("push") == 0.0
+    assert pacer.reserve(f"push:{FCM}") == 0.0
+    assert pacer.reserve("email") == pytest.approx(1.0, abs=0.05)
+
+
+def test_redis_burst_and_batches_match_the_local_pacer(shared):
+    burst = shared({"email": 10}, burst=3)
+    batch = shared({"push": 10})
+
+    assert [burst.reserve("email") for _ in range(4)] == pytest.approx(
+        [0.0, 0.0, 0.0, 0.1], abs=0.03
+    )
+    assert batch.reserve("push", count=5) == pytest.approx(0.4, abs=0.03)
+    assert batch.reserve("push") == pytest.approx(0.9, abs=0.03)
+
+
+def test_script_is_loaded_again_when_redis_lost_it(shared, caplog):
+    pacer = shared({"email": 10})
+    pacer._script.sha = "0" * 40  # as after a Redis restart: EVALSHA answers NOSCRIPT
+
+    delays = [pacer.reserve("email") for _ in range(2)]
+
+    assert delays == pytest.approx([0.0, 0.1], abs=0.03)
+    assert not pacing_records(caplog, logging.WARNING)
+
+
+def test_unlimited_keys_never_touch_redis(shared, redis_commands, caplog):
+    pacer = shared({"email": 10}, url=UNREACHABLE_REDIS)
+
+    assert [pacer.reserve(key) for key in ("push", f"push:{FCM}", "push")] == [0.0] * 3
+    assert redis_commands == []
+    assert not pacing_records(caplog, logging.WARNING)
+
+    pacer.reserve("email")  # a limited key does ask Redis (and finds it away)
+    assert redis_commands
+
+
+def test_unreachable_redis_falls_back_to_local_pacing(shared, caplog):
+    pacer = shared({"email": 10}, url=UNREACHABLE_REDIS)
+
+    delays = [pacer.reserve("email") for _ in range(30)]
+
+    assert steps(delays) == pytest.approx([0.1] * 29, abs=0.03)
+    assert delays[-1] == pytest.approx(2.9, abs=0.1)
+    [warning] = pacing_records(caplog, logging.WARNING)  # once, not once per send
+    assert "Redis does not answer" in warning.getMessage()
+
+
+def test_paces_together_again_once_redis_answers(shared, monkeypatch, caplog):
+    caplog.set_level(logging.INFO, logger="notifier.pacing")
+    pacer, other = shared({"email": 10}, retry_seconds=0), shared({"email": 10})
+    real_evalsha = pacer._redis.evalsha
+    redis_down = True
+
+    def evalsha(*args, **options):
+        if redis_down:
+            raise redis.ConnectionError("Connection refused.")
+        return real_evalsha(*args, **options)
+
+    monkeypatch.setattr(pacer._redis, "evalsha", evalsha)
+
+    during = [pacer.reserve("email") for _ in range(3)]
+    redis_down = False
+    after = [pacer.reserve("email"), other.reserve("email")]
+
+    assert during == pytest.approx([0.0, 0.1, 0.2], abs=0.03)  # still paced, alone
+    assert after == pytest.approx([0.0, 0.1], abs=0.03)  # in Redis again, with the others
+    assert len(pacing_records(caplog, logging.WARNING)) == 1
+    assert len(pacing_records(caplog, logging.INFO)) == 1
+
+
+def test_celery_spelling_of_tls_options_is_understood(shared, redis_commands):
+    # as Celery documents it for rediss://; redis-py itself only knows "required"
+    pacer = shared({"email": 10}, url="rediss://redis.test:6380/0?ssl_cert_reqs=CERT_REQUIRED")
+
+    assert pacer._redis.connection_pool.connection_kwargs["ssl_cert_reqs"] == "required"
+    pacer._redis.connection_pool.make_connection()  # would raise on a flag it does not know
+    assert redis_commands == []
+
+
+# Picking the pacer from the settings.
+
+
+def test_no_rates_means_unlimited(tmp_path):
+    for broker in ("redis://127.0.0.1:6379/0", "sqla+sqlite:////tmp/broker.sqlite"):
+        settings = make_settings(tmp_path, CELERY_BROKER_URL=broker)
+        assert isinstance(pacer_for(settings), Unlimited)
+
+
+@pytest.mark.parametrize("broker", ["redis://127.0.0.1:6379/0", "rediss://redis.test:6380/0"])
+def test_a_redis_broker_shares_rates_through_redis(tmp_path, broker, redis_commands):
+    settings = make_settings(
+        tmp_path,
+        CELERY_BROKER_URL=broker,
+        EMAIL_RATE_PER_SECOND="14",
+        PUSH_RATE_PER_SECOND="2000",
+        PUSH_ORIGIN_RATES="https://FCM.googleapis.com/=1000,https://*.notify.windows.com=50",
+        WORKER_CONCURRENCY="4",
+    )
+
+    pacer = pacer_for(settings)
+
+    assert isinstance(pacer, RedisPacer)
+    assert pacer.rates == {
+        "email": 14.0,
+        "push": 2000.0,
+        f"push:{FCM}": 1000.0,
+        "push:https://*.notify.windows.com": 50.0,
+    }
+    # alone, each of the host's 4 worker processes keeps a quarter
+    assert pacer.fallback.rates == {
+        "email": 3.5,
+        "push": 500.0,
+        f"push:{FCM}": 250.0,
+        "push:https://*.notify.windows.com": 12.5,
+    }
+    assert redis_commands == []  # nothing connects until a limited send is reserved
+    pacer.close()
+
+
+def test_another_broker_paces_each_process_locally(tmp_path):
+    settings = make_settings(
+        tmp_path,
+        CELERY_BROKER_URL=f"sqla+sqlite:///{tmp_path / 'broker.sqlite'}",
+        EMAIL_RATE_PER_SECOND="6",
+        WORKER_CONCURRENCY="2",
+    )
+
+    pacer = pacer_for(settings)
+
+    assert isinstance(pacer, LocalPacer)
+    assert pacer.rates == {"email": 3.0}
+    assert configured_rates(settings) == {"email": 6.0}
+    assert [pacer.reserve("email") for _ in range(2)][1] == pytest.approx(1 / 3, abs=0.03)
+    assert pacer.reserve("push") == 0.0
