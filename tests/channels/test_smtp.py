@@ -2,24 +2,33 @@
 
 from __future__ import annotations
 
+import asyncio
 import email
 import email.policy
 import gc
 import mailbox
+import os
+import select
 import shutil
+import socket
 import socketserver
+import subprocess
 import threading
+import time
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
+from types import SimpleNamespace
 
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
 
-from notifier.channels.base import Outcome, SendResult
+from notifier.channels import smtp as smtp_channel
+from notifier.channels.base import EmailEnvelope, Outcome, SendResult
 from notifier.channels.dev_mailbox import DevMailboxChannel
-from notifier.channels.smtp import SmtpChannel
+from notifier.channels.smtp import LOOKAHEAD_PER_CONNECTION, SmtpChannel
+from notifier.email_layout import EmailLayout
 from notifier.messages import RenderedEmail
 from tests.support.smtp import RecordingHandler, free_port
 
@@ -305,3 +314,500 @@ def test_dev_mailbox_that_cannot_be_written_is_retry(tmp_path):
         session.close()
     assert result.outcome is Outcome.RETRY
     assert result.detail.startswith("dev mailbox not writable:")
+
+
+# --------------------------------------------------------------------------- send_many
+
+
+LAYOUT_SLOTS = ["NOTIFIERSLOT0UNSUBSCRIBEURL"]
+
+
+def layout_envelopes(count: int) -> list[tuple[int, EmailEnvelope]]:
+    """Envelopes as the fan-out makes them: one layout, each reader's own link."""
+    rendered = RenderedEmail(
+        "ignored@example.com",
+        "Ərəfədə ə ğ ş ı — Новости 🚀",
+        "Plain body ə ğ ş ı\n.a line that starts with a dot\n"
+        "Unsubscribe: NOTIFIERSLOT0UNSUBSCRIBEURL\n",
+        '<p>HTML body ə ğ ş ı</p><a href="NOTIFIERSLOT0UNSUBSCRIBEURL">Unsubscribe</a>',
+        {"List-Unsubscribe": "<NOTIFIERSLOT0UNSUBSCRIBEURL>"},
+    )
+    layout = EmailLayout.prepare(rendered, MAIL_FROM, LAYOUT_SLOTS)
+    return [
+        (i, layout.envelope(f"reader{i}@example.com", [f"https://aze.test/u/{i}?a=1&b=2"]))
+        for i in range(count)
+    ]
+
+
+def dotted_envelope(to: str = "dots@example.com") -> EmailEnvelope:
+    """Raw data whose lines start with dots, one of them a lone dot: stuffing must hold."""
+    data = b"Subject: dots\r\n\r\n.leading\r\n..two\r\n.\r\nend\r\n"
+    return EmailEnvelope("news@aze.test", to, data)
+
+
+def advertise_pipelining(handler: RecordingHandler) -> list[object]:
+    """Make aiosmtpd offer PIPELINING (it reads pipelined commands in order anyway);
+    records each connection like count_connections."""
+    servers: list[object] = []
+
+    async def handle_EHLO(server, session, envelope, hostname, responses):
+        servers.append(server)
+        session.host_name = hostname
+        return [*responses[:-1], "250-PIPELINING", responses[-1]]
+
+    handler.handle_EHLO = handle_EHLO
+    return servers
+
+
+def offering(handler: RecordingHandler, pipelining: bool) -> list[object]:
+    return advertise_pipelining(handler) if pipelining else count_connections(handler)
+
+
+both_modes = pytest.mark.parametrize("pipelining", [False, True], ids=["lockstep", "pipelined"])
+
+
+def results_of(session, messages) -> dict[int, SendResult]:
+    results: dict[int, SendResult] = {}
+    for key, result in session.send_many(messages):
+        assert key not in results, f"two results for {key}"
+        results[key] = result
+    return results
+
+
+@both_modes
+def test_send_many_over_three_connections_delivers_each_envelope_once_intact(smtp, pipelining):
+    connections = offering(smtp.handler, pipelining)
+    envelopes = layout_envelopes(200)
+    sent = dict(envelopes)
+    session = SmtpChannel(smtp.url, timeout_seconds=5, connections=3).open()
+    try:
+        results = results_of(session, iter(envelopes))
+    finally:
+        session.close()
+    assert results == {key: SendResult.sent() for key in sent}
+    received = smtp.handler.received
+    assert sorted(r.rcpt_tos[0] for r in received) == sorted(e.to for e in sent.values())
+    by_rcpt = {r.rcpt_tos[0]: r for r in received}
+    for key, envelope in sent.items():
+        got = by_rcpt[envelope.to]
+        assert got.mail_from == "news@aze.test"
+        assert got.data == envelope.data  # byte for byte
+        parsed = got.message
+        assert parsed["Subject"] == "Ərəfədə ə ğ ş ı — Новости 🚀"
+        assert parsed["List-Unsubscribe"] == f"<https://aze.test/u/{key}?a=1&b=2>"
+        text = parsed.get_body(("plain",)).get_content()
+        assert ".a line that starts with a dot\r\n" in text
+    assert len(connections) == 3
+
+
+@both_modes
+def test_send_many_stuffs_dots_and_takes_service_messages_too(smtp, pipelining):
+    offering(smtp.handler, pipelining)
+    session = channel_for(smtp.url).open()
+    try:
+        results = results_of(session, [(1, dotted_envelope()), (2, message("svc@example.com"))])
+    finally:
+        session.close()
+    assert results == {1: SendResult.sent(), 2: SendResult.sent()}
+    dots, service = smtp.handler.received
+    assert dots.data == dotted_envelope().data
+    assert service.rcpt_tos == ["svc@example.com"]
+    assert service.message.get_body(("plain",)).get_content().strip() == "Plain body ə ğ ş ı"
+
+
+@both_modes
+def test_send_many_a_550_recipient_is_gone_and_only_that_one(smtp, pipelining):
+    connections = offering(smtp.handler, pipelining)
+    smtp.handler.refuse["reader3@example.com"] = "550 5.1.1 No such user"
+    session = SmtpChannel(smtp.url, timeout_seconds=5, connections=2).open()
+    try:
+        results = results_of(session, layout_envelopes(8))
+    finally:
+        session.close()
+    assert results[3] == SendResult(Outcome.GONE, "SMTP 550 5.1.1 No such user")
+    assert {k: r.outcome for k, r in results.items() if k != 3} == dict.fromkeys(
+        [0, 1, 2, 4, 5, 6, 7], Outcome.SENT
+    )
+    assert len(smtp.handler.received) == 7
+    assert len(connections) == 2  # the refusal did not cost a connection
+
+
+@both_modes
+def test_send_many_reconnects_after_421_mid_stream_and_sends_the_rest(smtp, pipelining):
+    connections = offering(smtp.handler, pipelining)
+    accept = smtp.handler.handle_DATA
+    seen = []
+
+    async def handle_DATA(server, session, envelope):
+        seen.append(envelope.rcpt_tos[0])
+        if len(seen) == 5:  # the fifth message: the server goes away instead of accepting
+            asyncio.get_running_loop().call_soon(server.transport.close)
+            return "421 4.3.2 Service shutting down"
+        return await accept(server, session, envelope)
+
+    smtp.handler.handle_DATA = handle_DATA
+    session = channel_for(smtp.url).open()
+    try:
+        results = results_of(session, layout_envelopes(12))
+    finally:
+        session.close()
+    assert results == {key: SendResult.sent() for key in range(12)}
+    recipients = [r.rcpt_tos[0] for r in smtp.handler.received]
+    assert sorted(recipients) == sorted(f"reader{i}@example.com" for i in range(12))
+    assert seen.count(seen[4]) == 2  # the message the 421 hit was sent again, once
+    assert len(connections) == 2
+
+
+def test_send_many_to_a_closed_port_is_retry_for_every_message_with_the_reason():
+    session = SmtpChannel(f"smtp://127.0.0.1:{free_port()}", 5, connections=3).open()
+    try:
+        results = results_of(session, layout_envelopes(10))
+    finally:
+        session.close()
+    assert sorted(results) == list(range(10))
+    assert {r.outcome for r in results.values()} == {Outcome.RETRY}
+    assert all(r.detail.startswith("SMTP server unreachable:") for r in results.values())
+
+
+def test_send_many_on_a_server_refusing_in_its_greeting_is_retry_for_every_message():
+    reply = b"554 5.7.1 Service unavailable; client host blocked\r\n"
+    with server_greeting_with(reply) as port:
+        session = SmtpChannel(f"smtp://127.0.0.1:{port}", 5, connections=2).open()
+        try:
+            results = results_of(session, layout_envelopes(6))
+        finally:
+            session.close()
+    assert sorted(results) == list(range(6))
+    assert {r.outcome for r in results.values()} == {Outcome.RETRY}
+    assert {r.detail for r in results.values()} == {
+        "SMTP server refused us: SMTP 554 5.7.1 Service unavailable; client host blocked"
+    }
+
+
+def test_a_connection_refused_while_others_serve_steps_aside(smtp):
+    """A server that allows us fewer connections than we asked for: the refused connection
+    hands its messages to those that serve, and none is failed."""
+    lock = threading.Lock()
+    greeted: list[object] = []
+
+    async def handle_EHLO(server, session, envelope, hostname, responses):
+        with lock:
+            greeted.append(server)
+            if len(greeted) > 2:
+                return ["421 4.7.0 Too many connections from your host"]
+        session.host_name = hostname
+        return responses
+
+    smtp.handler.handle_EHLO = handle_EHLO
+    session = SmtpChannel(smtp.url, timeout_seconds=5, connections=4).open()
+    try:
+        results = results_of(session, layout_envelopes(40))
+    finally:
+        session.close()
+    assert results == {key: SendResult.sent() for key in range(40)}
+    assert len(smtp.handler.received) == 40
+
+
+def test_send_many_raises_the_callers_error_after_every_pulled_message_has_its_result(smtp):
+    envelopes = layout_envelopes(5)
+
+    def messages():
+        yield from envelopes
+        raise RuntimeError("database went away")
+
+    session = SmtpChannel(smtp.url, timeout_seconds=5, connections=2).open()
+    results: dict[int, SendResult] = {}
+    try:
+        with pytest.raises(RuntimeError, match="database went away"):
+            for key, result in session.send_many(messages()):
+                results[key] = result
+    finally:
+        session.close()
+    assert results == {key: SendResult.sent() for key in range(5)}
+    assert len(smtp.handler.received) == 5
+
+
+def test_send_many_pulls_messages_lazily_in_the_callers_thread(smtp):
+    pulled: list[tuple[int, str]] = []
+    session = SmtpChannel(smtp.url, timeout_seconds=5, connections=2).open()
+
+    def messages():
+        for key, envelope in layout_envelopes(50):
+            pulled.append((key, threading.current_thread().name))
+            yield key, envelope
+
+    try:
+        stream = session.send_many(messages())
+        first = next(stream)
+        assert len(pulled) <= 2 * LOOKAHEAD_PER_CONNECTION  # bounded lookahead
+        rest = list(stream)
+    finally:
+        session.close()
+    assert len(pulled) == 50 and len([first, *rest]) == 50
+    assert {name for _, name in pulled} == {threading.current_thread().name}
+
+
+class FakePacer:
+    def __init__(self, delays: list[float]) -> None:
+        self.delays = list(delays)
+        self.calls: list[tuple[str, int]] = []
+        self.lock = threading.Lock()
+
+    def reserve(self, key: str, count: int = 1) -> float:
+        with self.lock:
+            self.calls.append((key, count))
+            return self.delays.pop(0) if self.delays else 0.0
+
+
+@both_modes
+def test_send_many_asks_the_pacer_before_each_message_and_waits_what_it_says(
+    smtp, pipelining, monkeypatch
+):
+    offering(smtp.handler, pipelining)
+    slept: list[float] = []
+    monkeypatch.setattr(smtp_channel, "time", SimpleNamespace(sleep=slept.append))
+    pacer = FakePacer([0.0, 0.25, 0.0, 0.5, 0.0, 0.0, 0.125])
+    session = SmtpChannel(smtp.url, timeout_seconds=5, connections=2, pacer=pacer).open()
+    try:
+        results = results_of(session, layout_envelopes(10))
+        assert session.send(message()).outcome is Outcome.SENT
+    finally:
+        session.close()
+    assert {r.outcome for r in results.values()} == {Outcome.SENT}
+    assert pacer.calls == [("email", 1)] * 11
+    assert sorted(slept) == [0.125, 0.25, 0.5]
+    assert len(smtp.handler.received) == 11
+
+
+def test_without_a_pacer_nothing_waits(smtp, monkeypatch):
+    slept: list[float] = []
+    monkeypatch.setattr(smtp_channel, "time", SimpleNamespace(sleep=slept.append))
+    session = SmtpChannel(smtp.url, timeout_seconds=5, connections=2).open()
+    try:
+        assert {r.outcome for r in results_of(session, layout_envelopes(5)).values()} == {
+            Outcome.SENT
+        }
+    finally:
+        session.close()
+    assert slept == []
+
+
+def test_send_takes_an_envelope(smtp, session):
+    [(_, envelope)] = layout_envelopes(1)
+    assert session.send(envelope) == SendResult.sent()
+    [received] = smtp.handler.received
+    assert received.data == envelope.data
+
+
+# --------------------------------------------------------------------------- SMTPUTF8
+
+
+def non_ascii_envelope() -> EmailEnvelope:
+    rendered = RenderedEmail("x", "Salam ə", "ə\n", "<p>ə</p>")
+    return EmailLayout.prepare(rendered, MAIL_FROM, []).envelope("rəşad@bakı.az", [])
+
+
+def test_a_non_ascii_address_goes_out_with_smtputf8(smtp, session):
+    envelope = non_ascii_envelope()
+    assert session.send(envelope) == SendResult.sent()
+    [received] = smtp.handler.received
+    assert received.rcpt_tos == ["rəşad@bakı.az"]
+    assert received.data == envelope.data
+    assert received.message["To"] == "rəşad@bakı.az"
+
+
+def test_a_non_ascii_address_fails_on_a_server_without_smtputf8():
+    handler = RecordingHandler()
+    with smtp_server_on(port := free_port(), handler, enable_SMTPUTF8=False):
+        session = channel_for(f"smtp://127.0.0.1:{port}").open()
+        try:
+            result = session.send(non_ascii_envelope())
+            assert session.send(message()).outcome is Outcome.SENT  # the connection is fine
+        finally:
+            session.close()
+    assert result.outcome is Outcome.FAILED
+    assert "SMTPUTF8" in result.detail
+    assert [r.rcpt_tos for r in handler.received] == [["reader@example.com"]]
+
+
+# --------------------------------------------------------------------------- strict pipelining
+
+
+class StrictPipeliningServer:
+    """A scripted SMTP server that offers PIPELINING and insists on it: it answers MAIL, RCPT
+    and DATA only once DATA has arrived, so a client that waits for the MAIL reply first
+    hangs. After a message's data it waits a moment for the next message's commands before
+    answering, and counts the messages whose end came with the next one's commands."""
+
+    def __init__(self) -> None:
+        self.received: list[tuple[str, bytes]] = []
+        self.ends_with_next_group = 0
+        self.lock = threading.Lock()
+        outer = self
+
+        class Handler(socketserver.BaseRequestHandler):
+            def handle(self) -> None:
+                outer.converse(self.request)
+
+        self.server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> StrictPipeliningServer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def converse(self, sock) -> None:
+        buffer = bytearray()
+
+        def line() -> bytes:
+            while b"\r\n" not in buffer:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    raise EOFError
+                buffer.extend(chunk)
+            end = buffer.index(b"\r\n") + 2
+            text = bytes(buffer[:end])
+            del buffer[:end]
+            return text
+
+        def more_within(seconds: float) -> bool:
+            return bool(buffer) or bool(select.select([sock], [], [], seconds)[0])
+
+        sock.sendall(b"220 strict ESMTP\r\n")
+        try:
+            line()  # EHLO
+            sock.sendall(b"250-strict\r\n250-PIPELINING\r\n250 8BITMIME\r\n")
+            replies: list[bytes] = []
+            rcpt = ""
+            while True:
+                command = line()
+                verb = command[:4].upper()
+                if verb == b"QUIT":
+                    sock.sendall(b"221 bye\r\n")
+                    return
+                if verb == b"RCPT":
+                    rcpt = command.decode().partition("<")[2].partition(">")[0]
+                if verb != b"DATA":
+                    replies.append(b"250 OK\r\n")  # held back until DATA comes
+                    continue
+                sock.sendall(b"".join(replies) + b"354 go ahead\r\n")
+                replies = []
+                data = bytearray()
+                while (text := line()) != b".\r\n":
+                    data += text[1:] if text.startswith(b".") else text
+                with self.lock:
+                    self.received.append((rcpt, bytes(data)))
+                    if more_within(0.3):
+                        self.ends_with_next_group += 1
+                sock.sendall(b"250 queued\r\n")
+        except (EOFError, OSError):
+            return
+
+
+def test_pipelining_sends_each_message_in_one_round_trip_when_offered():
+    count = 20
+    with StrictPipeliningServer() as server:
+        session = SmtpChannel(f"smtp://127.0.0.1:{server.port}", timeout_seconds=3).open()
+        envelopes = layout_envelopes(count)
+        try:
+            results = results_of(session, envelopes)
+        finally:
+            session.close()
+    assert results == {key: SendResult.sent() for key in range(count)}
+    assert [data for _, data in server.received] == [e.data for _, e in envelopes]
+    # every message's end went out with the next message's MAIL/RCPT/DATA (not the last)
+    assert server.ends_with_next_group == count - 1
+
+
+def test_stopping_early_starts_no_further_message_and_closes_cleanly(smtp):
+    advertise_pipelining(smtp.handler)
+    session = SmtpChannel(smtp.url, timeout_seconds=5, connections=2).open()
+    pulled: list[int] = []
+
+    def messages():
+        for key, envelope in layout_envelopes(100):
+            pulled.append(key)
+            yield key, envelope
+
+    try:
+        stream = session.send_many(messages())
+        assert next(stream)[1] == SendResult.sent()
+        stream.close()
+        assert len(pulled) <= 2 * LOOKAHEAD_PER_CONNECTION + 1
+        assert len(smtp.handler.received) <= len(pulled)
+        assert session.send(message()).outcome is Outcome.SENT  # the session still works
+    finally:
+        session.close()
+
+
+# --------------------------------------------------------------------------- dev mailbox: many
+
+
+def test_dev_mailbox_send_many_stores_envelopes_and_messages(tmp_path):
+    directory = tmp_path / "mailbox"
+    envelopes = layout_envelopes(3)
+    session = DevMailboxChannel(directory).open()
+    try:
+        results = dict(session.send_many([*envelopes, (7, message("svc@example.com"))]))
+    finally:
+        session.close()
+    assert sorted(results) == [0, 1, 2, 7]
+    assert {r.outcome for r in results.values()} == {Outcome.SENT}
+    box = mailbox.Maildir(directory, factory=None, create=False)
+    stored = {}
+    for key in box.iterkeys():
+        with box.get_file(key) as raw:
+            parsed = email.message_from_binary_file(raw, policy=email.policy.default)
+        stored[parsed["To"]] = parsed
+    assert sorted(stored) == ["reader0@example.com", "reader1@example.com",
+                              "reader2@example.com", "svc@example.com"]  # fmt: skip
+    reader = stored["reader1@example.com"]
+    assert reader["Subject"] == "Ərəfədə ə ğ ş ı — Новости 🚀"
+    assert reader["List-Unsubscribe"] == "<https://aze.test/u/1?a=1&b=2>"
+    assert "HTML body ə ğ ş ı" in reader.get_body(("html",)).get_content()
+
+
+# --------------------------------------------------------------------------- Postfix smtp-sink
+
+SMTP_SINK = "/usr/sbin/smtp-sink"
+
+
+@contextmanager
+def smtp_sink() -> Iterator[int]:
+    """Postfix's test server (it offers PIPELINING and drops every message)."""
+    if not os.path.exists(SMTP_SINK):
+        pytest.skip(f"{SMTP_SINK} is not installed (Debian package postfix)")
+    port = free_port()
+    user = ["-u", "nobody"] if os.geteuid() == 0 else []  # it refuses to run as root
+    sink = subprocess.Popen([SMTP_SINK, *user, f"127.0.0.1:{port}", "100"])
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or sink.poll() is not None:
+                    raise
+                time.sleep(0.02)
+        yield port
+    finally:
+        sink.terminate()
+        sink.wait(10)
+
+
+def test_send_many_into_postfix_smtp_sink_over_pipelined_connections():
+    with smtp_sink() as port:
+        session = SmtpChannel(f"smtp://127.0.0.1:{port}", timeout_seconds=5, connections=3).open()
+        try:
+            results = results_of(session, layout_envelopes(300))
+            assert any(lane.pipelining for lane in session.lanes)  # it was offered and used
+        finally:
+            session.close()
+    assert results == {key: SendResult.sent() for key in range(300)}
