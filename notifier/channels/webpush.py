@@ -1,32 +1,71 @@
 """Web push (RFC 8030) with aes128gcm payloads (RFC 8291) and VAPID (RFC 8292).
 
-pywebpush encrypts each message for its subscription; we send it ourselves through one
-pooled HTTP session per batch so connections are reused, the VAPID JWT is signed once per
-push-service origin and hour, every request has timeouts, redirects are never followed
-and environment proxies never apply. Each answer becomes an outcome:
+Each message is encrypted for its subscription (a fresh ECDH key pair and salt per message)
+and posted by an asyncio HTTP client (aiohttp) running on one event-loop thread per process.
+Its keep-alive connections are pooled per process, so consecutive batches reuse them; a
+process forked from one that had the loop (Celery prefork) starts its own and never touches
+the parent's. At most `concurrency_per_origin` requests are in flight per push service, the
+VAPID JWT is signed once per push-service origin and hour, every request has timeouts,
+redirects are never followed and environment proxies never apply. Each answer becomes an
+outcome:
 
     201/202 sent · 404/410 gone (the browser dropped it) · 413 shrink and retry once ·
     429/5xx/timeouts retry later, honouring Retry-After per push service ·
     400/401/403 our request or keys are wrong: failed, the subscription is kept, and loud.
+
+A push service that says wait (429, or 5xx with Retry-After) is held back at once: every
+later message for it in the batch is answered RETRY without a request, while the other
+push services keep going at full speed. One not heard from for a few seconds starts slowly:
+its first few requests go one at a time on one connection (a service already throttling us
+sees one request, not a burst; a small batch needs one connection). Before each request
+the pacer is asked for that push service's turn, then for the turn of all push services
+(notifier.pacing), off the loop: it may ask Redis.
+
+Threads: `send_many` pulls messages, checks endpoints (DNS, cached per origin for a minute)
+and consults the backoff in the caller's thread, where blocking I/O is allowed; the loop
+thread encrypts, paces, posts and maps answers, and never blocks on the database.
 """
 
 from __future__ import annotations
 
+import asyncio
+import atexit
+import base64
+import contextlib
+import hmac
 import logging
+import os
+import queue
+import ssl
+import struct
+import threading
 import time
+from collections import deque
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from email.utils import parsedate_to_datetime
 
-import requests
-from pywebpush import WebPusher, WebPushException
+import aiohttp
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from notifier.channels.base import Outcome, SendResult
 from notifier.domain.push_subscriptions import EndpointPolicy, PushSubscriptionError
 from notifier.logs import redact
 from notifier.messages import PushMessage
+from notifier.pacing import Pacer, Unlimited, push_keys
 from notifier.push_backoff import LocalBackoff, SharedBackoff
 from notifier.vapid import VapidSigner
 
 log = logging.getLogger(__name__)
+
+ENDPOINT_CHECK_SECONDS = 60.0  # how long a DNS verdict on a push-service host is trusted
+AUTHORIZATION_REFRESH_SECONDS = 60.0  # how often a session asks the signer again
+THROTTLE_HOLD_SECONDS = 5.0  # a 429 without Retry-After holds the origin this long (batch)
+KEEPALIVE_SECONDS = 30.0  # idle pooled connections are closed after this
+WARM_SECONDS = 10.0  # an origin that has not answered for this long starts slowly again
+SLOW_START_REQUESTS = 8  # then its first answers come one request at a time, on one connection
 
 
 def retry_after_seconds(value: str | None, now: float | None = None) -> float | None:
@@ -43,6 +82,47 @@ def retry_after_seconds(value: str | None, now: float | None = None) -> float | 
     return max(0.0, when - (time.time() if now is None else now))
 
 
+# --- RFC 8291 encryption ---------------------------------------------------------------
+
+_CURVE = ec.SECP256R1()
+_X962, _UNCOMPRESSED = serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
+_RECORD_SIZE = 4096
+_CEK_INFO = b"Content-Encoding: aes128gcm\x00\x01"
+_NONCE_INFO = b"Content-Encoding: nonce\x00\x01"
+
+
+def _b64url_bytes(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def encrypt_aes128gcm(plaintext: bytes, p256dh: str, auth: str) -> bytes:
+    """The aes128gcm body (RFC 8188 header + one record) of a push for this subscription,
+    as RFC 8291 defines it: a new ECDH key pair and salt per message. Raises ValueError."""
+    if not plaintext:
+        raise ValueError("nothing to encrypt (empty payload)")
+    if len(plaintext) > _RECORD_SIZE - 17:  # one record: padding delimiter and 16-byte tag
+        raise ValueError(f"payload of {len(plaintext)} bytes does not fit one record")
+    receiver_raw = _b64url_bytes(p256dh)
+    auth_secret = _b64url_bytes(auth)
+    receiver = ec.EllipticCurvePublicKey.from_encoded_point(_CURVE, receiver_raw)
+    ephemeral = ec.generate_private_key(_CURVE)
+    sender_raw = ephemeral.public_key().public_bytes(_X962, _UNCOMPRESSED)
+    shared = ephemeral.exchange(ec.ECDH(), receiver)
+    # HKDF with SHA-256 and one-block outputs is two HMACs: extract, then expand.
+    prk_key = hmac.digest(auth_secret, shared, "sha256")
+    key_info = b"WebPush: info\x00" + receiver_raw + sender_raw + b"\x01"
+    ikm = hmac.digest(prk_key, key_info, "sha256")
+    salt = os.urandom(16)
+    prk = hmac.digest(salt, ikm, "sha256")
+    cek = hmac.digest(prk, _CEK_INFO, "sha256")[:16]
+    nonce = hmac.digest(prk, _NONCE_INFO, "sha256")[:12]
+    record = AESGCM(cek).encrypt(nonce, plaintext + b"\x02", None)  # \x02: last record
+    return salt + struct.pack("!IB", _RECORD_SIZE, len(sender_raw)) + sender_raw + record
+
+
+# --- the channel -------------------------------------------------------------------------
+
+
 class WebPushChannel:
     name = "push"
 
@@ -53,47 +133,287 @@ class WebPushChannel:
         connect_timeout: float,
         read_timeout: float,
         backoff: SharedBackoff | LocalBackoff | None = None,
+        *,
+        pacer: Pacer | None = None,
+        concurrency_per_origin: int = 64,
     ) -> None:
+        if concurrency_per_origin < 1:
+            raise ValueError("concurrency_per_origin must be at least 1")
         self.signer = signer
         self.policy = policy
         self.timeout = (connect_timeout, read_timeout)
         self.backoff = backoff or LocalBackoff()
+        self.pacer: Pacer = pacer or Unlimited()
+        self.concurrency_per_origin = concurrency_per_origin
+        self._verdicts: dict[str, tuple[float, str | None]] = {}  # origin -> (until, refusal)
 
     def open(self) -> WebPushSession:
         return WebPushSession(self)
+
+    def checked_origin(self, endpoint: str) -> str:
+        """The endpoint's origin if we may post to it now; raises PushSubscriptionError.
+        The allow-list is checked every time, the addresses a host resolves to once a
+        minute per origin (not once per message)."""
+        origin = self.policy.origin_of(endpoint)
+        now = time.monotonic()
+        cached = self._verdicts.get(origin)
+        if cached is None or cached[0] <= now:
+            try:
+                self.policy.check_addresses(endpoint)
+                refusal = None
+            except PushSubscriptionError as error:
+                refusal = str(error)
+            cached = self._verdicts[origin] = (now + ENDPOINT_CHECK_SECONDS, refusal)
+        if cached[1] is not None:
+            raise PushSubscriptionError(cached[1])
+        return origin
+
+
+class _Job:
+    """One message on its way: prepared in the caller's thread, sent in the loop's."""
+
+    __slots__ = ("answered_wait", "authorization", "key", "message", "origin", "posted", "status")
+
+    def __init__(self, key: int, message: PushMessage, origin: str, authorization: str) -> None:
+        self.key, self.message, self.origin = key, message, origin
+        self.authorization = authorization
+        self.posted = False  # a request went out (answered or not)
+        self.status: int | None = None  # the last answer's status
+        self.answered_wait = False  # the push service itself said wait (Retry-After)
+
+
+_Done = tuple[int, SendResult, str | None]  # key, result, origin to block in the backoff
+
+
+class _Call:
+    """The state of one send_many call, shared by its caller's thread and the loop."""
+
+    def __init__(self) -> None:
+        # Results go to the caller in groups, one per loop iteration: fewer thread wake-ups.
+        self.results: queue.SimpleQueue[list[_Done]] = queue.SimpleQueue()
+        self.tasks: set[asyncio.Task] = set()
+        self.closed = False
+        self._group: list[_Done] | None = None
+
+    def done(self, loop: asyncio.AbstractEventLoop, item: _Done) -> None:  # loop thread
+        if self._group is None:
+            self._group = []
+            loop.call_soon(self._hand_over)
+        self._group.append(item)
+
+    def _hand_over(self) -> None:
+        group, self._group = self._group, None
+        self.results.put(group)
 
 
 class WebPushSession:
     def __init__(self, channel: WebPushChannel) -> None:
         self.channel = channel
-        self.http = requests.Session()
-        self.http.trust_env = False  # no proxies or .netrc from the environment
+        connect, read = channel.timeout
+        self.client_timeout = aiohttp.ClientTimeout(
+            total=None, connect=None, sock_connect=connect, sock_read=read
+        )
+        self.lookahead = max(256, 4 * channel.concurrency_per_origin)
+        self._authorizations: dict[str, tuple[float, str]] = {}  # origin -> (until, header)
+        self._holds: dict[str, float] = {}  # origin -> monotonic until: seen by the loop
 
     def send(self, message: PushMessage) -> SendResult:
-        try:
-            self.channel.policy.check_addresses(message.endpoint)
-            origin = self.channel.policy.origin_of(message.endpoint)
-        except PushSubscriptionError as error:
-            return SendResult(Outcome.FAILED, f"endpoint refused at send time: {error}")
-        wait = self.channel.backoff.wait_seconds(origin)
-        if wait > 0:  # this push service asked us (any worker) to back off: do not hammer it
-            return SendResult(Outcome.RETRY, f"{origin} asked to wait", retry_after=wait)
-        result = self._post(message, origin)
-        if result.outcome is Outcome.FAILED and result.detail.startswith("HTTP 413"):
-            result = self._post(message.shrunk(), origin)
-        if result.retry_after:
-            self.channel.backoff.block(origin, result.retry_after, result.detail)
+        with contextlib.closing(self.send_many([(0, message)])) as results:
+            [(_key, result)] = results
         return result
 
-    def _post(self, message: PushMessage, origin: str) -> SendResult:
-        subscription = {"endpoint": message.endpoint,
-                        "keys": {"p256dh": message.p256dh, "auth": message.auth}}  # fmt: skip
+    def send_many(
+        self, messages: Iterable[tuple[int, PushMessage]]
+    ) -> Iterator[tuple[int, SendResult]]:
+        """Send (key, message) pairs concurrently; yield (key, result) as each completes.
+
+        `messages` is pulled in this thread, at most `lookahead` ahead of the results. If
+        pulling raises, the results of the messages already pulled are yielded first, then
+        the error is raised. Closing the iterator early cancels what is still in flight."""
+        runtime = _runtime()
+        call = _Call()
+        source = iter(messages)
+        ready: deque[tuple[int, SendResult]] = deque()  # answered without a request
+        done: deque[_Done] = deque()  # answered by the loop
+        outstanding = 0  # pulled and not yet yielded
+        exhausted = False
+        error: BaseException | None = None
+        low_water = self.lookahead // 2
         try:
-            body = WebPusher(subscription).encode(message.plaintext(), "aes128gcm")["body"]
-        except (WebPushException, ValueError, TypeError) as error:
+            while True:
+                if not exhausted and (
+                    outstanding <= low_water or (not done and call.results.empty())
+                ):
+                    jobs: list[_Job] = []
+                    while outstanding < self.lookahead:
+                        try:
+                            key, message = next(source)
+                        except StopIteration:
+                            exhausted = True
+                            break
+                        except Exception as pulling_failed:
+                            exhausted, error = True, pulling_failed
+                            break
+                        outstanding += 1
+                        try:
+                            job = self._prepare(key, message)
+                        except Exception as bug:  # still one result per key, and loud
+                            log.exception("unexpected error preparing a push")
+                            job = SendResult(Outcome.RETRY, f"unexpected error: {bug!r}")
+                        if isinstance(job, _Job):
+                            jobs.append(job)
+                        else:
+                            ready.append((key, job))
+                    if jobs:
+                        runtime.loop.call_soon_threadsafe(self._start, runtime, call, jobs)
+                while ready:
+                    outstanding -= 1
+                    yield ready.popleft()
+                if outstanding == 0:
+                    if exhausted:
+                        break
+                    continue
+                while not done:
+                    try:
+                        done.extend(call.results.get(timeout=1.0))
+                    except queue.Empty:
+                        if not runtime.thread.is_alive():
+                            raise RuntimeError("the web push event loop stopped") from None
+                key, result, block = done.popleft()
+                outstanding -= 1
+                if block is not None:  # blocking I/O (SharedBackoff writes the database)
+                    self.channel.backoff.block(block, result.retry_after or 0.0, result.detail)
+                yield key, result
+        finally:
+            if outstanding:
+                runtime.cancel(call)
+        if error is not None:
+            raise error
+
+    def close(self) -> None:
+        """Nothing to release: pooled connections stay open for the next batch."""
+
+    # --- caller's thread -----------------------------------------------------------------
+
+    def _prepare(self, key: int, message: PushMessage) -> _Job | SendResult:
+        channel = self.channel
+        try:
+            origin = channel.checked_origin(message.endpoint)
+        except PushSubscriptionError as error:
+            return SendResult(Outcome.FAILED, f"endpoint refused at send time: {error}")
+        wait = channel.backoff.wait_seconds(origin)
+        if wait > 0:  # this push service asked us (any worker) to back off: do not hammer it
+            self._hold(origin, wait)  # and whatever of this batch is queued for it
+            return SendResult(Outcome.RETRY, f"{origin} asked to wait", retry_after=wait)
+        return _Job(key, message, origin, self._authorization(origin))
+
+    def _authorization(self, origin: str) -> str:
+        now = time.monotonic()
+        cached = self._authorizations.get(origin)
+        if cached is None or cached[0] <= now:
+            header = self.channel.signer.authorization(origin)
+            cached = self._authorizations[origin] = (now + AUTHORIZATION_REFRESH_SECONDS, header)
+        return cached[1]
+
+    def _hold(self, origin: str, seconds: float) -> None:
+        until = time.monotonic() + seconds
+        if until > self._holds.get(origin, 0.0):
+            self._holds[origin] = until
+
+    # --- loop thread ---------------------------------------------------------------------
+
+    def _start(self, runtime: _Runtime, call: _Call, jobs: list[_Job]) -> None:
+        if call.closed:
+            return
+        pool = runtime.pool(self.channel.concurrency_per_origin)
+        for job in jobs:
+            task = runtime.loop.create_task(self._deliver(pool, call, job))
+            call.tasks.add(task)
+            task.add_done_callback(call.tasks.discard)
+
+    async def _deliver(self, pool: _Pool, call: _Call, job: _Job) -> None:
+        block = None
+        try:
+            result = await self._attempt(pool, job)
+            if job.answered_wait:
+                block = job.origin
+        except Exception as error:  # a bug, not a transport problem: retried, and loud
+            log.exception("unexpected error sending a push to %s", job.origin)
+            result = SendResult(Outcome.RETRY, f"unexpected error sending to {job.origin}: "
+                                               f"{type(error).__name__}: {error}")  # fmt: skip
+        call.done(asyncio.get_running_loop(), (job.key, result, block))
+
+    def _held(self, origin: str) -> SendResult | None:
+        wait = self._holds.get(origin, 0.0) - time.monotonic()
+        if wait > 0:
+            return SendResult(Outcome.RETRY, f"{origin} asked to wait", retry_after=wait)
+        return None
+
+    async def _attempt(self, pool: _Pool, job: _Job) -> SendResult:
+        origin = job.origin
+        held = self._held(origin)
+        if held:
+            return held
+        state = pool.origin(origin)
+        async with state.semaphore:
+            held = self._held(origin)  # it may have said wait while this one queued
+            if held:
+                return held
+            if not state.opened():
+                # Not heard from lately: its first requests go one at a time, so that a
+                # service that is throttling us gets one request, not a burst, and a small
+                # batch needs a single connection.
+                async with state.slow_start:
+                    held = self._held(origin)
+                    if held:
+                        return held
+                    if not state.opened():
+                        return await self._exchange(pool, state, job)
+            return await self._exchange(pool, state, job)
+
+    async def _exchange(self, pool: _Pool, state: _Origin, job: _Job) -> SendResult:
+        origin = job.origin
+        result = await self._post(pool, job, job.message)
+        if result.outcome is Outcome.FAILED and result.detail.startswith("HTTP 413"):
+            result = await self._post(pool, job, job.message.shrunk())
+        # Hold the origin before the semaphore lets the next message for it go.
+        if job.answered_wait and result.retry_after:
+            self._hold(origin, result.retry_after)
+        elif job.status == 429:
+            self._hold(origin, THROTTLE_HOLD_SECONDS)
+        elif job.posted:
+            state.answered(transport_failed=job.status is None)
+        return result
+
+    async def _paced(self, pool: _Pool, origin: str) -> SendResult | None:
+        """Wait for this request's turn: the push service's own rate first, then the rate of
+        all push services (notifier.pacing: one key at a time, so that a slow service's queue
+        never books "push" ahead of the others). None, or why not to send after all."""
+        pacer = self.channel.pacer
+        if isinstance(pacer, Unlimited):
+            return None
+        loop = asyncio.get_running_loop()
+        for key in push_keys(origin):
+            # reserve() may be a Redis round trip: never on the loop itself
+            delay = await loop.run_in_executor(pool.pacing, pacer.reserve, key)
+            if delay > 0:
+                await asyncio.sleep(delay)
+                held = self._held(origin)  # the service may have said wait meanwhile
+                if held:
+                    return held
+        return None
+
+    async def _post(self, pool: _Pool, job: _Job, message: PushMessage) -> SendResult:
+        origin = job.origin
+        held = await self._paced(pool, origin)
+        if held:
+            return held
+        try:
+            body = encrypt_aes128gcm(message.plaintext(), message.p256dh, message.auth)
+        except (ValueError, TypeError) as error:
             return SendResult(Outcome.FAILED, f"cannot encrypt for this subscription: {error}")
         headers = {
-            "Authorization": self.channel.signer.authorization(origin),
+            "Authorization": job.authorization,
             "Content-Encoding": "aes128gcm",
             "Content-Type": "application/octet-stream",
             "TTL": str(message.ttl),
@@ -101,33 +421,202 @@ class WebPushSession:
         }
         if message.topic:
             headers["Topic"] = message.topic
+        job.posted, job.status = True, None
         try:
-            response = self.http.post(
+            async with pool.session.post(
                 message.endpoint,
                 data=body,
                 headers=headers,
-                timeout=self.channel.timeout,
+                timeout=self.client_timeout,
                 allow_redirects=False,
-            )
-        except requests.Timeout as error:
-            return SendResult(Outcome.RETRY, f"timeout talking to {origin}: {error}")
-        except requests.RequestException as error:
-            return SendResult(Outcome.RETRY, f"cannot reach {origin}: {error}")
-        return self._outcome(response, origin)
+            ) as response:
+                text = await response.read()
+                status = response.status
+                retry_after = response.headers.get("Retry-After")
+        except TimeoutError as error:  # aiohttp's timeouts are TimeoutErrors too
+            return SendResult(Outcome.RETRY, f"timeout talking to {origin}: {_describe(error)}")
+        except (aiohttp.ClientError, OSError) as error:
+            return SendResult(Outcome.RETRY, f"cannot reach {origin}: {_describe(error)}")
+        result = self._outcome(status, text, retry_after, origin)
+        job.status, job.answered_wait = status, bool(result.retry_after)
+        return result
 
-    def _outcome(self, response: requests.Response, origin: str) -> SendResult:
-        status = response.status_code
-        detail = f"HTTP {status} from {origin}: {' '.join(response.text.split())[:200]}"
+    @staticmethod
+    def _outcome(status: int, body: bytes, retry_after: str | None, origin: str) -> SendResult:
+        text = body.decode("utf-8", "replace")
+        detail = f"HTTP {status} from {origin}: {' '.join(text.split())[:200]}"
         if 200 <= status < 300:
             return SendResult.sent(f"HTTP {status}")
         if status in (404, 410):
             return SendResult(Outcome.GONE, detail)
         if status == 429 or status >= 500:
-            delay = retry_after_seconds(response.headers.get("Retry-After"))
-            return SendResult(Outcome.RETRY, detail, retry_after=delay)
+            return SendResult(Outcome.RETRY, detail, retry_after=retry_after_seconds(retry_after))
         if status in (400, 401, 403):
             log.error("push service rejected our request (check VAPID keys): %s", redact(detail))
         return SendResult(Outcome.FAILED, detail)
 
-    def close(self) -> None:
-        self.http.close()
+
+def _describe(error: BaseException) -> str:
+    return str(error) or type(error).__name__
+
+
+# --- the event loop and connection pools, one per process ------------------------------
+
+
+def _ssl_context() -> ssl.SSLContext:
+    """Verify push services against the same CA bundle requests uses."""
+    try:
+        import certifi
+    except ImportError:  # pragma: no cover
+        return ssl.create_default_context()
+    return ssl.create_default_context(cafile=certifi.where())
+
+
+class _Origin:
+    """What the loop knows about one push service: its in-flight limit, and whether it has
+    answered (without asking us to wait) recently and often enough to get a full window."""
+
+    __slots__ = ("semaphore", "slow_start", "slow_start_left", "warm_until")
+
+    def __init__(self, concurrency: int) -> None:
+        self.semaphore = asyncio.Semaphore(concurrency)
+        self.slow_start = asyncio.Lock()  # held by the one request in flight while starting
+        self.warm_until = 0.0  # monotonic: it answered recently
+        self.slow_start_left = 0  # answers still to get one request at a time
+
+    def opened(self) -> bool:
+        return self.slow_start_left == 0 and self.warm_until > time.monotonic()
+
+    def answered(self, transport_failed: bool) -> None:
+        """A request was made and was not told to wait. A service that does not answer at
+        all is not throttling us: it gets the full window at once (each request bounded by
+        its timeouts) rather than one timeout after another."""
+        now = time.monotonic()
+        if transport_failed:
+            self.slow_start_left = 0
+        elif self.warm_until <= now:  # cold: this is the first of the slow start
+            self.slow_start_left = SLOW_START_REQUESTS - 1
+        elif self.slow_start_left:
+            self.slow_start_left -= 1
+        self.warm_until = now + WARM_SECONDS
+
+
+class _Pool:
+    """Keep-alive connections and per-origin limits for one concurrency setting."""
+
+    def __init__(self, concurrency: int) -> None:
+        self.concurrency = concurrency
+        connector = aiohttp.TCPConnector(
+            limit=0,  # no total limit: each origin is bounded by its semaphore and limit
+            limit_per_host=concurrency,
+            keepalive_timeout=KEEPALIVE_SECONDS,
+            ssl=_ssl_context(),
+        )
+        self.session = aiohttp.ClientSession(
+            connector=connector,
+            trust_env=False,  # no proxies or .netrc from the environment
+            cookie_jar=aiohttp.DummyCookieJar(),
+        )
+        self._origins: dict[str, _Origin] = {}
+        # Pacer calls may block (Redis): their own threads, not the loop's default executor
+        # that aiohttp resolves host names in.
+        self.pacing = ThreadPoolExecutor(max_workers=8, thread_name_prefix="webpush-pacer")
+
+    def origin(self, origin: str) -> _Origin:
+        state = self._origins.get(origin)
+        if state is None:
+            state = self._origins[origin] = _Origin(self.concurrency)
+        return state
+
+
+class _Runtime:
+    """An event loop running in a daemon thread of this process, and its pools."""
+
+    def __init__(self) -> None:
+        self.pid = os.getpid()
+        self.loop = asyncio.new_event_loop()
+        self.pools: dict[int, _Pool] = {}
+        self.thread = threading.Thread(target=self._run, name="webpush-loop", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.run_forever()
+
+    def alive(self) -> bool:
+        return self.pid == os.getpid() and self.thread.is_alive()
+
+    def pool(self, concurrency: int) -> _Pool:  # in the loop thread only
+        pool = self.pools.get(concurrency)
+        if pool is None:
+            pool = self.pools[concurrency] = _Pool(concurrency)
+        return pool
+
+    def cancel(self, call: _Call) -> None:
+        """Stop what a call still has in flight (its caller is gone) and wait for it."""
+
+        async def cancel() -> None:
+            call.closed = True
+            tasks = list(call.tasks)
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+        future = asyncio.run_coroutine_threadsafe(cancel(), self.loop)
+        with contextlib.suppress(Exception):
+            future.result(timeout=10)
+
+    def stop(self) -> None:
+        async def close_pools() -> None:
+            for pool in self.pools.values():
+                await pool.session.close()
+                pool.pacing.shutdown(wait=False)
+
+        with contextlib.suppress(Exception):
+            asyncio.run_coroutine_threadsafe(close_pools(), self.loop).result(timeout=5)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout=5)
+        if not self.thread.is_alive():
+            self.loop.close()
+
+
+_lock = threading.Lock()
+_current: _Runtime | None = None
+_inherited: list[_Runtime] = []  # from a parent process: kept, never used or closed
+
+
+def _runtime() -> _Runtime:
+    global _current
+    runtime = _current
+    if runtime is not None and runtime.alive():
+        return runtime
+    with _lock:
+        runtime = _current
+        if runtime is None or not runtime.alive():
+            if runtime is not None:
+                # Inherited through fork (its thread did not come along) or dead. Its sockets
+                # may be the parent's live connections: leave them alone, and keep the objects
+                # so that no finaliser ever runs on them here.
+                _inherited.append(runtime)
+            runtime = _current = _Runtime()
+    return runtime
+
+
+def _after_fork_in_child() -> None:
+    global _lock
+    _lock = threading.Lock()  # the parent may have held it while forking
+
+
+def shutdown() -> None:
+    """Close this process's pooled connections and stop its loop (run at exit)."""
+    global _current
+    with _lock:
+        runtime, _current = _current, None
+    if runtime is not None and runtime.pid == os.getpid():
+        runtime.stop()
+    elif runtime is not None:
+        _inherited.append(runtime)
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+atexit.register(shutdown)

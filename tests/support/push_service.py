@@ -161,6 +161,10 @@ def verify_vapid(header: str, origin: str, expected_key: str | None) -> tuple[di
     return claims, k
 
 
+class _Server(ThreadingHTTPServer):
+    request_queue_size = 128  # a client opening dozens of connections at once is not refused
+
+
 class PushService:
     """A threaded HTTP/1.1 push service on 127.0.0.1; use ``start()``/``stop()``."""
 
@@ -170,11 +174,14 @@ class PushService:
         self.all_received: list[ReceivedPush] = []
         self.requests: list[RequestRecord] = []
         self.connections = 0
+        self.in_flight = 0  # requests being answered right now
+        self.max_in_flight = 0  # the most ever answered at once
+        self.latency = 0.0  # seconds every request waits before it is answered
         self._cond = threading.Condition()
         self._scripts: dict[str, deque[Reply]] = {}
         self._failures: deque[Reply] = deque()
         self._sockets: set[socket.socket] = set()
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
+        self.httpd = _Server(("127.0.0.1", 0), self._handler_class())
         self.thread = threading.Thread(
             target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
         )
@@ -292,6 +299,18 @@ class PushService:
                 super().finish()
 
             def do_POST(self) -> None:
+                with service._cond:
+                    service.in_flight += 1
+                    service.max_in_flight = max(service.max_in_flight, service.in_flight)
+                try:
+                    self._post()
+                finally:
+                    with service._cond:
+                        service.in_flight -= 1
+
+            def _post(self) -> None:
+                if service.latency:
+                    time.sleep(service.latency)
                 declared = self.headers.get("Content-Length", "0")
                 length = int(declared) if declared.isascii() and declared.isdigit() else -1
                 body = self.rfile.read(length) if 0 <= length <= 1 << 20 else None
