@@ -2,29 +2,37 @@
 
 from __future__ import annotations
 
+import email.utils
 import hashlib
+from collections import OrderedDict
 from datetime import datetime
+from email.message import EmailMessage
 from urllib.parse import urlsplit
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from notifier.channels.base import EmailEnvelope
 from notifier.config import Settings
+from notifier.domain.addressing import Addressee, Unwanted, address_chunk
 from notifier.messages import MessageRenderer, PushMessage, RenderedEmail
 from notifier.models import (
     Alert,
-    AlertStatus,
     Article,
     Category,
     Delivery,
-    PushStatus,
     PushSubscription,
     Subscriber,
-    SubscriberStatus,
 )
 from notifier.tokens import Tokens
 from notifier.urls import PublicUrls
 from notifier.vapid import b64url
+
+# Per-reader values in a message rendered once: alphanumeric, so HTML escaping and CSS
+# inlining leave them alone, and unlikely in any article.
+UNSUBSCRIBE_SLOT = "NOTIFIERSLOT0UNSUBSCRIBEURL"
+MANAGE_SLOT = "NOTIFIERSLOT1MANAGEURL"
+LAYOUT_CACHE_SIZE = 64
 
 
 class Composer:
@@ -33,60 +41,118 @@ class Composer:
         self.renderer = MessageRenderer(settings.templates_dir)
         tokens = Tokens(settings.secret_key, settings.confirm_max_age_seconds)
         self.urls = PublicUrls(settings.public_url, tokens)
+        self.domain = email.utils.parseaddr(settings.mail_from)[1].rpartition("@")[2]
+        self._layouts: OrderedDict[tuple, object] = OrderedDict()
+        self._push_payloads: OrderedDict[tuple, dict] = OrderedDict()
 
     def _site(self) -> dict[str, str]:
         return {"site_name": self.settings.site_name, "site_url": self.settings.site_url}
 
     def email_for(self, session: Session, delivery: Delivery) -> RenderedEmail | str:
         """The notification for one delivery, or the reason it must not go out any more."""
-        subscriber = session.get(Subscriber, delivery.subscriber_id)
-        found = _still_wanted(session, delivery, subscriber, SubscriberStatus.ACTIVE)
-        if isinstance(found, str):
-            return found
-        notice, matched = found
-        unsubscribe_url = self.urls.unsubscribe(subscriber.id, [c.id for c in matched])
-        kind = "alert" if delivery.alert_id is not None else "article"
+        found = address_chunk(session, "email", [delivery.id])
+        if not found:
+            return "recipient or article deleted"
+        if isinstance(found[0], Unwanted):
+            return found[0].reason
+        return self.email(found[0])
+
+    def email(self, addressee: Addressee) -> RenderedEmail:
+        """The whole email rendered for one reader (previews, tests, unusual addresses)."""
+        subscriber = addressee.recipient
+        unsubscribe_url, manage_url = self._email_links(addressee)
+        return self._render_email(addressee, subscriber.email, unsubscribe_url, manage_url)
+
+    def email_envelope(self, addressee: Addressee) -> EmailEnvelope | EmailMessage:
+        """The email for one reader, from the notice's layout rendered once: only the links,
+        the To header and the Message-ID differ between readers. The Message-ID is fixed
+        per delivery, so a copy sent twice after a crash is recognisably the same message."""
+        layout = self._layout(addressee)
+        subscriber = addressee.recipient
+        notice_part = f"{addressee.kind}{addressee.notice.id}"
+        message_id = f"<{notice_part}.d{addressee.delivery_id}@{self.domain or 'localhost'}>"
+        try:
+            return layout.envelope(subscriber.email, self._email_links(addressee), message_id)
+        except ValueError:  # an address the fast layout cannot carry: the full way
+            return self.email(addressee).to_mime(self.settings.mail_from)
+
+    def _email_links(self, addressee: Addressee) -> tuple[str, str]:
+        subscriber_id = addressee.recipient.id
+        category_ids = [c.id for c in addressee.matched]
+        return self.urls.unsubscribe(subscriber_id, category_ids), self.urls.manage(subscriber_id)
+
+    def _render_email(
+        self, addressee: Addressee, to: str, unsubscribe_url: str, manage_url: str
+    ) -> RenderedEmail:
         context = {
             **self._site(),
-            kind: notice,
-            "matched_categories": [c.name for c in matched],
+            addressee.kind: addressee.notice,
+            "matched_categories": [c.name for c in addressee.matched],
             "unsubscribe_url": unsubscribe_url,
-            "manage_url": self.urls.manage(subscriber.id),
+            "manage_url": manage_url,
         }
         headers = {
             "List-Unsubscribe": f"<{unsubscribe_url}>",
             "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
             "List-Id": f"{self.settings.site_name} <news.{_host(self.settings.public_url)}>",
         }
-        return self.renderer.render_email(kind, subscriber.email, context, headers)
+        return self.renderer.render_email(addressee.kind, to, context, headers)
+
+    def _layout(self, addressee: Addressee):
+        """Rendered once per notice, its content and the set of categories readers matched."""
+        from notifier.email_layout import EmailLayout
+
+        notice = addressee.notice
+        key = (addressee.kind, notice.id, _content_key(notice),
+               tuple(c.id for c in addressee.matched))  # fmt: skip
+        layout = _cached(self._layouts, key)
+        if layout is None:
+            rendered = self._render_email(addressee, "reader@invalid", UNSUBSCRIBE_SLOT,
+                                          MANAGE_SLOT)  # fmt: skip
+            layout = EmailLayout.prepare(rendered, self.settings.mail_from,
+                                         [UNSUBSCRIBE_SLOT, MANAGE_SLOT])  # fmt: skip
+            _remember(self._layouts, key, layout)
+        return layout
 
     def push_for(self, session: Session, delivery: Delivery) -> PushMessage | str:
         """The push for one delivery, or the reason it must not go out any more."""
-        subscription = session.get(PushSubscription, delivery.push_subscription_id)
-        found = _still_wanted(session, delivery, subscription, PushStatus.ACTIVE)
-        if isinstance(found, str):
-            return found
-        notice, _ = found
+        found = address_chunk(session, "push", [delivery.id])
+        if not found:
+            return "recipient or article deleted"
+        if isinstance(found[0], Unwanted):
+            return found[0].reason
+        return self.push(found[0])
+
+    def push(self, addressee: Addressee) -> PushMessage:
+        """The push for one browser: the payload is rendered once per notice; only the
+        subscription's own manage link differs."""
+        notice, subscription = addressee.notice, addressee.recipient
         if isinstance(notice, Alert):
             return self.alert_push(notice, subscription)
-        payload = self.renderer.render_push(
-            "article",
-            {
-                "title": notice.title,
-                "body": notice.summary,
-                "icon": self.settings.site_icon_url,
-                "image": notice.image_url,
-                "url": notice.link,
-                "tag": f"article-{notice.id}",
-                "manage_url": self.urls.push_manage(subscription.id),
-                "timestamp": _millis(notice.published_at or notice.first_seen_at),
-            },
-        )
+        key = ("article", notice.id, _content_key(notice))
+        payload = _cached(self._push_payloads, key)
+        if payload is None:
+            payload = self.renderer.render_push(
+                "article",
+                {
+                    "title": notice.title,
+                    "body": notice.summary,
+                    "icon": self.settings.site_icon_url,
+                    "image": notice.image_url,
+                    "url": notice.link,
+                    "tag": f"article-{notice.id}",
+                    "manage_url": MANAGE_SLOT,
+                    "timestamp": _millis(notice.published_at or notice.first_seen_at),
+                },
+            )
+            _remember(self._push_payloads, key, payload)
+        personal = {name: self.urls.push_manage(subscription.id) if value == MANAGE_SLOT
+                    else value for name, value in payload.items()}  # fmt: skip
         return PushMessage(
             endpoint=subscription.endpoint,
             p256dh=subscription.p256dh,
             auth=subscription.auth,
-            payload=payload,
+            payload=personal,
             ttl=self.settings.push_ttl_seconds,
             urgency="normal",
             topic=article_topic(notice.guid),
@@ -151,28 +217,24 @@ class Composer:
         return self.renderer.render_email("manage_link", subscriber.email, context)
 
 
-def _still_wanted(
-    session: Session, delivery: Delivery, recipient, active
-) -> tuple[Article | Alert, list[Category]] | str:
-    """The notice and the recipient's categories it matches, checked at send time; or why
-    it must not go out any more (the reader left or changed categories since planning, or
-    an editor stopped the alert)."""
-    if delivery.alert_id is not None:
-        notice = session.get(Alert, delivery.alert_id)
-        if notice is not None and notice.status != AlertStatus.SENDING:
-            return f"alert is {notice.status.value}"
-    else:
-        notice = session.get(Article, delivery.article_id)
-    if recipient is None or notice is None:
-        return "recipient or article deleted"
-    if recipient.status != active:
-        return f"{delivery.channel} recipient is {recipient.status.value}"
-    wanted = {c.id for c in recipient.categories}
-    targeted = recipient.categories if getattr(notice, "target_all", False) else notice.categories
-    matched = sorted((c for c in targeted if c.id in wanted), key=lambda c: c.name)
-    if not matched:
-        return "recipient no longer follows any of the article's categories"
-    return notice, matched
+def _content_key(notice: Article | Alert) -> tuple:
+    """What a rendered layout depends on, so an edited notice is rendered anew."""
+    if isinstance(notice, Alert):
+        return (notice.title, notice.body, notice.url, notice.image_url, notice.status)
+    return (notice.title, notice.summary, notice.link, notice.image_url)
+
+
+def _cached(cache: OrderedDict, key: tuple):
+    value = cache.get(key)
+    if value is not None:
+        cache.move_to_end(key)
+    return value
+
+
+def _remember(cache: OrderedDict, key: tuple, value) -> None:
+    cache[key] = value
+    while len(cache) > LAYOUT_CACHE_SIZE:
+        cache.popitem(last=False)
 
 
 def article_topic(guid: str) -> str:

@@ -188,7 +188,7 @@ class Settings:
     sweep_seconds: int = 60
     sweep_batch_limit: int = 50_000
     broker_visibility_timeout_seconds: int = 3600
-    worker_concurrency: int = 2
+    worker_concurrency: int = 4
     vapid_private_key: str = ""
     vapid_public_key: str = ""
     vapid_subject: str = "mailto:ops@localhost"
@@ -295,7 +295,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         broker_visibility_timeout_seconds=_int(
             env, "BROKER_VISIBILITY_TIMEOUT_SECONDS", 3600, minimum=60
         ),
-        worker_concurrency=_int(env, "WORKER_CONCURRENCY", 2, minimum=1),
+        worker_concurrency=_int(env, "WORKER_CONCURRENCY", 2 if dev_mode else 4, minimum=1),
         vapid_private_key=vapid_private_key,
         vapid_public_key=vapid_public_key,
         vapid_subject=env.get("VAPID_SUBJECT", "") or _mailto(mail_from),

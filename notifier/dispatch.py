@@ -1,14 +1,17 @@
-"""Send a batch of deliveries: claim, compose, send through one session per channel, record.
+"""Send a batch of deliveries: claim, address, send through one session per channel, record.
 
-Each outcome is committed right after its send, so a worker that dies can have sent at
-most one message that is not yet marked sent.
+Messages are composed as the channel pulls them and sent several at a time; outcomes are
+written in groups of DELIVERY_RECORD_BATCH, one statement per outcome kind. A worker that
+dies can have sent at most that many messages (plus those in flight) that are not yet
+marked sent: the price of not committing once per message.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections import defaultdict
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -19,12 +22,14 @@ from sqlalchemy.orm import Session
 from notifier import metrics
 from notifier.channels.base import Channel, Outcome, SendResult
 from notifier.config import Settings
+from notifier.domain.addressing import Unwanted
 from notifier.domain.deliveries import (
     RetryPolicy,
     apply_outcome,
     claim_deliveries,
+    mark_sent,
+    mark_skipped,
     renew_leases,
-    skip_delivery,
 )
 from notifier.logs import redact
 from notifier.models import Delivery
@@ -34,11 +39,20 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
+class Outgoing:
+    """A delivery cleared to go: its message is made when the channel asks for it."""
+
+    delivery_id: int
+    make: Callable[[], object]
+    since: datetime | None = None  # when the reader's wait began (latency metric)
+
+
+@dataclass(frozen=True)
 class Outlet:
-    """A channel bound to deliveries: how to compose its message and what 'gone' means."""
+    """A channel bound to deliveries: who a chunk goes to, and what 'gone' means."""
 
     channel: Channel
-    compose: Callable[[Session, Delivery], object]  # a message, or a str: why not to send
+    address: Callable[[Session, list[int]], list[Outgoing | Unwanted]]
     recipient_gone: Callable[[Session, Delivery, str, datetime], None]
 
 
@@ -70,14 +84,17 @@ def send_deliveries(
     claimed_at = now()
     claimed = claim_deliveries(session, delivery_ids, claimed_at, settings.delivery_lease_seconds)
     session.commit()
+    if not claimed:
+        return report
     lease = Lease(claimed, claimed_at, settings.delivery_lease_seconds)
     rows = session.execute(select(Delivery.channel, Delivery.id).where(Delivery.id.in_(claimed)))
     by_channel: dict[str, list[int]] = {}
     for channel, delivery_id in rows:
         by_channel.setdefault(channel, []).append(delivery_id)
     for channel, ids in by_channel.items():
-        _send_through(session, sorted(ids), outlets[channel], retry_policy(settings), now,
-                      report, lease)  # fmt: skip
+        recorder = Recorder(session, channel, outlets[channel], retry_policy(settings), now,
+                            lease, settings.delivery_record_batch, report)  # fmt: skip
+        _send_through(session, sorted(ids), outlets[channel], recorder, lease, now)
     return report
 
 
@@ -106,74 +123,143 @@ def _send_through(
     session: Session,
     ids: list[int],
     outlet: Outlet,
-    policy: RetryPolicy,
-    now: Callable[[], datetime],
-    report: BatchReport,
+    recorder: Recorder,
     lease: Lease,
+    now: Callable[[], datetime],
 ) -> None:
+    entries = outlet.address(session, ids)
+    since = {e.delivery_id: e.since for e in entries if isinstance(e, Outgoing)}
+    recorder.since = since
+
+    def messages() -> Iterator[tuple[int, object]]:
+        for entry in entries:
+            if isinstance(entry, Unwanted):
+                recorder.skip(entry.delivery_id, entry.reason)
+            elif lease.holds(session, entry.delivery_id, now()):
+                yield entry.delivery_id, entry.make()
+            # else: another worker holds it now
+
     connection = outlet.channel.open()
     try:
-        for delivery_id in ids:
-            if not lease.holds(session, delivery_id, now()):
-                continue  # another worker holds it now
-            delivery = session.get(Delivery, delivery_id)
-            message = outlet.compose(session, delivery)
-            if isinstance(message, str):
-                skip_delivery(delivery, message)
-                session.commit()
-                lease.release(delivery_id)
-                metrics.delivery_recorded(session, delivery)
-                report.skipped += 1
-                continue
-            result = connection.send(message)
-            delay, delivery = _record(session, delivery_id, result, outlet, policy, now, lease)
-            lease.release(delivery_id)
-            metrics.delivery_recorded(session, delivery)
-            if result.outcome is Outcome.SENT:
-                report.sent += 1
-            elif delay is None:
-                report.failed += 1
-                log.warning(
-                    "delivery %s failed: %s",
-                    delivery_id,
-                    redact(delivery.last_error or ""),
-                    extra=log_context(delivery),
-                )
-            else:
-                report.retry_in[delivery_id] = delay
+        send_many = getattr(connection, "send_many", None) or _one_by_one(connection)
+        for delivery_id, result in send_many(messages()):
+            recorder.add(delivery_id, result)
     finally:
-        connection.close()
-
-
-def _record(
-    session: Session,
-    delivery_id: int,
-    result: SendResult,
-    outlet: Outlet,
-    policy: RetryPolicy,
-    now: Callable[[], datetime],
-    lease: Lease,
-) -> tuple[float | None, Delivery]:
-    """Write the outcome of a send that happened. The message is out, so a database blip
-    must not lose that fact (the row would be sent again after its lease): keep trying
-    while the lease holds, then give up loudly."""
-    pause = 0.2
-    while True:
         try:
-            delivery = session.get(Delivery, delivery_id)
-            delay = apply_outcome(session, delivery, result, now(), policy)
+            recorder.flush()
+        finally:
+            connection.close()
+
+
+def _one_by_one(connection):
+    """For a channel session that sends one message at a time."""
+
+    def send_many(messages):
+        for key, message in messages:
+            yield key, connection.send(message)
+
+    return send_many
+
+
+class Recorder:
+    """Writes outcomes in groups: every sent message of a group in one statement, skips by
+    reason, and the rare retry/failure one by one (they carry their own reason and delay)."""
+
+    def __init__(
+        self,
+        session: Session,
+        channel: str,
+        outlet: Outlet,
+        policy: RetryPolicy,
+        now: Callable[[], datetime],
+        lease: Lease,
+        batch_size: int,
+        report: BatchReport,
+    ) -> None:
+        self.session, self.channel, self.outlet, self.policy = session, channel, outlet, policy
+        self.now, self.lease, self.batch_size, self.report = now, lease, batch_size, report
+        self.since: dict[int, datetime | None] = {}
+        self.sent: list[int] = []
+        self.skipped: dict[str, list[int]] = defaultdict(list)
+        self.others: list[tuple[int, SendResult]] = []
+        self.waiting = 0
+
+    def add(self, delivery_id: int, result: SendResult) -> None:
+        if result.outcome is Outcome.SENT:
+            self.sent.append(delivery_id)
+        else:
+            self.others.append((delivery_id, result))
+        self._count()
+
+    def skip(self, delivery_id: int, reason: str) -> None:
+        self.skipped[reason].append(delivery_id)
+        self._count()
+
+    def _count(self) -> None:
+        self.waiting += 1
+        if self.waiting >= self.batch_size:
+            self.flush()
+
+    def flush(self) -> None:
+        """Commit what happened. The messages are out, so a database blip must not lose that
+        fact (they would be sent again after the lease): keep trying while the lease holds,
+        then give up loudly."""
+        if not self.waiting:
+            return
+        pause = 0.2
+        while True:
+            try:
+                at = self.now()
+                finals = self._write(at)
+                self.session.commit()
+                break
+            except (OperationalError, InterfaceError) as error:
+                self.session.rollback()
+                if self.now() + timedelta(seconds=pause) >= self.lease.until:
+                    raise
+                log.warning("database unavailable while recording %s outcomes (%s); retrying",
+                            self.waiting, type(error).__name__)  # fmt: skip
+                time.sleep(pause)
+                pause = min(pause * 2, 5.0)
+        self._count_outcomes(at, finals)
+        for delivery_id in [*self.sent, *(i for ids in self.skipped.values() for i in ids),
+                            *(i for i, _ in self.others)]:  # fmt: skip
+            self.lease.release(delivery_id)
+        self.sent, self.skipped, self.others, self.waiting = [], defaultdict(list), [], 0
+
+    def _write(self, at: datetime) -> list[Delivery]:
+        if self.sent:
+            mark_sent(self.session, self.sent, at)
+        for reason, ids in self.skipped.items():
+            mark_skipped(self.session, ids, reason)
+        finals = []
+        for delivery_id, result in self.others:
+            delivery = self.session.get(Delivery, delivery_id)
+            delay = apply_outcome(self.session, delivery, result, at, self.policy)
             if result.outcome is Outcome.GONE:
-                outlet.recipient_gone(session, delivery, result.detail, now())
-            session.commit()
-            return delay, delivery
-        except (OperationalError, InterfaceError) as error:
-            session.rollback()
-            if now() + timedelta(seconds=pause) >= lease.until:
-                raise
-            log.warning("database unavailable while recording delivery %s (%s); retrying",
-                        delivery_id, type(error).__name__)  # fmt: skip
-            time.sleep(pause)
-            pause = min(pause * 2, 5.0)
+                self.outlet.recipient_gone(self.session, delivery, result.detail, at)
+            if delay is not None:
+                self.report.retry_in[delivery_id] = delay
+            finals.append(delivery)
+        return finals
+
+    def _count_outcomes(self, at: datetime, finals: list[Delivery]) -> None:
+        self.report.sent += len(self.sent)
+        skipped = sum(len(ids) for ids in self.skipped.values())
+        self.report.skipped += skipped
+        metrics.deliveries_counted(self.channel, "sent", len(self.sent))
+        metrics.deliveries_counted(self.channel, "skipped", skipped)
+        metrics.latencies_observed(
+            self.channel,
+            [(at - since).total_seconds() for i in self.sent if (since := self.since.get(i))],
+        )
+        for delivery in finals:
+            metrics.delivery_recorded(self.session, delivery)
+            if delivery.id not in self.report.retry_in:
+                self.report.failed += 1
+                log.warning("delivery %s failed: %s", delivery.id,
+                            redact(delivery.last_error or ""),
+                            extra=log_context(delivery))  # fmt: skip
 
 
 def log_context(delivery: Delivery) -> dict[str, object]:

@@ -99,6 +99,18 @@ def delivery_recorded(session: Session, delivery: Delivery) -> None:
             NOTIFICATION_LATENCY.labels(delivery.channel).observe(seconds)
 
 
+def deliveries_counted(channel: str, outcome: str, count: int) -> None:
+    """A group of outcomes recorded in one statement (the fan-out's sent and skipped)."""
+    if count:
+        DELIVERIES.labels(channel, outcome).inc(count)
+
+
+def latencies_observed(channel: str, seconds: list[float]) -> None:
+    histogram = NOTIFICATION_LATENCY.labels(channel)
+    for value in seconds:
+        histogram.observe(max(0.0, value))
+
+
 def _outcome(delivery: Delivery) -> str:
     if delivery.status is DeliveryStatus.FAILED:
         return "gone" if (delivery.last_error or "").startswith("gone:") else "failed"

@@ -276,6 +276,7 @@ class Alert(Base):
     # A retried API call or a double-clicked Send carries the same key: one alert.
     idempotency_key: Mapped[str | None] = mapped_column(String(200), unique=True)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    fanned_out_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # every chunk planned
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     status_changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 

@@ -25,19 +25,28 @@ from notifier.config import Settings
 from notifier.db import session_scope
 from notifier.dispatch import retry_policy
 from notifier.dispatch import send_deliveries as send_batch
-from notifier.domain.alerts import finish_if_done, plan_alert, release_due_alerts
+from notifier.domain.alerts import (
+    alert_channels,
+    alert_notice,
+    finish_if_done,
+    finish_planning,
+    release_due_alerts,
+    start_alert,
+    unplanned_alert_ids,
+)
 from notifier.domain.deliveries import (
+    AUDIENCES,
+    Notice,
     alert_ids_of,
     note_queued,
     overdue_delivery_ids,
-    pending_delivery_chunks,
-    plan_article,
+    plan_chunks,
     unplanned_article_ids,
 )
 from notifier.domain.feeds import sync_feeds
 from notifier.feed_poller import poll_feed as poll_one_feed
 from notifier.logs import redact
-from notifier.models import Alert
+from notifier.models import Alert, Article
 from notifier.timeutil import utcnow
 
 log = logging.getLogger(__name__)
@@ -106,24 +115,34 @@ def poll_feed(self, feed_id: int) -> list[int]:
     return new_ids
 
 
+def _plan_and_queue(session, notice: Notice, channels, settings: Settings) -> dict[str, int]:
+    """Plan a chunk, commit, queue it, next chunk: the first messages go out while the rest
+    of the audience is still being planned, and memory holds one chunk, not the audience."""
+    planned = dict.fromkeys(channels, 0)
+    chunks = plan_chunks(session, notice, channels, utcnow(), settings.delivery_chunk_size,
+                         queued_at=utcnow())  # fmt: skip
+    for chunk in chunks:
+        session.commit()
+        planned[chunk.channel] += chunk.planned
+        if chunk.delivery_ids:
+            send_deliveries.apply_async((chunk.delivery_ids,))
+    return planned
+
+
 @shared_task(bind=True, name="notifier.tasks.fan_out_article")
 @retried_through_outages
 def fan_out_article(self, article_id: int) -> dict[str, int]:
     settings = _settings(self)
     with metrics.fanout_timer("article"), session_scope(settings.database_url) as session:
-        planned = plan_article(session, article_id, utcnow())
+        if session.get(Article, article_id) is None:
+            return {}
+        planned = _plan_and_queue(session, Notice.article(article_id), list(AUDIENCES), settings)
+        article = session.get(Article, article_id)
+        if article is not None and article.fanned_out_at is None:
+            article.fanned_out_at = utcnow()
         session.commit()
-        chunks = 0
-        for ids in pending_delivery_chunks(session, article_id, settings.delivery_chunk_size):
-            queue_deliveries(session, ids)
-            chunks += 1
-    log.info(
-        "article %s: %s deliveries planned, %s chunks queued",
-        article_id,
-        planned,
-        chunks,
-        extra={"article_id": article_id},
-    )
+    log.info("article %s: %s deliveries planned and queued", article_id, planned,
+             extra={"article_id": article_id})  # fmt: skip
     return planned
 
 
@@ -132,13 +151,16 @@ def fan_out_article(self, article_id: int) -> dict[str, int]:
 def fan_out_alert(self, alert_id: int) -> dict[str, int]:
     settings = _settings(self)
     with metrics.fanout_timer("alert"), session_scope(settings.database_url) as session:
-        planned = plan_alert(session, alert_id, utcnow())
+        alert = start_alert(session, alert_id, utcnow())
+        if alert is None:
+            return {}
         session.commit()
-        chunks = pending_delivery_chunks(
-            session, alert_id, settings.delivery_chunk_size, notice_column="alert_id"
-        )
-        for ids in chunks:
-            queue_deliveries(session, ids)
+        channels = alert_channels(alert)
+        planned = _plan_and_queue(session, alert_notice(alert), channels, settings)
+        alert = session.get(Alert, alert_id)
+        if alert is not None:
+            finish_planning(session, alert, utcnow())
+        session.commit()
     log.info("alert %s: %s deliveries planned", alert_id, planned, extra={"alert_id": alert_id})
     return planned
 
@@ -229,6 +251,7 @@ def sweep(self) -> dict:
     with session_scope(settings.database_url) as session:
         now = utcnow()
         articles = unplanned_article_ids(session, now, settings.sweep_seconds)
+        alerts = unplanned_alert_ids(session, now, settings.sweep_seconds)
         overdue = overdue_delivery_ids(
             session, now, settings.sweep_seconds, settings.sweep_requeue_after_seconds,
             settings.sweep_batch_limit,
@@ -237,6 +260,9 @@ def sweep(self) -> dict:
             queue_deliveries(session, overdue[start : start + settings.delivery_chunk_size])
     for article_id in articles:
         fan_out_article.delay(article_id)
-    if articles or overdue:
-        log.warning("sweep re-queued %s articles, %s deliveries", len(articles), len(overdue))
-    return {"articles": len(articles), "deliveries": len(overdue)}
+    for alert_id in alerts:
+        fan_out_alert.delay(alert_id)
+    if articles or alerts or overdue:
+        log.warning("sweep re-queued %s articles, %s alerts, %s deliveries", len(articles),
+                    len(alerts), len(overdue))  # fmt: skip
+    return {"articles": len(articles), "alerts": len(alerts), "deliveries": len(overdue)}

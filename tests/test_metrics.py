@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -18,10 +19,11 @@ from sqlalchemy.orm import Session
 
 from notifier import metrics
 from notifier.channels.base import Outcome, SendResult
+from notifier.channels.registry import outlets
 from notifier.cli import _export_metrics_dir
 from notifier.compose import Composer
 from notifier.db import session_scope
-from notifier.dispatch import Outlet, send_deliveries
+from notifier.dispatch import send_deliveries
 from notifier.domain.alerts import create_alert, plan_alert, validate_alert
 from notifier.domain.deliveries import pending_delivery_chunks, plan_article
 from notifier.metrics import RecordedCollector
@@ -78,7 +80,7 @@ def test_each_outcome_is_counted_once_and_sent_ones_are_timed(session, settings)
         SendResult(Outcome.GONE, "550 no such user"),
         SendResult(Outcome.FAILED, "554 refused"),
     )
-    outlet = Outlet(channel, Composer(settings).email_for, lambda *_: None)
+    outlet = replace(outlets(settings, Composer(settings))["email"], channel=channel)
     before = {o: in_process("notifier_deliveries_total", channel="email", outcome=o)
               for o in OUTCOMES}  # fmt: skip
     timed = in_process("notifier_notification_latency_seconds_count", channel="email")
@@ -100,7 +102,8 @@ def test_an_alert_is_timed_from_its_start(session, settings):
                             started - timedelta(minutes=5))  # fmt: skip
     plan_alert(session, alert.id, started)
     session.commit()
-    outlet = Outlet(ScriptedChannel(SendResult.sent()), Composer(settings).email_for, print)
+    outlet = replace(outlets(settings, Composer(settings))["email"],
+                     channel=ScriptedChannel(SendResult.sent()))  # fmt: skip
     labels = {"channel": "email"}
     count, total = (in_process(f"notifier_notification_latency_seconds_{part}", **labels)
                     for part in ("count", "sum"))  # fmt: skip

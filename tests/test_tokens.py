@@ -7,7 +7,7 @@ import json
 import time
 
 import pytest
-from itsdangerous import TimestampSigner
+from itsdangerous import TimestampSigner, URLSafeSerializer
 
 from notifier.tokens import ConfirmRequest, TokenError, Tokens, UnsubscribeRequest, address_digest
 
@@ -198,3 +198,16 @@ def test_token_error_messages_are_fit_for_readers(tokens):
         tokens.read_unsubscribe_token("garbage")
     with pytest.raises(TokenError, match=r"^This link is not valid\.$"):
         tokens.read_manage_token("garbage")
+
+
+def test_links_signed_by_plain_itsdangerous_still_work_compressed_or_not(tokens):
+    """Fan-out signs without trying zlib; links sent before (some compressed) stay valid."""
+    plain = URLSafeSerializer(SECRET, salt="notifier.unsubscribe")
+    many = list(range(1, 80))  # long enough that itsdangerous compressed it
+    compressed = plain.dumps({"s": 5, "c": many})
+    assert compressed.startswith(".")
+    assert tokens.read_unsubscribe_token(compressed) == UnsubscribeRequest(5, tuple(many))
+    assert tokens.unsubscribe_token(5, [2, 1]) == plain.dumps({"s": 5, "c": [1, 2]})
+    assert tokens.read_unsubscribe_token(tokens.unsubscribe_token(5, many)).category_ids == tuple(
+        many
+    )

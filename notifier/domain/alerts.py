@@ -167,16 +167,39 @@ def audience_size(session: Session, draft: AlertDraft) -> dict[str, int]:
     return sizes
 
 
+def start_alert(session: Session, alert_id: int, now: datetime) -> Alert | None:
+    """Begin an alert's fan-out: a queued alert starts sending now; one that is sending but
+    whose planning never finished (its planner died) is resumed. Others: None."""
+    alert = session.get(Alert, alert_id)
+    if alert is None:
+        return None
+    if alert.status == AlertStatus.QUEUED:
+        _set_status(alert, AlertStatus.SENDING, now)
+        alert.started_at = now
+        return alert
+    if alert.status == AlertStatus.SENDING and alert.fanned_out_at is None:
+        return alert
+    return None
+
+
+def alert_notice(alert: Alert) -> Notice:
+    return Notice.alert(alert.id, alert.target_all)
+
+
+def finish_planning(session: Session, alert: Alert, now: datetime) -> None:
+    """Every chunk is planned: from now on the alert is done when its deliveries are."""
+    alert.fanned_out_at = now
+    finish_if_done(session, alert.id, now)
+
+
 def plan_alert(session: Session, alert_id: int, now: datetime) -> dict[str, int]:
     """Record the alert's deliveries once; a second run (or a stopped alert) adds nothing."""
-    alert = session.get(Alert, alert_id)
-    if alert is None or alert.status != AlertStatus.QUEUED:
+    alert = start_alert(session, alert_id, now)
+    if alert is None:
         return {}
-    notice = Notice.alert(alert.id, alert.target_all)
-    planned = {c: plan_deliveries(session, notice, c, now) for c in alert_channels(alert)}
-    _set_status(alert, AlertStatus.SENDING, now)
-    alert.started_at = now
-    finish_if_done(session, alert.id, now)
+    planned = {c: plan_deliveries(session, alert_notice(alert), c, now)
+               for c in alert_channels(alert)}  # fmt: skip
+    finish_planning(session, alert, now)
     return planned
 
 
@@ -198,6 +221,19 @@ def release_due_alerts(session: Session, now: datetime, grace_seconds: int) -> l
     for alert in due:
         _set_status(alert, AlertStatus.QUEUED, now)
     return sorted({*stale, *(alert.id for alert in due)})
+
+
+def unplanned_alert_ids(session: Session, now: datetime, grace_seconds: int) -> list[int]:
+    """Sending alerts whose planner stopped before the last chunk (a worker died)."""
+    return list(
+        session.scalars(
+            select(Alert.id).where(
+                Alert.status == AlertStatus.SENDING,
+                Alert.fanned_out_at.is_(None),
+                Alert.status_changed_at <= now - timedelta(seconds=grace_seconds),
+            )
+        )
+    )
 
 
 def cancel_alert(session: Session, alert_id: int, now: datetime) -> Alert:
@@ -246,7 +282,7 @@ def alert_progress(session: Session, alert_id: int) -> dict[str, dict[str, int]]
 
 def finish_if_done(session: Session, alert_id: int, now: datetime) -> bool:
     alert = session.get(Alert, alert_id)
-    if alert is None or alert.status != AlertStatus.SENDING:
+    if alert is None or alert.status != AlertStatus.SENDING or alert.fanned_out_at is None:
         return False
     open_rows = session.scalar(
         select(func.count()).where(

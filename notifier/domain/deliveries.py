@@ -32,6 +32,9 @@ from notifier.models import (
     subscriber_categories,
 )
 
+# Bulk statements go to the table, not the ORM entity: no per-row session bookkeeping.
+DELIVERIES = Delivery.__table__
+
 
 @dataclass(frozen=True)
 class RetryPolicy:
@@ -81,40 +84,136 @@ class Notice:
         return cls("alert_id", alert_id, None if target_all else alert_categories)
 
 
-def plan_deliveries(session: Session, notice: Notice, channel: str, now: datetime) -> int:
-    """Record one pending delivery per active recipient the notice targets on this channel.
+@dataclass(frozen=True)
+class PlannedChunk:
+    """One chunk of a notice's audience on one channel, recorded in one statement."""
 
-    One INSERT … SELECT DISTINCT: however many categories match, a recipient gets one row,
-    and the unique key makes a second run (a redelivered task) insert nothing.
-    """
+    channel: str
+    planned: int  # deliveries this run inserted (0 when an earlier run had planned them)
+    delivery_ids: list[int]  # the chunk's unsent deliveries, new and earlier ones
+
+
+def plan_chunks(
+    session: Session,
+    notice: Notice,
+    channels: Sequence[str],
+    now: datetime,
+    chunk_size: int,
+    queued_at: datetime | None = None,
+) -> Iterator[PlannedChunk]:
+    """Plan a notice's deliveries a chunk of recipients at a time, never the whole audience
+    in memory, taking turns between channels so the first push is planned as early as the
+    first email. Recipients are walked by id (keyset): per chunk one statement finds its
+    bounds and one INSERT … SELECT records it (noted `queued_at` when the caller is about
+    to queue it); the unique keys make a second run insert nothing, and such a run hands
+    back the chunk's unsent deliveries with one more statement. The caller commits after
+    each chunk, then hands it to a task."""
+    streams = [
+        _plan_channel(session, notice, channel, now, chunk_size, queued_at) for channel in channels
+    ]
+    while streams:
+        for stream in list(streams):
+            chunk = next(stream, None)
+            if chunk is None:
+                streams.remove(stream)
+            else:
+                yield chunk
+
+
+def _plan_channel(
+    session: Session,
+    notice: Notice,
+    channel: str,
+    now: datetime,
+    chunk_size: int,
+    queued_at: datetime | None,
+) -> Iterator[PlannedChunk]:
     audience = AUDIENCES[channel]
+    last = 0
+    while True:
+        upper, size = session.execute(_chunk_bounds(audience, notice, last, chunk_size)).one()
+        if upper is None:
+            return
+        insert = _insert_chunk(session, audience, notice, channel, now, last, upper, queued_at)
+        ids = sorted(session.scalars(insert.returning(Delivery.id)))
+        planned = len(ids)
+        if planned < size:  # an earlier run planned some: hand back its unsent ones too
+            ids = _chunk_delivery_ids(session, audience, notice, channel, last, upper, queued_at)
+        yield PlannedChunk(channel, planned, ids)
+        last = upper
+
+
+def _targeted_recipients(audience: Audience, notice: Notice):
+    """(recipient id column, a SELECT of the active recipients the notice targets)."""
     recipient = audience.recipient
+    if notice.categories is None:
+        return recipient.id, select(recipient.id).where(recipient.status == audience.active)
+    membership = audience.membership
+    recipient_id = membership.c[audience.recipient_column]
+    query = (
+        select(recipient_id)
+        .join(recipient, recipient.id == recipient_id)
+        .join(notice.categories, notice.categories.c.category_id == membership.c.category_id)
+        .where(notice.categories.c[notice.column] == notice.id)
+        .where(recipient.status == audience.active)
+    )
+    return recipient_id, query
+
+
+def _chunk_bounds(audience: Audience, notice: Notice, last: int, chunk_size: int):
+    """The highest recipient id among the next `chunk_size` targeted recipients after `last`,
+    and how many there are."""
+    recipient_id, query = _targeted_recipients(audience, notice)
+    chunk = (
+        query.where(recipient_id > last)
+        .group_by(recipient_id)
+        .order_by(recipient_id)
+        .limit(chunk_size)
+        .subquery()
+    )
+    return select(func.max(chunk.c[0]), func.count())
+
+
+def _insert_chunk(session, audience, notice, channel, now, last, upper, queued_at):
+    recipient_id, query = _targeted_recipients(audience, notice)
     fixed = [
         literal(DeliveryStatus.PENDING.value), literal(0),
         literal(now, Delivery.created_at.type), literal(now, Delivery.next_attempt_at.type),
+        literal(queued_at, Delivery.queued_at.type),
     ]  # fmt: skip
-    if notice.categories is None:
-        matching = select(literal(notice.id), recipient.id, literal(channel), *fixed)
-    else:
-        membership = audience.membership
-        recipient_id = membership.c[audience.recipient_column]
-        matching = (
-            select(literal(notice.id), recipient_id, literal(channel), *fixed)
-            .distinct()
-            .join(recipient, recipient.id == recipient_id)
-            .join(
-                notice.categories,
-                notice.categories.c.category_id == membership.c.category_id,
-            )
-            .where(notice.categories.c[notice.column] == notice.id)
-        )
-    matching = matching.where(recipient.status == audience.active)
-    columns = [notice.column, audience.recipient_column, "channel", "status", "attempts",
-               "created_at", "next_attempt_at"]  # fmt: skip
-    statement = insert_ignoring_conflicts(session, Delivery.__table__).from_select(
-        columns, matching
+    matching = (
+        query.with_only_columns(literal(notice.id), recipient_id, literal(channel), *fixed)
+        .where(recipient_id > last, recipient_id <= upper)
+        .distinct()
     )
-    return len(session.scalars(statement.returning(Delivery.id)).all())
+    columns = [notice.column, audience.recipient_column, "channel", "status", "attempts",
+               "created_at", "next_attempt_at", "queued_at"]  # fmt: skip
+    return insert_ignoring_conflicts(session, Delivery.__table__).from_select(columns, matching)
+
+
+def _chunk_delivery_ids(session, audience, notice, channel, last, upper, queued_at):
+    recipient = getattr(Delivery, audience.recipient_column)
+    where = (
+        getattr(Delivery, notice.column) == notice.id,
+        Delivery.channel == channel,
+        recipient > last,
+        recipient <= upper,
+        Delivery.status.in_([DeliveryStatus.PENDING, DeliveryStatus.SENDING]),
+    )
+    if queued_at is None:
+        ids = session.scalars(select(Delivery.id).where(*where))
+    else:
+        ids = session.scalars(
+            update(DELIVERIES).where(*where).values(queued_at=queued_at).returning(Delivery.id)
+        )
+    return sorted(ids)
+
+
+def plan_deliveries(session: Session, notice: Notice, channel: str, now: datetime) -> int:
+    """Record one pending delivery per active recipient the notice targets on this channel
+    (all chunks at once; fan-out tasks use `plan_chunks` to queue as they go)."""
+    chunks = plan_chunks(session, notice, [channel], now, chunk_size=5000)
+    return sum(chunk.planned for chunk in chunks)
 
 
 def plan_article_deliveries(session: Session, article_id: int, channel: str, now: datetime) -> int:
@@ -199,7 +298,7 @@ def claim_deliveries(
     if not ids:
         return []
     claimed = session.scalars(
-        update(Delivery)
+        update(DELIVERIES)
         .where(Delivery.id.in_(ids), _claimable(now))
         .values(
             status=DeliveryStatus.SENDING,
@@ -220,7 +319,7 @@ def renew_leases(
     if not ids:
         return [], until
     kept = session.scalars(
-        update(Delivery)
+        update(DELIVERIES)
         .where(
             Delivery.id.in_(ids),
             Delivery.status == DeliveryStatus.SENDING,
@@ -258,6 +357,24 @@ def apply_outcome(
     return delay
 
 
+def mark_sent(session: Session, delivery_ids: Sequence[int], now: datetime) -> None:
+    """Accepted by the server: one statement for a whole group of deliveries."""
+    session.execute(
+        update(DELIVERIES)
+        .where(Delivery.id.in_(delivery_ids))
+        .values(status=DeliveryStatus.SENT, sent_at=now, lease_until=None, last_error=None)
+    )
+
+
+def mark_skipped(session: Session, delivery_ids: Sequence[int], reason: str) -> None:
+    """Not to be sent any more (the reader left, the alert was stopped), with the reason."""
+    session.execute(
+        update(DELIVERIES)
+        .where(Delivery.id.in_(delivery_ids))
+        .values(status=DeliveryStatus.SKIPPED, lease_until=None, last_error=reason)
+    )
+
+
 def skip_delivery(delivery: Delivery, reason: str) -> None:
     delivery.status = DeliveryStatus.SKIPPED
     delivery.lease_until = None
@@ -266,7 +383,9 @@ def skip_delivery(delivery: Delivery, reason: str) -> None:
 
 def note_queued(session: Session, delivery_ids: Sequence[int], run_at: datetime) -> None:
     """Remember that a task for these deliveries is with the broker, due at `run_at`."""
-    session.execute(update(Delivery).where(Delivery.id.in_(delivery_ids)).values(queued_at=run_at))
+    session.execute(
+        update(DELIVERIES).where(Delivery.id.in_(delivery_ids)).values(queued_at=run_at)
+    )
 
 
 def overdue_delivery_ids(

@@ -72,12 +72,19 @@ def _email_figures(
 # 1 ------------------------------------------------------------------------------------------
 
 
-def worker_killed(tmp: Path, database_url: str, recipients: int = 3000, concurrency: int = 2):
+def worker_killed(
+    tmp: Path, database_url: str, recipients: int = 3000, concurrency: int = 2,
+    record_batch: int = 10, connections: int = 2,
+):  # fmt: skip
     """SIGKILL the whole worker (prefork parent and children) a third of the way through a
-    fan-out, at a moment when each child has a message accepted by the SMTP server but not
+    fan-out, at a moment when each child has messages accepted by the SMTP server but not
     yet acknowledged, then start a new worker. Every recipient gets the article; the only
-    duplicates are the messages sent but not marked: at most one per killed process."""
-    with open_stack(tmp, database_url) as stack:
+    duplicates are the messages sent but not marked: per killed process at most those in
+    flight on its SMTP connections and those waiting for their group to be recorded."""
+    with open_stack(
+        tmp, database_url, DELIVERY_RECORD_BATCH=str(record_batch),
+        SMTP_CONNECTIONS=str(connections),
+    ) as stack:  # fmt: skip
         emails = seed_email_subscribers(database_url, recipients)
         article = seed_article(database_url)
         stack.beat()
@@ -374,14 +381,17 @@ def database_outage(
 
 def worker_terminated(
     tmp: Path, database_url: str, recipients: int = 300, concurrency: int = 2,
-    whole_group: bool = False,
+    whole_group: bool = False, record_batch: int = 10, connections: int = 2,
 ):  # fmt: skip
     """SIGTERM mid fan-out, while each worker process has a message on the wire. To the main
     process only (what `docker stop` sends to the container's PID 1): a warm shutdown finishes
     the batches in progress and hands the prefetched ones back. With `whole_group`, to every
     process of the worker (systemd's default KillMode=control-group, `kill -TERM -PGID`): the
     pool children die at once, as if killed. A new worker then delivers the rest."""
-    with open_stack(tmp, database_url) as stack:
+    with open_stack(
+        tmp, database_url, DELIVERY_RECORD_BATCH=str(record_batch),
+        SMTP_CONNECTIONS=str(connections),
+    ) as stack:  # fmt: skip
         emails = seed_email_subscribers(database_url, recipients)
         article = seed_article(database_url)
         stack.beat()

@@ -1,0 +1,134 @@
+"""Who a chunk of deliveries goes to, checked at send time, in four statements per chunk.
+
+A reader may have left, changed categories or been suppressed since planning, and an editor
+may have stopped an alert: each delivery either gets its recipient, notice and the notice's
+categories the recipient still follows, or the reason it must not go out any more.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, selectinload
+
+from notifier.domain.deliveries import AUDIENCES
+from notifier.models import Alert, AlertStatus, Article, Category, Delivery
+
+
+@dataclass(frozen=True)
+class Addressee:
+    delivery_id: int
+    notice: Article | Alert
+    recipient: object  # Subscriber (email) or PushSubscription (push)
+    matched: tuple[Category, ...]  # the notice's categories the recipient follows, by name
+
+    @property
+    def kind(self) -> str:
+        return "alert" if isinstance(self.notice, Alert) else "article"
+
+
+@dataclass(frozen=True)
+class Unwanted:
+    delivery_id: int
+    reason: str
+
+
+def address_chunk(
+    session: Session, channel: str, delivery_ids: Sequence[int]
+) -> list[Addressee | Unwanted]:
+    """One entry per delivery id, in the order given."""
+    audience = AUDIENCES[channel]
+    recipient_column = getattr(Delivery, audience.recipient_column)
+    rows = session.execute(
+        select(Delivery.id, Delivery.article_id, Delivery.alert_id, recipient_column).where(
+            Delivery.id.in_(delivery_ids)
+        )
+    ).all()
+    recipient_ids = {row[3] for row in rows if row[3] is not None}
+    recipients = {
+        r.id: r
+        for r in session.scalars(
+            select(audience.recipient).where(audience.recipient.id.in_(recipient_ids))
+        )
+    }
+    follows: dict[int, set[int]] = defaultdict(set)
+    membership = audience.membership
+    member = membership.c[audience.recipient_column]
+    for recipient_id, category_id in session.execute(
+        select(member, membership.c.category_id).where(member.in_(recipient_ids))
+    ):
+        follows[recipient_id].add(category_id)
+    notices = _notices(session, rows)
+    categories = _categories(session, follows, notices)
+
+    by_id = {row[0]: row for row in rows}
+    entries: list[Addressee | Unwanted] = []
+    for delivery_id in delivery_ids:
+        row = by_id.get(delivery_id)
+        if row is None:
+            continue  # deleted with its notice or recipient: nothing to send, nothing to record
+        _, article_id, alert_id, recipient_id = row
+        notice = notices.get(("alert", alert_id) if alert_id else ("article", article_id))
+        recipient = recipients.get(recipient_id)
+        entries.append(
+            _addressee(
+                delivery_id,
+                channel,
+                notice,
+                recipient,
+                follows[recipient_id],
+                categories,
+                audience.active,
+            )
+        )
+    return entries
+
+
+def _addressee(delivery_id, channel, notice, recipient, followed, categories, active):
+    if isinstance(notice, Alert) and notice.status != AlertStatus.SENDING:
+        return Unwanted(delivery_id, f"alert is {notice.status.value}")
+    if recipient is None or notice is None:
+        return Unwanted(delivery_id, "recipient or article deleted")
+    if recipient.status != active:
+        return Unwanted(delivery_id, f"{channel} recipient is {recipient.status.value}")
+    if getattr(notice, "target_all", False):
+        targeted = followed
+    else:
+        targeted = {c.id for c in notice.categories} & followed
+    matched = sorted((categories[i] for i in targeted if i in categories), key=lambda c: c.name)
+    if not matched:
+        return Unwanted(delivery_id, "recipient no longer follows any of the article's categories")
+    return Addressee(delivery_id, notice, recipient, tuple(matched))
+
+
+def _notices(session: Session, rows) -> dict[tuple[str, int], Article | Alert]:
+    article_ids = {row[1] for row in rows if row[1] is not None}
+    alert_ids = {row[2] for row in rows if row[2] is not None}
+    found: dict[tuple[str, int], Article | Alert] = {}
+    if article_ids:
+        query = select(Article).where(Article.id.in_(article_ids))
+        for article in session.scalars(query.options(selectinload(Article.categories))):
+            found[("article", article.id)] = article
+    if alert_ids:
+        query = select(Alert).where(Alert.id.in_(alert_ids))
+        for alert in session.scalars(query.options(selectinload(Alert.categories))):
+            found[("alert", alert.id)] = alert
+    return found
+
+
+def _categories(session: Session, follows, notices) -> dict[int, Category]:
+    ids = set().union(*follows.values()) if follows else set()
+    for notice in notices.values():
+        ids.update(c.id for c in notice.categories)
+    return {c.id: c for c in session.scalars(select(Category).where(Category.id.in_(ids)))}
+
+
+def notice_time(notice: Article | Alert) -> datetime | None:
+    """When readers' wait began: the article first seen, or the alert started."""
+    if isinstance(notice, Alert):
+        return notice.started_at or notice.created_at
+    return notice.first_seen_at

@@ -1,0 +1,206 @@
+"""The streaming fan-out engine: chunked planning, bulk recording, resumable alerts."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import replace
+
+import pytest
+from sqlalchemy import event, func, select
+
+from notifier.channels.base import SendResult
+from notifier.channels.registry import outlets
+from notifier.compose import Composer
+from notifier.dispatch import send_deliveries
+from notifier.domain.alerts import (
+    alert_notice,
+    create_alert,
+    finish_if_done,
+    finish_planning,
+    start_alert,
+    unplanned_alert_ids,
+    validate_alert,
+)
+from notifier.domain.deliveries import Notice, plan_chunks
+from notifier.models import AlertStatus, Delivery, DeliveryStatus
+from notifier.timeutil import utcnow
+from tests import factories
+
+FOLLOWS = [("news",), ("economy",), ("news", "economy"), ("culture",), ("economy", "culture")]
+
+
+def _readers(session, count: int) -> set[int]:
+    """`count` readers over several categories; returns the ids a News+Economy story reaches."""
+    reached = set()
+    for n in range(count):
+        slugs = FOLLOWS[n % len(FOLLOWS)]
+        reader = factories.subscriber(session, f"r{n}@example.com", *slugs)
+        if {"news", "economy"} & set(slugs):
+            reached.add(reader.id)
+    session.commit()
+    return reached
+
+
+@contextmanager
+def statements(session):
+    seen: list[str] = []
+
+    def record(_conn, _cursor, statement, *_args):
+        seen.append(" ".join(statement.split()))
+
+    engine = session.get_bind()
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+
+
+def test_the_audience_is_planned_a_chunk_at_a_time_once_each(session):
+    reached = _readers(session, 23)
+    story = factories.article(session, "news", "economy")
+    session.commit()
+    notice, queued_at = Notice.article(story.id), utcnow()
+
+    chunks = list(plan_chunks(session, notice, ["email"], utcnow(), 4, queued_at=queued_at))
+    session.commit()
+
+    assert all(0 < len(chunk.delivery_ids) <= 4 for chunk in chunks)
+    recipients = session.scalars(select(Delivery.subscriber_id).order_by(Delivery.id)).all()
+    assert sorted(recipients) == sorted(reached), "each reader once, however many matches"
+    assert [i for c in chunks for i in c.delivery_ids] == sorted(
+        session.scalars(select(Delivery.id))
+    )
+    assert session.scalar(select(func.count()).where(Delivery.queued_at != queued_at)) == 0
+
+    again = list(plan_chunks(session, notice, ["email"], utcnow(), 4))
+    assert sum(c.planned for c in again) == 0, "a second run inserts nothing"
+    assert [c.delivery_ids for c in again] == [c.delivery_ids for c in chunks], (
+        "and hands back the same unsent deliveries to queue"
+    )
+
+
+def test_planning_costs_two_statements_per_chunk_however_big_the_chunk(session):
+    _readers(session, 40)
+    story = factories.article(session, "news", "economy")
+    session.commit()
+    reached, notice = 32, Notice.article(story.id)  # 8 of the 40 follow only Culture
+
+    with statements(session) as small:
+        chunks = list(plan_chunks(session, notice, ["email"], utcnow(), 8))
+    session.rollback()
+    with statements(session) as large:
+        list(plan_chunks(session, notice, ["email"], utcnow(), 100))
+    session.commit()
+
+    assert len(chunks) == reached // 8
+    assert len(small) == 2 * len(chunks) + 1  # bounds, INSERT … SELECT; then "no more"
+    assert len(large) == 2 + 1
+    inserts = [s for s in small if s.startswith("INSERT INTO deliveries")]
+    assert len(inserts) == len(chunks), "one INSERT per chunk, never one per reader"
+
+
+def test_channels_take_turns_so_the_first_push_is_planned_with_the_first_email(
+    session, push_service
+):
+    for n in range(6):
+        factories.subscriber(session, f"r{n}@example.com", "news")
+        factories.push_subscription(session, push_service.new_subscription(), "news")
+    story = factories.article(session, "news")
+    session.commit()
+
+    chunks = plan_chunks(session, Notice.article(story.id), ["email", "push"], utcnow(), 2)
+    order = [chunk.channel for chunk in chunks]
+
+    assert order == ["email", "push"] * 3
+
+
+def test_outcomes_are_written_a_group_at_a_time(session, settings, smtp):
+    _readers(session, 75)  # 60 reached
+    story = factories.article(session, "news", "economy")
+    session.commit()
+    ids = [i for c in plan_chunks(session, Notice.article(story.id), ["email"], utcnow(), 500)
+           for i in c.delivery_ids]  # fmt: skip
+    session.commit()
+    batched = settings.with_overrides(delivery_record_batch=25)
+
+    with statements(session) as seen:
+        report = send_deliveries(session, ids, outlets(batched, Composer(batched)), batched)
+
+    assert report.sent == 60 and len(smtp.handler.received) == 60
+    updates = [s for s in seen if s.startswith("UPDATE deliveries")]
+    assert len(updates) == 1 + 3, "one claim, then one statement per 25 outcomes"
+    assert len(seen) < 15, f"a batch of 60 costs a handful of statements, not 60: {seen}"
+
+
+class BreaksMidway:
+    """A channel whose connection drops for good after a few messages went out."""
+
+    name = "email"
+
+    def __init__(self, sent_before_failing: int) -> None:
+        self.left = sent_before_failing
+
+    def open(self):
+        return self
+
+    def send_many(self, messages):
+        for key, _message in messages:
+            if not self.left:
+                raise RuntimeError("the worker is going down")
+            self.left -= 1
+            yield key, SendResult.sent()
+
+    def close(self) -> None:
+        pass
+
+
+def test_what_was_sent_before_a_crash_is_recorded_and_the_rest_stays_claimed(session, settings):
+    _readers(session, 15)  # 12 reached
+    story = factories.article(session, "news", "economy")
+    session.commit()
+    ids = [i for c in plan_chunks(session, Notice.article(story.id), ["email"], utcnow(), 500)
+           for i in c.delivery_ids]  # fmt: skip
+    session.commit()
+    batched = settings.with_overrides(delivery_record_batch=5)
+    email = replace(outlets(batched, Composer(batched))["email"], channel=BreaksMidway(7))
+
+    with pytest.raises(RuntimeError):
+        send_deliveries(session, ids, {"email": email}, batched)
+
+    session.expire_all()
+    states = dict(
+        session.execute(select(Delivery.status, func.count()).group_by(Delivery.status)).all()
+    )
+    assert states == {DeliveryStatus.SENT: 7, DeliveryStatus.SENDING: 5}, (
+        "the 7 sent are recorded (5 at the group, 2 on the way out); the rest wait for the lease"
+    )
+
+
+def test_an_alert_is_not_done_before_its_last_chunk_is_planned(session, settings):
+    for n in range(4):
+        factories.subscriber(session, f"r{n}@example.com", "defense")
+    data = {"title": "Ceasefire", "channels": ["email"], "categories": ["defense"]}
+    alert, _ = create_alert(session, validate_alert(session, data, settings.site_url, utcnow()),
+                            utcnow())  # fmt: skip
+    session.commit()
+    alert = start_alert(session, alert.id, utcnow())
+    session.commit()
+    first = next(plan_chunks(session, alert_notice(alert), ["email"], utcnow(), 2))
+    session.commit()
+    for delivery in session.scalars(select(Delivery).where(Delivery.id.in_(first.delivery_ids))):
+        delivery.status = DeliveryStatus.SENT
+    session.commit()
+
+    assert not finish_if_done(session, alert.id, utcnow()), "two readers are not planned yet"
+    later = utcnow().replace(year=utcnow().year + 1)
+    assert unplanned_alert_ids(session, later, 60) == [alert.id], "the sweeper resumes it"
+    assert start_alert(session, alert.id, utcnow()) is alert, "and a second planner may go on"
+
+    list(plan_chunks(session, alert_notice(alert), ["email"], utcnow(), 2))
+    session.execute(Delivery.__table__.update().values(status=DeliveryStatus.SENT.value))
+    finish_planning(session, alert, utcnow())
+    session.commit()
+
+    assert alert.status == AlertStatus.SENT
+    assert unplanned_alert_ids(session, later, 60) == []
