@@ -31,6 +31,7 @@ from notifier.domain.deliveries import (
     mark_skipped,
     renew_leases,
 )
+from notifier.domain.sql import among
 from notifier.logs import redact
 from notifier.models import Delivery
 from notifier.timeutil import utcnow
@@ -87,7 +88,9 @@ def send_deliveries(
     if not claimed:
         return report
     lease = Lease(claimed, claimed_at, settings.delivery_lease_seconds)
-    rows = session.execute(select(Delivery.channel, Delivery.id).where(Delivery.id.in_(claimed)))
+    rows = session.execute(
+        select(Delivery.channel, Delivery.id).where(among(session, Delivery.id, claimed))
+    )
     by_channel: dict[str, list[int]] = {}
     for channel, delivery_id in rows:
         by_channel.setdefault(channel, []).append(delivery_id)

@@ -16,6 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from notifier.domain.deliveries import AUDIENCES
+from notifier.domain.sql import among
 from notifier.models import Alert, AlertStatus, Article, Category, Delivery
 
 
@@ -45,21 +46,21 @@ def address_chunk(
     recipient_column = getattr(Delivery, audience.recipient_column)
     rows = session.execute(
         select(Delivery.id, Delivery.article_id, Delivery.alert_id, recipient_column).where(
-            Delivery.id.in_(delivery_ids)
+            among(session, Delivery.id, delivery_ids)
         )
     ).all()
     recipient_ids = {row[3] for row in rows if row[3] is not None}
     recipients = {
         r.id: r
         for r in session.scalars(
-            select(audience.recipient).where(audience.recipient.id.in_(recipient_ids))
+            select(audience.recipient).where(among(session, audience.recipient.id, recipient_ids))
         )
     }
     follows: dict[int, set[int]] = defaultdict(set)
     membership = audience.membership
     member = membership.c[audience.recipient_column]
     for recipient_id, category_id in session.execute(
-        select(member, membership.c.category_id).where(member.in_(recipient_ids))
+        select(member, membership.c.category_id).where(among(session, member, recipient_ids))
     ):
         follows[recipient_id].add(category_id)
     notices = _notices(session, rows)

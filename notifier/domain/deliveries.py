@@ -17,7 +17,7 @@ from sqlalchemy import Table, and_, func, literal, or_, select, update
 from sqlalchemy.orm import Session
 
 from notifier.channels.base import Outcome, SendResult
-from notifier.domain.sql import insert_ignoring_conflicts
+from notifier.domain.sql import among, insert_ignoring_conflicts
 from notifier.models import (
     Article,
     Delivery,
@@ -299,7 +299,7 @@ def claim_deliveries(
         return []
     claimed = session.scalars(
         update(DELIVERIES)
-        .where(Delivery.id.in_(ids), _claimable(now))
+        .where(among(session, Delivery.id, ids), _claimable(now))
         .values(
             status=DeliveryStatus.SENDING,
             lease_until=now + timedelta(seconds=lease_seconds),
@@ -321,7 +321,7 @@ def renew_leases(
     kept = session.scalars(
         update(DELIVERIES)
         .where(
-            Delivery.id.in_(ids),
+            among(session, Delivery.id, ids),
             Delivery.status == DeliveryStatus.SENDING,
             Delivery.lease_until == held_until,
         )
@@ -361,7 +361,7 @@ def mark_sent(session: Session, delivery_ids: Sequence[int], now: datetime) -> N
     """Accepted by the server: one statement for a whole group of deliveries."""
     session.execute(
         update(DELIVERIES)
-        .where(Delivery.id.in_(delivery_ids))
+        .where(among(session, Delivery.id, delivery_ids))
         .values(status=DeliveryStatus.SENT, sent_at=now, lease_until=None, last_error=None)
     )
 
@@ -370,7 +370,7 @@ def mark_skipped(session: Session, delivery_ids: Sequence[int], reason: str) -> 
     """Not to be sent any more (the reader left, the alert was stopped), with the reason."""
     session.execute(
         update(DELIVERIES)
-        .where(Delivery.id.in_(delivery_ids))
+        .where(among(session, Delivery.id, delivery_ids))
         .values(status=DeliveryStatus.SKIPPED, lease_until=None, last_error=reason)
     )
 

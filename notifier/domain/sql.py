@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Table
+from collections.abc import Iterable
+
+from sqlalchemy import Integer, Table, any_, literal
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -12,3 +14,13 @@ def insert_ignoring_conflicts(session: Session, table: Table):
     dialect = session.get_bind().dialect.name
     module = postgresql if dialect == "postgresql" else sqlite
     return module.insert(table).on_conflict_do_nothing()
+
+
+def among(session: Session, column, ids: Iterable[int]):
+    """`column IN ids` for a chunk of ids. On PostgreSQL `column = ANY(:array)`: one bound
+    array, so the statement text is the same for every chunk size and is compiled, parsed
+    and prepared once, not once per distinct length."""
+    values = list(ids)
+    if session.get_bind().dialect.name == "postgresql":
+        return column == any_(literal(values, postgresql.ARRAY(Integer)))
+    return column.in_(values)
