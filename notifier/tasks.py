@@ -121,7 +121,7 @@ def _plan_and_queue(session, notice: Notice, channels, settings: Settings) -> di
     channels = sorted(channels, key=lambda channel: channel != "push")  # the fastest first
     planned = dict.fromkeys(channels, 0)
     chunks = plan_chunks(session, notice, channels, utcnow(), settings.delivery_chunk_size,
-                         queued_at=utcnow())  # fmt: skip
+                         queued_at=utcnow)  # fmt: skip
     for chunk in chunks:
         session.commit()
         planned[chunk.channel] += chunk.planned

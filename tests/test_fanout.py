@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from dataclasses import replace
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import event, func, select
@@ -62,7 +63,7 @@ def test_the_audience_is_planned_a_chunk_at_a_time_once_each(session):
     session.commit()
     notice, queued_at = Notice.article(story.id), utcnow()
 
-    chunks = list(plan_chunks(session, notice, ["email"], utcnow(), 4, queued_at=queued_at))
+    chunks = list(plan_chunks(session, notice, ["email"], utcnow(), 4, lambda: queued_at))
     session.commit()
 
     assert all(0 < len(chunk.delivery_ids) <= 4 for chunk in chunks)
@@ -204,3 +205,25 @@ def test_an_alert_is_not_done_before_its_last_chunk_is_planned(session, settings
 
     assert alert.status == AlertStatus.SENT
     assert unplanned_alert_ids(session, later, 60) == []
+
+
+def test_each_chunk_is_noted_queued_when_it_is_queued_not_when_planning_began(session):
+    """A million-reader fan-out plans for minutes: its last chunks were not queued at the
+    start, and the sweeper must not take them for lost."""
+    _readers(session, 10)  # 8 reached
+    story = factories.article(session, "news", "economy")
+    session.commit()
+    start = utcnow()
+    ticks = iter(range(100))
+
+    def clock():
+        return start + timedelta(minutes=next(ticks))
+
+    chunks = list(plan_chunks(session, Notice.article(story.id), ["email"], start, 3, clock))
+    session.commit()
+
+    queued = [
+        session.scalars(select(Delivery.queued_at).where(Delivery.id.in_(c.delivery_ids))).all()
+        for c in chunks
+    ]
+    assert [set(q) for q in queued] == [{start + timedelta(minutes=m)} for m in range(3)]

@@ -9,7 +9,7 @@ hold the same row at once.
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -99,15 +99,16 @@ def plan_chunks(
     channels: Sequence[str],
     now: datetime,
     chunk_size: int,
-    queued_at: datetime | None = None,
+    queued_at: Callable[[], datetime] | None = None,
 ) -> Iterator[PlannedChunk]:
     """Plan a notice's deliveries a chunk of recipients at a time, never the whole audience
     in memory, taking turns between channels so the first push is planned as early as the
     first email. Recipients are walked by id (keyset): per chunk one statement finds its
-    bounds and one INSERT … SELECT records it (noted `queued_at` when the caller is about
-    to queue it); the unique keys make a second run insert nothing, and such a run hands
-    back the chunk's unsent deliveries with one more statement. The caller commits after
-    each chunk, then hands it to a task."""
+    bounds and one INSERT … SELECT records it (noted queued at `queued_at()` when the
+    caller is about to queue it, read per chunk: a long fan-out's last chunks are not
+    mistaken for lost by the sweeper); the unique keys make a second run insert nothing,
+    and such a run hands back the chunk's unsent deliveries with one more statement. The
+    caller commits after each chunk, then hands it to a task."""
     streams = [
         _plan_channel(session, notice, channel, now, chunk_size, queued_at) for channel in channels
     ]
@@ -126,11 +127,12 @@ def _plan_channel(
     channel: str,
     now: datetime,
     chunk_size: int,
-    queued_at: datetime | None,
+    queue_clock: Callable[[], datetime] | None,
 ) -> Iterator[PlannedChunk]:
     audience = AUDIENCES[channel]
     last = 0
     while True:
+        queued_at = queue_clock() if queue_clock else None
         upper, size = session.execute(_chunk_bounds(audience, notice, last, chunk_size)).one()
         if upper is None:
             return
