@@ -17,7 +17,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
-    UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -318,21 +318,37 @@ class Delivery(Base):
 
     __tablename__ = "deliveries"
     __table_args__ = (
-        UniqueConstraint("article_id", "subscriber_id", "channel", name="uq_deliveries_recipient"),
-        UniqueConstraint(
-            "article_id", "push_subscription_id", "channel", name="uq_deliveries_push_recipient"
-        ),
-        UniqueConstraint(
-            "alert_id", "subscriber_id", "channel", name="uq_deliveries_alert_recipient"
-        ),
-        UniqueConstraint(
-            "alert_id", "push_subscription_id", "channel", name="uq_deliveries_alert_push_recipient"
+        # Partial: a row names one notice and one recipient, so it sits in one unique index
+        # (not four), and each status change writes one entry there, not four.
+        *(
+            Index(
+                name,
+                notice,
+                recipient,
+                "channel",
+                unique=True,
+                postgresql_where=text(f"{notice} IS NOT NULL AND {recipient} IS NOT NULL"),
+                sqlite_where=text(f"{notice} IS NOT NULL AND {recipient} IS NOT NULL"),
+            )
+            for name, notice, recipient in (
+                ("uq_deliveries_recipient", "article_id", "subscriber_id"),
+                ("uq_deliveries_push_recipient", "article_id", "push_subscription_id"),
+                ("uq_deliveries_alert_recipient", "alert_id", "subscriber_id"),
+                ("uq_deliveries_alert_push_recipient", "alert_id", "push_subscription_id"),
+            )
         ),
         CheckConstraint("(article_id IS NULL) <> (alert_id IS NULL)", name="one_notice"),
         CheckConstraint(
             "(subscriber_id IS NULL) <> (push_subscription_id IS NULL)", name="one_recipient"
         ),
-        Index("ix_deliveries_due", "status", "next_attempt_at"),
+        # Only rows that can still be due: sent ones leave it.
+        Index(
+            "ix_deliveries_due",
+            "status",
+            "next_attempt_at",
+            postgresql_where=text("status IN ('pending', 'sending')"),
+            sqlite_where=text("status IN ('pending', 'sending')"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
