@@ -24,7 +24,7 @@ from notifier.models import Alert, AlertStatus, Article, Category, Delivery
 class Addressee:
     delivery_id: int
     notice: Article | Alert
-    recipient: object  # Subscriber (email) or PushSubscription (push)
+    recipient: object  # a subscribers (email) or push_subscriptions (push) row
     matched: tuple[Category, ...]  # the notice's categories the recipient follows, by name
 
     @property
@@ -43,18 +43,18 @@ def address_chunk(
 ) -> list[Addressee | Unwanted]:
     """One entry per delivery id, in the order given."""
     audience = AUDIENCES[channel]
-    recipient_column = getattr(Delivery, audience.recipient_column)
+    deliveries = Delivery.__table__.c
     rows = session.execute(
-        select(Delivery.id, Delivery.article_id, Delivery.alert_id, recipient_column).where(
-            among(session, Delivery.id, delivery_ids)
-        )
-    ).all()
+        select(deliveries.id, deliveries.article_id, deliveries.alert_id,
+               deliveries[audience.recipient_column])
+        .where(among(session, deliveries.id, delivery_ids))
+    ).all()  # fmt: skip
     recipient_ids = {row[3] for row in rows if row[3] is not None}
+    # Plain rows, not ORM objects: a chunk is hundreds of recipients, read once, never changed.
+    table = audience.recipient.__table__
     recipients = {
-        r.id: r
-        for r in session.scalars(
-            select(audience.recipient).where(among(session, audience.recipient.id, recipient_ids))
-        )
+        row.id: row
+        for row in session.execute(select(table).where(among(session, table.c.id, recipient_ids)))
     }
     follows: dict[int, set[int]] = defaultdict(set)
     membership = audience.membership

@@ -287,9 +287,10 @@ def _channel_chunks(
 
 
 def _claimable(now: datetime):
+    row = DELIVERIES.c
     return or_(
-        and_(Delivery.status == DeliveryStatus.PENDING, Delivery.next_attempt_at <= now),
-        and_(Delivery.status == DeliveryStatus.SENDING, Delivery.lease_until < now),
+        and_(row.status == DeliveryStatus.PENDING, row.next_attempt_at <= now),
+        and_(row.status == DeliveryStatus.SENDING, row.lease_until < now),
     )
 
 
@@ -301,13 +302,13 @@ def claim_deliveries(
         return []
     claimed = session.scalars(
         update(DELIVERIES)
-        .where(among(session, Delivery.id, ids), _claimable(now))
+        .where(among(session, DELIVERIES.c.id, ids), _claimable(now))
         .values(
             status=DeliveryStatus.SENDING,
             lease_until=now + timedelta(seconds=lease_seconds),
-            attempts=Delivery.attempts + 1,
+            attempts=DELIVERIES.c.attempts + 1,
         )
-        .returning(Delivery.id)
+        .returning(DELIVERIES.c.id)
     )
     return sorted(claimed)
 
@@ -323,12 +324,12 @@ def renew_leases(
     kept = session.scalars(
         update(DELIVERIES)
         .where(
-            among(session, Delivery.id, ids),
-            Delivery.status == DeliveryStatus.SENDING,
-            Delivery.lease_until == held_until,
+            among(session, DELIVERIES.c.id, ids),
+            DELIVERIES.c.status == DeliveryStatus.SENDING,
+            DELIVERIES.c.lease_until == held_until,
         )
         .values(lease_until=until)
-        .returning(Delivery.id)
+        .returning(DELIVERIES.c.id)
     )
     return sorted(kept), until
 
@@ -363,7 +364,7 @@ def mark_sent(session: Session, delivery_ids: Sequence[int], now: datetime) -> N
     """Accepted by the server: one statement for a whole group of deliveries."""
     session.execute(
         update(DELIVERIES)
-        .where(among(session, Delivery.id, delivery_ids))
+        .where(among(session, DELIVERIES.c.id, delivery_ids))
         .values(status=DeliveryStatus.SENT, sent_at=now, lease_until=None, last_error=None)
     )
 
@@ -372,7 +373,7 @@ def mark_skipped(session: Session, delivery_ids: Sequence[int], reason: str) -> 
     """Not to be sent any more (the reader left, the alert was stopped), with the reason."""
     session.execute(
         update(DELIVERIES)
-        .where(among(session, Delivery.id, delivery_ids))
+        .where(among(session, DELIVERIES.c.id, delivery_ids))
         .values(status=DeliveryStatus.SKIPPED, lease_until=None, last_error=reason)
     )
 
