@@ -50,12 +50,8 @@ class Composer:
 
     def email_for(self, session: Session, delivery: Delivery) -> RenderedEmail | str:
         """The notification for one delivery, or the reason it must not go out any more."""
-        found = address_chunk(session, "email", [delivery.id])
-        if not found:
-            return "recipient or article deleted"
-        if isinstance(found[0], Unwanted):
-            return found[0].reason
-        return self.email(found[0])
+        found = _addressed(session, "email", delivery)
+        return found if isinstance(found, str) else self.email(found)
 
     def email(self, addressee: Addressee) -> RenderedEmail:
         """The whole email rendered for one reader (previews, tests, unusual addresses)."""
@@ -116,12 +112,8 @@ class Composer:
 
     def push_for(self, session: Session, delivery: Delivery) -> PushMessage | str:
         """The push for one delivery, or the reason it must not go out any more."""
-        found = address_chunk(session, "push", [delivery.id])
-        if not found:
-            return "recipient or article deleted"
-        if isinstance(found[0], Unwanted):
-            return found[0].reason
-        return self.push(found[0])
+        found = _addressed(session, "push", delivery)
+        return found if isinstance(found, str) else self.push(found)
 
     def push(self, addressee: Addressee) -> PushMessage:
         """The push for one browser: the payload is rendered once per notice; only the
@@ -215,6 +207,13 @@ class Composer:
             return None
         context = {**self._site(), "manage_url": self.urls.manage(subscriber.id)}
         return self.renderer.render_email("manage_link", subscriber.email, context)
+
+
+def _addressed(session: Session, channel: str, delivery: Delivery) -> Addressee | str:
+    found = address_chunk(session, channel, [delivery.id])
+    if not found:
+        return "recipient or article deleted"
+    return found[0].reason if isinstance(found[0], Unwanted) else found[0]
 
 
 def _content_key(notice: Article | Alert) -> tuple:

@@ -42,6 +42,17 @@ def _readers(session, count: int) -> set[int]:
     return reached
 
 
+def _planned_story(session, readers: int) -> list[int]:
+    """A News+Economy story planned for email to `readers` readers; its delivery ids."""
+    _readers(session, readers)
+    story = factories.article(session, "news", "economy")
+    session.commit()
+    chunks = plan_chunks(session, Notice.article(story.id), ["email"], utcnow(), 500)
+    ids = [i for chunk in chunks for i in chunk.delivery_ids]
+    session.commit()
+    return ids
+
+
 @contextmanager
 def statements(session):
     seen: list[str] = []
@@ -117,12 +128,7 @@ def test_channels_take_turns_so_the_first_push_is_planned_with_the_first_email(
 
 
 def test_outcomes_are_written_a_group_at_a_time(session, settings, smtp):
-    _readers(session, 75)  # 60 reached
-    story = factories.article(session, "news", "economy")
-    session.commit()
-    ids = [i for c in plan_chunks(session, Notice.article(story.id), ["email"], utcnow(), 500)
-           for i in c.delivery_ids]  # fmt: skip
-    session.commit()
+    ids = _planned_story(session, readers=75)  # 60 reached
     batched = settings.with_overrides(delivery_record_batch=25)
 
     with statements(session) as seen:
@@ -157,12 +163,7 @@ class BreaksMidway:
 
 
 def test_what_was_sent_before_a_crash_is_recorded_and_the_rest_stays_claimed(session, settings):
-    _readers(session, 15)  # 12 reached
-    story = factories.article(session, "news", "economy")
-    session.commit()
-    ids = [i for c in plan_chunks(session, Notice.article(story.id), ["email"], utcnow(), 500)
-           for i in c.delivery_ids]  # fmt: skip
-    session.commit()
+    ids = _planned_story(session, readers=15)  # 12 reached
     batched = settings.with_overrides(delivery_record_batch=5)
     email = replace(outlets(batched, Composer(batched))["email"], channel=BreaksMidway(7))
 

@@ -109,16 +109,19 @@ def plan_chunks(
     mistaken for lost by the sweeper); the unique keys make a second run insert nothing,
     and such a run hands back the chunk's unsent deliveries with one more statement. The
     caller commits after each chunk, then hands it to a task."""
-    streams = [
-        _plan_channel(session, notice, channel, now, chunk_size, queued_at) for channel in channels
-    ]
+    plans = [_plan_channel(session, notice, c, now, chunk_size, queued_at) for c in channels]
+    yield from _taking_turns(plans)
+
+
+def _taking_turns(streams: list[Iterator]) -> Iterator:
+    """One item from each stream in turn until all are exhausted."""
     while streams:
         for stream in list(streams):
-            chunk = next(stream, None)
-            if chunk is None:
+            item = next(stream, None)
+            if item is None:
                 streams.remove(stream)
             else:
-                yield chunk
+                yield item
 
 
 def _plan_channel(
@@ -248,17 +251,12 @@ def pending_delivery_chunks(
 ) -> Iterator[list[int]]:
     """A notice's unsent deliveries, a chunk at a time, taking turns between channels so
     the first push goes out as soon as the first email (keyset paging per channel)."""
-    streams = [
-        _channel_chunks(session, notice_column, notice_id, channel, chunk_size)
-        for channel in AUDIENCES
-    ]
-    while streams:
-        for stream in list(streams):
-            chunk = next(stream, None)
-            if chunk is None:
-                streams.remove(stream)
-            else:
-                yield chunk
+    yield from _taking_turns(
+        [
+            _channel_chunks(session, notice_column, notice_id, channel, chunk_size)
+            for channel in AUDIENCES
+        ]
+    )
 
 
 def _channel_chunks(
