@@ -3,11 +3,13 @@
     .venv/bin/python bench/fanout.py                       # 100,000 readers
     .venv/bin/python bench/fanout.py --readers 1000000     # peak RSS at a million
     .venv/bin/python bench/fanout.py --readers 2000 --naive-sample 200 --json
+    .venv/bin/python bench/fanout.py --channels push       # every reader a push subscriber
 
 Needs what the tests need: PostgreSQL (TEST_DATABASE_URL, default postgres@127.0.0.1:5432/test;
 a scratch database is created, seeded and dropped) and Redis (--redis-url, default database
-13, flushed). Seeds N readers (half email, half push, each following 1-3 of the site's
-categories, every one of them News or Economy), starts an SMTP sink (Postfix's smtp-sink,
+13, flushed). Seeds N readers (half email, half push, or all of one channel with --channels
+email|push; each following 1-3 of the site's categories, every one of them News or Economy),
+starts an SMTP sink (Postfix's smtp-sink,
 installed with apt-get when missing and running as root, else an aiosmtpd stand-in) and a
 push sink (bench/sinks.py, its own process) on 127.0.0.1, real `notifier worker` processes
 and the web app, then publishes one article in News + Economy through the CMS webhook
@@ -471,11 +473,14 @@ def wait_for_messages(
     watch: list[Child],
     label: str,
 ) -> Arrivals:
-    """Poll the sinks until every message is accepted (or nothing moved for stall_timeout)."""
+    """Poll the sinks until every message is accepted (or nothing moved for stall_timeout).
+    A channel expecting nothing (emails or pushes 0) is neither waited for nor counted: its
+    count is 0 and its times None (its sink's snapshot or stats still come back)."""
     moved, seen, report_at = time.monotonic(), -1, time.monotonic() + 5
     timed_out = ""
     while True:
-        mail, pushed = smtp.snapshot().accepted, push.stats()["accepted"]
+        mail = smtp.snapshot().accepted if emails else 0
+        pushed = push.stats()["accepted"] if pushes else 0
         now = time.monotonic()
         if mail >= emails and pushed >= pushes:
             break
@@ -486,29 +491,31 @@ def wait_for_messages(
         for child in watch:
             if child.popen.poll() is not None:
                 timed_out = f"{child.name} exited ({child.popen.returncode})"
-        if problem := smtp.died():
+        if emails and (problem := smtp.died()):
             timed_out = problem
         if timed_out:
             say(f"{label}: giving up: {timed_out}")
             break
         if now >= report_at:
-            say(f"{label}: {mail:,}/{emails:,} emails, {pushed:,}/{pushes:,} pushes accepted")
+            counts = [f"{mail:,}/{emails:,} emails"] if emails else []
+            counts += [f"{pushed:,}/{pushes:,} pushes"] if pushes else []
+            say(f"{label}: {', '.join(counts)} accepted")
             report_at = now + 5
         time.sleep(0.1)  # the times come from the sinks: polling only notices the end
     time.sleep(1.0)  # late duplicates (a retried batch) would arrive now
     smtp.wait_for_dump()
     phase, stats = smtp.snapshot(), push.stats()
 
-    def since(moment: float | None) -> float | None:
-        return None if moment is None else moment - started
+    def since(moment: float | None, wanted: int) -> float | None:
+        return None if moment is None or not wanted else moment - started
 
     return Arrivals(
-        emails=phase.accepted,
-        pushes=stats["accepted"],
-        first_email=since(phase.first),
-        first_push=since(stats["first"]),
-        last_email=since(phase.last),
-        last_push=since(stats["last"]),
+        emails=phase.accepted if emails else 0,
+        pushes=stats["accepted"] if pushes else 0,
+        first_email=since(phase.first, emails),
+        first_push=since(stats["first"], pushes),
+        last_email=since(phase.last, emails),
+        last_push=since(stats["last"], pushes),
         timed_out=timed_out,
         smtp=phase,
         push=stats,
@@ -673,20 +680,25 @@ def run_fast(
     worker.stop()
     statements = after.get("statements", 0) - before + web_count
     delivered = arrivals.emails + arrivals.pushes
-    smtp_phase = arrivals.smtp
-    email = channel_check(
-        arrivals.emails, smtp_phase.per_id, smtp_phase.duplicates, smtp_phase.unknown, seeded.emails
-    )
-    email["average_bytes"] = round(smtp_phase.dump_bytes / max(1, smtp_phase.dumped))
-    stats = arrivals.push
-    pushed = {
-        "readers": seeded.pushes,
-        "delivered": seeded.pushes - stats["lost"],
-        "lost": stats["lost"],
-        "duplicates": stats["duplicates"],
-        "unexpected": stats["unknown"],
-        "accepted": arrivals.pushes,
-    }
+    smtp_phase, stats = arrivals.smtp, arrivals.push
+    email = pushed = None  # a channel without readers (--channels) has no figures
+    if seeded.emails:
+        email = channel_check(
+            arrivals.emails, smtp_phase.per_id, smtp_phase.duplicates, smtp_phase.unknown,
+            seeded.emails,
+        )  # fmt: skip
+        email["average_bytes"] = round(smtp_phase.dump_bytes / max(1, smtp_phase.dumped))
+    if seeded.pushes:
+        pushed = {
+            "readers": seeded.pushes,
+            "delivered": seeded.pushes - stats["lost"],
+            "lost": stats["lost"],
+            "duplicates": stats["duplicates"],
+            "unexpected": stats["unknown"],
+            "accepted": arrivals.pushes,
+        }
+    # What the sink of a channel without readers took anyway: 0 unless something is wrong.
+    stray = (0 if email else smtp_phase.accepted) + (0 if pushed else stats["unknown"])
     hwm = sorted(sampler.hwm_kb.values(), reverse=True)
     return {
         "article_id": article_id,
@@ -716,6 +728,7 @@ def run_fast(
         "deliveries_table": table,
         "email": email,
         "push": pushed,
+        "stray_messages": stray,
         "cpu_seconds": cpu_used,
         "machine": machine,
         "push_sink": {
@@ -744,7 +757,8 @@ def run_naive(
 ) -> dict:
     from celery import Celery
 
-    emails = min(seeded.emails, args.naive_sample // 2)
+    # Half and half, or all of the sample on the one channel seeded (--channels).
+    emails = min(seeded.emails, args.naive_sample // 2 if seeded.pushes else args.naive_sample)
     pushes = min(seeded.pushes, args.naive_sample - emails)
     env = {**settings_env(settings), "PYTHONPATH": str(ROOT)}
     command = [
@@ -827,7 +841,9 @@ def table(figures: dict) -> str:
     fast, naive, seeded = figures["fast"], figures.get("naive"), figures["seeding"]
     machine = fast["machine"]
     readers = figures["readers"]
-    email, push = fast["email"], fast["push"]
+    email, push = fast["email"], fast["push"]  # None: the channel had no readers (--channels)
+    present = [(name, c) for name, c in (("email", email), ("push", push)) if c is not None]
+    only = "" if len(present) == 2 else f" (--channels {present[0][0]})"
     cpu = fast["cpu_seconds"]
     rows: list[tuple[str, str, str, str, str]] = []
 
@@ -838,23 +854,31 @@ def table(figures: dict) -> str:
     span_e = (fast["seconds_to_last_email"] or 0) - (fast["seconds_to_first_email"] or 0)
     span_p = (fast["seconds_to_last_push"] or 0) - (fast["seconds_to_first_push"] or 0)
     row("readers", f"{readers:,}", f"{seeded['emails']:,} email, {seeded['pushes']:,} push")
+    if email is None:
+        row("emails/s", "-", f"no email readers{only}")
+    else:
+        row(
+            "emails/s", _n(eps), f"{fast['emails']:,} accepted, first to last in {span_e:.2f} s;"
+            f" {email['average_bytes'] / 1024:.1f} KiB each",
+            f">= {TARGETS['emails_per_second']:,}",
+            None if eps is None else eps >= TARGETS["emails_per_second"],
+        )  # fmt: skip
+    if push is None:
+        row("pushes/s", "-", f"no push subscriptions{only}")
+    else:
+        row(
+            "pushes/s", _n(pps), f"{fast['pushes']:,} accepted, first to last in {span_p:.2f} s",
+            f">= {TARGETS['pushes_per_second']:,}",
+            None if pps is None else pps >= TARGETS["pushes_per_second"],
+        )  # fmt: skip
     row(
-        "emails/s", _n(eps), f"{fast['emails']:,} accepted, first to last in {span_e:.2f} s;"
-        f" {email['average_bytes'] / 1024:.1f} KiB each",
-        f">= {TARGETS['emails_per_second']:,}",
-        None if eps is None else eps >= TARGETS["emails_per_second"],
+        "messages/s, webhook to last", _n(fast["messages_per_second"]),
+        "both channels" if not only else f"{present[0][0]} only",
     )  # fmt: skip
-    row(
-        "pushes/s", _n(pps), f"{fast['pushes']:,} accepted, first to last in {span_p:.2f} s",
-        f">= {TARGETS['pushes_per_second']:,}",
-        None if pps is None else pps >= TARGETS["pushes_per_second"],
-    )  # fmt: skip
-    row("messages/s, webhook to last", _n(fast["messages_per_second"]), "both channels")
     last = fast["seconds_to_last"]
     row(
         "seconds, article to last accepted", _n(last, 2),
-        f"last email {_n(fast['seconds_to_last_email'], 2)},"
-        f" last push {_n(fast['seconds_to_last_push'], 2)}",
+        ", ".join(f"last {name} {_n(fast[f'seconds_to_last_{name}'], 2)}" for name, _ in present),
         f"<= {TARGETS['seconds_to_last']} (100,000)",
         None if readers < 100_000 or last is None
         else last <= TARGETS["seconds_to_last"] and not fast["timed_out"],
@@ -862,9 +886,9 @@ def table(figures: dict) -> str:
     first_push = fast["seconds_to_first_push"]
     row(
         "time to first message", _n(fast["seconds_to_first"], 3, " s"),
-        f"first email {_n(fast['seconds_to_first_email'], 3)}, first push"
-        f" {_n(first_push, 3)}; webhook answered in {fast['webhook_seconds']:.3f}",
-        f"push < {TARGETS['first_push']:.0f} s",
+        ", ".join(f"first {name} {_n(fast[f'seconds_to_first_{name}'], 3)}" for name, _ in present)
+        + f"; webhook answered in {fast['webhook_seconds']:.3f}",
+        f"push < {TARGETS['first_push']:.0f} s" if push is not None else "",
         None if first_push is None else first_push < TARGETS["first_push"],
     )  # fmt: skip
     peak = fast["worker_peak_rss_mb"]
@@ -881,14 +905,15 @@ def table(figures: dict) -> str:
         f"{fast['db_statements']:,.0f} statements, {fast['db_statements_web']:,.0f} of them"
         " in the web app",
     )  # fmt: skip
-    lost = email["lost"] + push["lost"]
-    dups = email["duplicates"] + push["duplicates"]
-    unexpected = email["unexpected"] + push["unexpected"]
+    lost = sum(c["lost"] for _, c in present)
+    dups = sum(c["duplicates"] for _, c in present)
+    # messages to unknown recipients, the sink of a channel without readers included
+    unexpected = sum(c["unexpected"] for _, c in present) + fast["stray_messages"]
     row(
         "delivered / lost / duplicated",
-        f"{email['delivered'] + push['delivered']:,} / {lost:,} / {dups:,}",
-        f"email {email['delivered']:,}/{email['lost']:,}/{email['duplicates']:,},"
-        f" push {push['delivered']:,}/{push['lost']:,}/{push['duplicates']:,}"
+        f"{sum(c['delivered'] for _, c in present):,} / {lost:,} / {dups:,}",
+        ", ".join(f"{name} {c['delivered']:,}/{c['lost']:,}/{c['duplicates']:,}"
+                  for name, c in present)
         + (f", {unexpected:,} to unknown recipients" if unexpected else ""),
         "each reader once", lost == 0 and dups == 0 and unexpected == 0,
     )  # fmt: skip
@@ -899,11 +924,15 @@ def table(figures: dict) -> str:
         ", ".join(f"{k} {v:,}" for k, v in table.items()),
     )
     sink = fast["push_sink"]
-    row(
-        "push sink", f"{sink['connections']:,} conn.",
-        f"{sink['vapid_tokens']} VAPID token(s) verified, {sink['decrypted']:,} sampled payloads"
-        f" decrypted, {sink['decrypt_failed']} failed, {sum(sink['refused'].values()):,} refused",
-    )  # fmt: skip
+    if push is None:
+        row("push sink", "-", f"no push subscriptions{only}")
+    else:
+        row(
+            "push sink", f"{sink['connections']:,} conn.",
+            f"{sink['vapid_tokens']} VAPID token(s) verified, {sink['decrypted']:,} sampled"
+            f" payloads decrypted, {sink['decrypt_failed']} failed,"
+            f" {sum(sink['refused'].values()):,} refused",
+        )  # fmt: skip
     row(
         "CPU seconds during the fan-out",
         f"{sum(cpu.values()):.1f}",
@@ -928,7 +957,7 @@ def table(figures: dict) -> str:
         problems.append(f"naive way did not complete: {naive['timed_out']}")
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     lines = [
-        f"notifier fan-out: one article (News + Economy) to {readers:,} readers",
+        f"notifier fan-out: one article (News + Economy) to {readers:,} readers{only}",
         f"  SMTP sink  {figures['smtp_sink']}",
         f"  push sink  {figures['push_sink']}",
         f"  workers    notifier worker --concurrency={figures['concurrency']},"
@@ -960,7 +989,14 @@ def table(figures: dict) -> str:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--readers", type=int, default=100_000, help="half email, half push")
+    parser.add_argument(
+        "--readers", type=int, default=100_000, help="half email, half push (see --channels)"
+    )
+    parser.add_argument(
+        "--channels", choices=("both", "email", "push"), default="both",
+        help="both: half the readers email, half push; email or push: all of them on that"
+        " channel, and only it is waited for, counted and sampled the naive way",
+    )  # fmt: skip
     parser.add_argument(
         "--concurrency",
         type=int,
@@ -971,7 +1007,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--naive-sample",
         type=int,
         default=1000,
-        help="readers sent the naive way (half email, half push)",
+        help="readers sent the naive way (half email, half push with --channels both)",
     )
     parser.add_argument("--skip-naive", action="store_true", help="do not time the naive way")
     parser.add_argument(
@@ -1007,8 +1043,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="the push sink decrypts the first push and every Nth",
     )
     args = parser.parse_args(argv)
-    if args.readers < 2:
+    if args.channels == "both" and args.readers < 2:
         parser.error("--readers must be at least 2 (one email, one push)")
+    if args.readers < 1:
+        parser.error("--readers must be at least 1")
     return args
 
 
@@ -1043,8 +1081,8 @@ def main(argv: list[str] | None = None) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="notifier-fanout-"))
     logs = tmp / "logs"
     logs.mkdir()
-    emails = args.readers // 2
-    pushes = args.readers - emails
+    emails = {"both": args.readers // 2, "email": args.readers, "push": 0}[args.channels]
+    pushes = args.readers - emails  # a channel with no readers is neither waited for nor counted
     try:
         broker = redis.Redis.from_url(args.redis_url)
         broker.flushdb()
@@ -1059,7 +1097,7 @@ def main(argv: list[str] | None = None) -> int:
         smtp = SmtpSink(tmp, not args.no_install, say, args.smtp_sink).start()
         cleanup.callback(smtp.stop)
         say(f"SMTP sink: {smtp.description}")
-        pool, p256dh, auth = make_key_pool(min(KEY_POOL, pushes))
+        pool, p256dh, auth = make_key_pool(max(1, min(KEY_POOL, pushes)))  # never empty
         vapid_private, vapid_public = generate_keypair()
         push = PushSink(tmp, pool, vapid_public, args.decrypt_every).start()
         cleanup.callback(push.stop)
@@ -1088,6 +1126,7 @@ def main(argv: list[str] | None = None) -> int:
             ratio = fast["messages_per_second"] / naive["messages_per_second"]
         figures = {
             "readers": args.readers,
+            "channels": args.channels,
             "concurrency": args.concurrency,
             "smtp_sink": smtp.description,
             "push_sink": f"{push.description} on {push.origin}",
@@ -1112,7 +1151,8 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps(figures, indent=2, default=str))
         else:
             print(output)
-        failed = bool(fast["timed_out"]) or fast["email"]["lost"] + fast["push"]["lost"] > 0
+        lost = sum(fast[name]["lost"] for name in ("email", "push") if fast[name])
+        failed = bool(fast["timed_out"]) or lost > 0
         return 1 if failed else 0
     except KeyboardInterrupt:
         say("interrupted: cleaning up")
