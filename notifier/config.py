@@ -173,6 +173,7 @@ class Settings:
     delivery_chunk_size: int = 500
     delivery_record_batch: int = 50
     smtp_connections: int = 4
+    smtp_keepalive_seconds: float = 30.0
     email_rate_per_second: float = 0.0  # 0: no limit
     push_rate_per_second: float = 0.0  # 0: no limit
     push_origin_rates: tuple[tuple[str, float], ...] = ()  # (origin, most pushes per second)
@@ -278,6 +279,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         delivery_chunk_size=_int(env, "DELIVERY_CHUNK_SIZE", 500, minimum=1),
         delivery_record_batch=_int(env, "DELIVERY_RECORD_BATCH", 50, minimum=1),
         smtp_connections=_int(env, "SMTP_CONNECTIONS", 4, minimum=1),
+        smtp_keepalive_seconds=_float(env, "SMTP_KEEPALIVE_SECONDS", 30.0),
         email_rate_per_second=_float(env, "EMAIL_RATE_PER_SECOND", 0.0),
         push_rate_per_second=_float(env, "PUSH_RATE_PER_SECOND", 0.0),
         push_origin_rates=_origin_rates(env, "PUSH_ORIGIN_RATES"),

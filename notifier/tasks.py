@@ -19,7 +19,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 
 from notifier import metrics
 from notifier.channels.base import Outcome
-from notifier.channels.registry import email_channel, outlets
+from notifier.channels.registry import outlets
 from notifier.compose import Composer
 from notifier.config import Settings
 from notifier.db import session_scope
@@ -223,7 +223,7 @@ def _send_service_email(task, settings: Settings, message, subscriber_id: int) -
     """Transactional mail the reader asked for: retried on temporary failure, not recorded."""
     if message is None:
         return False
-    connection = email_channel(settings).open()
+    connection = _outlets(settings)["email"].channel.open()  # its kept connections too
     try:
         result = connection.send(message.to_mime(settings.mail_from))
     finally:

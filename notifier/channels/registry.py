@@ -33,7 +33,8 @@ def pacer(settings: Settings) -> Pacer:
 def email_channel(settings: Settings) -> SmtpChannel | DevMailboxChannel:
     if settings.smtp_url:
         return SmtpChannel(settings.smtp_url, settings.smtp_timeout_seconds,
-                           settings.smtp_connections, pacer(settings))  # fmt: skip
+                           settings.smtp_connections, pacer(settings),
+                           settings.smtp_keepalive_seconds)  # fmt: skip
     return DevMailboxChannel(settings.dev_mailbox_dir)
 
 

@@ -27,6 +27,7 @@ import email.generator
 import email.utils
 import functools
 import io
+import os
 import queue
 import re
 import smtplib
@@ -34,9 +35,11 @@ import socket
 import ssl
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from email.message import EmailMessage
+from time import monotonic
 from urllib.parse import unquote, urlsplit
 
 from notifier.channels.base import EmailEnvelope, Outcome, SendResult
@@ -62,6 +65,10 @@ class SmtpChannel:
     `connections`: how many SMTP connections `send_many` uses at once (each opened on first
     use and kept for the session). `pacer`: asked `reserve("email")` before each message is
     sent, from the sending thread, which then sleeps the answer (so it must be thread-safe).
+    `keepalive_seconds`: a closed session's connections wait this long for the next session
+    of this channel (the next batch), so a TLS handshake and login are not paid per batch;
+    0 closes them with the session. A connection the server dropped meanwhile is reopened
+    on first use like any dropped connection.
     """
 
     name = "email"
@@ -72,6 +79,7 @@ class SmtpChannel:
         timeout_seconds: float,
         connections: int = 1,
         pacer: Pacer | None = None,
+        keepalive_seconds: float = 0.0,
     ) -> None:
         if connections < 1:
             raise ValueError("connections must be at least 1")
@@ -84,7 +92,47 @@ class SmtpChannel:
         self.timeout = timeout_seconds
         self.connections = connections
         self.pacer = pacer
+        self.keepalive_seconds = keepalive_seconds
         self._tls: ssl.SSLContext | None = None
+        self._idle: list[tuple[float, _Lane]] = []  # (when put back, lane), oldest first
+        self._idle_lock = threading.Lock()
+        self._pid = os.getpid()
+        # A channel dropped with connections still kept (a test, a rebuilt registry) closes
+        # them: they are never used again.
+        weakref.finalize(self, _quit_all, self._idle)
+
+    def take_lanes(self, count: int) -> list[_Lane]:
+        """`count` connections for a new session: kept ones still fresh, then new ones."""
+        taken: list[_Lane] = []
+        stale: list[_Lane] = []
+        with self._idle_lock:
+            if self._pid != os.getpid():  # a forked child never shares its parent's sockets
+                self._idle[:], self._pid = [], os.getpid()
+            fresh_after = monotonic() - self.keepalive_seconds
+            while self._idle and len(taken) < count:
+                kept_at, lane = self._idle.pop()
+                (taken if kept_at >= fresh_after else stale).append(lane)
+            stale += [lane for kept_at, lane in self._idle if kept_at < fresh_after]
+            self._idle[:] = [(at, lane) for at, lane in self._idle if at >= fresh_after]
+        for lane in stale:
+            lane.quit()
+        return taken + [_Lane(self) for _ in range(count - len(taken))]
+
+    def close_idle(self) -> None:
+        """Close every kept connection (tests, and a process that stops sending)."""
+        with self._idle_lock:
+            idle = list(self._idle)
+            self._idle.clear()
+        _quit_all(idle)
+
+    def give_back(self, lanes: list[_Lane]) -> None:
+        """A session is done: keep its working connections for the next one, or close them."""
+        for lane in lanes:
+            if lane.client is None or lane.retired is not None or self.keepalive_seconds <= 0:
+                lane.quit()
+                continue
+            with self._idle_lock:
+                self._idle.append((monotonic(), lane))
 
     def _tls_context(self) -> ssl.SSLContext:
         """Made once: loading the system's CA certificates costs milliseconds, and plain
@@ -115,6 +163,12 @@ class SmtpChannel:
             client.close()
             raise
         return client
+
+
+def _quit_all(idle: list[tuple[float, _Lane]]) -> None:
+    for _, lane in idle:
+        lane.quit()
+    idle.clear()
 
 
 @functools.cache
@@ -217,7 +271,9 @@ class _Lane:
     """One SMTP connection of a session, and what its server offers."""
 
     def __init__(self, channel: SmtpChannel) -> None:
-        self.channel = channel
+        # Weak: kept connections wait in their channel's pool, and a dropped channel must
+        # still be collectable so its pool is closed.
+        self._channel = weakref.ref(channel)
         self.client: smtplib.SMTP | None = None
         self.pipelining = False
         self.smtputf8 = False
@@ -227,7 +283,7 @@ class _Lane:
     def open(self) -> str | None:
         """Connect; None, or why the server cannot be used."""
         try:
-            client = self.channel.connect()
+            client = self._channel().connect()
         except smtplib.SMTPResponseException as error:
             return f"SMTP server refused us: {_reply(error.smtp_code, error.smtp_error)}"
         except smtplib.SMTPException as error:  # e.g. no STARTTLS or AUTH on offer
@@ -385,7 +441,7 @@ class SmtpSession:
 
     def __init__(self, channel: SmtpChannel) -> None:
         self.channel = channel
-        self.lanes = [_Lane(channel) for _ in range(channel.connections)]
+        self.lanes = channel.take_lanes(channel.connections)
         self.unavailable: str | None = None
 
     def send(self, message: EmailMessage | EmailEnvelope) -> SendResult:
@@ -440,8 +496,11 @@ class SmtpSession:
             raise failure
 
     def close(self) -> None:
-        for lane in self.lanes:
-            lane.quit()
+        if self.unavailable:
+            for lane in self.lanes:
+                lane.quit()
+        else:
+            self.channel.give_back(self.lanes)
 
     def _lane(self) -> _Lane:
         return next((lane for lane in self.lanes if lane.retired is None), self.lanes[0])

@@ -811,3 +811,50 @@ def test_send_many_into_postfix_smtp_sink_over_pipelined_connections():
         finally:
             session.close()
     assert results == {key: SendResult.sent() for key in range(300)}
+
+
+def _send_batch(channel: SmtpChannel, recipients: list[str]) -> list[SendResult]:
+    session = channel.open()
+    try:
+        return [result for _, result in session.send_many(enumerate(map(message, recipients)))]
+    finally:
+        session.close()
+
+
+def test_kept_connections_serve_the_next_batch_instead_of_new_ones(smtp):
+    connections = count_connections(smtp.handler)
+    channel = SmtpChannel(smtp.url, timeout_seconds=5, connections=2, keepalive_seconds=30)
+    try:
+        first = _send_batch(channel, [f"a{i}@example.com" for i in range(10)])
+        second = _send_batch(channel, [f"b{i}@example.com" for i in range(10)])
+    finally:
+        channel.close_idle()
+    assert {r.outcome for r in first + second} == {Outcome.SENT}
+    assert len(smtp.handler.received) == 20
+    assert len(connections) == 2, "the second batch reused the first batch's connections"
+
+
+def test_a_kept_connection_the_server_dropped_meanwhile_is_reopened(smtp):
+    connections = count_connections(smtp.handler)
+    channel = SmtpChannel(smtp.url, timeout_seconds=5, connections=1, keepalive_seconds=30)
+    try:
+        assert _send_batch(channel, ["a@example.com"]) == [SendResult.sent()]
+        ((_, kept),) = channel._idle
+        kept.client.sock.shutdown(socket.SHUT_RDWR)  # as a server's idle timeout does
+        assert _send_batch(channel, ["b@example.com"]) == [SendResult.sent()]
+    finally:
+        channel.close_idle()
+    assert [r.rcpt_tos for r in smtp.handler.received][-1] == ["b@example.com"]
+    assert len(connections) == 2, "one new connection replaced the dead one"
+
+
+def test_a_connection_kept_longer_than_keepalive_is_closed_not_reused(smtp):
+    connections = count_connections(smtp.handler)
+    channel = SmtpChannel(smtp.url, timeout_seconds=5, connections=1, keepalive_seconds=0.05)
+    try:
+        _send_batch(channel, ["a@example.com"])
+        time.sleep(0.2)
+        _send_batch(channel, ["b@example.com"])
+    finally:
+        channel.close_idle()
+    assert len(connections) == 2
