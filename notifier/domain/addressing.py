@@ -1,4 +1,4 @@
-"""Who a chunk of deliveries goes to, checked at send time, in four statements per chunk.
+"""Who a chunk of deliveries goes to, checked at send time, in six statements per chunk.
 
 A reader may have left, changed categories or been suppressed since planning, and an editor
 may have stopped an alert: each delivery either gets its recipient, notice and the notice's
