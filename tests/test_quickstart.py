@@ -62,7 +62,7 @@ def test_dev_command_runs_the_whole_loop_offline(tmp_path):
         unsubscribe_url = re.search(rf"{base}/unsubscribe/[\w.-]+", article_page).group(0)
         done = requests.post(unsubscribe_url, data={"List-Unsubscribe": "One-Click"}, timeout=5)
         assert done.status_code == 200 and "will get no more emails" in done.text
-    except AssertionError as failure:
+    except (AssertionError, requests.ConnectionError) as failure:
         tail = (tmp_path / "dev.log").read_text(errors="replace")[-6000:]
         raise AssertionError(f"{failure}\n----- notifier dev log -----\n{tail}") from failure
     finally:
