@@ -376,12 +376,6 @@ def mark_skipped(session: Session, delivery_ids: Sequence[int], reason: str) -> 
     )
 
 
-def skip_delivery(delivery: Delivery, reason: str) -> None:
-    delivery.status = DeliveryStatus.SKIPPED
-    delivery.lease_until = None
-    delivery.last_error = reason
-
-
 def note_queued(session: Session, delivery_ids: Sequence[int], run_at: datetime) -> None:
     """Remember that a task for these deliveries is with the broker, due at `run_at`."""
     session.execute(

@@ -58,6 +58,13 @@ def _stall_senders(stack: Stack, count: int) -> None:
              lambda: f"only {smtp.data_waiting} sends in flight\n{stack.logs()}")  # fmt: skip
 
 
+def _grouped_stack(tmp: Path, database_url: str, record_batch: int, connections: int):
+    """A stack whose workers record outcomes `record_batch` at a time over `connections`
+    SMTP connections: what bounds the messages a killed process sent but did not record."""
+    return open_stack(tmp, database_url, DELIVERY_RECORD_BATCH=str(record_batch),
+                      SMTP_CONNECTIONS=str(connections))  # fmt: skip
+
+
 def _email_figures(
     name: str, stack: Stack, emails: list[str], article: int, seconds: float, **notes
 ) -> Figures:
@@ -81,10 +88,7 @@ def worker_killed(
     yet acknowledged, then start a new worker. Every recipient gets the article; the only
     duplicates are the messages sent but not marked: per killed process at most those in
     flight on its SMTP connections and those waiting for their group to be recorded."""
-    with open_stack(
-        tmp, database_url, DELIVERY_RECORD_BATCH=str(record_batch),
-        SMTP_CONNECTIONS=str(connections),
-    ) as stack:  # fmt: skip
+    with _grouped_stack(tmp, database_url, record_batch, connections) as stack:
         emails = seed_email_subscribers(database_url, recipients)
         article = seed_article(database_url)
         stack.beat()
@@ -388,10 +392,7 @@ def worker_terminated(
     the batches in progress and hands the prefetched ones back. With `whole_group`, to every
     process of the worker (systemd's default KillMode=control-group, `kill -TERM -PGID`): the
     pool children die at once, as if killed. A new worker then delivers the rest."""
-    with open_stack(
-        tmp, database_url, DELIVERY_RECORD_BATCH=str(record_batch),
-        SMTP_CONNECTIONS=str(connections),
-    ) as stack:  # fmt: skip
+    with _grouped_stack(tmp, database_url, record_batch, connections) as stack:
         emails = seed_email_subscribers(database_url, recipients)
         article = seed_article(database_url)
         stack.beat()
