@@ -167,6 +167,7 @@ class Settings:
     feed_poll_seconds: int = 300
     feed_timeout_seconds: float = 20.0
     feed_max_bytes: int = 10_000_000
+    category_grace_seconds: int = 600
     smtp_timeout_seconds: float = 30.0
     confirm_max_age_seconds: int = 7 * 24 * 3600
     confirm_resend_seconds: int = 300
@@ -273,6 +274,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         feed_poll_seconds=_int(env, "FEED_POLL_SECONDS", 300, minimum=1),
         feed_timeout_seconds=_float(env, "FEED_TIMEOUT_SECONDS", 20.0, minimum=0.1),
         feed_max_bytes=_int(env, "FEED_MAX_BYTES", 10_000_000, minimum=1024),
+        category_grace_seconds=_int(env, "CATEGORY_GRACE_SECONDS", 600),
         smtp_timeout_seconds=_float(env, "SMTP_TIMEOUT_SECONDS", 30.0, minimum=0.1),
         confirm_max_age_seconds=_int(env, "CONFIRM_MAX_AGE_SECONDS", 7 * 24 * 3600, minimum=60),
         confirm_resend_seconds=_int(env, "CONFIRM_RESEND_SECONDS", 300),

@@ -61,7 +61,7 @@ def poll_feed(session: Session, feed_id: int, settings: Settings) -> list[int]:
         feed.last_error = str(error)
         log.warning("feed %s: %s", feed.url, error)
         return []
-    new_ids = store_articles(session, feed, items, now)
+    new_ids = store_articles(session, feed, items, now, settings.category_grace_seconds)
     feed.etag = response.headers.get("ETag")
     feed.last_modified = response.headers.get("Last-Modified")
     feed.last_success_at, feed.last_error = now, None

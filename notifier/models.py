@@ -135,6 +135,9 @@ class Category(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     slug: Mapped[str] = mapped_column(String(200), unique=True)
     name: Mapped[str] = mapped_column(String(200))
+    # WordPress's term id, once the CMS webhook named it: the one identifier that survives a
+    # rename. None for categories only ever seen in a feed (feeds carry names only).
+    wp_term_id: Mapped[int | None] = mapped_column(Integer, unique=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 

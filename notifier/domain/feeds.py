@@ -20,7 +20,7 @@ import nh3
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from notifier.domain.categories import ensure_categories
+from notifier.domain.categories import CategoryIndex, CategoryRef
 from notifier.domain.sql import insert_ignoring_conflicts
 from notifier.models import Article, Feed
 
@@ -40,7 +40,7 @@ class ParsedArticle:
     summary: str
     image_url: str | None
     published_at: datetime | None
-    categories: tuple[str, ...] = field(default=())
+    categories: tuple[CategoryRef, ...] = field(default=())
 
 
 class FeedParseError(ValueError):
@@ -131,7 +131,9 @@ def parse_feed(document: bytes, url: str) -> list[ParsedArticle]:
                 summary=plain_text(body),
                 image_url=_image_of(entry, url),
                 published_at=_published(entry),
-                categories=tuple(t.get("term", "") for t in entry.get("tags", []) if t.get("term")),
+                categories=tuple(
+                    CategoryRef(t["term"]) for t in entry.get("tags", []) if t.get("term")
+                ),
             )
         )
     return articles
@@ -155,23 +157,42 @@ def _should_announce(feed: Feed, item: ParsedArticle) -> bool:
     return feed.last_success_at is not None
 
 
+@dataclass(frozen=True)
+class StoredArticle:
+    id: int
+    new: bool  # first seen just now and to be announced
+    # Announced already, and its categories grew within the grace period: the readers of the
+    # added categories are owed it (the delivery keys keep everyone else from a second copy).
+    widened: bool = False
+
+    @property
+    def to_fan_out(self) -> bool:
+        return self.new or self.widened
+
+
 def store_articles(
-    session: Session, feed: Feed, items: Iterable[ParsedArticle], now: datetime
-) -> list[int]:
-    """Store new articles, refresh known ones; return ids of the new ones to announce."""
-    to_announce = []
+    session: Session, feed: Feed, items: Iterable[ParsedArticle], now: datetime,
+    grace_seconds: int,
+) -> list[int]:  # fmt: skip
+    """Store new articles, refresh known ones; return ids of the articles to fan out."""
+    index = CategoryIndex(session)
+    to_fan_out = []
     for item in items:
-        article_id, new = store_article(session, item, now, feed, _should_announce(feed, item))
-        if new:
-            to_announce.append(article_id)
-    return to_announce
+        announce = _should_announce(feed, item)
+        stored = store_article(session, item, now, feed, announce, grace_seconds, index)
+        if stored.to_fan_out and stored.id not in to_fan_out:
+            to_fan_out.append(stored.id)
+    return to_fan_out
 
 
 def store_article(
-    session: Session, item: ParsedArticle, now: datetime, feed: Feed | None, announce: bool
-) -> tuple[int, bool]:
+    session: Session, item: ParsedArticle, now: datetime, feed: Feed | None, announce: bool,
+    grace_seconds: int, index: CategoryIndex | None = None,
+) -> StoredArticle:  # fmt: skip
     """Insert the article once per guid (whoever sees it first: a feed or the CMS webhook),
-    refresh a known one. Returns (id, whether it is new and to be announced)."""
+    refresh a known one. Editors often fix a post's categories a minute after publishing:
+    categories added within `grace_seconds` of the announcement are announced to their
+    readers; after that, edits never send anything."""
     values = {
         "title": item.title,
         "link": item.link,
@@ -196,8 +217,14 @@ def store_article(
         article.updated_at = now
     if article.feed_id is None and feed is not None:
         article.feed_id = feed.id
-    article.categories = ensure_categories(session, item.categories)
-    return article.id, bool(inserted and announce)
+    before = {c.id for c in article.categories}
+    article.categories = (index or CategoryIndex(session)).resolve(item.categories)
+    added = {c.id for c in article.categories} - before
+    in_grace = (now - article.first_seen_at).total_seconds() <= grace_seconds
+    widened = bool(not inserted and article.announce and added and in_grace)
+    if widened:
+        article.fanned_out_at = None  # owed to more readers: the sweeper's to finish if lost
+    return StoredArticle(article.id, bool(inserted and announce), widened)
 
 
 def _known(session: Session, guid: str) -> Article:
@@ -215,9 +242,7 @@ def parse_webhook_article(data: object) -> ParsedArticle:
         raise FeedParseError("url must be the post's http(s) permalink.")
     if not single_line(title):
         raise FeedParseError("title is required.")
-    categories = data.get("categories") or []
-    if not isinstance(categories, list) or not all(isinstance(c, str) for c in categories):
-        raise FeedParseError("categories must be a list of category names.")
+    categories = _webhook_categories(data.get("categories") or [])
     published, published_at = data.get("published_at"), None
     if published:
         try:
@@ -233,5 +258,28 @@ def parse_webhook_article(data: object) -> ParsedArticle:
         summary=plain_text(str(data.get("summary") or "")),
         image_url=_http_url(str(data.get("image") or ""), url),
         published_at=published_at.astimezone(UTC) if published_at else None,
-        categories=tuple(categories),
+        categories=categories,
     )
+
+
+def _webhook_categories(categories: object) -> tuple[CategoryRef, ...]:
+    """Names (the old plugin), or WordPress terms {"id", "slug", "name"} (ours)."""
+    if not isinstance(categories, list) or len(categories) > 100:
+        raise FeedParseError("categories must be a list of at most 100 categories.")
+    refs = []
+    for category in categories:
+        if isinstance(category, str):
+            refs.append(CategoryRef(category))
+            continue
+        if not isinstance(category, dict):
+            raise FeedParseError('Each category is a name or {"id", "slug", "name"}.')
+        name, slug, term_id = category.get("name"), category.get("slug"), category.get("id")
+        if not isinstance(name, str) or not name.strip() or len(name) > 1000:
+            raise FeedParseError("Each category needs its name.")
+        if slug is not None and (not isinstance(slug, str) or len(slug) > 1000):
+            raise FeedParseError("A category slug must be text.")
+        valid_id = isinstance(term_id, int) and not isinstance(term_id, bool) and term_id > 0
+        if term_id is not None and not (valid_id and term_id < 2**31):
+            raise FeedParseError("A category id must be WordPress's positive term id.")
+        refs.append(CategoryRef(name, slug or None, term_id))
+    return tuple(refs)

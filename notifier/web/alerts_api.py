@@ -97,9 +97,15 @@ def publish_article():
         item = parse_webhook_article(request.get_json(silent=True))
     except FeedParseError as problem:
         return error(str(problem))
-    article_id, new = store_article(db(), item, utcnow(), feed=None, announce=True)
+    stored = store_article(
+        db(), item, utcnow(), feed=None, announce=True,
+        grace_seconds=settings().category_grace_seconds,
+    )  # fmt: skip
     db().commit()
-    if new:
-        send_or_leave_to_beat(queue().fan_out_article, article_id)
-    status = "announced" if new else "known: already announced or seen in the feed"
-    return jsonify(id=article_id, status=status), 202 if new else 200
+    if stored.to_fan_out:
+        send_or_leave_to_beat(queue().fan_out_article, stored.id)
+    if stored.new:
+        return jsonify(id=stored.id, status="announced"), 202
+    if stored.widened:
+        return jsonify(id=stored.id, status="categories added: announced to their readers"), 202
+    return jsonify(id=stored.id, status="known: already announced or seen in the feed"), 200

@@ -7,6 +7,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import func, select
 
+from notifier.config import Settings
+from notifier.domain.categories import CategoryRef
 from notifier.domain.feeds import (
     SUMMARY_MAX_CHARS,
     FeedParseError,
@@ -21,6 +23,7 @@ from tests.support.rss import Item, rss
 
 FEED_URL = "https://aze.media/feed/"
 ADDED = datetime(2024, 5, 6, 12, 0, tzinfo=UTC)
+GRACE = Settings.category_grace_seconds  # the default operators run
 
 
 def wp_rss(*items: str, encoding: str = "UTF-8") -> bytes:
@@ -74,7 +77,7 @@ WORDPRESS_ITEM = wp_item(
         ("summary", "Port of Baku & rail traffic grows."),
         ("image_url", "https://aze.media/wp-content/uploads/body.jpg"),
         ("published_at", datetime(2024, 5, 6, 10, 30, tzinfo=UTC)),
-        ("categories", ("Logistics-Transport", "Covid-19")),
+        ("categories", (CategoryRef("Logistics-Transport"), CategoryRef("Covid-19"))),
     ],
 )
 def test_wordpress_rss_item_fields(field, expected):
@@ -88,7 +91,7 @@ def test_rss_items_keep_document_order_and_each_their_own_values():
     )
     articles = parse_feed(document, FEED_URL)
     assert [(a.guid, a.title, a.categories) for a in articles] == [
-        ("https://aze.media/?p=2", "Second", ("Energy",)),
+        ("https://aze.media/?p=2", "Second", (CategoryRef("Energy"),)),
         ("https://aze.media/?p=1", "First", ()),
     ]
     assert [a.published_at for a in articles] == [ADDED, ADDED - timedelta(days=1)]
@@ -244,7 +247,7 @@ def test_non_ascii_text_survives_parsing():
     article = only(wp_rss(item))
     assert article.title == title
     assert article.summary == "Şəhər mərkəzində — «Привет» 🎉"
-    assert article.categories == ("Gündəm", "Новости")
+    assert article.categories == (CategoryRef("Gündəm"), CategoryRef("Новости"))
     assert article.guid == "https://aze.media/?p=ə"
 
 
@@ -294,7 +297,7 @@ ATOM = b"""<?xml version="1.0" encoding="utf-8"?>
         (0, "summary", "Atom summary"),
         (0, "image_url", "https://cdn.aze.media/atom.png"),
         (0, "published_at", datetime(2024, 5, 6, 6, 0, tzinfo=UTC)),  # published wins
-        (0, "categories", ("Energy", "Ecology")),
+        (0, "categories", (CategoryRef("Energy"), CategoryRef("Ecology"))),
         (1, "guid", "tag:aze.media,2024:2"),
         (1, "link", "https://aze.media/atom-two/"),
         (1, "published_at", datetime(2024, 5, 7, 9, 15, tzinfo=UTC)),  # updated as fallback
@@ -419,7 +422,7 @@ def test_single_line(text, expected):
 
 
 def store(session, feed: Feed, *items: Item, now: datetime) -> list[int]:
-    return store_articles(session, feed, parse_feed(rss(*items), feed.url), now)
+    return store_articles(session, feed, parse_feed(rss(*items), feed.url), now, GRACE)
 
 
 def article(session, guid: str) -> Article:

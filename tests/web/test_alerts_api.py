@@ -9,6 +9,7 @@ import json
 import pytest
 from sqlalchemy import select
 
+from notifier.domain.categories import CategoryRef
 from notifier.domain.feeds import ParsedArticle, store_articles, sync_feeds
 from notifier.models import Alert, Article
 from notifier.timeutil import utcnow
@@ -107,8 +108,8 @@ def test_webhook_announces_once_and_the_feed_later_sends_nothing_again(webhook_a
     feed = sync_feeds(session, ["https://aze.media/feed/"], utcnow())[0]
     feed.last_success_at = utcnow()
     item = ParsedArticle(POST["guid"], POST["url"], POST["title"], "Both sides.", None,
-                         utcnow(), ("Defense",))  # fmt: skip
-    assert store_articles(session, feed, [item], utcnow()) == [], "never announced twice"
+                         utcnow(), (CategoryRef("Defense"),))  # fmt: skip
+    assert store_articles(session, feed, [item], utcnow(), 600) == [], "never announced twice"
 
 
 def test_webhook_accepts_an_api_token_and_refuses_bad_fields(client, api_token, queue):
