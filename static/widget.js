@@ -78,6 +78,18 @@
     return slug.slice(0, 200);
   }
 
+  /** WordPress's own slug from a category archive link (/category/oil-gas/), if it has one. */
+  function hrefSlug(link) {
+    try {
+      var url = new URL(link.href, location.href);
+      if (url.search && /[?&]cat=/.test(url.search)) return "";
+      var parts = url.pathname.split("/").filter(Boolean);
+      return parts.length ? decodeURIComponent(parts[parts.length - 1]).toLowerCase() : "";
+    } catch (e) {
+      return "";
+    }
+  }
+
   function pretty(slug) {
     var words = slug.replace(/-/g, " ");
     return words.charAt(0).toUpperCase() + words.slice(1);
@@ -103,15 +115,17 @@
         })
       );
     }
-    // WordPress marks the post's category links rel="category tag". Prefer the ones inside
-    // the post's <article>, so "related posts" elsewhere on the page do not count.
+    // The post's category links: classic themes mark them rel="category tag", block themes
+    // (Twenty Twenty-Three) put them in a "taxonomy-category" terms block with rel="tag".
+    // Prefer the ones inside the post's <article>, so "related posts" elsewhere do not count.
+    var selector = 'a[rel~="category"], .taxonomy-category a[rel~="tag"]';
     var scope = document;
-    var inArticle = document.querySelector('article a[rel~="category"]');
+    var inArticle = document.querySelector("article " + selector.replace(", ", ", article "));
     if (inArticle) scope = inArticle.closest("article");
-    var links = Array.prototype.slice.call(scope.querySelectorAll('a[rel~="category"]'));
+    var links = Array.prototype.slice.call(scope.querySelectorAll(selector));
     var found = links.map(function (a) {
       var name = a.textContent.replace(/\s+/g, " ").trim();
-      return { slug: slugify(name), name: name };
+      return { slug: hrefSlug(a) || slugify(name), name: name };
     });
     if (!found.length) {
       var metas = document.querySelectorAll('meta[property="article:section"]');
@@ -399,6 +413,7 @@
           type: "checkbox",
           class: "notifier-category",
           value: category.slug,
+          "data-name": category.name,
           checked: checked,
         }),
         " " + category.name,
@@ -414,25 +429,17 @@
       return Array.prototype.slice.call(mount.querySelectorAll("input.notifier-category"));
     }
 
-    function chosen() {
-      return boxes()
-        .filter(function (b) {
-          return b.checked;
-        })
-        .map(function (b) {
-          return b.value;
-        });
-    }
-
     function loadKnown() {
       if (!known) {
         known = api("GET", "/categories").then(function (list) {
           var have = {};
           boxes().forEach(function (b) {
-            have[b.value] = true;
+            have[b.value] = have[b.getAttribute("data-name")] = true;
           });
           list.forEach(function (category) {
-            if (!have[category.slug]) ui.moreBoxes.appendChild(box(category, false));
+            if (!have[category.slug] && !have[category.name]) {
+              ui.moreBoxes.appendChild(box(category, false));
+            }
           });
           return list;
         });
@@ -521,14 +528,25 @@
       return found ? found.pushManager.getSubscription() : null;
     }
 
+    /** The ticked categories as notifier knows them: by slug, else by the link's name. */
     async function knownChoice() {
       var list = await loadKnown();
-      var slugs = {};
+      var bySlug = {};
+      var byName = {};
       list.forEach(function (c) {
-        slugs[c.slug] = true;
+        bySlug[c.slug] = c.slug;
+        byName[c.name] = byName[c.name] || c.slug;
       });
-      return chosen().filter(function (slug) {
-        return slugs[slug];
+      var slugs = boxes()
+        .filter(function (b) {
+          return b.checked;
+        })
+        .map(function (b) {
+          return bySlug[b.value] || byName[b.getAttribute("data-name")] || "";
+        })
+        .filter(Boolean);
+      return slugs.filter(function (slug, i) {
+        return slugs.indexOf(slug) === i;
       });
     }
 

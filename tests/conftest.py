@@ -139,3 +139,25 @@ def push_service():
     service = PushService().start()
     yield service
     service.stop()
+
+
+WORDPRESS_CATEGORIES = ["Science", "Oil & Gas", "Qarabağ", "Наука", "Culture"]
+
+
+@pytest.fixture(scope="session")
+def wordpress(tmp_path_factory):
+    """A real WordPress with our plugin, shared by the tests that need the news site itself
+    (installing one takes a few seconds). Each test points the plugin at its own notifier."""
+    from tests.support.wordpress import WordPress, missing_parts
+
+    if why := missing_parts():
+        pytest.skip(f"WordPress tests {why}")
+    site = WordPress(tmp_path_factory.mktemp("wordpress"), WORDPRESS_CATEGORIES).start()
+    # Published before any notifier saw the site: a feed's baseline, never announced.
+    site.php(
+        "wp_insert_post(['post_title' => 'Before notifier', 'post_status' => 'publish',"
+        " 'post_category' => array_values($in['terms'])]);",
+        terms=site.term_ids,
+    )
+    yield site
+    site.stop()
