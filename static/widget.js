@@ -104,29 +104,38 @@
     });
   }
 
-  /** The post's categories: [{slug, name}] in page order. */
-  function postCategories(mount) {
-    var listed = option("categories", mount);
-    if (listed) {
-      return unique(
-        listed.split(",").map(function (part) {
-          var slug = slugify(part.trim());
-          return { slug: slug, name: pretty(slug) };
-        })
-      );
-    }
-    // The post's category links: classic themes mark them rel="category tag", block themes
-    // (Twenty Twenty-Three) put them in a "taxonomy-category" terms block with rel="tag".
-    // Prefer the ones inside the post's <article>, so "related posts" elsewhere do not count.
+  /** The category links of the post in the page: classic themes mark them
+   * rel="category tag", block themes (Twenty Twenty-Three) put them in a "taxonomy-category"
+   * terms block with rel="tag". The ones inside the post's <article> win, so "related posts"
+   * elsewhere on the page do not count. [{slug, name}] in page order. */
+  function linkedCategories() {
     var selector = 'a[rel~="category"], .taxonomy-category a[rel~="tag"]';
     var scope = document;
     var inArticle = document.querySelector("article " + selector.replace(", ", ", article "));
     if (inArticle) scope = inArticle.closest("article");
-    var links = Array.prototype.slice.call(scope.querySelectorAll(selector));
-    var found = links.map(function (a) {
+    return Array.prototype.map.call(scope.querySelectorAll(selector), function (a) {
       var name = a.textContent.replace(/\s+/g, " ").trim();
       return { slug: hrefSlug(a) || slugify(name), name: name };
     });
+  }
+
+  /** The post's categories: [{slug, name}] in page order. */
+  function postCategories(mount) {
+    var linked = linkedCategories();
+    var listed = option("categories", mount);
+    if (listed) {
+      var names = {};
+      linked.forEach(function (c) {
+        names[c.slug] = c.name;
+      });
+      return unique(
+        listed.split(",").map(function (part) {
+          var slug = slugify(part.trim());
+          return { slug: slug, name: names[slug] || pretty(slug) };
+        })
+      );
+    }
+    var found = linked;
     if (!found.length) {
       var metas = document.querySelectorAll('meta[property="article:section"]');
       found = Array.prototype.map.call(metas, function (meta) {

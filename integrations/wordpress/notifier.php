@@ -170,7 +170,7 @@ add_action('init', function () {
     $origin = rtrim((string) notifier_setting('url'), '/');
     header('Content-Type: text/javascript; charset=utf-8');
     header('Cache-Control: no-cache');
-    echo 'self.NOTIFIER_ORIGIN = ' . wp_json_encode($origin) . '; importScripts(self.NOTIFIER_ORIGIN + "/sw.js");';
+    echo 'self.NOTIFIER_ORIGIN = ' . wp_json_encode($origin, JSON_UNESCAPED_SLASHES) . '; importScripts(self.NOTIFIER_ORIGIN + "/sw.js");';
     exit;
 });
 
