@@ -4,11 +4,13 @@ publishes reaches each reader of the post's categories exactly once, on both cha
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass
 from datetime import timedelta
 
 import pytest
+import requests
 from sqlalchemy import select
 
 from notifier.celery_app import make_celery
@@ -271,3 +273,33 @@ def test_categories_added_soon_after_publishing_reach_their_readers_once(newsroo
                  {"categories": room.term_ids("Science", "Наука", "Culture")})  # fmt: skip
     room.poll_feed()
     room.wait_for({**expected, "Science": [*expected["Science"], "Old news"]})
+
+
+def test_the_settings_screen_takes_the_address_and_shows_the_last_failure(wordpress):
+    wordpress.configure_plugin("http://127.0.0.1:9", SECRET)
+    try:
+        wordpress.php("wp_insert_post(['post_title' => 'Nobody hears', 'post_status' => "
+                      "'publish', 'post_category' => [$in['term']]]);",
+                      term=wordpress.term_ids["Culture"])  # fmt: skip
+        admin = requests.Session()
+        admin.cookies.set("wordpress_test_cookie", "WP Cookie check")
+        login = admin.post(f"{wordpress.url}/wp-login.php", data={
+            "log": "admin", "pwd": "admin-password-123", "testcookie": "1",
+            "redirect_to": f"{wordpress.url}/wp-admin/options-general.php?page=notifier",
+        }, timeout=30)  # fmt: skip
+        assert login.status_code == 200, wordpress.log()
+        page = login.text
+        assert 'name="notifier_url"' in page and 'value="http://127.0.0.1:9"' in page
+        assert "Last problem" in page and "Nobody hears" in page and "the feed poll" in page
+
+        # Saving the form stores the address, as an admin does it.
+        nonce = re.search(r'name="_wpnonce" value="([^"]+)"', page).group(1)
+        saved = admin.post(f"{wordpress.url}/wp-admin/options.php", data={
+            "option_page": "notifier", "action": "update", "_wpnonce": nonce,
+            "notifier_url": "https://notify.aze.media/", "notifier_secret": " s3cret ",
+        }, timeout=30)  # fmt: skip
+        assert saved.status_code == 200
+        assert wordpress.option("notifier_url") == "https://notify.aze.media/"
+        assert wordpress.option("notifier_secret") == "s3cret"
+    finally:
+        wordpress.configure_plugin("", "")
