@@ -230,6 +230,9 @@ class Editor(Base):
     role: Mapped[EditorRole] = mapped_column(_enum(EditorRole), default=EditorRole.EDITOR)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Copied into each login's session cookie; raised by logout, a new password or disabling,
+    # which ends every session of this editor (a signed cookie cannot be taken back).
+    session_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class ApiToken(Base):

@@ -117,8 +117,14 @@ def set_password(session: Session, email: object, password: object) -> Editor:
     if editor is None:
         raise EditorError(f"No editor has the address {address}.")
     editor.password_hash = _hash(secret)
+    end_sessions(editor)
     session.flush()
     return editor
+
+
+def end_sessions(editor: Editor) -> None:
+    """Every session cookie this editor was given stops working (logout, new password)."""
+    editor.session_version = (editor.session_version or 0) + 1
 
 
 def disable_editor(session: Session, editor_id: int, now: datetime) -> Editor:
@@ -131,6 +137,7 @@ def disable_editor(session: Session, editor_id: int, now: datetime) -> Editor:
     if editor.role is EditorRole.ADMIN and _active_admins(session) <= 1:
         raise EditorError("The last active admin cannot be disabled.")
     editor.disabled_at = now
+    end_sessions(editor)
     session.flush()
     return editor
 

@@ -1,7 +1,8 @@
 """Who is logged in, and the decorators that guard editor and admin views.
 
-The session cookie holds only the editor's id; the row is read again on every request,
-so disabling an account ends its sessions at once.
+The session cookie holds the editor's id and session version; the row is read again on every
+request, so logout, a new password or disabling the account (which raise the version) end
+every session of that editor at once, copied cookies included.
 """
 
 from __future__ import annotations
@@ -13,10 +14,12 @@ from urllib.parse import urlsplit
 
 from flask import abort, g, jsonify, redirect, request, session, url_for
 
+from notifier.domain.editors import end_sessions
 from notifier.models import Editor, EditorRole
 from notifier.web.context import db
 
 SESSION_KEY = "editor_id"
+VERSION_KEY = "editor_session_version"
 HOME = "/editor/"
 
 P = ParamSpec("P")
@@ -29,7 +32,9 @@ def current_editor() -> Editor | None:
         return g.editor
     editor_id = session.get(SESSION_KEY)
     editor = db().get(Editor, editor_id) if isinstance(editor_id, int) else None
-    if editor is not None and editor.disabled_at is not None:
+    if editor is not None and (
+        editor.disabled_at is not None or session.get(VERSION_KEY) != editor.session_version
+    ):
         editor = None
     if editor is None and SESSION_KEY in session:
         session.clear()
@@ -41,11 +46,16 @@ def log_in(editor: Editor) -> None:
     """A fresh session (no fixation: nothing from before login survives) for this editor."""
     session.clear()
     session[SESSION_KEY] = editor.id
+    session[VERSION_KEY] = editor.session_version
     session.permanent = True  # expires after EDITOR_SESSION_SECONDS without a request
     g.editor = editor
 
 
 def log_out() -> None:
+    """End this session and every other one of the same editor (the caller commits)."""
+    editor = current_editor()
+    if editor is not None:
+        end_sessions(editor)
     session.clear()
     g.editor = None
 

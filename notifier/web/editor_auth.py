@@ -66,6 +66,7 @@ def login_submit():
 @bp.post("/logout")
 def logout():
     log_out()
+    db().commit()
     return redirect(url_for("editor_auth.login"))
 
 

@@ -131,6 +131,41 @@ def test_a_disabled_editor_cannot_log_in_and_their_session_ends(client, app, ses
     assert answer.status_code == 400 and error_of(answer) == REFUSED
 
 
+def _stolen_cookie(client) -> str:
+    """The session cookie as an attacker would copy it from the browser."""
+    return client.get_cookie("session").value
+
+
+def _with_cookie(app, value: str):
+    other = app.test_client()
+    other.set_cookie("session", value)
+    return other
+
+
+def test_a_cookie_copied_before_logout_is_dead_after_it(client, app, editor):
+    assert log_in(client, "ed@example.com").status_code == 302
+    copied = _stolen_cookie(client)
+    elsewhere = app.test_client()
+    log_in(elsewhere, "ed@example.com")  # the same editor on another device
+    assert _with_cookie(app, copied).get("/editor/").status_code == 200
+    client.post("/editor/logout", data={"csrf_token": csrf(client, "/editor/")})
+    assert _with_cookie(app, copied).get("/editor/").status_code == 302
+    assert elsewhere.get("/editor/").status_code == 302, "logout ends every session"
+    assert log_in(client, "ed@example.com").status_code == 302, "logging in again works"
+    assert client.get("/editor/").status_code == 200
+
+
+def test_a_new_password_ends_every_session(client, app, session, editor):
+    from notifier.domain.editors import set_password
+
+    log_in(client, "ed@example.com")
+    copied = _stolen_cookie(client)
+    set_password(session, "ed@example.com", "a brand new passphrase")
+    session.commit()
+    assert client.get("/editor/").status_code == 302
+    assert _with_cookie(app, copied).get("/editor/").status_code == 302
+
+
 @pytest.mark.parametrize(
     "target",
     [
