@@ -155,6 +155,8 @@ class Subscriber(Base):
     status_changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     confirmation_sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     manage_link_sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Confirmation links issued before this are dead: one was used, or the reader left since.
+    confirm_links_after: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     categories: Mapped[list[Category]] = relationship(
         secondary=subscriber_categories, order_by=Category.name

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from itsdangerous import BadSignature, SignatureExpired, URLSafeSerializer, URLSafeTimedSerializer
 from itsdangerous.encoding import base64_encode
@@ -30,6 +31,7 @@ class ConfirmRequest:
     email_digest: str
     category_ids: tuple[int, ...]
     secret_key: str = field(repr=False, compare=False, default="")
+    issued_at: datetime = field(compare=False, default=datetime.min.replace(tzinfo=UTC))
 
     def is_for(self, email: str) -> bool:
         return hmac.compare_digest(self.email_digest, address_digest(self.secret_key, email))
@@ -82,15 +84,21 @@ class Tokens:
 
     def read_confirm_token(self, token: str) -> ConfirmRequest:
         try:
-            data = self._confirm.loads(token, max_age=self._confirm_max_age)
+            data, issued_at = self._confirm.loads(
+                token, max_age=self._confirm_max_age, return_timestamp=True
+            )
         except SignatureExpired:
             raise TokenError(
                 "This confirmation link has expired. Subscribe again to get a new one."
             ) from None
         except BadSignature:
             raise TokenError("This confirmation link is not valid.") from None
-        categories = tuple(int(c) for c in data["c"])
-        return ConfirmRequest(int(data["s"]), str(data["e"]), categories, self._secret_key)
+        try:
+            categories = tuple(int(c) for c in data["c"])
+            subscriber_id, digest = int(data["s"]), str(data["e"])
+        except (KeyError, TypeError, ValueError):
+            raise TokenError("This confirmation link is not valid.") from None
+        return ConfirmRequest(subscriber_id, digest, categories, self._secret_key, issued_at)
 
     def manage_token(self, subscriber_id: int) -> str:
         return self._manage.dumps({"s": subscriber_id})

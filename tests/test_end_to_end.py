@@ -68,7 +68,9 @@ def test_subscribe_confirm_notify_unsubscribe(
 
         confirmation = mails.wait_for(1)[0].message
         assert confirmation["To"] == READER
-        confirmed = http.get(_link(confirmation, f"{base}/confirm/"))
+        confirm_link = _link(confirmation, f"{base}/confirm/")
+        assert "Yes, subscribe me" in http.get(confirm_link).text
+        confirmed = http.post(confirm_link)
         assert confirmed.status_code == 200 and "You are subscribed" in confirmed.text
 
         # The first poll is a baseline: the old article is stored, never announced.

@@ -51,7 +51,7 @@ def test_dev_command_runs_the_whole_loop_offline(tmp_path):
 
         wait_until(lambda: _mailbox_subjects(base), timeout=30, message="no confirmation")
         confirm_url = re.search(rf"{base}/confirm/[\w.-]+", _open(base, "Confirm")).group(0)
-        assert "You are subscribed" in requests.get(confirm_url, timeout=5).text
+        assert "You are subscribed" in requests.post(confirm_url, timeout=5).text
 
         subprocess.run(
             [sys.executable, "-m", "notifier.cli", "sample-article", "--title", "Hello, reader",

@@ -90,11 +90,26 @@ def request_subscription(
     return ConfirmationToSend(subscriber.id, tuple(c.id for c in categories))
 
 
-def confirm_subscription(session: Session, request: ConfirmRequest, now: datetime) -> Subscriber:
-    """Apply a clicked confirmation link: the address is proven, the categories take effect."""
+def confirmable_subscriber(session: Session, request: ConfirmRequest) -> Subscriber:
+    """The reader a confirmation link is for, if the link still works: each link works once,
+    and not after the reader unsubscribed (an old link must not sign them up again)."""
     subscriber = session.get(Subscriber, request.subscriber_id)
     if subscriber is None or not request.is_for(subscriber.email):
         raise TokenError("This confirmation link is not valid.")
+    after = subscriber.confirm_links_after
+    # Link timestamps have whole seconds: a link made in the second of the last use counts.
+    if after is not None and request.issued_at < after.replace(microsecond=0):
+        raise TokenError(
+            "This confirmation link was already used, or you unsubscribed since. "
+            "Subscribe again to get a new one."
+        )
+    return subscriber
+
+
+def confirm_subscription(session: Session, request: ConfirmRequest, now: datetime) -> Subscriber:
+    """Apply a confirmation link (POSTed from its page): the address is proven, the categories
+    take effect, and this link and older ones stop working."""
+    subscriber = confirmable_subscriber(session, request)
     categories = list(
         session.scalars(select(Category).where(Category.id.in_(request.category_ids)))
     )
@@ -104,6 +119,7 @@ def confirm_subscription(session: Session, request: ConfirmRequest, now: datetim
         subscriber.status_reason = "confirmed by link"
         subscriber.status_changed_at = now
     subscriber.confirmed_at = subscriber.confirmed_at or now
+    subscriber.confirm_links_after = now
     return subscriber
 
 
@@ -141,6 +157,7 @@ def unsubscribe(
         subscriber.status = SubscriberStatus.UNSUBSCRIBED
         subscriber.status_reason = reason
         subscriber.status_changed_at = now
+        subscriber.confirm_links_after = now
     return subscriber
 
 

@@ -71,6 +71,7 @@ def create_app(settings: Settings | None = None, queue: TaskQueue | None = None)
     csrf.exempt(push_api.bp)
     csrf.exempt(alerts_api.bp)
     csrf.exempt(public.one_click_unsubscribe)
+    csrf.exempt(public.confirm)  # the signed link is the secret, as for one-click unsubscribe
     protect_api(app, settings)
     for blueprint in (
         public.bp,

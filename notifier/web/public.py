@@ -10,6 +10,7 @@ from notifier.domain.subscriptions import (
     ManageLinkToSend,
     SubscriptionError,
     confirm_subscription,
+    confirmable_subscriber,
     request_manage_link,
     request_subscription,
     unsubscribe,
@@ -67,6 +68,15 @@ def subscribe():
 
 
 @bp.get("/confirm/<token>")
+def confirm_page(token: str):
+    """A GET only shows the button: mail scanners open every link in a message."""
+    request_ = tokens().read_confirm_token(token)
+    subscriber = confirmable_subscriber(db(), request_)
+    categories = db().query(Category).filter(Category.id.in_(request_.category_ids)).all()
+    return render_template("pages/confirm.html", subscriber=subscriber, categories=categories)
+
+
+@bp.post("/confirm/<token>")
 def confirm(token: str):
     subscriber = confirm_subscription(db(), tokens().read_confirm_token(token), utcnow())
     db().commit()

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 
 import pytest
 
 from notifier.models import Subscriber, SubscriberStatus
-from notifier.tokens import Tokens
+from notifier.tokens import Tokens, address_digest
 from tests import factories
 
 
@@ -60,11 +61,39 @@ def test_confirmation_link_activates_the_chosen_categories(client, session, toke
     reader = factories.subscriber(session, "r@example.com", "news", status=SubscriberStatus.PENDING)
     session.commit()
     wanted = [c.id for c in factories.categories(session, "economy", "energy")]
-    answer = client.get(f"/confirm/{tokens.confirm_token(reader.id, reader.email, wanted)}")
+    link = f"/confirm/{tokens.confirm_token(reader.id, reader.email, wanted)}"
+    page = client.get(link)
+    assert page.status_code == 200 and "Yes, subscribe me" in page.text
+    assert reload(session, reader).status is SubscriberStatus.PENDING, "a GET changes nothing"
+    answer = client.post(link)
     assert answer.status_code == 200 and "Economy, Energy" in answer.text
     reader = reload(session, reader)
     assert reader.status is SubscriberStatus.ACTIVE and reader.confirmed_at is not None
     assert sorted(c.slug for c in reader.categories) == ["economy", "energy"]
+
+
+def test_a_confirmation_link_works_once_and_never_after_unsubscribing(client, session, tokens):
+    reader = factories.subscriber(session, "r@example.com", "news", status=SubscriberStatus.PENDING)
+    session.commit()
+    news = [c.id for c in factories.categories(session, "news")]
+    link = f"/confirm/{tokens.confirm_token(reader.id, reader.email, news)}"
+    assert client.post(link).status_code == 200
+    reader = reload(session, reader)
+    reader.confirm_links_after += timedelta(seconds=2)  # used 2 s after it was sent
+    session.commit()
+    for again in (client.get(link), client.post(link)):
+        assert again.status_code == 400 and "already used" in again.text
+    unsubscribe = f"/unsubscribe/{tokens.unsubscribe_token(reader.id, news)}"
+    assert client.post(unsubscribe, data={"scope": "all"}).status_code == 200
+    assert reload(session, reader).status is SubscriberStatus.UNSUBSCRIBED
+    old = tokens._confirm.dumps(  # a link from before the unsubscribe, still unexpired
+        {"s": reader.id, "e": address_digest("test-secret-key", reader.email), "c": news}
+    )
+    reader = reload(session, reader)
+    reader.confirm_links_after += timedelta(seconds=2)
+    session.commit()
+    assert client.post(f"/confirm/{old}").status_code == 400
+    assert reload(session, reader).status is SubscriberStatus.UNSUBSCRIBED
 
 
 def test_knowing_an_address_is_not_enough_to_change_its_categories(client, session, queue):
