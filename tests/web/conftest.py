@@ -76,13 +76,21 @@ def editor(session):
     return row
 
 
-@pytest.fixture
-def editor_client(app, editor):
-    """A browser logged in as an editor (the session cookie names the editor's id)."""
+def logged_in_client(app, editor):
+    """A browser logged in as this editor (the session cookie names the editor's id and
+    session version, as logging in writes them)."""
+    from notifier.web.auth import SESSION_KEY, VERSION_KEY
+
     client = app.test_client()
     with client.session_transaction() as browser_session:
-        browser_session["editor_id"] = editor.id
+        browser_session[SESSION_KEY] = editor.id
+        browser_session[VERSION_KEY] = editor.session_version
     return client
+
+
+@pytest.fixture
+def editor_client(app, editor):
+    return logged_in_client(app, editor)
 
 
 @pytest.fixture

@@ -13,16 +13,14 @@ from notifier.domain.editors import create_editor
 from notifier.models import Delivery, DeliveryStatus, Feed, WorkerHeartbeat
 from notifier.timeutil import utcnow
 from tests import factories
+from tests.web.conftest import logged_in_client
 
 
 @pytest.fixture
 def admin_client(app, session):
     admin = create_editor(session, "admin@aze.media", "correct horse battery", "admin")
     session.commit()
-    client = app.test_client()
-    with client.session_transaction() as browser_session:
-        browser_session["editor_id"] = admin.id
-    return client
+    return logged_in_client(app, admin)
 
 
 def csrf(page: str) -> str:
