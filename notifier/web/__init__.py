@@ -17,6 +17,7 @@ from notifier.config import Settings, load_settings
 from notifier.db import session_factory
 from notifier.queue import TaskQueue
 from notifier.tokens import Tokens
+from notifier.web import security_headers
 from notifier.web.cors import protect_api
 
 log = logging.getLogger(__name__)
@@ -96,6 +97,7 @@ def create_app(settings: Settings | None = None, queue: TaskQueue | None = None)
         app.extensions["notifier"]["db"].remove()
 
     _register_error_pages(app)
+    security_headers.install(app, settings)
     return app
 
 

@@ -10,6 +10,7 @@ from flask import Blueprint, abort, render_template, send_file
 
 from notifier.sample_feed import ensure_sample_feed
 from notifier.web.context import settings
+from notifier.web.security_headers import allow_inline_styles
 
 bp = Blueprint("dev", __name__, url_prefix="/dev")
 
@@ -45,6 +46,7 @@ def mailbox_message(key: str):
         message = _parsed(_box()[key])
     except KeyError:
         abort(404, "No such message in the development mailbox.")
+    allow_inline_styles()  # the message's HTML part, in a sandboxed iframe
     return render_template(
         "pages/dev_message.html", key=key, headers=list(message.items()),
         text=_part(message, "plain"), html=_part(message, "html"),

@@ -26,6 +26,7 @@ from notifier.queue import send_or_leave_to_beat
 from notifier.timeutil import utcnow
 from notifier.web.auth import current_editor, editor_required
 from notifier.web.context import composer, db, queue, settings
+from notifier.web.security_headers import allow_inline_styles
 
 bp = Blueprint("editor_alerts", __name__, url_prefix="/editor/alerts")
 
@@ -66,6 +67,7 @@ def _draft() -> AlertDraft:
 
 
 def _preview_page(draft: AlertDraft, notice: str | None = None):
+    allow_inline_styles()  # the email preview, in a sandboxed iframe
     editor = current_editor()
     alert = _unsaved_alert(draft)
     email = composer().alert_preview(alert, editor.email, list(draft.category_names))
