@@ -42,7 +42,7 @@ from collections.abc import Sequence
 
 from notifier.channels.base import EmailEnvelope
 from notifier.domain.feeds import single_line
-from notifier.messages import RenderedEmail
+from notifier.messages import RenderedEmail, wire_address
 
 # The policy RenderedEmail.to_mime uses (see notifier/messages.py): headers prepared here are
 # folded and RFC 2047-encoded exactly as that slow path does.
@@ -294,6 +294,7 @@ class EmailLayout:
         for value in values:
             if _FORBIDDEN.search(value):
                 raise ValueError(f"a value must not contain a line break: {value!r}")
+        to = wire_address(to)
         if not _ADDRESS.fullmatch(to):
             raise ValueError(f"not a plain email address: {to!r}")
         if message_id is None:

@@ -9,12 +9,14 @@ from __future__ import annotations
 import email.policy
 import email.utils
 import json
+import re
 from dataclasses import dataclass, field, replace
 from email.headerregistry import Address
 from email.message import EmailMessage
 from pathlib import Path
 
 import css_inline
+import idna
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
 from notifier.domain.feeds import single_line, truncate
@@ -38,7 +40,13 @@ class RenderedEmail:
     def to_mime(self, mail_from: str) -> EmailMessage:
         message = EmailMessage(policy=_POLICY)
         message["From"] = mail_from
-        message["To"] = Address(addr_spec=self.to)
+        to = wire_address(self.to)
+        if to.isascii():
+            message["To"] = Address(addr_spec=to)
+        else:  # RFC 6532: written in UTF-8; the SMTP channel sends it with SMTPUTF8
+            if _NOT_IN_ADDRESS.search(to):
+                raise ValueError(f"not a plain email address: {to!r}")
+            message["To"] = to
         message["Subject"] = self.subject
         message["Date"] = email.utils.formatdate(localtime=False)
         domain = email.utils.parseaddr(mail_from)[1].rpartition("@")[2] or "localhost"
@@ -48,6 +56,24 @@ class RenderedEmail:
         message.set_content(self.text)
         message.add_alternative(self.html, subtype="html")
         return message
+
+
+_NOT_IN_ADDRESS = re.compile(r"[\x00-\x20<>,;\"()\\]")
+
+
+def wire_address(address: str) -> str:
+    """The address as it goes out. With an ASCII local part the domain is written in IDNA
+    A-labels, which every mail server accepts ("zoe@例子.广告" -> "zoe@xn--fsqu00a.xn--4rr70v").
+    A non-ASCII local part needs a server that offers SMTPUTF8 anyway, and with it the
+    domain may stay as readers wrote it (RFC 6531). Raises ValueError for a domain IDNA
+    cannot write."""
+    local, at, domain = address.rpartition("@")
+    if not at or domain.isascii() or not local.isascii():
+        return address
+    try:
+        return f"{local}@{idna.encode(domain, uts46=True).decode('ascii')}"
+    except idna.IDNAError as error:
+        raise ValueError(f"the domain {domain!r} cannot be written in IDNA: {error}") from None
 
 
 # RFC 8291: a 4096-byte record holds 86 bytes of header, a delimiter and a 16-byte tag.

@@ -165,6 +165,26 @@ class SmtpChannel:
         return client
 
 
+_SMTPUTF8_SEEN: dict[str, tuple[float, bool]] = {}  # SMTP_URL -> (when asked, offered)
+SMTPUTF8_CHECK_SECONDS = 300.0  # how long an answer about SMTPUTF8 is trusted
+
+
+def offers_smtputf8(channel: SmtpChannel) -> bool | None:
+    """Whether the server offers SMTPUTF8 (which a non-ASCII local part needs); None when it
+    cannot be asked right now. Asked once per SMTPUTF8_CHECK_SECONDS per process, so the
+    subscription form can refuse such an address instead of accepting mail it cannot send."""
+    key = f"{channel.scheme}://{channel.host}:{channel.port}"
+    seen = _SMTPUTF8_SEEN.get(key)
+    if seen is not None and monotonic() - seen[0] < SMTPUTF8_CHECK_SECONDS:
+        return seen[1]
+    lane = _Lane(channel)
+    if lane.open() is not None:
+        return None
+    lane.quit()
+    _SMTPUTF8_SEEN[key] = (monotonic(), lane.smtputf8)
+    return lane.smtputf8
+
+
 def _quit_all(idle: list[tuple[float, _Lane]]) -> None:
     for _, lane in idle:
         lane.quit()

@@ -37,6 +37,12 @@ class ManageLinkToSend:
     subscriber_id: int
 
 
+NO_UTF8_LOCAL_PART = (
+    "We cannot send email to an address with non-ASCII characters before the @ (our mail "
+    "server does not support SMTPUTF8). Please use another address."
+)
+
+
 def normalize_email(raw: object) -> str:
     if not isinstance(raw, str) or not raw.strip():
         raise SubscriptionError("Please enter an email address.")
@@ -68,13 +74,18 @@ def request_subscription(
     slugs: object,
     now: datetime,
     cooldown_seconds: int,
+    utf8_local_parts: bool = True,
 ) -> ConfirmationToSend | None:
     """Record the sign-up; say whether a confirmation email should go out now.
 
     The categories travel in the signed confirmation link and apply only when it is clicked.
     A confirmation sent moments ago is not sent again, so the form cannot mail-bomb anyone.
+    `utf8_local_parts`: whether mail can go to a non-ASCII local part (SMTPUTF8); if not,
+    such an address is refused now rather than accepted and never mailed.
     """
     address = normalize_email(email)
+    if not utf8_local_parts and not address.rpartition("@")[0].isascii():
+        raise SubscriptionError(NO_UTF8_LOCAL_PART)
     categories = validate_category_slugs(session, slugs)
     subscriber = session.scalar(select(Subscriber).where(Subscriber.email == address))
     if subscriber is None:

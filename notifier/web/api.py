@@ -7,7 +7,7 @@ from flask import Blueprint, jsonify, request
 from notifier.domain.categories import list_categories
 from notifier.domain.subscriptions import SubscriptionError, request_subscription
 from notifier.timeutil import utcnow
-from notifier.web.context import db, queue, settings
+from notifier.web.context import db, queue, settings, utf8_local_parts_ok
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
@@ -31,7 +31,7 @@ def create_subscription():
     try:
         outcome = request_subscription(
             db(), body.get("email"), body.get("categories"), utcnow(),
-            settings().confirm_resend_seconds,
+            settings().confirm_resend_seconds, utf8_local_parts_ok(body.get("email")),
         )  # fmt: skip
     except SubscriptionError as problem:
         return error(str(problem))

@@ -19,7 +19,7 @@ from notifier.domain.subscriptions import (
 from notifier.models import Category, Subscriber
 from notifier.timeutil import utcnow
 from notifier.tokens import TokenError
-from notifier.web.context import db, queue, settings, tokens
+from notifier.web.context import db, queue, settings, tokens, utf8_local_parts_ok
 
 bp = Blueprint("public", __name__)
 
@@ -54,8 +54,9 @@ def subscribe():
     email, chosen = request.form.get("email", ""), request.form.getlist("categories")
     try:
         outcome = request_subscription(
-            db(), email, chosen, utcnow(), settings().confirm_resend_seconds
-        )
+            db(), email, chosen, utcnow(), settings().confirm_resend_seconds,
+            utf8_local_parts_ok(email),
+        )  # fmt: skip
     except SubscriptionError as error:
         page = render_template(
             "pages/subscribe.html", categories=list_categories(db()), chosen=set(chosen),
