@@ -65,7 +65,30 @@ def make_celery(settings: Settings | None = None) -> Celery:
     )
     app.notifier_settings = settings
     _record_heartbeats(app, settings)
+    _record_task_failures()
     return app
+
+
+def _record_task_failures() -> None:
+    """Every task that fails for good is kept with its cause and counted, whatever the task:
+    nothing fails silently (retries are not failures; their last attempt may be)."""
+    from celery.signals import task_failure
+
+    task_failure.connect(_task_failed, weak=False, dispatch_uid="notifier.task_failed")
+
+
+def _task_failed(sender=None, task_id=None, exception=None, args=None, kwargs=None, **_) -> None:
+    from notifier import metrics
+    from notifier.ops.task_failures import record_task_failure
+    from notifier.timeutil import utcnow
+
+    settings = getattr(getattr(sender, "app", None), "notifier_settings", None)
+    name = getattr(sender, "name", None) or "unknown"
+    metrics.task_failed(name)
+    if settings is not None and exception is not None:
+        arguments = {"args": list(args or ()), "kwargs": dict(kwargs or {})}
+        record_task_failure(settings.database_url, name, task_id or "", exception, arguments,
+                            utcnow())  # fmt: skip
 
 
 def _record_heartbeats(app: Celery, settings: Settings) -> None:

@@ -213,6 +213,10 @@ class Settings:
     worker_stale_seconds: int = 30
     worker_heartbeat_seconds: int = 10
     feed_stale_seconds: int = 900
+    feed_concurrency: int = 8
+    task_failure_limit: int = 3
+    task_failure_window_seconds: int = 3600
+    ops_history_days: int = 14
     log_format: str = "json"  # one JSON object per line; "text" for people (notifier dev)
     log_level: str = "INFO"
     metrics_token: str = ""
@@ -321,6 +325,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         worker_stale_seconds=_int(env, "WORKER_STALE_SECONDS", 30, minimum=5),
         worker_heartbeat_seconds=_int(env, "WORKER_HEARTBEAT_SECONDS", 10, minimum=1),
         feed_stale_seconds=_int(env, "FEED_STALE_SECONDS", 900, minimum=10),
+        feed_concurrency=_int(env, "FEED_CONCURRENCY", 8, minimum=1),
+        task_failure_limit=_int(env, "TASK_FAILURE_LIMIT", 3, minimum=1),
+        task_failure_window_seconds=_int(env, "TASK_FAILURE_WINDOW_SECONDS", 3600, minimum=60),
+        ops_history_days=_int(env, "OPS_HISTORY_DAYS", 14, minimum=1),
         log_format=_choice(env, "LOG_FORMAT", "text" if dev_mode else "json", LOG_FORMATS),
         log_level=_choice(env, "LOG_LEVEL", "INFO", LOG_LEVELS),
         metrics_token=env.get("METRICS_TOKEN", "").strip(),

@@ -15,7 +15,7 @@ import math
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -42,6 +42,8 @@ from notifier.models import (
 )
 from notifier.ops.feeds import feed_health
 from notifier.ops.queues import queue_depths
+from notifier.ops.sweeps import sweep_summary
+from notifier.ops.task_failures import task_failures_by_task
 from notifier.ops.workers import worker_states
 from notifier.timeutil import utcnow
 
@@ -74,6 +76,20 @@ NOTIFICATION_LATENCY = Histogram(
     buckets=(1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1800, 3600, 4 * 3600, 86400),
 )
 """What readers feel: how late the news reaches them (retries included)."""
+
+TASK_FAILURES = Counter(
+    "notifier_task_failures",
+    "Tasks that failed for good (no retry left), by task; each is kept with its cause.",
+    ["task"],
+)
+"""Anything above zero is work that did not happen: see /ops/ or `notifier status`."""
+
+SWEEP_REQUEUED = Counter(
+    "notifier_sweep_requeued",
+    "Work the sweeper found lost and queued again, by kind (articles, alerts, deliveries).",
+    ["kind"],
+)
+"""The sweeper is a safety net: zero in normal operation."""
 
 DB_STATEMENTS = Counter(
     "notifier_db_statements",
@@ -139,6 +155,15 @@ def _notice_time(session: Session, delivery: Delivery) -> datetime | None:
             log.warning("delivery %s sent but not timed: %s", delivery.id, error)
             return None
     return known[key]
+
+
+def task_failed(task_name: str) -> None:
+    TASK_FAILURES.labels(task_name.rpartition(".")[2]).inc()
+
+
+def sweep_requeued(counts: dict[str, int]) -> None:
+    for kind, count in counts.items():
+        SWEEP_REQUEUED.labels(kind).inc(count)  # zero too: the series exists from the start
 
 
 @contextmanager
@@ -220,6 +245,7 @@ class StateCollector:
             return [
                 *_feed_families(session, now, self.settings.feed_stale_seconds),
                 *_worker_families(session, now, self.settings.worker_stale_seconds),
+                *_ops_history_families(session, now, self.settings),
                 _by_status(
                     session, Subscriber.status, SubscriberStatus, "notifier_subscribers",
                     "Email subscribers by state.",
@@ -262,6 +288,27 @@ def _worker_families(session: Session, now: datetime, stale_seconds: int) -> lis
         value=sum(state.online for state in states),
     )
     return [age, online]
+
+
+def _ops_history_families(session: Session, now: datetime, settings: Settings) -> list[Metric]:
+    window = settings.task_failure_window_seconds
+    failures = GaugeMetricFamily(
+        "notifier_task_failures_recent",
+        f"Tasks that failed for good in the last TASK_FAILURE_WINDOW_SECONDS ({window}s), by "
+        "task; `notifier status` is unhealthy from TASK_FAILURE_LIMIT on.",
+        labels=["task"],
+    )
+    since = now - timedelta(seconds=window)
+    for task, count in sorted(task_failures_by_task(session, since).items()):
+        failures.add_metric([task], count)
+    requeued = GaugeMetricFamily(
+        "notifier_sweep_requeued_last_day",
+        "Work the sweeper re-queued in the last day, by kind (zero in normal operation).",
+        labels=["kind"],
+    )
+    for kind, count in sweep_summary(session, now).last_day.items():
+        requeued.add_metric([kind], count)
+    return [failures, requeued]
 
 
 def _by_status(

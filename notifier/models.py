@@ -317,6 +317,31 @@ class WorkerHeartbeat(Base):
     pid: Mapped[int] = mapped_column(Integer, default=0)
 
 
+class TaskFailure(Base):
+    """A task that failed for good (no retry left), with its cause: nothing fails silently."""
+
+    __tablename__ = "task_failures"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    task_name: Mapped[str] = mapped_column(String(200))
+    task_id: Mapped[str] = mapped_column(String(64))
+    cause: Mapped[str] = mapped_column(Text)  # "ErrorType: message", addresses masked
+    arguments: Mapped[str] = mapped_column(Text)  # the ids it was given, as JSON
+    failed_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+
+class SweepRun(Base):
+    """What one sweep had to re-queue. Zero in normal operation: work comes back by itself."""
+
+    __tablename__ = "sweep_runs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    swept_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    articles: Mapped[int] = mapped_column(Integer)
+    alerts: Mapped[int] = mapped_column(Integer)
+    deliveries: Mapped[int] = mapped_column(Integer)
+
+
 class Delivery(Base):
     """One message for one recipient on one channel; the unique keys make re-planning harmless.
 

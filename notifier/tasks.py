@@ -47,6 +47,8 @@ from notifier.domain.feeds import sync_feeds
 from notifier.feed_poller import poll_feed as poll_one_feed
 from notifier.logs import redact
 from notifier.models import Alert, Article
+from notifier.ops.sweeps import forget_sweeps, record_sweep
+from notifier.ops.task_failures import forget_task_failures
 from notifier.timeutil import utcnow
 
 log = logging.getLogger(__name__)
@@ -219,6 +221,10 @@ def send_manage_link(self, subscriber_id: int) -> bool:
     return _send_service_email(self, settings, message, subscriber_id)
 
 
+class ServiceEmailNotSent(Exception):
+    """A confirmation or manage-link email the server refused for good, or kept refusing."""
+
+
 def _send_service_email(task, settings: Settings, message, subscriber_id: int) -> bool:
     """Transactional mail the reader asked for: retried on temporary failure, not recorded."""
     if message is None:
@@ -234,14 +240,10 @@ def _send_service_email(task, settings: Settings, message, subscriber_id: int) -
     if result.outcome is Outcome.RETRY and attempts < settings.delivery_max_attempts:
         delay = retry_policy(settings).delay(attempts)
         raise task.retry(exc=OSError(result.detail), countdown=delay)
-    log.warning(
-        "%s to subscriber %s not sent: %s",
-        task.name,
-        subscriber_id,
-        redact(result.detail),
-        extra={"subscriber_id": subscriber_id or None},
-    )
-    return False
+    # The task fails: recorded with this cause (celery_app), shown on /ops/ and in status.
+    log.warning("%s to subscriber %s not sent: %s", task.name, subscriber_id,
+                redact(result.detail), extra={"subscriber_id": subscriber_id or None})  # fmt: skip
+    raise ServiceEmailNotSent(f"{result.outcome.value}: {result.detail}")
 
 
 @shared_task(bind=True, name="notifier.tasks.sweep")
@@ -259,11 +261,18 @@ def sweep(self) -> dict:
         )  # fmt: skip
         for start in range(0, len(overdue), settings.delivery_chunk_size):
             queue_deliveries(session, overdue[start : start + settings.delivery_chunk_size])
+        record_sweep(session, now, len(articles), len(alerts), len(overdue))
+        keep_after = now - timedelta(days=settings.ops_history_days)
+        forget_sweeps(session, keep_after)
+        forget_task_failures(session, keep_after)
+        session.commit()
     for article_id in articles:
         fan_out_article.delay(article_id)
     for alert_id in alerts:
         fan_out_alert.delay(alert_id)
+    counts = {"articles": len(articles), "alerts": len(alerts), "deliveries": len(overdue)}
+    metrics.sweep_requeued(counts)
     if articles or alerts or overdue:
         log.warning("sweep re-queued %s articles, %s alerts, %s deliveries", len(articles),
                     len(alerts), len(overdue))  # fmt: skip
-    return {"articles": len(articles), "alerts": len(alerts), "deliveries": len(overdue)}
+    return counts

@@ -16,6 +16,8 @@ from notifier.logs import redact
 from notifier.ops.failures import FailureGroup, deliveries_by_outcome, recent_failures
 from notifier.ops.feeds import FeedHealth, feed_health
 from notifier.ops.queues import queue_depths
+from notifier.ops.sweeps import SweepSummary, sweep_summary
+from notifier.ops.task_failures import TaskFailureGroup, recent_task_failures
 from notifier.ops.workers import WorkerState, worker_states
 
 
@@ -44,6 +46,9 @@ class StatusReport:
     failures_last_hour: list[FailureGroup] = field(default_factory=list)
     failures_last_day: list[FailureGroup] = field(default_factory=list)
     outcomes_last_day: dict[tuple[str, str], int] = field(default_factory=dict)
+    task_failures_window: list[TaskFailureGroup] = field(default_factory=list)
+    task_failures_last_day: list[TaskFailureGroup] = field(default_factory=list)
+    sweep: SweepSummary | None = None
     database_error: str | None = None
     broker_error: str | None = None
     problems: list[str] = field(default_factory=list)
@@ -70,6 +75,11 @@ class StatusReport:
                 "last_day": [_failure_json(g) for g in self.failures_last_day],
             },
             "deliveries_last_day": outcomes,
+            "task_failures": {
+                "window": [_task_failure_json(g) for g in self.task_failures_window],
+                "last_day": [_task_failure_json(g) for g in self.task_failures_last_day],
+            },
+            "sweeper": _sweep_json(self.sweep),
         }
 
 
@@ -110,6 +120,21 @@ def _failure_json(g: FailureGroup) -> dict:
     return {"channel": g.channel, "cause": g.cause, "count": g.count, "last_at": _iso(g.last_at)}
 
 
+def _task_failure_json(g: TaskFailureGroup) -> dict:
+    return {"task": g.task, "cause": g.cause, "count": g.count, "last_at": _iso(g.last_at)}
+
+
+def _sweep_json(sweep: SweepSummary | None) -> dict | None:
+    if sweep is None:
+        return None
+    return {
+        "last_sweep": _iso(sweep.last_at),
+        "last_requeued": sweep.last,
+        "requeued_last_day": sweep.last_day,
+        "sweeps_last_day": sweep.sweeps_last_day,
+    }
+
+
 def _read_database(report: StatusReport, session: Session, settings: Settings) -> None:
     now = report.now
     try:
@@ -118,6 +143,10 @@ def _read_database(report: StatusReport, session: Session, settings: Settings) -
         report.failures_last_hour = recent_failures(session, now, hours=1)
         report.failures_last_day = recent_failures(session, now, hours=24)
         report.outcomes_last_day = deliveries_by_outcome(session, now - timedelta(days=1))
+        window = settings.task_failure_window_seconds
+        report.task_failures_window = recent_task_failures(session, now, window)
+        report.task_failures_last_day = recent_task_failures(session, now, 86400)
+        report.sweep = sweep_summary(session, now)
     except SQLAlchemyError as error:
         session.rollback()
         report.database_error = _short(error)
@@ -160,7 +189,22 @@ def problems_of(report: StatusReport, settings: Settings) -> list[str]:
             else:
                 why = f"last read successfully {age(report.now, f.last_success_at)} ago"
             problems.append(f"Feed {f.url} is unhealthy: {why}.")
+    failed = sum(g.count for g in report.task_failures_window)
+    if failed >= settings.task_failure_limit:
+        worst = report.task_failures_window[0]
+        problems.append(
+            f"{failed} tasks failed in the last {age_of(settings.task_failure_window_seconds)} "
+            f"(TASK_FAILURE_LIMIT is {settings.task_failure_limit}); most often "
+            f"{worst.task}: {worst.cause}."
+        )
     return problems
+
+
+def age_of(seconds: int) -> str:
+    """'1h', '15m', '90s': a duration as people say it."""
+    if seconds % 3600 == 0:
+        return f"{seconds // 3600}h"
+    return f"{seconds // 60}m" if seconds % 60 == 0 else f"{seconds}s"
 
 
 def gather_status(
@@ -213,6 +257,18 @@ def render_text(report: StatusReport) -> str:
         lines.append(f"  {g.channel}  {hour.get((g.channel, g.cause), 0)} / {g.count}  {g.cause}")
     if not report.failures_last_day:
         lines.append("  none")
+    lines.append("Failed tasks (last day)")
+    for g in report.task_failures_last_day:
+        lines.append(f"  {g.task}  {g.count}  {g.cause}")
+    if not report.task_failures_last_day:
+        lines.append("  none")
+    if report.sweep is not None:
+        day = report.sweep.last_day
+        lines.append(
+            f"Sweeper  re-queued in the last day: {day['deliveries']} deliveries, "
+            f"{day['articles']} articles, {day['alerts']} alerts "
+            f"({report.sweep.sweeps_last_day} sweeps; zero in normal operation)"
+        )
     if report.healthy:
         lines.append("Healthy.")
     else:

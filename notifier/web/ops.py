@@ -14,6 +14,8 @@ from notifier.models import Alert, AlertStatus, Article, Delivery, DeliveryStatu
 from notifier.ops.failures import deliveries_by_outcome, recent_failures, retry_failed
 from notifier.ops.feeds import feed_health
 from notifier.ops.queues import queue_depths
+from notifier.ops.sweeps import sweep_summary
+from notifier.ops.task_failures import recent_task_failures
 from notifier.ops.workers import worker_states
 from notifier.queue import send_or_leave_to_beat
 from notifier.timeutil import utcnow
@@ -69,6 +71,7 @@ def dashboard():
         feeds=feed_health(db(), now, s.feed_stale_seconds),
         traffic=traffic, outcomes=OUTCOMES, channels=("email", "push"),
         failures=recent_failures(db(), now), alerts=alerts, articles=articles,
+        task_failures=recent_task_failures(db(), now, 86400), sweep=sweep_summary(db(), now),
         notice=request.args.get("notice"),
     )  # fmt: skip
 
