@@ -7,6 +7,7 @@ from datetime import timedelta
 from celery import Celery
 
 from notifier.config import Settings, load_settings
+from notifier.feed_node import feed_routes
 
 
 def _transport_options(settings: Settings) -> dict:
@@ -47,6 +48,8 @@ def make_celery(settings: Settings | None = None) -> Celery:
         worker_hijack_root_logger=False,
         # Events give worker heartbeats (our dashboard, Flower); nobody stores task events.
         worker_send_task_events=True,
+        # Feed fetches have their own queue and node (notifier.feed_node): never a sending slot.
+        task_routes=feed_routes(),
         beat_schedule_filename=str(settings.data_dir / "celerybeat-schedule"),
         beat_schedule={
             "poll-feeds": {

@@ -133,7 +133,36 @@ def worker(celery_args: tuple[str, ...]) -> None:
     def child_exit(pid: int, **_kwargs) -> None:
         multiprocess.mark_process_dead(pid, str(metrics_dir))
 
-    make_celery(settings).worker_main(_celery_argv(settings, "worker", celery_args))
+    from notifier.feed_node import SENDING_QUEUE, add_feeds_node
+
+    app = make_celery(settings)
+    if not _names_queues(celery_args):  # with -Q the operator places the nodes themselves
+        add_feeds_node(app)
+        celery_args = (f"--queues={SENDING_QUEUE}", *celery_args)
+    app.worker_main(_celery_argv(settings, "worker", celery_args))
+
+
+def _names_queues(celery_args: tuple[str, ...]) -> bool:
+    return any(arg == "-Q" or arg.startswith(("-Q", "--queues")) for arg in celery_args)
+
+
+@cli.command("feeds-worker", context_settings={"ignore_unknown_options": True})
+@click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
+def feeds_worker(celery_args: tuple[str, ...]) -> None:
+    """Run only a feeds node (`notifier worker` starts one itself): feed fetches, in
+    FEED_CONCURRENCY threads, on the feeds queue."""
+    settings = _settings()
+    _export_metrics_dir(settings, "feeds")
+    from notifier.celery_app import make_celery
+    from notifier.feed_node import FEEDS_QUEUE, watch_parent
+
+    app = make_celery(settings)
+    watch_parent(app)
+    named = any(arg in ("-n", "--hostname") or arg.startswith("--hostname=") for arg in celery_args)
+    argv = (f"--queues={FEEDS_QUEUE}", "--pool=threads",
+            f"--concurrency={settings.feed_concurrency}", *(() if named else ("-n", "feeds@%h")),
+            *celery_args)  # fmt: skip
+    app.worker_main(_celery_argv(settings, "worker", argv))
 
 
 @cli.command(context_settings={"ignore_unknown_options": True})

@@ -1,68 +1,132 @@
-"""Fetch one feed with a conditional GET and hand what changed to the feed rules."""
+"""Fetch one feed with a conditional GET and hand what changed to the feed rules.
+
+FEED_TIMEOUT_SECONDS bounds the whole fetch: connecting, the headers and every byte of the
+body. A per-read timeout does not: a server that sends one byte every few seconds never
+trips it, and held a worker for as long as it liked. No database transaction stays open
+while a feed is fetched.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from dataclasses import dataclass
+from datetime import datetime
 
-import requests
+import aiohttp
 from sqlalchemy.orm import Session
 
 from notifier.config import Settings
 from notifier.domain.feeds import FeedParseError, parse_feed, store_articles
 from notifier.models import Feed
-from notifier.timeutil import utcnow
 
 log = logging.getLogger(__name__)
 USER_AGENT = "notifier/0.1 (+feed poller)"
+READ_CHUNK = 65536
 
 
 class FeedFetchError(Exception):
     pass
 
 
-def fetch(feed: Feed, settings: Settings) -> requests.Response | None:
-    """GET the feed, or None when it has not changed (304). Bounded in time and size."""
-    headers = {"User-Agent": USER_AGENT, "Accept": "application/rss+xml, application/atom+xml, */*"}
-    if feed.etag:
-        headers["If-None-Match"] = feed.etag
-    if feed.last_modified:
-        headers["If-Modified-Since"] = feed.last_modified
+@dataclass(frozen=True)
+class FeedRequest:
+    """What a conditional GET of one feed needs, read before the fetch."""
+
+    url: str
+    etag: str | None
+    last_modified: str | None
+
+
+@dataclass(frozen=True)
+class FetchedFeed:
+    body: bytes
+    etag: str | None
+    last_modified: str | None
+
+
+def start_poll(session: Session, feed_id: int, now: datetime) -> FeedRequest | None:
+    """Note the poll and read what the fetch needs; the caller commits before fetching."""
+    feed = session.get(Feed, feed_id)
+    if feed is None:
+        return None
+    feed.last_polled_at = now
+    return FeedRequest(feed.url, feed.etag, feed.last_modified)
+
+
+def fetch(request: FeedRequest, settings: Settings) -> FetchedFeed | None:
+    """GET the feed, or None when it has not changed (304). Raises FeedFetchError with a
+    sentence when it fails, is larger than FEED_MAX_BYTES or is not complete within
+    FEED_TIMEOUT_SECONDS."""
+    timeout = settings.feed_timeout_seconds
     try:
-        response = requests.get(
-            feed.url, headers=headers, timeout=settings.feed_timeout_seconds, stream=True
-        )
-        if response.status_code == 304:
+        return asyncio.run(_fetch(request, timeout, settings.feed_max_bytes))
+    except TimeoutError:
+        raise FeedFetchError(
+            f"{request.url} was not fetched in full within FEED_TIMEOUT_SECONDS ({timeout:g}s)"
+        ) from None
+    except (aiohttp.ClientError, ValueError, OSError) as error:
+        raise FeedFetchError(
+            f"cannot fetch {request.url}: {error or type(error).__name__}"
+        ) from None
+
+
+async def _fetch(request: FeedRequest, timeout: float, max_bytes: int) -> FetchedFeed | None:
+    headers = {"User-Agent": USER_AGENT, "Accept": "application/rss+xml, application/atom+xml, */*"}
+    if request.etag:
+        headers["If-None-Match"] = request.etag
+    if request.last_modified:
+        headers["If-Modified-Since"] = request.last_modified
+    too_large = f"{request.url} is larger than FEED_MAX_BYTES ({max_bytes})"
+    async with (
+        asyncio.timeout(timeout),  # the whole fetch, whatever aiohttp's own timers do
+        aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=timeout), trust_env=True
+        ) as session,  # fmt: skip
+        session.get(request.url, headers=headers) as response,
+    ):
+        if response.status == 304:
             return None
-        if response.status_code != 200:
-            raise FeedFetchError(f"HTTP {response.status_code} from {feed.url}")
-        body = response.raw.read(settings.feed_max_bytes + 1, decode_content=True)
-    except requests.RequestException as error:
-        raise FeedFetchError(f"cannot fetch {feed.url}: {error}") from None
-    if len(body) > settings.feed_max_bytes:
-        raise FeedFetchError(f"{feed.url} is larger than FEED_MAX_BYTES={settings.feed_max_bytes}")
-    response._content = body
-    return response
+        if response.status != 200:
+            raise FeedFetchError(f"HTTP {response.status} from {request.url}")
+        if (response.content_length or 0) > max_bytes:
+            raise FeedFetchError(too_large)
+        body = bytearray()
+        async for chunk in response.content.iter_chunked(READ_CHUNK):
+            body += chunk
+            if len(body) > max_bytes:
+                raise FeedFetchError(too_large)
+        return FetchedFeed(
+            bytes(body), response.headers.get("ETag"), response.headers.get("Last-Modified")
+        )
 
 
-def poll_feed(session: Session, feed_id: int, settings: Settings) -> list[int]:
-    """Poll one feed; returns ids of new articles to announce. Errors are kept on the feed."""
+def finish_poll(
+    session: Session, feed_id: int, outcome: FetchedFeed | FeedFetchError | None, now: datetime,
+    grace_seconds: int,
+) -> list[int]:  # fmt: skip
+    """Record a poll's outcome on the feed; ids of articles to fan out (`grace_seconds`: see
+    store_articles). A failure is kept on the feed (last_error), which status, /ops/ and
+    /metrics show as failing."""
     feed = session.get(Feed, feed_id)
     if feed is None:
         return []
-    now = utcnow()
-    feed.last_polled_at = now
-    try:
-        response = fetch(feed, settings)
-        if response is None:
-            feed.last_success_at, feed.last_error = now, None
-            return []
-        items = parse_feed(response.content, feed.url)
-    except (FeedFetchError, FeedParseError) as error:
-        feed.last_error = str(error)
-        log.warning("feed %s: %s", feed.url, error)
+    if isinstance(outcome, FeedFetchError):
+        return _failed(feed, outcome)
+    if outcome is None:  # not modified
+        feed.last_success_at, feed.last_error = now, None
         return []
-    new_ids = store_articles(session, feed, items, now, settings.category_grace_seconds)
-    feed.etag = response.headers.get("ETag")
-    feed.last_modified = response.headers.get("Last-Modified")
+    try:
+        items = parse_feed(outcome.body, feed.url)
+    except FeedParseError as error:
+        return _failed(feed, error)
+    new_ids = store_articles(session, feed, items, now, grace_seconds)
+    feed.etag, feed.last_modified = outcome.etag, outcome.last_modified
     feed.last_success_at, feed.last_error = now, None
     return new_ids
+
+
+def _failed(feed: Feed, error: Exception) -> list[int]:
+    feed.last_error = str(error)
+    log.warning("feed %s: %s", feed.url, error)
+    return []

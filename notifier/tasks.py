@@ -44,7 +44,7 @@ from notifier.domain.deliveries import (
     unplanned_article_ids,
 )
 from notifier.domain.feeds import sync_feeds
-from notifier.feed_poller import poll_feed as poll_one_feed
+from notifier.feed_poller import FeedFetchError, fetch, finish_poll, start_poll
 from notifier.logs import redact
 from notifier.models import Alert, Article
 from notifier.ops.sweeps import forget_sweeps, record_sweep
@@ -108,9 +108,20 @@ def poll_feeds(self) -> int:
 @shared_task(bind=True, name="notifier.tasks.poll_feed")
 @retried_through_outages
 def poll_feed(self, feed_id: int) -> list[int]:
+    """On the feeds queue (its own worker pool): a slow feed never holds a sending slot."""
     settings = _settings(self)
     with session_scope(settings.database_url) as session:
-        new_ids = poll_one_feed(session, feed_id, settings)
+        request = start_poll(session, feed_id, utcnow())
+        session.commit()
+    if request is None:
+        return []
+    try:
+        outcome = fetch(request, settings)  # no transaction open meanwhile
+    except FeedFetchError as error:
+        outcome = error
+    with session_scope(settings.database_url) as session:
+        new_ids = finish_poll(session, feed_id, outcome, utcnow(),
+                              settings.category_grace_seconds)  # fmt: skip
         session.commit()
     for article_id in new_ids:
         fan_out_article.delay(article_id)

@@ -121,7 +121,7 @@ def test_json_for_machines_and_failures_without_addresses(env, pg_database_url):
     report = json.loads(result.output)
     assert report["healthy"] is True and report["problems"] == []
     assert report["database"]["ok"] and report["broker"]["ok"]
-    assert report["queues"] == {"celery": 0}
+    assert report["queues"] == {"celery": 0, "feeds": 0}
     [worker] = report["workers"]
     assert worker["hostname"] == "w1@box" and worker["online"] and worker["concurrency"] == 2
     assert worker["heartbeat_age_seconds"] < 30

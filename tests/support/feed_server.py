@@ -1,16 +1,25 @@
-"""A local HTTP server that serves one feed document and honours conditional GET."""
+"""A local HTTP server that serves one feed document and honours conditional GET.
+
+`drip_seconds` makes it a slow feed: it answers at once, then sends the body one byte every
+`drip_seconds` (no single read ever waits long, only the whole fetch does). `status` makes
+it answer that HTTP status instead."""
 
 from __future__ import annotations
 
 import hashlib
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
 class FeedServer:
-    def __init__(self) -> None:
+    def __init__(self, drip_seconds: float = 0.0) -> None:
         self.body = b""
         self.requests: list[dict[str, str]] = []
+        self.drip_seconds = drip_seconds
+        self.status = 200
+        self.in_progress = 0  # requests whose answer is still being sent
+        self.lock = threading.Lock()
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -21,12 +30,31 @@ class FeedServer:
                     self.send_response(304)
                     self.end_headers()
                     return
+                if server.status != 200:
+                    self.send_response(server.status)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 self.send_response(200)
                 self.send_header("Content-Type", "application/rss+xml; charset=UTF-8")
                 self.send_header("ETag", etag)
                 self.send_header("Content-Length", str(len(server.body)))
                 self.end_headers()
-                self.wfile.write(server.body)
+                if not server.drip_seconds:
+                    self.wfile.write(server.body)
+                    return
+                with server.lock:
+                    server.in_progress += 1
+                try:
+                    for byte in server.body:
+                        self.wfile.write(bytes([byte]))
+                        self.wfile.flush()
+                        time.sleep(server.drip_seconds)
+                except OSError:
+                    pass  # the client gave up on us: what a slow feed deserves
+                finally:
+                    with server.lock:
+                        server.in_progress -= 1
 
             def log_message(self, *args) -> None:
                 pass
