@@ -5,7 +5,7 @@ line; the sweeper's re-queues left only a warning. Both are now rows the dashboa
 status` and /metrics read, whichever process did the work.
 
 Revision ID: 0010
-Revises: 0008
+Revises: 0009
 Create Date: 2026-12-04 20:30:00
 """
 
@@ -17,7 +17,7 @@ from alembic import op
 from notifier.timeutil import UTCDateTime
 
 revision = "0010"
-down_revision = "0008"
+down_revision = "0009"
 branch_labels = None
 depends_on = None
 
