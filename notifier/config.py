@@ -169,6 +169,7 @@ class Settings:
     feed_max_bytes: int = 10_000_000
     category_grace_seconds: int = 600
     smtp_timeout_seconds: float = 30.0
+    smtputf8_check_seconds: int = 300
     confirm_max_age_seconds: int = 7 * 24 * 3600
     confirm_resend_seconds: int = 300
     delivery_chunk_size: int = 500
@@ -280,6 +281,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         feed_max_bytes=_int(env, "FEED_MAX_BYTES", 10_000_000, minimum=1024),
         category_grace_seconds=_int(env, "CATEGORY_GRACE_SECONDS", 600),
         smtp_timeout_seconds=_float(env, "SMTP_TIMEOUT_SECONDS", 30.0, minimum=0.1),
+        smtputf8_check_seconds=_int(env, "SMTPUTF8_CHECK_SECONDS", 300),
         confirm_max_age_seconds=_int(env, "CONFIRM_MAX_AGE_SECONDS", 7 * 24 * 3600, minimum=60),
         confirm_resend_seconds=_int(env, "CONFIRM_RESEND_SECONDS", 300),
         delivery_chunk_size=_int(env, "DELIVERY_CHUNK_SIZE", 500, minimum=1),

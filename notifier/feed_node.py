@@ -5,6 +5,7 @@ runs a small feeds node, consuming only the `feeds` queue in FEED_CONCURRENCY th
 fetches wait on other people's servers, which threads do cheaply). So a slow feed never
 takes a sending slot. The sending node starts the feeds node, starts it again if it dies,
 and stops it when it stops; a feeds node whose sending node is gone (killed) stops itself.
+Each looks at the other every WORKER_HEARTBEAT_SECONDS.
 """
 
 from __future__ import annotations
@@ -23,8 +24,6 @@ FEEDS_QUEUE = "feeds"
 SENDING_QUEUE = "celery"
 FEED_TASKS = ("notifier.tasks.poll_feeds", "notifier.tasks.poll_feed")
 PARENT_PID_ENV = "NOTIFIER_FEEDS_PARENT_PID"
-CHECK_SECONDS = 1.0  # how often each node looks at the other
-STOP_GRACE_SECONDS = 30.0  # the feeds node finishes its fetches (FEED_TIMEOUT_SECONDS) first
 
 
 def feed_routes() -> dict[str, dict[str, str]]:
@@ -43,9 +42,12 @@ class FeedsNode(bootsteps.StartStopStep):
     requires = ("celery.worker.components:Timer",)
 
     def start(self, worker) -> None:
+        settings = worker.app.notifier_settings
         self.name = feeds_node_name(worker.hostname)
+        # Its fetches under way end within FEED_TIMEOUT_SECONDS: then it has stopped.
+        self.stop_grace = settings.feed_timeout_seconds + 10
         self.child = self._spawn()
-        self.tref = worker.timer.call_repeatedly(CHECK_SECONDS, self.check, ())
+        self.tref = worker.timer.call_repeatedly(settings.worker_heartbeat_seconds, self.check, ())
 
     def _spawn(self) -> subprocess.Popen:
         env = {**os.environ, PARENT_PID_ENV: str(os.getpid())}
@@ -67,7 +69,7 @@ class FeedsNode(bootsteps.StartStopStep):
             return
         child.terminate()  # a warm shutdown: fetches under way end within their timeout
         try:
-            child.wait(STOP_GRACE_SECONDS)
+            child.wait(self.stop_grace)
         except subprocess.TimeoutExpired:
             child.kill()
             child.wait()
@@ -82,7 +84,8 @@ class ParentWatch(bootsteps.StartStopStep):
 
     def start(self, worker) -> None:
         self.parent = int(os.environ.get(PARENT_PID_ENV, "0"))
-        self.tref = worker.timer.call_repeatedly(CHECK_SECONDS, self.check, ())
+        seconds = worker.app.notifier_settings.worker_heartbeat_seconds
+        self.tref = worker.timer.call_repeatedly(seconds, self.check, ())
 
     def check(self) -> None:
         if os.getppid() != self.parent:

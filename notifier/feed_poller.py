@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -60,7 +61,7 @@ def fetch(request: FeedRequest, settings: Settings) -> FetchedFeed | None:
     FEED_TIMEOUT_SECONDS."""
     timeout = settings.feed_timeout_seconds
     try:
-        return asyncio.run(_fetch(request, timeout, settings.feed_max_bytes))
+        return _run(lambda: _fetch(request, timeout, settings.feed_max_bytes))
     except TimeoutError:
         raise FeedFetchError(
             f"{request.url} was not fetched in full within FEED_TIMEOUT_SECONDS ({timeout:g}s)"
@@ -69,6 +70,17 @@ def fetch(request: FeedRequest, settings: Settings) -> FetchedFeed | None:
         raise FeedFetchError(
             f"cannot fetch {request.url}: {error or type(error).__name__}"
         ) from None
+
+
+def _run(make_coroutine):
+    """asyncio.run, or, in a thread whose own event loop is running (never a worker's), the
+    same in a thread of its own."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(make_coroutine())
+    with ThreadPoolExecutor(1, thread_name_prefix="feed-fetch") as pool:
+        return pool.submit(lambda: asyncio.run(make_coroutine())).result()
 
 
 async def _fetch(request: FeedRequest, timeout: float, max_bytes: int) -> FetchedFeed | None:

@@ -237,7 +237,8 @@ class ServiceEmailNotSent(Exception):
 
 
 def _send_service_email(task, settings: Settings, message, subscriber_id: int) -> bool:
-    """Transactional mail the reader asked for: retried on temporary failure, not recorded."""
+    """Transactional mail the reader asked for: retried on temporary failure; refused for
+    good (or still refused after the attempts), the task fails and that is recorded."""
     if message is None:
         return False
     connection = _outlets(settings)["email"].channel.open()  # its kept connections too

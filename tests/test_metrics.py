@@ -243,7 +243,8 @@ def test_deliveries_by_a_real_worker_move_the_counters_by_exactly_n(
         app.extensions["notifier"]["queue"].fan_out_article(story_id)
         smtp.handler.wait_for(readers)
         wait_until(lambda: value(scrape(), sent[0], **sent[1]) >= readers, timeout=15)
-        wait_until(lambda: value(scrape(), "notifier_workers_online") == 1, timeout=15)
+        # `notifier worker` is two nodes: sending, and the feeds node it starts beside it.
+        wait_until(lambda: value(scrape(), "notifier_workers_online") == 2, timeout=15)
         time.sleep(1)  # anything more would show now
         after = scrape()
 

@@ -165,17 +165,17 @@ class SmtpChannel:
         return client
 
 
-_SMTPUTF8_SEEN: dict[str, tuple[float, bool]] = {}  # SMTP_URL -> (when asked, offered)
-SMTPUTF8_CHECK_SECONDS = 300.0  # how long an answer about SMTPUTF8 is trusted
+_SMTPUTF8_SEEN: dict[str, tuple[float, bool]] = {}  # server -> (when asked, offered)
 
 
-def offers_smtputf8(channel: SmtpChannel) -> bool | None:
+def offers_smtputf8(channel: SmtpChannel, trusted_seconds: float) -> bool | None:
     """Whether the server offers SMTPUTF8 (which a non-ASCII local part needs); None when it
-    cannot be asked right now. Asked once per SMTPUTF8_CHECK_SECONDS per process, so the
-    subscription form can refuse such an address instead of accepting mail it cannot send."""
+    cannot be asked right now. An answer is trusted for `trusted_seconds` in this process,
+    so the subscription form can refuse such an address instead of accepting mail it cannot
+    send, without a connection per sign-up."""
     key = f"{channel.scheme}://{channel.host}:{channel.port}"
     seen = _SMTPUTF8_SEEN.get(key)
-    if seen is not None and monotonic() - seen[0] < SMTPUTF8_CHECK_SECONDS:
+    if seen is not None and monotonic() - seen[0] < trusted_seconds:
         return seen[1]
     lane = _Lane(channel)
     if lane.open() is not None:

@@ -49,4 +49,4 @@ def utf8_local_parts_ok(raw_email: object) -> bool:
     from notifier.channels.smtp import SmtpChannel, offers_smtputf8
 
     channel = SmtpChannel(settings().smtp_url, min(settings().smtp_timeout_seconds, 5.0))
-    return offers_smtputf8(channel) is not False
+    return offers_smtputf8(channel, settings().smtputf8_check_seconds) is not False
