@@ -88,7 +88,7 @@ def test_every_kind_of_email_reaches_international_addresses(
         assert sorted(_to(r) for r in confirmations) == sorted([ZOE, CHINESE])
         for received in confirmations:
             assert received.message["To"] == _to(received)
-            confirmed = http.get(_link(received.message, f"{base}/confirm/"))
+            confirmed = http.post(_link(received.message, f"{base}/confirm/"))
             assert confirmed.status_code == 200 and "You are subscribed" in confirmed.text
 
         page = http.get(f"{base}/manage").text

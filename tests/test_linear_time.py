@@ -11,6 +11,7 @@ import pytest
 from notifier.domain.feeds import parse_feed, plain_text
 from notifier.logs import redact
 from notifier.ops.failures import cause_of
+from notifier.ops.task_failures import describe
 
 MB = 1_000_000
 GENEROUS_SECONDS = 5.0  # linear code takes ~0.1 s here; quadratic code takes > 100 s
@@ -40,7 +41,9 @@ def _bounded(function, text, limit: float = GENEROUS_SECONDS) -> None:
 
 @pytest.mark.parametrize("text", ADVERSARIAL.values(), ids=ADVERSARIAL.keys())
 @pytest.mark.parametrize(
-    "function", [redact, plain_text, cause_of], ids=["log redaction", "feed text", "causes"]
+    "function",
+    [redact, plain_text, cause_of, lambda text: describe(ValueError(text))],
+    ids=["log redaction", "feed text", "causes", "task failures"],
 )
 def test_text_handling_is_linear(function, text):
     _bounded(function, text)

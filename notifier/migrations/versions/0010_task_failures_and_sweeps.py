@@ -5,7 +5,7 @@ line; the sweeper's re-queues left only a warning. Both are now rows the dashboa
 status` and /metrics read, whichever process did the work.
 
 Revision ID: 0010
-Revises: 0009
+Revises: 0013
 Create Date: 2026-12-04 20:30:00
 """
 
@@ -17,7 +17,7 @@ from alembic import op
 from notifier.timeutil import UTCDateTime
 
 revision = "0010"
-down_revision = "0009"
+down_revision = "0013"
 branch_labels = None
 depends_on = None
 
