@@ -29,6 +29,7 @@ from tests.support.feed_server import FeedServer
 from tests.support.processes import Process, settings_env, wait_until, web_server
 from tests.support.rss import Item, rss
 from tests.support.smtp import free_port
+from tests.web.conftest import logged_in_client
 
 SLOW_FEEDS = 4  # as many as WORKER_CONCURRENCY's default: together they once held every slot
 
@@ -65,7 +66,6 @@ def test_a_slow_feed_holds_up_neither_articles_nor_other_feeds(
         sync_feeds(session, settings.feed_urls, datetime.now(UTC) - timedelta(hours=1))
         admin = create_editor(session, "admin@aze.media", "correct horse battery", "admin")
         session.commit()
-        admin_id = admin.id
     feed_server.body = rss(Item("https://aze.media/?p=600", "From the healthy feed",
                                 datetime.now(UTC)))  # fmt: skip
     app = create_app(settings)
@@ -117,9 +117,7 @@ def test_a_slow_feed_holds_up_neither_articles_nor_other_feeds(
         assert {w["hostname"].partition("@")[0] for w in report["workers"]} == {
             "isolation", "feeds-isolation"}  # fmt: skip
 
-        client = app.test_client()
-        with client.session_transaction() as browser_session:
-            browser_session["editor_id"] = admin_id
+        client = logged_in_client(app, admin)
         assert error in client.get("/ops/").text
         metrics = client.get("/metrics").text
         assert f'notifier_feed_error{{feed="{slow_urls[0]}"}} 1.0' in metrics

@@ -24,6 +24,7 @@ from tests import factories
 from tests.conftest import make_settings
 from tests.support.processes import celery_processes, settings_env, wait_until, web_server
 from tests.support.smtp import free_port
+from tests.web.conftest import logged_in_client
 
 REFUSED = ("nobody@example.com", "gone@example.com", "left@example.com")
 
@@ -32,11 +33,7 @@ def _admin_client(app, database_url: str):
     with session_scope(database_url) as session:
         admin = create_editor(session, "admin@aze.media", "correct horse battery", "admin")
         session.commit()
-        admin_id = admin.id
-    client = app.test_client()
-    with client.session_transaction() as browser_session:
-        browser_session["editor_id"] = admin_id
-    return client
+    return logged_in_client(app, admin)
 
 
 def _failures(database_url: str) -> int:
