@@ -4,8 +4,8 @@ A task that failed for good (a confirmation email the server refused, a bug) lef
 line; the sweeper's re-queues left only a warning. Both are now rows the dashboard, `notifier
 status` and /metrics read, whichever process did the work.
 
-Revision ID: 0010
-Revises: 0013
+Revision ID: 0012
+Revises: 0011
 Create Date: 2026-12-04 20:30:00
 """
 
@@ -16,8 +16,8 @@ from alembic import op
 
 from notifier.timeutil import UTCDateTime
 
-revision = "0010"
-down_revision = "0013"
+revision = "0012"
+down_revision = "0011"
 branch_labels = None
 depends_on = None
 

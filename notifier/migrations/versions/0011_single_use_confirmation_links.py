@@ -3,8 +3,8 @@
 A confirmation link kept working after it was used, and an old one re-subscribed a reader who
 had unsubscribed since. Links issued before `confirm_links_after` are refused.
 
-Revision ID: 0013
-Revises: 0012
+Revision ID: 0011
+Revises: 0010
 Create Date: 2026-12-04 20:50:00
 """
 
@@ -15,8 +15,8 @@ from alembic import op
 
 import notifier.timeutil
 
-revision = "0013"
-down_revision = "0012"
+revision = "0011"
+down_revision = "0010"
 branch_labels = None
 depends_on = None
 

@@ -4,7 +4,7 @@ Sessions are signed cookies holding the editor's id: a copied cookie kept workin
 logout and after `notifier reset-password`. Each session now also holds the editor's
 session version, and logout, a password change or disabling the account raise it.
 
-Revision ID: 0012
+Revision ID: 0010
 Revises: 0009
 Create Date: 2026-12-04 20:40:00
 """
@@ -14,7 +14,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0012"
+revision = "0010"
 down_revision = "0009"
 branch_labels = None
 depends_on = None
