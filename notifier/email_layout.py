@@ -42,6 +42,7 @@ from collections.abc import Sequence
 
 from notifier.channels.base import EmailEnvelope
 from notifier.domain.feeds import single_line
+from notifier.email_headers import header_line
 from notifier.messages import RenderedEmail, wire_address
 
 # The policy RenderedEmail.to_mime uses (see notifier/messages.py): headers prepared here are
@@ -60,7 +61,6 @@ _RESERVED = frozenset(
     ("from", "to", "subject", "date", "message-id", "mime-version", "content-type",
      "content-transfer-encoding")
 )  # fmt: skip
-_MAX_LINE = 998
 _B64_CHUNK = 57  # bytes per 76-character base64 line
 
 
@@ -74,7 +74,12 @@ def _base64_lines(data: bytes) -> bytes:
 
 
 def _fold(name: str, value: str) -> bytes:
-    """One header as to_mime writes it (RFC 2047 for non-ASCII), with its CRLF."""
+    """One header as to_mime writes it (see notifier/email_headers.py), with its CRLF."""
+    return header_line(name, value)
+
+
+def _address_line(name: str, value: str) -> bytes:
+    """An address header from our own settings (MAIL_FROM), folded as to_mime folds it."""
     return _POLICY.header_factory(name, value).fold(policy=_POLICY).encode("ascii")
 
 
@@ -216,7 +221,7 @@ class EmailLayout:
         self.sender = sender  # the bare address for MAIL FROM
         self.domain = domain
         self.slot_count = slot_count
-        self._from_line = _fold("From", mail_from)
+        self._from_line = _address_line("From", mail_from)
         self._subject = subject
         self._headers = headers
         self._text = text
@@ -327,7 +332,4 @@ class EmailLayout:
 
     @staticmethod
     def _header(name: str, template: _Template, values: Sequence[str]) -> bytes:
-        value = "".join(template.fill(values))
-        if value.isascii() and len(name) + 2 + len(value) <= _MAX_LINE:
-            return f"{name}: {value}\r\n".encode("ascii")
-        return _fold(name, value)  # non-ASCII or long: RFC 2047 and folding, as to_mime
+        return header_line(name, "".join(template.fill(values)))

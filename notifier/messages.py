@@ -20,6 +20,7 @@ import idna
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
 from notifier.domain.feeds import single_line, truncate
+from notifier.email_headers import header_value
 
 # Folding non-ASCII subjects into several encoded-words loses the spaces between them
 # (CPython's folder puts them outside the words); long lines keep each header one word.
@@ -47,12 +48,13 @@ class RenderedEmail:
             if _NOT_IN_ADDRESS.search(to):
                 raise ValueError(f"not a plain email address: {to!r}")
             message["To"] = to
-        message["Subject"] = self.subject
+        # Written as they go on the wire: the library would decode encoded-words in them.
+        message.set_raw("Subject", header_value("Subject", self.subject))
         message["Date"] = email.utils.formatdate(localtime=False)
         domain = email.utils.parseaddr(mail_from)[1].rpartition("@")[2] or "localhost"
         message["Message-ID"] = email.utils.make_msgid(domain=domain)
         for name, value in self.headers.items():
-            message[name] = single_line(value)
+            message.set_raw(name, header_value(name, value))
         message.set_content(self.text)
         message.add_alternative(self.html, subtype="html")
         return message
