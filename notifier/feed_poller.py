@@ -24,6 +24,7 @@ from notifier.models import Feed
 log = logging.getLogger(__name__)
 USER_AGENT = "notifier/0.1 (+feed poller)"
 READ_CHUNK = 65536
+ETAG_MAX_CHARS, MODIFIED_MAX_CHARS = 500, 100  # the columns' lengths
 
 
 class FeedFetchError(Exception):
@@ -133,7 +134,10 @@ def finish_poll(
     except FeedParseError as error:
         return _failed(feed, error)
     new_ids = store_articles(session, feed, items, now, grace_seconds)
-    feed.etag, feed.last_modified = outcome.etag, outcome.last_modified
+    # Validators that do not fit their columns are not kept: the next poll is a plain GET.
+    feed.etag = outcome.etag if outcome.etag and len(outcome.etag) <= ETAG_MAX_CHARS else None
+    modified = outcome.last_modified
+    feed.last_modified = modified if modified and len(modified) <= MODIFIED_MAX_CHARS else None
     feed.last_success_at, feed.last_error = now, None
     return new_ids
 

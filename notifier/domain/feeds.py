@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import calendar
 import html
+import logging
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -24,7 +25,10 @@ from notifier.domain.categories import CategoryIndex, CategoryRef
 from notifier.domain.sql import insert_ignoring_conflicts
 from notifier.models import Article, Feed
 
+log = logging.getLogger(__name__)
+
 SUMMARY_MAX_CHARS = 400
+URL_MAX_CHARS = GUID_MAX_CHARS = 2000  # the columns' lengths
 # Feed text is not ours: every pattern on it runs in linear time. A block tag only gets a
 # space put before it (nh3 then drops the tag); matching the whole tag up to its ">" cost
 # 116 s of a worker for 600 KB of "<p<p<p…". Images are looked for in the first few <img>
@@ -76,9 +80,12 @@ def single_line(text: str) -> str:
 
 
 def _http_url(url: str | None, base: str) -> str | None:
+    """An absolute http(s) URL that fits its column, or None."""
     if not url:
         return None
     absolute = urljoin(base, url.strip())
+    if len(absolute) > URL_MAX_CHARS:
+        return None
     return absolute if urlsplit(absolute).scheme in ("http", "https") else None
 
 
@@ -121,7 +128,10 @@ def _title(entry: feedparser.FeedParserDict) -> str:
 
 def _published(entry: feedparser.FeedParserDict) -> datetime | None:
     parsed = entry.get("published_parsed") or entry.get("updated_parsed")
-    return datetime.fromtimestamp(calendar.timegm(parsed), UTC) if parsed else None
+    try:
+        return datetime.fromtimestamp(calendar.timegm(parsed), UTC) if parsed else None
+    except (OverflowError, ValueError, OSError):  # a date no calendar of ours holds
+        return None
 
 
 def parse_feed(document: bytes, url: str) -> list[ParsedArticle]:
@@ -137,13 +147,16 @@ def parse_feed(document: bytes, url: str) -> list[ParsedArticle]:
     for entry in parsed.entries:
         link = _http_url(entry.get("link"), url)
         guid = (entry.get("id") or link or "").strip()
-        if not guid or not link:
+        if not guid or not link or len(guid) > GUID_MAX_CHARS:
+            # One bad item never stops the rest of the feed; it is skipped with its reason.
+            why = "no usable guid" if link else "no http(s) link of at most 2,000 characters"
+            log.warning("feed %s: item %.200r skipped: %s", url, guid or entry.get("title"), why)
             continue
         body = entry.get("summary") or (entry.get("content") or [{}])[0].get("value", "")
         articles.append(
             ParsedArticle(
-                guid=guid[:2000],
-                link=link[:2000],
+                guid=guid,
+                link=link,
                 title=_title(entry) or link,
                 summary=plain_text(body),
                 image_url=_image_of(entry, url),

@@ -598,3 +598,25 @@ def test_non_ascii_article_round_trips_through_the_database(session, feed):
     row = article(session, item.guid)
     assert row.title == title
     assert [c.name for c in row.categories] == ["Gündəm"]
+
+
+def test_values_too_long_for_their_columns_skip_one_item_not_the_feed(session, feed):
+    """Every poll of such a feed used to fail on PostgreSQL (StringDataRightTruncation)."""
+    from notifier.feed_poller import FetchedFeed, finish_poll
+
+    long_url = "https://aze.media/" + "x" * 2500
+    document = rss(
+        Item("https://aze.media/?p=31", "Huge image", ADDED + timedelta(minutes=1),
+             image=long_url + ".jpg"),
+        Item("https://aze.media/?p=32", "Huge link", ADDED + timedelta(minutes=1),
+             link=long_url),
+        Item("x" * 2500, "Huge guid", ADDED + timedelta(minutes=1)),
+        Item("https://aze.media/?p=34", "Fine", ADDED + timedelta(minutes=1)),
+    )  # fmt: skip
+    outcome = FetchedFeed(document, etag='"' + "e" * 600 + '"', last_modified="M" * 200)
+    new = finish_poll(session, feed.id, outcome, ADDED + timedelta(minutes=2), GRACE)
+    session.flush()
+    stored = {a.title: a for a in session.scalars(select(Article))}
+    assert set(stored) == {"Huge image", "Fine"} and len(new) == 2
+    assert stored["Huge image"].image_url is None
+    assert feed.last_error is None and feed.etag is None and feed.last_modified is None
