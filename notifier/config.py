@@ -168,6 +168,8 @@ class Settings:
     feed_timeout_seconds: float = 20.0
     feed_max_bytes: int = 10_000_000
     category_grace_seconds: int = 600
+    feed_max_redirects: int = 5
+    feed_allowed_networks: tuple[IpNetwork, ...] = ()
     smtp_timeout_seconds: float = 30.0
     smtputf8_check_seconds: int = 300
     confirm_max_age_seconds: int = 7 * 24 * 3600
@@ -280,6 +282,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         feed_timeout_seconds=_float(env, "FEED_TIMEOUT_SECONDS", 20.0, minimum=0.1),
         feed_max_bytes=_int(env, "FEED_MAX_BYTES", 10_000_000, minimum=1024),
         category_grace_seconds=_int(env, "CATEGORY_GRACE_SECONDS", 600),
+        feed_max_redirects=_int(env, "FEED_MAX_REDIRECTS", 5),
+        feed_allowed_networks=_networks(env, "FEED_ALLOWED_NETWORKS", ""),
         smtp_timeout_seconds=_float(env, "SMTP_TIMEOUT_SECONDS", 30.0, minimum=0.1),
         smtputf8_check_seconds=_int(env, "SMTPUTF8_CHECK_SECONDS", 300),
         confirm_max_age_seconds=_int(env, "CONFIRM_MAX_AGE_SECONDS", 7 * 24 * 3600, minimum=60),

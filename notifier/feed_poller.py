@@ -13,6 +13,7 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
+from urllib.parse import urljoin, urlsplit
 
 import aiohttp
 from sqlalchemy.orm import Session
@@ -20,10 +21,12 @@ from sqlalchemy.orm import Session
 from notifier.config import Settings
 from notifier.domain.feeds import FeedParseError, parse_feed, store_articles
 from notifier.models import Feed
+from notifier.public_addresses import PublicOnlyResolver, check_literal_host
 
 log = logging.getLogger(__name__)
 USER_AGENT = "notifier/0.1 (+feed poller)"
 READ_CHUNK = 65536
+REDIRECTS = frozenset((301, 302, 303, 307, 308))
 ETAG_MAX_CHARS, MODIFIED_MAX_CHARS = 500, 100  # the columns' lengths
 
 
@@ -62,7 +65,7 @@ def fetch(request: FeedRequest, settings: Settings) -> FetchedFeed | None:
     FEED_TIMEOUT_SECONDS."""
     timeout = settings.feed_timeout_seconds
     try:
-        return _run(lambda: _fetch(request, timeout, settings.feed_max_bytes))
+        return _run(lambda: _fetch(request, settings))
     except TimeoutError:
         raise FeedFetchError(
             f"{request.url} was not fetched in full within FEED_TIMEOUT_SECONDS ({timeout:g}s)"
@@ -84,34 +87,64 @@ def _run(make_coroutine):
         return pool.submit(lambda: asyncio.run(make_coroutine())).result()
 
 
-async def _fetch(request: FeedRequest, timeout: float, max_bytes: int) -> FetchedFeed | None:
+async def _fetch(request: FeedRequest, settings: Settings) -> FetchedFeed | None:
     headers = {"User-Agent": USER_AGENT, "Accept": "application/rss+xml, application/atom+xml, */*"}
     if request.etag:
         headers["If-None-Match"] = request.etag
     if request.last_modified:
         headers["If-Modified-Since"] = request.last_modified
-    too_large = f"{request.url} is larger than FEED_MAX_BYTES ({max_bytes})"
+    timeout = settings.feed_timeout_seconds
+    # The configured feed's own host is the operator's choice (an intranet WordPress is
+    # fine); every other host a redirect leads to must resolve to public addresses only.
+    feed_host = urlsplit(request.url).hostname or ""
+    resolver = PublicOnlyResolver([feed_host], settings.feed_allowed_networks)
     async with (
         asyncio.timeout(timeout),  # the whole fetch, whatever aiohttp's own timers do
         aiohttp.ClientSession(
-            timeout=aiohttp.ClientTimeout(total=timeout), trust_env=True
-        ) as session,  # fmt: skip
-        session.get(request.url, headers=headers) as response,
+            connector=aiohttp.TCPConnector(resolver=resolver),
+            timeout=aiohttp.ClientTimeout(total=timeout),
+            trust_env=False,  # a proxy would connect for us, past the address check
+        ) as session,
     ):
-        if response.status == 304:
-            return None
-        if response.status != 200:
-            raise FeedFetchError(f"HTTP {response.status} from {request.url}")
-        if (response.content_length or 0) > max_bytes:
+        url = request.url
+        for _hop in range(settings.feed_max_redirects + 1):
+            async with session.get(url, headers=headers, allow_redirects=False) as response:
+                if response.status in REDIRECTS:
+                    url = _next_hop(request.url, url, response.headers.get("Location"))
+                    check_literal_host(urlsplit(url).hostname or "", [feed_host],
+                                       settings.feed_allowed_networks)  # fmt: skip
+                    continue
+                return await _read(request.url, response, settings.feed_max_bytes)
+    raise FeedFetchError(
+        f"{request.url} redirects more than FEED_MAX_REDIRECTS ({settings.feed_max_redirects})"
+        " times"
+    )
+
+
+def _next_hop(feed_url: str, url: str, location: str | None) -> str:
+    """Where a redirect leads: http(s) only."""
+    target = urljoin(url, location or "")
+    if not location or urlsplit(target).scheme not in ("http", "https"):
+        raise FeedFetchError(f"{feed_url} redirects to {target!r}, which is not an http(s) URL")
+    return target
+
+
+async def _read(feed_url: str, response: aiohttp.ClientResponse, max_bytes: int):
+    if response.status == 304:
+        return None
+    if response.status != 200:
+        raise FeedFetchError(f"HTTP {response.status} from {feed_url}")
+    too_large = f"{feed_url} is larger than FEED_MAX_BYTES ({max_bytes})"
+    if (response.content_length or 0) > max_bytes:
+        raise FeedFetchError(too_large)
+    body = bytearray()
+    async for chunk in response.content.iter_chunked(READ_CHUNK):
+        body += chunk
+        if len(body) > max_bytes:
             raise FeedFetchError(too_large)
-        body = bytearray()
-        async for chunk in response.content.iter_chunked(READ_CHUNK):
-            body += chunk
-            if len(body) > max_bytes:
-                raise FeedFetchError(too_large)
-        return FetchedFeed(
-            bytes(body), response.headers.get("ETag"), response.headers.get("Last-Modified")
-        )
+    return FetchedFeed(
+        bytes(body), response.headers.get("ETag"), response.headers.get("Last-Modified")
+    )
 
 
 def finish_poll(
