@@ -16,14 +16,17 @@ from typing import TYPE_CHECKING
 
 import click
 
-from notifier.config import ConfigError, Settings, load_settings
+from notifier.config import ConfigError, Settings, check_production, load_settings
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
 
-def _settings() -> Settings:
+def _settings(service: bool = False) -> Settings:
+    """The settings; for a service (web, worker, beat) also the production checks."""
     try:
+        if service:
+            check_production()
         return load_settings()
     except ConfigError as error:
         raise click.ClickException(str(error)) from None
@@ -91,7 +94,7 @@ def migrate() -> None:
 @click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 64))
 def web(host: str, port: int, workers: int) -> None:
     """Serve the web app and API with gunicorn."""
-    settings = _settings()
+    settings = _settings(service=True)
     metrics_dir = _export_metrics_dir(settings, "web")
     from gunicorn.app.base import BaseApplication
     from prometheus_client import multiprocess
@@ -122,7 +125,7 @@ def web(host: str, port: int, workers: int) -> None:
 @click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
 def worker(celery_args: tuple[str, ...]) -> None:
     """Run a Celery worker (extra arguments go to `celery worker`)."""
-    settings = _settings()
+    settings = _settings(service=True)
     metrics_dir = _export_metrics_dir(settings, "worker")
     from celery.signals import worker_process_shutdown
     from prometheus_client import multiprocess
@@ -151,7 +154,7 @@ def _names_queues(celery_args: tuple[str, ...]) -> bool:
 def feeds_worker(celery_args: tuple[str, ...]) -> None:
     """Run only a feeds node (`notifier worker` starts one itself): feed fetches, in
     FEED_CONCURRENCY threads, on the feeds queue."""
-    settings = _settings()
+    settings = _settings(service=True)
     _export_metrics_dir(settings, "feeds")
     from notifier.celery_app import make_celery
     from notifier.feed_node import FEEDS_QUEUE, watch_parent
@@ -169,7 +172,7 @@ def feeds_worker(celery_args: tuple[str, ...]) -> None:
 @click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
 def beat(celery_args: tuple[str, ...]) -> None:
     """Run Celery beat: feed polling and the sweeper on their schedules."""
-    settings = _settings()
+    settings = _settings(service=True)
     _export_metrics_dir(settings, "beat")
     from notifier.celery_app import make_celery
 

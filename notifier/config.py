@@ -250,6 +250,32 @@ class Settings:
         return replace(self, **changes)
 
 
+# What a production process must be given, not generate: a generated SECRET_KEY or VAPID
+# pair differs per host (and per volume), and without SMTP_URL mail goes to the dev mailbox.
+PRODUCTION_NEEDS = {
+    "SECRET_KEY": "a long random string shared by every process (openssl rand -hex 32)",
+    "VAPID_PRIVATE_KEY": "the key pair `notifier vapid-keys` prints",
+    "VAPID_PUBLIC_KEY": "the key pair `notifier vapid-keys` prints",
+    "SMTP_URL": "your mail relay, e.g. smtp+starttls://user:pass@smtp.example.com:587",
+}
+
+
+def check_production(env: Mapping[str, str] | None = None) -> None:
+    """With an https PUBLIC_URL or NOTIFIER_ENV=production, refuse to start on generated
+    secrets or without a mail server: ConfigError names what to set."""
+    env = os.environ if env is None else env
+    production = env.get("NOTIFIER_ENV", "").strip().lower() == "production"
+    if not (production or env.get("PUBLIC_URL", "").strip().startswith("https://")):
+        return
+    missing = [name for name in PRODUCTION_NEEDS if not env.get(name, "").strip()]
+    if missing:
+        why = "; ".join(f"{name}: {PRODUCTION_NEEDS[name]}" for name in missing)
+        raise ConfigError(
+            "This is a production setup (https PUBLIC_URL or NOTIFIER_ENV=production), so "
+            f"these must be set, not generated or left to defaults: {why}."
+        )
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read every setting from the environment; a bad one raises ConfigError with a sentence."""
     env = os.environ if env is None else env

@@ -10,6 +10,7 @@ from flask import Blueprint, jsonify
 
 from notifier.ops.readiness import Readiness, check_readiness
 from notifier.web.context import settings
+from notifier.web.metrics import from_internal_network
 
 bp = Blueprint("health", __name__)
 REUSE_SECONDS = 1.0  # probes hammering /readyz share one round of checks per second
@@ -43,8 +44,12 @@ def healthz():
 
 @bp.get("/readyz")
 def readyz():
-    """200 when database, broker and migrations are fine; 503 naming what is not."""
+    """200 when database, broker and migrations are fine; 503 naming what is not. What is
+    checked and why it fails (hosts, versions) is told to internal networks only."""
     readiness = _readiness()
-    response = _no_store(jsonify(readiness.as_json()))
+    if from_internal_network(settings()):
+        response = _no_store(jsonify(readiness.as_json()))
+    else:
+        response = _no_store(jsonify(status=readiness.as_json()["status"]))
     response.status_code = 200 if readiness.ready else 503
     return response

@@ -23,7 +23,7 @@ bp = Blueprint("metrics", __name__)
 def metrics() -> Response:
     extensions = current_app.extensions["notifier"]
     settings: Settings = extensions["settings"]
-    if not _from_allowed_network(settings):
+    if not from_internal_network(settings):
         return _plain(403, "Metrics are served to the internal network only.")
     if settings.metrics_token and not _bearer_matches(settings.metrics_token):
         return _plain(401, "A bearer token is required.", {"WWW-Authenticate": "Bearer"})
@@ -34,7 +34,8 @@ def metrics() -> Response:
     return Response(encode(registry), content_type=content_type)
 
 
-def _from_allowed_network(settings: Settings) -> bool:
+def from_internal_network(settings: Settings) -> bool:
+    """The client is on a network of METRICS_ALLOW_NETWORKS (and no unknown proxy relays it)."""
     forwarded = "X-Forwarded-For" in request.headers or "Forwarded" in request.headers
     if forwarded and not settings.trusted_proxies:
         # Relayed by a proxy nobody told us about (TRUSTED_PROXIES): the peer address is the

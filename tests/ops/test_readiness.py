@@ -93,3 +93,14 @@ def test_embedded_development_defaults_are_ready(tmp_path, sqlite_url):
         make_settings(tmp_path, DATABASE_URL=sqlite_url, CELERY_BROKER_URL=broker)
     )
     assert readiness.ready, readiness.failing
+
+
+def test_outside_internal_networks_readyz_says_only_ready_or_not(tmp_path, pg_database_url):
+    """Hosts, schema versions and failure details are for the operator's own networks."""
+    settings = make_settings(tmp_path, DATABASE_URL=pg_database_url,
+                             CELERY_BROKER_URL="redis://127.0.0.1:1/0")  # fmt: skip
+    client = create_app(settings).test_client()
+    outside = client.get("/readyz", environ_base={"REMOTE_ADDR": "203.0.113.9"})
+    assert outside.status_code == 503 and outside.get_json() == {"status": "not ready"}
+    inside = client.get("/readyz", environ_base={"REMOTE_ADDR": "10.1.2.3"})
+    assert inside.status_code == 503 and "broker" in str(inside.get_json()["failing"])
