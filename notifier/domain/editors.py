@@ -15,8 +15,8 @@ from typing import Protocol
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
-from werkzeug.security import check_password_hash, generate_password_hash
 
+from notifier.domain.passwords import hash_password, needs_rehash, verify_password
 from notifier.domain.subscriptions import SubscriptionError, normalize_email
 from notifier.models import Editor, EditorRole, LoginAttempt
 
@@ -61,7 +61,7 @@ class LoginLimits(Protocol):
 
 
 def _hash(password: str) -> str:
-    return generate_password_hash(password, method="scrypt")
+    return hash_password(password)
 
 
 @cache
@@ -172,11 +172,13 @@ def authenticate(
     if wait > 0:
         raise LoginThrottled(wait)
     editor = editor_by_email(session, address)
-    valid = check_password_hash(editor.password_hash if editor else _dummy_hash(), password)
+    valid = verify_password(editor.password_hash if editor else _dummy_hash(), password)
     if editor is None or not valid or editor.disabled_at is not None:
         _record_failure(session, keys, now, window)
         raise LoginRefused()
     session.execute(delete(LoginAttempt).where(LoginAttempt.key == f"account:{address}"))
+    if needs_rehash(editor.password_hash):  # an older scheme or cost: upgrade it now
+        editor.password_hash = hash_password(password)
     return editor
 
 

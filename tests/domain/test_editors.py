@@ -55,10 +55,23 @@ def refusal(session, email: str, password: str, **kwargs) -> str:
     return str(caught.value)
 
 
-def test_create_editor_normalizes_the_address_and_stores_only_an_scrypt_hash(session, editor):
+def test_create_editor_normalizes_the_address_and_stores_only_an_argon2id_hash(session, editor):
     assert editor.email == "ed@example.com" and editor.role is EditorRole.EDITOR
-    assert editor.password_hash.startswith("scrypt:") and PASSWORD not in editor.password_hash
+    assert editor.password_hash.startswith("$argon2id$v=19$m=19456,t=2,p=1$")
+    assert PASSWORD not in editor.password_hash
     assert editor.disabled_at is None
+
+
+def test_an_older_hash_still_logs_in_and_is_upgraded_to_argon2id(session, editor):
+    from werkzeug.security import generate_password_hash
+
+    editor.password_hash = generate_password_hash(PASSWORD, method="scrypt")
+    session.commit()
+    refusal(session, "ed@example.com", "wrong password here")
+    assert editor.password_hash.startswith("scrypt:"), "a failed login changes nothing"
+    assert attempt(session, "ed@example.com", PASSWORD).id == editor.id
+    assert editor.password_hash.startswith("$argon2id$")
+    assert attempt(session, "ed@example.com", PASSWORD).id == editor.id
 
 
 @pytest.mark.parametrize(
@@ -128,16 +141,16 @@ def test_unknown_address_wrong_password_and_disabled_account_look_the_same(sessi
 
 
 def test_unknown_addresses_cost_a_password_check_too(session, editor, monkeypatch):
-    checked, real_check = [], editors.check_password_hash
+    checked, real_check = [], editors.verify_password
 
     def recording_check(stored: str, password: str) -> bool:
-        checked.append(stored.split("$")[0])
+        checked.append(stored.split("$")[3])  # the scheme's cost parameters
         return real_check(stored, password)
 
-    monkeypatch.setattr("notifier.domain.editors.check_password_hash", recording_check)
+    monkeypatch.setattr("notifier.domain.editors.verify_password", recording_check)
     refusal(session, "nobody@example.com", PASSWORD)
     refusal(session, "ed@example.com", "wrong password!")
-    assert checked == ["scrypt:32768:8:1", "scrypt:32768:8:1"]
+    assert checked == ["m=19456,t=2,p=1", "m=19456,t=2,p=1"]
 
 
 def test_failures_per_account_throttle_even_the_right_password(session, editor):
