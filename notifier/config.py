@@ -80,6 +80,18 @@ def _networks(env: Mapping[str, str], name: str, default: str) -> tuple[IpNetwor
         raise ConfigError(f"{name} must list networks like 10.0.0.0/8: {error}.") from None
 
 
+def _rate(env: Mapping[str, str], name: str, default: str) -> str:
+    """A limit like '20 per hour' or '5/day' (the limits library's notation)."""
+    from limits import parse_many
+
+    raw = env.get(name, "").strip() or default
+    try:
+        parse_many(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must read like '20 per hour' or '5/day', got {raw!r}.") from None
+    return raw
+
+
 def _kept_secret(path: Path, make: Callable[[], str]) -> str:
     """A generated secret kept in the data directory, so every process shares the same one.
 
@@ -169,6 +181,10 @@ class Settings:
     feed_max_bytes: int = 10_000_000
     category_grace_seconds: int = 600
     feed_max_redirects: int = 5
+    rate_limit_per_client: str = "600 per minute"
+    rate_limit_emails_per_client: str = "20 per hour"
+    rate_limit_emails_per_mailbox: str = "5 per day"
+    rate_limit_trusted_networks: tuple[IpNetwork, ...] = ()
     feed_allowed_networks: tuple[IpNetwork, ...] = ()
     smtp_timeout_seconds: float = 30.0
     smtputf8_check_seconds: int = 300
@@ -309,6 +325,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         feed_max_bytes=_int(env, "FEED_MAX_BYTES", 10_000_000, minimum=1024),
         category_grace_seconds=_int(env, "CATEGORY_GRACE_SECONDS", 600),
         feed_max_redirects=_int(env, "FEED_MAX_REDIRECTS", 5),
+        rate_limit_per_client=_rate(env, "RATE_LIMIT_PER_CLIENT", "600 per minute"),
+        rate_limit_emails_per_client=_rate(env, "RATE_LIMIT_EMAILS_PER_CLIENT", "20 per hour"),
+        rate_limit_emails_per_mailbox=_rate(env, "RATE_LIMIT_EMAILS_PER_MAILBOX", "5 per day"),
+        rate_limit_trusted_networks=_networks(env, "RATE_LIMIT_TRUSTED_NETWORKS", ""),
         feed_allowed_networks=_networks(env, "FEED_ALLOWED_NETWORKS", ""),
         smtp_timeout_seconds=_float(env, "SMTP_TIMEOUT_SECONDS", 30.0, minimum=0.1),
         smtputf8_check_seconds=_int(env, "SMTPUTF8_CHECK_SECONDS", 300),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from flask import Flask, jsonify, render_template, request
+from flask_limiter.errors import RateLimitExceeded
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from kombu.exceptions import OperationalError as BrokerUnavailable
 from sqlalchemy.orm import scoped_session
@@ -17,7 +18,7 @@ from notifier.config import Settings, load_settings
 from notifier.db import session_factory
 from notifier.queue import TaskQueue
 from notifier.tokens import Tokens
-from notifier.web import security_headers
+from notifier.web import rate_limits, security_headers
 from notifier.web.cors import protect_api
 
 log = logging.getLogger(__name__)
@@ -98,6 +99,7 @@ def create_app(settings: Settings | None = None, queue: TaskQueue | None = None)
 
     _register_error_pages(app)
     security_headers.install(app, settings)
+    rate_limits.install(app, settings)
     return app
 
 
@@ -134,4 +136,6 @@ def _register_error_pages(app: Flask) -> None:
 
     @app.errorhandler(HTTPException)
     def http_error(error: HTTPException):
+        if isinstance(error, RateLimitExceeded):
+            return respond(429, f"Too many requests ({error.limit.limit}). Please try again later.")
         return respond(error.code or 500, error.description or error.name)

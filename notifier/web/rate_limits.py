@@ -1,0 +1,72 @@
+"""Limits per client address on every endpoint, and on the ones that send email also per
+client per hour and per mailbox per day, so one client cannot mail-bomb 300 strangers (or
+one stranger through 50 "+tag" variants of their address).
+
+Counters live in Redis when the broker is Redis, so every web process shares them; in memory
+otherwise (`notifier dev`). When Redis cannot be reached the limits are not applied rather
+than answering 500. Clients in RATE_LIMIT_TRUSTED_NETWORKS (a load balancer's health checks,
+a benchmark that subscribes thousands of readers from one address) are not limited.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+from flask import Flask, request
+from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
+
+from notifier.config import Settings
+
+# View functions that send an email to the address they are given.
+MAILING_VIEWS = ("public.subscribe", "public.manage", "api.create_subscription")
+
+
+def mailbox_of(address: object) -> str | None:
+    """'Reader+news@Example.COM' -> 'reader@example.com': one mailbox, one counter."""
+    if not isinstance(address, str) or "@" not in address:
+        return None
+    local, _, domain = address.strip().lower().rpartition("@")
+    return f"{local.split('+', 1)[0]}@{domain}"
+
+
+def _mailbox_key() -> str:
+    body = request.get_json(silent=True) if request.is_json else None
+    given = body.get("email") if isinstance(body, dict) else request.form.get("email")
+    return f"mailbox:{mailbox_of(given) or get_remote_address()}"
+
+
+def _trusted(settings: Settings) -> bool:
+    try:
+        address = ipaddress.ip_address(request.remote_addr or "")
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+        address = address.ipv4_mapped
+    return any(address in network for network in settings.rate_limit_trusted_networks)
+
+
+def install(app: Flask, settings: Settings) -> Limiter:
+    shared = settings.broker_url.startswith(("redis://", "rediss://"))
+    limiter = Limiter(
+        get_remote_address,  # after ProxyFix: the real client behind TRUSTED_PROXIES
+        app=app,
+        storage_uri=settings.broker_url if shared else "memory://",
+        key_prefix="notifier-limits",
+        default_limits=[settings.rate_limit_per_client],
+        strategy="moving-window",
+        headers_enabled=True,
+        swallow_errors=True,
+    )
+    limiter.request_filter(lambda: _trusted(settings))
+    # Shared: the form, the manage page and the API count against the same budgets.
+    per_client = limiter.shared_limit(
+        settings.rate_limit_emails_per_client, scope="emails-per-client", methods=["POST"]
+    )
+    per_mailbox = limiter.shared_limit(
+        settings.rate_limit_emails_per_mailbox, scope="emails-per-mailbox",
+        key_func=_mailbox_key, methods=["POST"],
+    )  # fmt: skip
+    for endpoint in MAILING_VIEWS:
+        app.view_functions[endpoint] = per_mailbox(per_client(app.view_functions[endpoint]))
+    return limiter
