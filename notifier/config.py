@@ -225,6 +225,8 @@ class Settings:
     login_max_attempts_per_account: int = 5
     login_max_attempts_per_ip: int = 20
     login_window_seconds: int = 900
+    login_max_attempts_per_account_new_browsers: int = 20
+    login_device_days: int = 180
     editor_session_seconds: int = 12 * 3600
     site_icon_url: str = ""
     site_timezone: str = "Asia/Baku"
@@ -371,6 +373,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         login_max_attempts_per_account=_int(env, "LOGIN_MAX_ATTEMPTS_PER_ACCOUNT", 5, minimum=1),
         login_max_attempts_per_ip=_int(env, "LOGIN_MAX_ATTEMPTS_PER_IP", 20, minimum=1),
         login_window_seconds=_int(env, "LOGIN_WINDOW_SECONDS", 900, minimum=1),
+        login_max_attempts_per_account_new_browsers=_int(
+            env, "LOGIN_MAX_ATTEMPTS_PER_ACCOUNT_NEW_BROWSERS", 20, minimum=1
+        ),
+        login_device_days=_int(env, "LOGIN_DEVICE_DAYS", 180, minimum=1),
         editor_session_seconds=_int(env, "EDITOR_SESSION_SECONDS", 12 * 3600, minimum=60),
         site_icon_url=env.get("SITE_ICON_URL", "") or f"{public_url}/static/icon-192.png",
         trusted_proxies=_int(env, "TRUSTED_PROXIES", 0),

@@ -71,6 +71,7 @@ class Tokens:
         self._manage = _Uncompressed(secret_key, salt="notifier.manage")
         self._unsubscribe = _Uncompressed(secret_key, salt="notifier.unsubscribe")
         self._push = _Uncompressed(secret_key, salt="notifier.push-manage")
+        self._device = URLSafeTimedSerializer(secret_key, salt="notifier.login-device")
         self._confirm_max_age = confirm_max_age_seconds
         self._secret_key = secret_key
 
@@ -127,3 +128,18 @@ class Tokens:
             return int(self._push.loads(token)["p"])
         except (BadSignature, KeyError, TypeError, ValueError):
             raise TokenError("This link is not valid.") from None
+
+    def device_token(self, email: str, device_id: str) -> str:
+        """Marks a browser an editor logged in from (see domain.editors.authenticate)."""
+        return self._device.dumps({"d": device_id, "e": address_digest(self._secret_key, email)})
+
+    def read_device_token(self, token: str, email: str, max_age_seconds: int) -> str | None:
+        """The browser's device id if it logged in to this address before, else None."""
+        try:
+            data = self._device.loads(token, max_age=max_age_seconds)
+            device_id, digest = str(data["d"]), str(data["e"])
+        except (BadSignature, KeyError, TypeError, ValueError):
+            return None
+        if not hmac.compare_digest(digest, address_digest(self._secret_key, email)):
+            return None
+        return device_id

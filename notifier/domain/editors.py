@@ -59,6 +59,9 @@ class LoginLimits(Protocol):
     @property
     def login_window_seconds(self) -> int: ...
 
+    @property
+    def login_max_attempts_per_account_new_browsers(self) -> int: ...
+
 
 def _hash(password: str) -> str:
     return hash_password(password)
@@ -154,19 +157,19 @@ def list_editors(session: Session) -> list[Editor]:
 
 
 def authenticate(
-    session: Session, email: str, password: str, ip: str, now: datetime, limits: LoginLimits
-) -> Editor:
+    session: Session, email: str, password: str, ip: str, now: datetime, limits: LoginLimits,
+    device: str | None = None,
+) -> Editor:  # fmt: skip
     """The active editor with these credentials, or LoginRefused / LoginThrottled.
 
-    Throttling is checked first and does not depend on whether the address exists.
-    A success clears that address's failures; the caller commits in every case so
-    failures are kept.
+    Throttling is checked first and does not depend on whether the address exists. Failures
+    count per client (address and IP, or address and a browser this editor logged in from
+    before: `device`) and per IP, so a stranger's guesses lock out the stranger, never the
+    editor. Across all clients an address is locked only for browsers that never logged in
+    to it. A success clears that client's failures; the caller commits in every case.
     """
-    address = _login_key_address(email)
-    keys = {
-        f"account:{address}": limits.login_max_attempts_per_account,
-        f"ip:{ip}"[:400]: limits.login_max_attempts_per_ip,
-    }
+    address = login_address(email)
+    keys = _throttle_keys(address, ip, device, limits)
     window = timedelta(seconds=limits.login_window_seconds)
     wait = max(_throttle_seconds(session, key, limit, now, window) for key, limit in keys.items())
     if wait > 0:
@@ -176,13 +179,26 @@ def authenticate(
     if editor is None or not valid or editor.disabled_at is not None:
         _record_failure(session, keys, now, window)
         raise LoginRefused()
-    session.execute(delete(LoginAttempt).where(LoginAttempt.key == f"account:{address}"))
+    own = [key for key in keys if not key.startswith("ip:")]  # the IP's failures stay
+    session.execute(delete(LoginAttempt).where(LoginAttempt.key.in_(own)))
     if needs_rehash(editor.password_hash):  # an older scheme or cost: upgrade it now
         editor.password_hash = hash_password(password)
     return editor
 
 
-def _login_key_address(email: str) -> str:
+def _throttle_keys(address: str, ip: str, device: str | None, limits: LoginLimits) -> dict:
+    per_client = limits.login_max_attempts_per_account
+    keys = {f"ip:{ip}"[:400]: limits.login_max_attempts_per_ip}
+    if device:  # a browser this editor logged in from before: its own budget only
+        keys[f"device:{device}"[:400]] = per_client
+    else:
+        keys[f"client:{address}|{ip}"[:400]] = per_client
+        keys[f"account:{address}"[:400]] = limits.login_max_attempts_per_account_new_browsers
+    return keys
+
+
+def login_address(email: str) -> str:
+    """The address a login form names, normalised as accounts are (throttling keys too)."""
     try:
         return normalize_email(email)
     except SubscriptionError:

@@ -8,16 +8,17 @@ anyone can send it.
 
 from __future__ import annotations
 
+import secrets
 from datetime import timedelta
 
 from flask import Blueprint, redirect, render_template, request, url_for
 from flask.blueprints import BlueprintSetupState
 
-from notifier.domain.editors import LoginRefused, LoginThrottled, authenticate
+from notifier.domain.editors import LoginRefused, LoginThrottled, authenticate, login_address
 from notifier.models import EditorRole
 from notifier.timeutil import utcnow
 from notifier.web.auth import current_editor, editor_required, log_in, log_out, safe_next
-from notifier.web.context import db, settings
+from notifier.web.context import db, settings, tokens
 
 bp = Blueprint("editor_auth", __name__, url_prefix="/editor")
 
@@ -44,13 +45,36 @@ def login():
     return _login_page()
 
 
+DEVICE_COOKIE = "notifier_device"
+
+
+def _known_device(email: str) -> str | None:
+    """This browser's id if it logged in to this address before (a signed cookie)."""
+    token = request.cookies.get(DEVICE_COOKIE)
+    if not token:
+        return None
+    max_age = settings().login_device_days * 86400
+    return tokens().read_device_token(token, login_address(email), max_age)
+
+
+def _remember_device(response, editor_email: str, device: str | None):
+    """Other people's wrong guesses never lock this browser out of this account."""
+    token = tokens().device_token(editor_email, device or secrets.token_urlsafe(16))
+    response.set_cookie(
+        DEVICE_COOKIE, token, max_age=settings().login_device_days * 86400, path="/editor/",
+        httponly=True, samesite="Strict", secure=settings().public_url.startswith("https://"),
+    )  # fmt: skip
+    return response
+
+
 @bp.post("/login")
 def login_submit():
     email = request.form.get("email", "")
+    device = _known_device(email)
     try:
         editor = authenticate(
             db(), email, request.form.get("password", ""), request.remote_addr or "unknown",
-            utcnow(), settings(),
+            utcnow(), settings(), device,
         )  # fmt: skip
     except LoginThrottled as throttled:
         page, status = _login_page(429, str(throttled), email)
@@ -60,7 +84,7 @@ def login_submit():
         return _login_page(400, str(refused), email)
     db().commit()
     log_in(editor)
-    return redirect(safe_next(request.form.get("next")))
+    return _remember_device(redirect(safe_next(request.form.get("next"))), editor.email, device)
 
 
 @bp.post("/logout")

@@ -30,6 +30,7 @@ class Limits:
     login_max_attempts_per_account: int = 3
     login_max_attempts_per_ip: int = 5
     login_window_seconds: int = 900
+    login_max_attempts_per_account_new_browsers: int = 4
 
 
 LIMITS = Limits()
@@ -182,6 +183,26 @@ def test_failures_per_ip_throttle_every_address_from_it(session, editor):
     assert attempt(session, "ed@example.com", PASSWORD, ip="198.51.100.7", now=now)
 
 
+def test_a_strangers_guesses_never_lock_the_editor_out(session, editor):
+    now = utcnow()
+    for _ in range(LIMITS.login_max_attempts_per_account):
+        refusal(session, "ed@example.com", "wrong password!", ip="203.0.113.66", now=now)
+    with pytest.raises(LoginThrottled):
+        attempt(session, "ed@example.com", PASSWORD, ip="203.0.113.66", now=now)
+    assert attempt(session, "ed@example.com", PASSWORD, ip="198.51.100.7", now=now).id == editor.id
+
+
+def test_guessing_from_many_clients_locks_new_browsers_out_not_known_ones(session, editor):
+    now = utcnow()
+    for number in range(LIMITS.login_max_attempts_per_account_new_browsers):
+        refusal(session, "ed@example.com", "wrong password!", ip=f"203.0.113.{number}", now=now)
+    with pytest.raises(LoginThrottled):
+        attempt(session, "ed@example.com", PASSWORD, ip="198.51.100.7", now=now)
+    known = authenticate(session, "ed@example.com", PASSWORD, "198.51.100.7", now, LIMITS,
+                         device="the-editors-own-browser")  # fmt: skip
+    assert known.id == editor.id
+
+
 def test_a_success_clears_the_account_failures(session, editor):
     now = utcnow()
     for _ in range(2):
@@ -199,5 +220,6 @@ def test_failures_older_than_the_window_do_not_count_and_are_pruned(session, edi
     for _ in range(LIMITS.login_max_attempts_per_account):
         refusal(session, "ed@example.com", "wrong password!", now=long_ago)
     refusal(session, "ed@example.com", "wrong password!")
-    assert session.scalar(select(func.count()).select_from(LoginAttempt)) == 2  # account + ip
+    # this client at this address, the address from new browsers, and the IP
+    assert session.scalar(select(func.count()).select_from(LoginAttempt)) == 3
     assert attempt(session, "ed@example.com", PASSWORD).id == editor.id

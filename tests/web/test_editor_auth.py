@@ -33,7 +33,10 @@ def error_of(answer) -> str:
 
 @pytest.fixture
 def app(settings, queue):
-    limits = settings.with_overrides(login_max_attempts_per_account=3, login_max_attempts_per_ip=6)
+    limits = settings.with_overrides(
+        login_max_attempts_per_account=3, login_max_attempts_per_ip=6,
+        login_max_attempts_per_account_new_browsers=8,
+    )  # fmt: skip
     return create_app(limits, queue=queue)
 
 
@@ -117,6 +120,20 @@ def test_failures_per_ip_answer_429_for_every_address_from_it(app, editor):
     assert log_in(attacker, "ed@example.com").status_code == 429
     elsewhere = client_at(app, "198.51.100.7")
     assert log_in(elsewhere, "ed@example.com").status_code == 302
+
+
+def test_guesses_from_everywhere_never_lock_the_editors_own_browser_out(app, editor):
+    mine = client_at(app, "198.51.100.7")
+    assert log_in(mine, "ed@example.com").status_code == 302
+    device = mine.get_cookie("notifier_device", path="/editor/")
+    assert device.http_only and device.same_site == "Strict"
+    mine.post("/editor/logout", data={"csrf_token": csrf(mine, "/editor/")})
+    for number in range(8):  # a botnet: a few guesses from each of many addresses
+        stranger = client_at(app, f"203.0.113.{number}")
+        assert log_in(stranger, "ed@example.com", "password guess").status_code == 400
+    new_browser = client_at(app, "198.51.100.7")
+    assert log_in(new_browser, "ed@example.com").status_code == 429
+    assert log_in(mine, "ed@example.com").status_code == 302, "a browser it knows still works"
 
 
 def test_a_disabled_editor_cannot_log_in_and_their_session_ends(client, app, session, editor):
