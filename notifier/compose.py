@@ -39,7 +39,9 @@ class Composer:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.renderer = MessageRenderer(settings.templates_dir)
-        tokens = Tokens(settings.secret_key, settings.confirm_max_age_seconds)
+        tokens = Tokens(
+            settings.secret_key, settings.confirm_max_age_seconds, settings.secret_key_fallbacks
+        )
         self.urls = PublicUrls(settings.public_url, tokens)
         self.domain = email.utils.parseaddr(settings.mail_from)[1].rpartition("@")[2]
         self._layouts: OrderedDict[tuple, object] = OrderedDict()

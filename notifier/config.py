@@ -181,6 +181,7 @@ class Settings:
     feed_max_bytes: int = 10_000_000
     category_grace_seconds: int = 600
     feed_max_redirects: int = 5
+    secret_key_fallbacks: tuple[str, ...] = ()
     rate_limit_per_client: str = "600 per minute"
     rate_limit_emails_per_client: str = "20 per hour"
     rate_limit_emails_per_mailbox: str = "5 per day"
@@ -327,6 +328,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         feed_max_bytes=_int(env, "FEED_MAX_BYTES", 10_000_000, minimum=1024),
         category_grace_seconds=_int(env, "CATEGORY_GRACE_SECONDS", 600),
         feed_max_redirects=_int(env, "FEED_MAX_REDIRECTS", 5),
+        secret_key_fallbacks=tuple(
+            key.strip() for key in env.get("SECRET_KEY_FALLBACKS", "").split(",") if key.strip()
+        ),
         rate_limit_per_client=_rate(env, "RATE_LIMIT_PER_CLIENT", "600 per minute"),
         rate_limit_emails_per_client=_rate(env, "RATE_LIMIT_EMAILS_PER_CLIENT", "20 per hour"),
         rate_limit_emails_per_mailbox=_rate(env, "RATE_LIMIT_EMAILS_PER_MAILBOX", "5 per day"),

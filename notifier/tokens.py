@@ -30,11 +30,18 @@ class ConfirmRequest:
     subscriber_id: int
     email_digest: str
     category_ids: tuple[int, ...]
-    secret_key: str = field(repr=False, compare=False, default="")
+    secret_keys: tuple[str, ...] = field(repr=False, compare=False, default=())
     issued_at: datetime = field(compare=False, default=datetime.min.replace(tzinfo=UTC))
 
     def is_for(self, email: str) -> bool:
-        return hmac.compare_digest(self.email_digest, address_digest(self.secret_key, email))
+        return _digest_matches(self.email_digest, self.secret_keys, email)
+
+
+def _digest_matches(digest: str, secret_keys: tuple[str, ...], email: str) -> bool:
+    """The digest was made for this address with the current key or a fallback one."""
+    return any(
+        hmac.compare_digest(digest, address_digest(key, email)) for key in reversed(secret_keys)
+    )
 
 
 @dataclass(frozen=True)
@@ -49,8 +56,8 @@ class _Uncompressed(URLSafeSerializer):
     derived once, not per link. Same tokens otherwise; reading still accepts compressed
     ones, so links already sent keep working."""
 
-    def __init__(self, secret_key: str, salt: str) -> None:
-        super().__init__(secret_key, salt=salt)
+    def __init__(self, secret_keys: list[str], salt: str) -> None:
+        super().__init__(secret_keys, salt=salt)  # signs with the last, reads with any
         signer = self.make_signer()
         self._key, self._algorithm, self._sep = signer.derive_key(), signer.algorithm, signer.sep
 
@@ -66,14 +73,21 @@ class _Uncompressed(URLSafeSerializer):
 
 
 class Tokens:
-    def __init__(self, secret_key: str, confirm_max_age_seconds: int) -> None:
-        self._confirm = URLSafeTimedSerializer(secret_key, salt="notifier.confirm")
-        self._manage = _Uncompressed(secret_key, salt="notifier.manage")
-        self._unsubscribe = _Uncompressed(secret_key, salt="notifier.unsubscribe")
-        self._push = _Uncompressed(secret_key, salt="notifier.push-manage")
-        self._device = URLSafeTimedSerializer(secret_key, salt="notifier.login-device")
+    """Links are signed with SECRET_KEY and read with it or any of SECRET_KEY_FALLBACKS, so
+    links in emails already sent keep working while a new key is rolled out."""
+
+    def __init__(
+        self, secret_key: str, confirm_max_age_seconds: int, fallback_keys: tuple[str, ...] = ()
+    ) -> None:
+        keys = [*fallback_keys, secret_key]
+        self._confirm = URLSafeTimedSerializer(keys, salt="notifier.confirm")
+        self._manage = _Uncompressed(keys, salt="notifier.manage")
+        self._unsubscribe = _Uncompressed(keys, salt="notifier.unsubscribe")
+        self._push = _Uncompressed(keys, salt="notifier.push-manage")
+        self._device = URLSafeTimedSerializer(keys, salt="notifier.login-device")
         self._confirm_max_age = confirm_max_age_seconds
         self._secret_key = secret_key
+        self._secret_keys = tuple(keys)
 
     def confirm_token(self, subscriber_id: int, email: str, category_ids: list[int]) -> str:
         payload = {
@@ -99,7 +113,7 @@ class Tokens:
             subscriber_id, digest = int(data["s"]), str(data["e"])
         except (KeyError, TypeError, ValueError):
             raise TokenError("This confirmation link is not valid.") from None
-        return ConfirmRequest(subscriber_id, digest, categories, self._secret_key, issued_at)
+        return ConfirmRequest(subscriber_id, digest, categories, self._secret_keys, issued_at)
 
     def manage_token(self, subscriber_id: int) -> str:
         return self._manage.dumps({"s": subscriber_id})
@@ -140,6 +154,6 @@ class Tokens:
             device_id, digest = str(data["d"]), str(data["e"])
         except (BadSignature, KeyError, TypeError, ValueError):
             return None
-        if not hmac.compare_digest(digest, address_digest(self._secret_key, email)):
+        if not _digest_matches(digest, self._secret_keys, email):
             return None
         return device_id

@@ -211,3 +211,51 @@ def test_links_signed_by_plain_itsdangerous_still_work_compressed_or_not(tokens)
     assert tokens.read_unsubscribe_token(tokens.unsubscribe_token(5, many)).category_ids == tuple(
         many
     )
+
+
+def test_a_new_secret_key_keeps_links_already_sent_working_through_fallbacks():
+    """Key rotation: SECRET_KEY=new, SECRET_KEY_FALLBACKS=old until the old links expire."""
+    old = Tokens("the-old-secret-key", confirm_max_age_seconds=60)
+    links = {
+        "unsubscribe": old.unsubscribe_token(7, [1, 2]),
+        "manage": old.manage_token(7),
+        "push": old.push_manage_token(9),
+        "confirm": old.confirm_token(7, EMAIL, [1]),
+    }
+    rotated = Tokens(SECRET, confirm_max_age_seconds=60, fallback_keys=("the-old-secret-key",))
+    assert rotated.read_unsubscribe_token(links["unsubscribe"]).category_ids == (1, 2)
+    assert rotated.read_manage_token(links["manage"]) == 7
+    assert rotated.read_push_manage_token(links["push"]) == 9
+    assert rotated.read_confirm_token(links["confirm"]).is_for(EMAIL)
+    # New links are signed with the new key only: the old key alone no longer reads them.
+    with pytest.raises(TokenError):
+        old.read_manage_token(rotated.manage_token(7))
+    # Once the fallback is dropped, the old links stop working.
+    done = Tokens(SECRET, confirm_max_age_seconds=60)
+    with pytest.raises(TokenError):
+        done.read_unsubscribe_token(links["unsubscribe"])
+    assert not done.read_confirm_token(rotated.confirm_token(7, EMAIL, [1])).is_for("x@y.zz")
+
+
+def test_an_editor_session_survives_a_key_rotation_with_the_fallback(tmp_path, database_url):
+    from notifier.db import session_scope
+    from notifier.domain.editors import create_editor
+    from notifier.web import create_app
+    from tests.conftest import make_settings
+    from tests.web.conftest import logged_in_client
+
+    with session_scope(database_url) as session:
+        editor = create_editor(session, "ed@example.com", "correct horse battery")
+        session.commit()
+        before = create_app(make_settings(tmp_path, DATABASE_URL=database_url,
+                                          SECRET_KEY="the-old-secret-key"))  # fmt: skip
+        cookie = logged_in_client(before, editor).get_cookie("session").value
+    after = create_app(make_settings(tmp_path, DATABASE_URL=database_url, SECRET_KEY=SECRET,
+                                     SECRET_KEY_FALLBACKS="the-old-secret-key"))  # fmt: skip
+    client = after.test_client()
+    client.set_cookie("session", cookie)
+    assert client.get("/editor/").status_code == 200
+    without = create_app(make_settings(tmp_path, DATABASE_URL=database_url, SECRET_KEY=SECRET))
+    stranger = without.test_client()
+    stranger.set_cookie("session", cookie)
+    assert stranger.get("/editor/").status_code == 302

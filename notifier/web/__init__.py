@@ -33,6 +33,7 @@ def create_app(settings: Settings | None = None, queue: TaskQueue | None = None)
     )
     app.config.update(
         SECRET_KEY=settings.secret_key,
+        SECRET_KEY_FALLBACKS=list(settings.secret_key_fallbacks),  # sessions, CSRF tokens
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_SECURE=settings.public_url.startswith("https://"),
@@ -43,7 +44,9 @@ def create_app(settings: Settings | None = None, queue: TaskQueue | None = None)
         "settings": settings,
         "db": scoped_session(session_factory(settings.database_url)),
         "queue": queue or TaskQueue(make_celery(settings)),
-        "tokens": Tokens(settings.secret_key, settings.confirm_max_age_seconds),
+        "tokens": Tokens(
+            settings.secret_key, settings.confirm_max_age_seconds, settings.secret_key_fallbacks
+        ),
         "composer": Composer(settings),
     }
     if settings.trusted_proxies:
