@@ -7,7 +7,6 @@ METRICS_TOKEN is set, only with `Authorization: Bearer <token>`.
 from __future__ import annotations
 
 import hmac
-import ipaddress
 
 from flask import Blueprint, Response, current_app, request
 from prometheus_client import CollectorRegistry
@@ -15,6 +14,7 @@ from prometheus_client.exposition import choose_encoder
 
 from notifier.config import Settings
 from notifier.metrics import RecordedCollector, StateCollector
+from notifier.web.client_network import client_in
 
 bp = Blueprint("metrics", __name__)
 
@@ -41,13 +41,7 @@ def from_internal_network(settings: Settings) -> bool:
         # Relayed by a proxy nobody told us about (TRUSTED_PROXIES): the peer address is the
         # proxy's, so a request from anywhere would look internal.
         return False
-    try:
-        address = ipaddress.ip_address(request.remote_addr or "")
-    except ValueError:
-        return False
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
-        address = address.ipv4_mapped
-    return any(address in network for network in settings.metrics_allow_networks)
+    return client_in(settings.metrics_allow_networks)
 
 
 def _bearer_matches(token: str) -> bool:

@@ -10,13 +10,12 @@ a benchmark that subscribes thousands of readers from one address) are not limit
 
 from __future__ import annotations
 
-import ipaddress
-
 from flask import Flask, request
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 
 from notifier.config import Settings
+from notifier.web.client_network import client_in
 
 # View functions that send an email to the address they are given.
 MAILING_VIEWS = ("public.subscribe", "public.manage", "api.create_subscription")
@@ -36,16 +35,6 @@ def _mailbox_key() -> str:
     return f"mailbox:{mailbox_of(given) or get_remote_address()}"
 
 
-def _trusted(settings: Settings) -> bool:
-    try:
-        address = ipaddress.ip_address(request.remote_addr or "")
-    except ValueError:
-        return False
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
-        address = address.ipv4_mapped
-    return any(address in network for network in settings.rate_limit_trusted_networks)
-
-
 def install(app: Flask, settings: Settings) -> Limiter:
     shared = settings.broker_url.startswith(("redis://", "rediss://"))
     limiter = Limiter(
@@ -58,7 +47,7 @@ def install(app: Flask, settings: Settings) -> Limiter:
         headers_enabled=True,
         swallow_errors=True,
     )
-    limiter.request_filter(lambda: _trusted(settings))
+    limiter.request_filter(lambda: client_in(settings.rate_limit_trusted_networks))
     # Shared: the form, the manage page and the API count against the same budgets.
     per_client = limiter.shared_limit(
         settings.rate_limit_emails_per_client, scope="emails-per-client", methods=["POST"]
