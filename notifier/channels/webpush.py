@@ -55,6 +55,7 @@ from notifier.domain.push_subscriptions import EndpointPolicy, PushSubscriptionE
 from notifier.logs import redact
 from notifier.messages import PushMessage
 from notifier.pacing import Pacer, Unlimited, push_keys
+from notifier.public_addresses import PublicOnlyResolver
 from notifier.push_backoff import LocalBackoff, SharedBackoff
 from notifier.vapid import VapidSigner
 
@@ -511,6 +512,10 @@ class _Pool:
             limit_per_host=concurrency,
             keepalive_timeout=KEEPALIVE_SECONDS,
             ssl=_ssl_context(),
+            # The addresses connected to are checked, not only a name looked up earlier:
+            # no gap for a DNS answer that changes in between (address literals never get
+            # here unless PUSH_ALLOWED_ORIGINS names them).
+            resolver=PublicOnlyResolver(),
         )
         self.session = aiohttp.ClientSession(
             connector=connector,
