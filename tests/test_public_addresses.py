@@ -4,10 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
 from notifier.public_addresses import NotPublicAddress, PublicOnlyResolver, is_public
+
+
+def run(make_coroutine):
+    """asyncio.run in a thread of its own: the browser tests keep Playwright's event loop
+    running in the test thread for the whole session."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(lambda: asyncio.run(make_coroutine())).result()
 
 
 @pytest.mark.parametrize(
@@ -29,10 +37,10 @@ def test_names_resolving_to_private_addresses_are_refused_unless_trusted():
             await resolver.close()
 
     with pytest.raises(NotPublicAddress, match="localhost resolves to"):
-        asyncio.run(resolve("localhost"))
-    assert asyncio.run(resolve("localhost", trusted_hosts=["LOCALHOST"]))
+        run(lambda: resolve("localhost"))
+    assert run(lambda: resolve("localhost", trusted_hosts=["LOCALHOST"]))
     loopback = [ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128")]
-    assert asyncio.run(resolve("localhost", allowed_networks=loopback))
+    assert run(lambda: resolve("localhost", allowed_networks=loopback))
 
 
 def test_web_push_connects_through_the_checking_resolver():
@@ -46,4 +54,4 @@ def test_web_push_connects_through_the_checking_resolver():
             await pool.session.close()
             pool.pacing.shutdown()
 
-    assert asyncio.run(pool_resolver()) is PublicOnlyResolver
+    assert run(pool_resolver) is PublicOnlyResolver
