@@ -220,6 +220,7 @@ class Settings:
     push_backoff_refresh_seconds: float = 0.25
     alert_scheduler_seconds: int = 5
     webhook_secret: str = ""
+    webhook_max_new_categories: int = 10
     push_connect_timeout_seconds: float = 5.0
     push_read_timeout_seconds: float = 10.0
     cors_allowed_origins: tuple[str, ...] = ()
@@ -371,6 +372,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         push_backoff_refresh_seconds=_float(env, "PUSH_BACKOFF_REFRESH_SECONDS", 0.25, 0.01),
         alert_scheduler_seconds=_int(env, "ALERT_SCHEDULER_SECONDS", 5, minimum=1),
         webhook_secret=env.get("WEBHOOK_SECRET", ""),
+        webhook_max_new_categories=_int(env, "WEBHOOK_MAX_NEW_CATEGORIES", 10),
         push_connect_timeout_seconds=_float(env, "PUSH_CONNECT_TIMEOUT_SECONDS", 5.0, 0.1),
         push_read_timeout_seconds=_float(env, "PUSH_READ_TIMEOUT_SECONDS", 10.0, 0.1),
         cors_allowed_origins=tuple(o.rstrip("/") for o in _list(env, "CORS_ALLOWED_ORIGINS")),

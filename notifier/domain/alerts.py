@@ -14,10 +14,11 @@ from sqlalchemy.orm import Session
 from notifier.domain.categories import categories_for_slugs
 from notifier.domain.deliveries import AUDIENCES, Notice, plan_deliveries
 from notifier.domain.feeds import single_line
+from notifier.domain.limits import ALERT_BODY_MAX, ALERT_TITLE_MAX, CATEGORY_SLUGS_MAX, URL_MAX
 from notifier.models import Alert, AlertStatus, Category, Delivery, DeliveryStatus
 
 CHANNELS = ("email", "push")
-TITLE_MAX, BODY_MAX = 200, 600
+TITLE_MAX, BODY_MAX = ALERT_TITLE_MAX, ALERT_BODY_MAX
 
 
 class AlertError(ValueError):
@@ -41,70 +42,101 @@ def _strings(value: object) -> bool:
     return isinstance(value, list | tuple) and all(isinstance(v, str) for v in value)
 
 
-def _http_url(value: object, name: str, required: bool) -> str | None:
-    if value in (None, "") and not required:
-        return None
-    if not isinstance(value, str) or urlsplit(value.strip()).scheme not in ("http", "https"):
-        raise AlertError(f"The {name} must be an http(s) URL.")
-    if not urlsplit(value.strip()).netloc:
-        raise AlertError(f"The {name} must be an http(s) URL.")
-    return value.strip()
-
-
-def _send_at(value: object, now: datetime) -> datetime | None:
-    if value in (None, ""):
-        return None
+def _text(data: Mapping[str, object], name: str) -> str:
+    """An optional text field: absent or null reads as empty; anything but text is refused."""
+    value = data.get(name)
+    if value is None:
+        return ""
     if not isinstance(value, str):
-        raise AlertError("send_at must be an ISO 8601 date and time, e.g. 2026-12-01T09:00:00Z.")
+        raise AlertError(f"{name} must be text.")
+    return value
+
+
+def _http_url(value: str, name: str, required: bool) -> str | None:
+    if len(value) > URL_MAX:
+        raise AlertError(f"The {name} is longer than {URL_MAX} characters.")
+    value = value.strip()
+    if not value and not required:
+        return None
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise AlertError(f"The {name} must be an http(s) URL.")
+    return value
+
+
+def _send_at(value: str, now: datetime) -> datetime | None:
+    if value == "":
+        return None
     try:
         moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
     except ValueError:
         raise AlertError("send_at must be an ISO 8601 date and time with a time zone.") from None
     if moment.tzinfo is None:
         raise AlertError("send_at needs a time zone, e.g. 2026-12-01T09:00:00+04:00.")
+    try:
+        moment = moment.astimezone(UTC)
+    except OverflowError:  # year 1 or 9999 with an offset
+        raise AlertError("send_at is out of range.") from None
     if moment < now - timedelta(minutes=1):
         raise AlertError("send_at is in the past.")
-    return moment.astimezone(UTC) if moment > now else None
+    return moment if moment > now else None
+
+
+def _channels(data: Mapping[str, object]) -> tuple[str, ...]:
+    channels = data.get("channels")
+    if channels is None or channels == []:
+        raise AlertError("Choose at least one channel.")
+    if not _strings(channels) or not set(channels) <= set(CHANNELS):
+        raise AlertError('Channels must be a list of "email" and/or "push".')
+    return tuple(c for c in CHANNELS if c in channels)
+
+
+def _target(
+    session: Session, data: Mapping[str, object]
+) -> tuple[bool, list[str], tuple[str, ...]]:
+    """(all readers?, category slugs, category names)."""
+    target_all, slugs = data.get("all"), data.get("categories")
+    if target_all is not None and not isinstance(target_all, bool):
+        raise AlertError('"all" must be true or false.')
+    if slugs is not None and (not _strings(slugs) or len(slugs) > CATEGORY_SLUGS_MAX):
+        raise AlertError(f"Categories must be a list of slugs, at most {CATEGORY_SLUGS_MAX}.")
+    if target_all:
+        return True, [], ()
+    if not slugs:
+        raise AlertError("Choose categories (a list of slugs), or send to all readers.")
+    try:
+        names = tuple(c.name for c in categories_for_slugs(session, slugs))
+    except ValueError as error:
+        raise AlertError(str(error)) from None
+    return False, list(slugs), names
 
 
 def validate_alert(
     session: Session, data: Mapping[str, object], default_url: str, now: datetime
 ) -> AlertDraft:
     """Check what an editor or a script asked for; raise AlertError with a sentence."""
-    title = single_line(str(data.get("title") or ""))
+    if not isinstance(data.get("title"), str):
+        raise AlertError("Please write a headline (title, as text).")
+    title, body = single_line(data["title"]), _text(data, "body")
     if not title:
         raise AlertError("Please write a headline.")
-    if len(title) > TITLE_MAX:
+    if len(data["title"]) > TITLE_MAX:
         raise AlertError(f"The headline is longer than {TITLE_MAX} characters.")
-    body = " ".join(str(data.get("body") or "").split())
     if len(body) > BODY_MAX:
         raise AlertError(f"The text is longer than {BODY_MAX} characters.")
-    channels = data.get("channels") or ()
-    if isinstance(channels, str):
-        channels = [channels]
-    if not _strings(channels) or not set(channels) <= set(CHANNELS):
-        raise AlertError('Channels must be a list of "email" and/or "push".')
-    if not channels:
-        raise AlertError("Choose at least one channel.")
-    target_all = data.get("all") in (True, "1", "true", "on")
-    slugs = data.get("categories") or []
-    if not target_all:
-        if not _strings(slugs) or not slugs:
-            raise AlertError("Choose categories (a list of slugs), or send to all readers.")
-        try:
-            names = tuple(c.name for c in categories_for_slugs(session, slugs))
-        except ValueError as error:
-            raise AlertError(str(error)) from None
+    channels = _channels(data)
+    target_all, slugs, names = _target(session, data)
+    image = _text(data, "image_url") or _text(data, "image")
     return AlertDraft(
         title=title,
-        body=body,
-        url=_http_url(data.get("url") or default_url, "link", required=True),
-        image_url=_http_url(data.get("image_url") or data.get("image"), "image URL", False),
+        body=" ".join(body.split()),
+        url=_http_url(_text(data, "url") or default_url, "link", required=True),
+        image_url=_http_url(image, "image URL", False),
         target_all=target_all,
-        category_slugs=() if target_all else tuple(sorted(slugs)),
-        channels=tuple(c for c in CHANNELS if c in channels),
-        send_at=_send_at(data.get("send_at"), now),
-        category_names=() if target_all else names,
+        category_slugs=tuple(sorted(slugs)),
+        channels=channels,
+        send_at=_send_at(_text(data, "send_at"), now),
+        category_names=names,
     )
 
 

@@ -106,6 +106,16 @@ class CategoryIndex:
             self._learn(category, ref.term_id, slug, name)
         return category
 
+    def count_new(self, refs: Iterable[CategoryRef]) -> int:
+        """How many categories resolving these refs would create (nothing is written)."""
+        new = set()
+        for ref in refs:
+            name, slug = clean_name(ref.name), clean_slug(ref.slug)
+            base = slug or slugify(name)
+            if base and self._match(ref.term_id, slug, name) is None:
+                new.add((ref.term_id, base, name))
+        return len(new)
+
     def _match(self, term_id: int | None, slug: str | None, name: str) -> Category | None:
         if term_id is not None and (found := self._find(wp_term_id=term_id)):
             return found

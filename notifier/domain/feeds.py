@@ -22,13 +22,20 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from notifier.domain.categories import CategoryIndex, CategoryRef
+from notifier.domain.limits import (
+    ARTICLE_TITLE_MAX,
+    CATEGORY_NAME_MAX,
+    GUID_MAX,
+    URL_MAX,
+    WEBHOOK_CATEGORIES_MAX,
+)
 from notifier.domain.sql import insert_ignoring_conflicts
 from notifier.models import Article, Feed
 
 log = logging.getLogger(__name__)
 
 SUMMARY_MAX_CHARS = 400
-URL_MAX_CHARS = GUID_MAX_CHARS = 2000  # the columns' lengths
+URL_MAX_CHARS, GUID_MAX_CHARS = URL_MAX, GUID_MAX  # the columns' lengths
 # Feed text is not ours: every pattern on it runs in linear time. A block tag only gets a
 # space put before it (nh3 then drops the tag); matching the whole tag up to its ">" cost
 # 116 s of a worker for 600 KB of "<p<p<p…". Images are looked for in the first few <img>
@@ -257,6 +264,22 @@ def store_article(
     return StoredArticle(article.id, bool(inserted and announce), widened)
 
 
+def publish_webhook_article(
+    session: Session, item: ParsedArticle, now: datetime, grace_seconds: int,
+    max_new_categories: int,
+) -> StoredArticle:  # fmt: skip
+    """Store and announce the CMS's post. Categories new to us appear on the public form, so
+    one call may add only a few: more is refused whole, before anything is stored."""
+    index = CategoryIndex(session)
+    new = index.count_new(item.categories)
+    if new > max_new_categories:
+        raise FeedParseError(
+            f"This post names {new} categories notifier does not know; one call may add at "
+            f"most {max_new_categories} (WEBHOOK_MAX_NEW_CATEGORIES)."
+        )
+    return store_article(session, item, now, None, True, grace_seconds, index)
+
+
 def _known(session: Session, guid: str) -> Article:
     return session.scalars(select(Article).where(Article.guid == guid)).one()
 
@@ -265,37 +288,65 @@ def parse_webhook_article(data: object) -> ParsedArticle:
     """The CMS announces a just-published post with the same fields a feed item has."""
     if not isinstance(data, dict):
         raise FeedParseError("Send a JSON object with guid, url, title, categories.")
-    guid, url, title = (str(data.get(k) or "").strip() for k in ("guid", "url", "title"))
-    if not guid or len(guid) > 2000:
-        raise FeedParseError("guid is required (WordPress: get_the_guid($post)).")
-    if not _http_url(url, url) or len(url) > 2000:
-        raise FeedParseError("url must be the post's http(s) permalink.")
-    if not single_line(title):
-        raise FeedParseError("title is required.")
-    categories = _webhook_categories(data.get("categories") or [])
-    published, published_at = data.get("published_at"), None
-    if published:
-        try:
-            published_at = datetime.fromisoformat(str(published).replace("Z", "+00:00"))
-        except ValueError:
-            raise FeedParseError("published_at must be an ISO 8601 date and time.") from None
-        if published_at.tzinfo is None:
-            raise FeedParseError("published_at needs a time zone.")
+    guid, url, title = (_webhook_text(data, k).strip() for k in ("guid", "url", "title"))
+    if not guid or len(data["guid"]) > GUID_MAX:
+        raise FeedParseError(f"guid is required, at most {GUID_MAX} characters "
+                             "(WordPress: get_the_guid($post)).")  # fmt: skip
+    if not _http_url(url, url) or len(data["url"]) > URL_MAX:
+        raise FeedParseError(f"url must be the post's http(s) permalink, at most {URL_MAX} "
+                             "characters.")  # fmt: skip
+    if not single_line(title) or len(data["title"]) > ARTICLE_TITLE_MAX:
+        raise FeedParseError(f"title is required, at most {ARTICLE_TITLE_MAX} characters.")
+    image = _webhook_text(data, "image").strip()
+    if len(data.get("image") or "") > URL_MAX or len(urljoin(url, image)) > URL_MAX:
+        raise FeedParseError(f"image must be a URL of at most {URL_MAX} characters.")
+    categories = data.get("categories")
     return ParsedArticle(
         guid=guid,
         link=url,
         title=single_line(title),
-        summary=plain_text(str(data.get("summary") or "")),
-        image_url=_http_url(str(data.get("image") or ""), url),
-        published_at=published_at.astimezone(UTC) if published_at else None,
-        categories=categories,
+        summary=plain_text(_webhook_text(data, "summary")),
+        image_url=_http_url(image, url),  # relative to the post; not http(s): no image
+        published_at=_webhook_published_at(data.get("published_at")),
+        categories=_webhook_categories([] if categories is None else categories),
     )
+
+
+def _webhook_text(data: dict, name: str) -> str:
+    """Absent or null reads as empty; a number or a list where text belongs is refused."""
+    value = data.get(name)
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise FeedParseError(f"{name} must be text.")
+    return value
+
+
+def _webhook_published_at(value: object) -> datetime | None:
+    """ISO 8601 with a time zone; null, "" or false (WordPress's get_post_time() for a post
+    without a date) mean unknown."""
+    if value is None or value is False or value == "":
+        return None
+    if not isinstance(value, str):
+        raise FeedParseError("published_at must be an ISO 8601 date and time.")
+    try:
+        published_at = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise FeedParseError("published_at must be an ISO 8601 date and time.") from None
+    if published_at.tzinfo is None:
+        raise FeedParseError("published_at needs a time zone.")
+    try:
+        return published_at.astimezone(UTC)
+    except OverflowError:  # year 1 or 9999 with an offset: no such instant in UTC
+        raise FeedParseError("published_at is out of range.") from None
 
 
 def _webhook_categories(categories: object) -> tuple[CategoryRef, ...]:
     """Names (the old plugin), or WordPress terms {"id", "slug", "name"} (ours)."""
-    if not isinstance(categories, list) or len(categories) > 100:
-        raise FeedParseError("categories must be a list of at most 100 categories.")
+    if not isinstance(categories, list) or len(categories) > WEBHOOK_CATEGORIES_MAX:
+        raise FeedParseError(
+            f"categories must be a list of at most {WEBHOOK_CATEGORIES_MAX} categories."
+        )
     refs = []
     for category in categories:
         if isinstance(category, str):
@@ -304,9 +355,9 @@ def _webhook_categories(categories: object) -> tuple[CategoryRef, ...]:
         if not isinstance(category, dict):
             raise FeedParseError('Each category is a name or {"id", "slug", "name"}.')
         name, slug, term_id = category.get("name"), category.get("slug"), category.get("id")
-        if not isinstance(name, str) or not name.strip() or len(name) > 1000:
+        if not isinstance(name, str) or not name.strip() or len(name) > CATEGORY_NAME_MAX:
             raise FeedParseError("Each category needs its name.")
-        if slug is not None and (not isinstance(slug, str) or len(slug) > 1000):
+        if slug is not None and (not isinstance(slug, str) or len(slug) > CATEGORY_NAME_MAX):
             raise FeedParseError("A category slug must be text.")
         valid_id = isinstance(term_id, int) and not isinstance(term_id, bool) and term_id > 0
         if term_id is not None and not (valid_id and term_id < 2**31):

@@ -16,6 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from notifier.domain.categories import categories_for_slugs
+from notifier.domain.limits import CATEGORY_SLUGS_MAX
 from notifier.models import Category, Subscriber, SubscriberStatus
 from notifier.tokens import ConfirmRequest, TokenError
 
@@ -56,6 +57,8 @@ def normalize_email(raw: object) -> str:
 def validate_category_slugs(session: Session, slugs: object) -> list[Category]:
     if not isinstance(slugs, list | tuple) or not all(isinstance(s, str) for s in slugs):
         raise SubscriptionError("Categories must be a list of category slugs.")
+    if len(slugs) > CATEGORY_SLUGS_MAX:
+        raise SubscriptionError(f"Choose at most {CATEGORY_SLUGS_MAX} categories.")
     if not slugs:
         raise SubscriptionError("Please choose at least one category.")
     try:

@@ -20,6 +20,7 @@ from notifier.queue import TaskQueue
 from notifier.tokens import Tokens
 from notifier.web import rate_limits, security_headers
 from notifier.web.cors import protect_api
+from notifier.web.row_ids import RowIdConverter
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +32,7 @@ def create_app(settings: Settings | None = None, queue: TaskQueue | None = None)
         template_folder=str(settings.templates_dir),
         static_folder=str(settings.templates_dir.parent / "static"),
     )
+    app.url_map.converters["int"] = RowIdConverter  # before any route is added
     app.config.update(
         SECRET_KEY=settings.secret_key,
         SECRET_KEY_FALLBACKS=list(settings.secret_key_fallbacks),  # sessions, CSRF tokens

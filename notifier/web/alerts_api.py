@@ -13,13 +13,16 @@ from flask import Blueprint, jsonify, request
 
 from notifier.domain.alerts import AlertError, alert_progress, create_alert, validate_alert
 from notifier.domain.api_tokens import token_for_bearer
-from notifier.domain.feeds import FeedParseError, parse_webhook_article, store_article
+from notifier.domain.feeds import FeedParseError, parse_webhook_article, publish_webhook_article
+from notifier.domain.limits import IDEMPOTENCY_KEY_MAX
 from notifier.models import Alert
 from notifier.queue import send_or_leave_to_beat
 from notifier.timeutil import utcnow
+from notifier.web.api_input import check_api_input, json_body
 from notifier.web.context import db, queue, settings
 
 bp = Blueprint("alerts_api", __name__, url_prefix="/api/v1")
+bp.before_request(check_api_input)
 SIGNATURE_HEADER = "X-Notifier-Signature"
 
 
@@ -37,8 +40,8 @@ def _token():
 def _signed() -> bool:
     secret = settings().webhook_secret
     given = request.headers.get(SIGNATURE_HEADER, "")
-    if not secret or not given.startswith("sha256="):
-        return False
+    if not secret or not given.startswith("sha256=") or not given.isascii():
+        return False  # compare_digest refuses non-ASCII text: a 401, not a 500
     expected = hmac.new(secret.encode(), request.get_data(), hashlib.sha256).hexdigest()
     return hmac.compare_digest(given.removeprefix("sha256="), expected)
 
@@ -61,14 +64,14 @@ def create():
     token = _token()
     if token is None:
         return error("Send a valid API token: Authorization: Bearer <token>.", 401)
-    body = request.get_json(silent=True)
+    body = json_body()
     if not isinstance(body, dict):
         return error("Send a JSON object with title, body, url, categories or all, channels.")
     try:
         draft = validate_alert(db(), body, settings().site_url, utcnow())
     except AlertError as problem:
         return error(str(problem))
-    key = request.headers.get("Idempotency-Key", "").strip()[:150]
+    key = request.headers.get("Idempotency-Key", "").strip()[:IDEMPOTENCY_KEY_MAX]
     alert, created = create_alert(
         db(), draft, utcnow(), api_token_id=token.id,
         idempotency_key=f"token-{token.id}:{key}" if key else None,
@@ -94,13 +97,12 @@ def publish_article():
     if not _signed() and _token() is None:
         return error(f"Sign the body ({SIGNATURE_HEADER}: sha256=<hex>) or send an API token.", 401)
     try:
-        item = parse_webhook_article(request.get_json(silent=True))
+        stored = publish_webhook_article(
+            db(), parse_webhook_article(json_body()), utcnow(),
+            settings().category_grace_seconds, settings().webhook_max_new_categories,
+        )  # fmt: skip
     except FeedParseError as problem:
         return error(str(problem))
-    stored = store_article(
-        db(), item, utcnow(), feed=None, announce=True,
-        grace_seconds=settings().category_grace_seconds,
-    )  # fmt: skip
     db().commit()
     if stored.to_fan_out:
         send_or_leave_to_beat(queue().fan_out_article, stored.id)

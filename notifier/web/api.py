@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, jsonify, request
+from flask import Blueprint, jsonify
 
 from notifier.domain.categories import list_categories
 from notifier.domain.subscriptions import SubscriptionError, request_subscription
 from notifier.timeutil import utcnow
+from notifier.web.api_input import check_api_input, json_body
 from notifier.web.context import db, queue, settings, utf8_local_parts_ok
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
+bp.before_request(check_api_input)
 
 
 def error(message: str, status: int = 400):
@@ -23,7 +25,7 @@ def categories():
 
 @bp.post("/subscriptions")
 def create_subscription():
-    body = request.get_json(silent=True)
+    body = json_body()
     if not isinstance(body, dict):
         return error(
             'Send a JSON object like {"email": "you@example.com", "categories": ["news"]}.'

@@ -15,17 +15,19 @@ from notifier.domain.push_subscriptions import (
 from notifier.domain.subscriptions import SubscriptionError
 from notifier.models import PushStatus, PushSubscription
 from notifier.timeutil import utcnow
+from notifier.web.api_input import check_api_input, json_body
 from notifier.web.context import db, settings, urls
 
 bp = Blueprint("push_api", __name__, url_prefix="/api/v1/push")
+bp.before_request(check_api_input)
 
 
 def error(message: str, status: int = 400):
     return jsonify(error=message), status
 
 
-def json_body() -> dict:
-    body = request.get_json(silent=True)
+def json_object() -> dict:
+    body = json_body()
     if not isinstance(body, dict):
         raise PushSubscriptionError("Send a JSON object.")
     return body
@@ -51,7 +53,10 @@ def vapid_public_key():
 
 @bp.post("/subscriptions")
 def subscribe():
-    body = json_body()
+    body = json_object()
+    previous = body.get("previousEndpoint")
+    if previous is not None and not isinstance(previous, str):
+        return error("previousEndpoint must be the endpoint (text) this subscription renews.")
     policy = EndpointPolicy(settings().push_allowed_origins)
     browser = parse_browser_subscription(body.get("subscription"), policy)
     row, created = save_push_subscription(
@@ -59,8 +64,7 @@ def subscribe():
         site_origin=request.headers.get("Origin"),
         user_agent=request.headers.get("User-Agent"),
     )  # fmt: skip
-    previous = body.get("previousEndpoint")
-    renewed = isinstance(previous, str) and previous and previous != browser.endpoint
+    renewed = previous and previous != browser.endpoint
     if renewed and (old := find_push_subscription(db(), previous)):
         stop_push_subscription(db(), old, "replaced by a renewed subscription", utcnow())
     db().commit()
@@ -69,7 +73,7 @@ def subscribe():
 
 @bp.post("/subscriptions/lookup")
 def lookup():
-    row = find_push_subscription(db(), json_body().get("endpoint"))
+    row = find_push_subscription(db(), json_object().get("endpoint"))
     if row is None or row.status != PushStatus.ACTIVE:
         return error("This browser is not subscribed.", 404)
     return jsonify(describe(row))
@@ -77,7 +81,7 @@ def lookup():
 
 @bp.delete("/subscriptions")
 def unsubscribe():
-    row = find_push_subscription(db(), json_body().get("endpoint"))
+    row = find_push_subscription(db(), json_object().get("endpoint"))
     if row is not None:
         stop_push_subscription(db(), row, "turned off by the reader", utcnow())
         db().commit()
