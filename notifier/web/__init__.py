@@ -143,4 +143,7 @@ def _register_error_pages(app: Flask) -> None:
     def http_error(error: HTTPException):
         if isinstance(error, RateLimitExceeded):
             return respond(429, f"Too many requests ({error.limit.limit}). Please try again later.")
-        return respond(error.code or 500, error.description or error.name)
+        body, status = respond(error.code or 500, error.description or error.name)
+        # A 405 says which methods the path takes (Allow, RFC 9110); keep such headers.
+        extra = [(k, v) for k, v in error.get_headers() if k.lower() != "content-type"]
+        return body, status, extra

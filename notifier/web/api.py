@@ -9,6 +9,7 @@ from notifier.domain.subscriptions import SubscriptionError, request_subscriptio
 from notifier.timeutil import utcnow
 from notifier.web.api_input import check_api_input, json_body
 from notifier.web.context import db, queue, settings, utf8_local_parts_ok
+from notifier.web.openapi import openapi_document
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 bp.before_request(check_api_input)
@@ -16,6 +17,12 @@ bp.before_request(check_api_input)
 
 def error(message: str, status: int = 400):
     return jsonify(error=message), status
+
+
+@bp.get("/openapi.json")
+def openapi():
+    """The API contract (OpenAPI 3.1), for client generators and the fuzz tests."""
+    return jsonify(openapi_document(settings().public_url))
 
 
 @bp.get("/categories")

@@ -101,3 +101,11 @@ def api_token(session, editor):
     _, plaintext = issue_token(session, "newsroom script", editor.id, utcnow())
     session.commit()
     return plaintext
+
+
+def pytest_terminal_summary(terminalreporter):
+    """The figure the schemathesis tests are judged by, at the end of every run."""
+    from tests.support.api_fuzz import TALLY
+
+    if TALLY.requests:
+        terminalreporter.write_line(TALLY.summary())
