@@ -52,7 +52,7 @@ def _text(data: Mapping[str, object], name: str) -> str:
     return value
 
 
-def _http_url(value: str, name: str, required: bool) -> str | None:
+def absolute_http_url(value: str, name: str, required: bool) -> str | None:
     if len(value) > URL_MAX:
         raise AlertError(f"The {name} is longer than {URL_MAX} characters.")
     value = value.strip()
@@ -130,8 +130,8 @@ def validate_alert(
     return AlertDraft(
         title=title,
         body=" ".join(body.split()),
-        url=_http_url(_text(data, "url") or default_url, "link", required=True),
-        image_url=_http_url(image, "image URL", False),
+        url=absolute_http_url(_text(data, "url") or default_url, "link", required=True),
+        image_url=absolute_http_url(image, "image URL", False),
         target_all=target_all,
         category_slugs=tuple(sorted(slugs)),
         channels=channels,

@@ -23,11 +23,8 @@ from sqlalchemy.orm import Session
 
 from notifier.domain.categories import CategoryIndex, CategoryRef
 from notifier.domain.limits import (
-    ARTICLE_TITLE_MAX,
-    CATEGORY_NAME_MAX,
     GUID_MAX,
     URL_MAX,
-    WEBHOOK_CATEGORIES_MAX,
 )
 from notifier.domain.sql import insert_ignoring_conflicts
 from notifier.models import Article, Feed
@@ -86,7 +83,7 @@ def single_line(text: str) -> str:
     return " ".join((text or "").split())
 
 
-def _http_url(url: str | None, base: str) -> str | None:
+def absolute_http_url(url: str | None, base: str) -> str | None:
     """An absolute http(s) URL that fits its column, or None."""
     if not url:
         return None
@@ -100,18 +97,18 @@ def _image_of(entry: feedparser.FeedParserDict, base: str) -> str | None:
     for media in entry.get("media_content", []):
         untyped = "medium" not in media and "type" not in media
         is_image = media.get("medium") == "image" or media.get("type", "").startswith("image/")
-        if (is_image or untyped) and (url := _http_url(media.get("url"), base)):
+        if (is_image or untyped) and (url := absolute_http_url(media.get("url"), base)):
             return url
     for thumb in entry.get("media_thumbnail", []):
-        if url := _http_url(thumb.get("url"), base):
+        if url := absolute_http_url(thumb.get("url"), base):
             return url
     for link in entry.get("links", []):
         is_image = link.get("rel") == "enclosure" and link.get("type", "").startswith("image/")
-        if is_image and (url := _http_url(link.get("href"), base)):
+        if is_image and (url := absolute_http_url(link.get("href"), base)):
             return url
     for content in entry.get("content", []):
         if src := _first_img_src(content.get("value", "")):
-            return _http_url(html.unescape(src), base)
+            return absolute_http_url(html.unescape(src), base)
     return None
 
 
@@ -152,7 +149,7 @@ def parse_feed(document: bytes, url: str) -> list[ParsedArticle]:
         raise FeedParseError(f"Not a readable feed: {problem}")
     articles = []
     for entry in parsed.entries:
-        link = _http_url(entry.get("link"), url)
+        link = absolute_http_url(entry.get("link"), url)
         guid = (entry.get("id") or link or "").strip()
         if not guid or not link or len(guid) > GUID_MAX_CHARS:
             # One bad item never stops the rest of the feed; it is skipped with its reason.
@@ -264,103 +261,5 @@ def store_article(
     return StoredArticle(article.id, bool(inserted and announce), widened)
 
 
-def publish_webhook_article(
-    session: Session, item: ParsedArticle, now: datetime, grace_seconds: int,
-    max_new_categories: int,
-) -> StoredArticle:  # fmt: skip
-    """Store and announce the CMS's post. Categories new to us appear on the public form, so
-    one call may add only a few: more is refused whole, before anything is stored."""
-    index = CategoryIndex(session)
-    new = index.count_new(item.categories)
-    if new > max_new_categories:
-        raise FeedParseError(
-            f"This post names {new} categories notifier does not know; one call may add at "
-            f"most {max_new_categories} (WEBHOOK_MAX_NEW_CATEGORIES)."
-        )
-    return store_article(session, item, now, None, True, grace_seconds, index)
-
-
 def _known(session: Session, guid: str) -> Article:
     return session.scalars(select(Article).where(Article.guid == guid)).one()
-
-
-def parse_webhook_article(data: object) -> ParsedArticle:
-    """The CMS announces a just-published post with the same fields a feed item has."""
-    if not isinstance(data, dict):
-        raise FeedParseError("Send a JSON object with guid, url, title, categories.")
-    guid, url, title = (_webhook_text(data, k).strip() for k in ("guid", "url", "title"))
-    if not guid or len(data["guid"]) > GUID_MAX:
-        raise FeedParseError(f"guid is required, at most {GUID_MAX} characters "
-                             "(WordPress: get_the_guid($post)).")  # fmt: skip
-    if not _http_url(url, url) or len(data["url"]) > URL_MAX:
-        raise FeedParseError(f"url must be the post's http(s) permalink, at most {URL_MAX} "
-                             "characters.")  # fmt: skip
-    if not single_line(title) or len(data["title"]) > ARTICLE_TITLE_MAX:
-        raise FeedParseError(f"title is required, at most {ARTICLE_TITLE_MAX} characters.")
-    image = _webhook_text(data, "image").strip()
-    if len(data.get("image") or "") > URL_MAX or len(urljoin(url, image)) > URL_MAX:
-        raise FeedParseError(f"image must be a URL of at most {URL_MAX} characters.")
-    categories = data.get("categories")
-    return ParsedArticle(
-        guid=guid,
-        link=url,
-        title=single_line(title),
-        summary=plain_text(_webhook_text(data, "summary")),
-        image_url=_http_url(image, url),  # relative to the post; not http(s): no image
-        published_at=_webhook_published_at(data.get("published_at")),
-        categories=_webhook_categories([] if categories is None else categories),
-    )
-
-
-def _webhook_text(data: dict, name: str) -> str:
-    """Absent or null reads as empty; a number or a list where text belongs is refused."""
-    value = data.get(name)
-    if value is None:
-        return ""
-    if not isinstance(value, str):
-        raise FeedParseError(f"{name} must be text.")
-    return value
-
-
-def _webhook_published_at(value: object) -> datetime | None:
-    """ISO 8601 with a time zone; null, "" or false (WordPress's get_post_time() for a post
-    without a date) mean unknown."""
-    if value is None or value is False or value == "":
-        return None
-    if not isinstance(value, str):
-        raise FeedParseError("published_at must be an ISO 8601 date and time.")
-    try:
-        published_at = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise FeedParseError("published_at must be an ISO 8601 date and time.") from None
-    if published_at.tzinfo is None:
-        raise FeedParseError("published_at needs a time zone.")
-    try:
-        return published_at.astimezone(UTC)
-    except OverflowError:  # year 1 or 9999 with an offset: no such instant in UTC
-        raise FeedParseError("published_at is out of range.") from None
-
-
-def _webhook_categories(categories: object) -> tuple[CategoryRef, ...]:
-    """Names (the old plugin), or WordPress terms {"id", "slug", "name"} (ours)."""
-    if not isinstance(categories, list) or len(categories) > WEBHOOK_CATEGORIES_MAX:
-        raise FeedParseError(
-            f"categories must be a list of at most {WEBHOOK_CATEGORIES_MAX} categories."
-        )
-    refs = []
-    for category in categories:
-        if isinstance(category, str):
-            refs.append(CategoryRef(category))
-            continue
-        if not isinstance(category, dict):
-            raise FeedParseError('Each category is a name or {"id", "slug", "name"}.')
-        name, slug, term_id = category.get("name"), category.get("slug"), category.get("id")
-        if not isinstance(name, str) or not name.strip() or len(name) > CATEGORY_NAME_MAX:
-            raise FeedParseError("Each category needs its name.")
-        if slug is not None and (not isinstance(slug, str) or len(slug) > CATEGORY_NAME_MAX):
-            raise FeedParseError("A category slug must be text.")
-        valid_id = isinstance(term_id, int) and not isinstance(term_id, bool) and term_id > 0
-        if term_id is not None and not (valid_id and term_id < 2**31):
-            raise FeedParseError("A category id must be WordPress's positive term id.")
-        refs.append(CategoryRef(name, slug or None, term_id))
-    return tuple(refs)

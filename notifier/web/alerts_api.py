@@ -13,8 +13,9 @@ from flask import Blueprint, jsonify, request
 
 from notifier.domain.alerts import AlertError, alert_progress, create_alert, validate_alert
 from notifier.domain.api_tokens import token_for_bearer
-from notifier.domain.feeds import FeedParseError, parse_webhook_article, publish_webhook_article
+from notifier.domain.feeds import FeedParseError
 from notifier.domain.limits import IDEMPOTENCY_KEY_MAX
+from notifier.domain.webhook_articles import parse_webhook_article, publish_webhook_article
 from notifier.models import Alert
 from notifier.queue import send_or_leave_to_beat
 from notifier.timeutil import utcnow

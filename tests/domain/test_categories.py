@@ -15,11 +15,11 @@ from notifier.domain.categories import CategoryIndex, CategoryRef
 from notifier.domain.feeds import (
     FeedParseError,
     parse_feed,
-    parse_webhook_article,
     store_article,
     store_articles,
     sync_feeds,
 )
+from notifier.domain.webhook_articles import parse_webhook_article
 from notifier.models import Article, Category
 from notifier.schema import upgrade_database
 from tests.support.rss import Item, rss
