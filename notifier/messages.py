@@ -21,6 +21,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 
 from notifier.domain.feeds import single_line, truncate
 from notifier.email_headers import header_value
+from notifier.wording import breaking
 
 # Folding non-ASCII subjects into several encoded-words loses the spaces between them
 # (CPython's folder puts them outside the words); long lines keep each header one word.
@@ -137,6 +138,8 @@ class MessageRenderer:
             undefined=StrictUndefined,
             autoescape=select_autoescape(default=True, default_for_string=True),
         )
+        for env in (self.text_env, self.html_env):
+            env.filters["breaking"] = breaking
 
     def render_email(
         self, kind: str, to: str, context: dict, headers: dict[str, str] | None = None

@@ -22,7 +22,12 @@ TITLE_MAX, BODY_MAX = ALERT_TITLE_MAX, ALERT_BODY_MAX
 
 
 class AlertError(ValueError):
-    """Input an editor or a script can correct; the message is a sentence."""
+    """Input an editor or a script can correct; the message is a sentence in plain words,
+    and `field` names the input it is about (the form shows it next to that field)."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 @dataclass(frozen=True)
@@ -48,19 +53,19 @@ def _text(data: Mapping[str, object], name: str) -> str:
     if value is None:
         return ""
     if not isinstance(value, str):
-        raise AlertError(f"{name} must be text.")
+        raise AlertError(f"{name} must be text.", name)
     return value
 
 
-def absolute_http_url(value: str, name: str, required: bool) -> str | None:
+def absolute_http_url(value: str, name: str, label: str, required: bool) -> str | None:
     if len(value) > URL_MAX:
-        raise AlertError(f"The {name} is longer than {URL_MAX} characters.")
+        raise AlertError(f"The {label} is longer than {URL_MAX} characters.", name)
     value = value.strip()
     if not value and not required:
         return None
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise AlertError(f"The {name} must be an http(s) URL.")
+        raise AlertError(f"The {label} must be a web address starting with https://.", name)
     return value
 
 
@@ -70,24 +75,30 @@ def _send_at(value: str, now: datetime) -> datetime | None:
     try:
         moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
     except ValueError:
-        raise AlertError("send_at must be an ISO 8601 date and time with a time zone.") from None
+        raise AlertError(
+            "The time to send must be a date and time with a time zone (ISO 8601).", "send_at"
+        ) from None
     if moment.tzinfo is None:
-        raise AlertError("send_at needs a time zone, e.g. 2026-12-01T09:00:00+04:00.")
+        raise AlertError(
+            "The time to send needs a time zone, e.g. 2026-12-01T09:00:00+04:00.", "send_at"
+        )
     try:
         moment = moment.astimezone(UTC)
     except OverflowError:  # year 1 or 9999 with an offset
-        raise AlertError("send_at is out of range.") from None
+        raise AlertError("The time to send is out of range.", "send_at") from None
     if moment < now - timedelta(minutes=1):
-        raise AlertError("send_at is in the past.")
+        raise AlertError(
+            "That time is already in the past. Choose a later time, or send now.", "send_at"
+        )
     return moment if moment > now else None
 
 
 def _channels(data: Mapping[str, object]) -> tuple[str, ...]:
     channels = data.get("channels")
     if channels is None or channels == []:
-        raise AlertError("Choose at least one channel.")
+        raise AlertError("Choose email, browser push or both.", "channels")
     if not _strings(channels) or not set(channels) <= set(CHANNELS):
-        raise AlertError('Channels must be a list of "email" and/or "push".')
+        raise AlertError('Channels can only be "email" and "push".', "channels")
     return tuple(c for c in CHANNELS if c in channels)
 
 
@@ -97,17 +108,19 @@ def _target(
     """(all readers?, category slugs, category names)."""
     target_all, slugs = data.get("all"), data.get("categories")
     if target_all is not None and not isinstance(target_all, bool):
-        raise AlertError('"all" must be true or false.')
+        raise AlertError('"all" must be true or false.', "categories")
     if slugs is not None and (not _strings(slugs) or len(slugs) > CATEGORY_SLUGS_MAX):
-        raise AlertError(f"Categories must be a list of slugs, at most {CATEGORY_SLUGS_MAX}.")
+        raise AlertError(  # only a script can send this: it knows what a slug is
+            f"Categories must be a list of slugs, at most {CATEGORY_SLUGS_MAX}.", "categories"
+        )
     if target_all:
         return True, [], ()
     if not slugs:
-        raise AlertError("Choose categories (a list of slugs), or send to all readers.")
+        raise AlertError("Choose at least one category, or send to all readers.", "categories")
     try:
         names = tuple(c.name for c in categories_for_slugs(session, slugs))
     except ValueError as error:
-        raise AlertError(str(error)) from None
+        raise AlertError(str(error), "categories") from None
     return False, list(slugs), names
 
 
@@ -116,22 +129,22 @@ def validate_alert(
 ) -> AlertDraft:
     """Check what an editor or a script asked for; raise AlertError with a sentence."""
     if not isinstance(data.get("title"), str):
-        raise AlertError("Please write a headline (title, as text).")
+        raise AlertError("Please write a headline (title, as text).", "title")
     title, body = single_line(data["title"]), _text(data, "body")
     if not title:
-        raise AlertError("Please write a headline.")
+        raise AlertError("Please write a headline.", "title")
     if len(data["title"]) > TITLE_MAX:
-        raise AlertError(f"The headline is longer than {TITLE_MAX} characters.")
+        raise AlertError(f"The headline is longer than {TITLE_MAX} characters.", "title")
     if len(body) > BODY_MAX:
-        raise AlertError(f"The text is longer than {BODY_MAX} characters.")
+        raise AlertError(f"The text is longer than {BODY_MAX} characters.", "body")
     channels = _channels(data)
     target_all, slugs, names = _target(session, data)
     image = _text(data, "image_url") or _text(data, "image")
     return AlertDraft(
         title=title,
         body=" ".join(body.split()),
-        url=absolute_http_url(_text(data, "url") or default_url, "link", required=True),
-        image_url=absolute_http_url(image, "image URL", False),
+        url=absolute_http_url(_text(data, "url") or default_url, "url", "link", required=True),
+        image_url=absolute_http_url(image, "image_url", "image", False),
         target_all=target_all,
         category_slugs=tuple(sorted(slugs)),
         channels=channels,

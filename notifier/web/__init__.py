@@ -18,7 +18,7 @@ from notifier.config import Settings, load_settings
 from notifier.db import session_factory
 from notifier.queue import TaskQueue
 from notifier.tokens import Tokens
-from notifier.web import rate_limits, security_headers
+from notifier.web import page_helpers, rate_limits, security_headers
 from notifier.web.cors import protect_api
 from notifier.web.row_ids import RowIdConverter
 
@@ -102,6 +102,7 @@ def create_app(settings: Settings | None = None, queue: TaskQueue | None = None)
     def remove_session(_exc: BaseException | None) -> None:
         app.extensions["notifier"]["db"].remove()
 
+    page_helpers.install(app, settings)
     _register_error_pages(app)
     security_headers.install(app, settings)
     rate_limits.install(app, settings)

@@ -50,6 +50,8 @@ def add_editor():
 @bp.post("/editors/<int:editor_id>/disable")
 @admin_required
 def disable(editor_id: int):
+    if editor_id == current_editor().id:  # the page offers no button for it either
+        return _editors_page(400, "You cannot disable your own account; ask another admin.")
     try:
         editor = disable_editor(db(), editor_id, utcnow())
     except EditorError as error:

@@ -27,6 +27,7 @@ from notifier.timeutil import utcnow
 from notifier.web.auth import current_editor, editor_required
 from notifier.web.context import composer, db, queue, settings
 from notifier.web.security_headers import allow_inline_styles
+from notifier.wording import plural
 
 bp = Blueprint("editor_alerts", __name__, url_prefix="/editor/alerts")
 
@@ -35,11 +36,13 @@ def _form_data() -> dict:
     """The compose form as the validator takes it; send_at is in the site's time zone."""
     form = request.form
     send_at = form.get("send_at", "").strip()
-    if send_at and form.get("when") == "later":
+    if form.get("when") == "later":
+        if not send_at:  # never silently "now": the editor chose a time and forgot to fill it
+            raise AlertError("Choose the date and time to send at, or choose Now.", "send_at")
         try:
             local = datetime.fromisoformat(send_at)
         except ValueError:
-            raise AlertError("The scheduled time is not a date and time.") from None
+            raise AlertError("The time to send is not a date and time.", "send_at") from None
         send_at = local.replace(tzinfo=ZoneInfo(settings().site_timezone)).isoformat()
     else:
         send_at = ""
@@ -51,12 +54,14 @@ def _form_data() -> dict:
     }  # fmt: skip
 
 
-def _compose_page(error: str | None = None, status: int = 200):
+def _compose_page(error: AlertError | None = None, status: int = 200):
+    """The form; an error is shown next to its field (or above the form if it has none)."""
     form = request.form
     page = render_template(
         "pages/editor/alert_compose.html", categories=list_categories(db()), form=form,
         chosen=set(form.getlist("categories")), channels=set(form.getlist("channels") or
-        ["email", "push"]), error=error, site_url=settings().site_url,
+        ["email", "push"]), error=str(error) if error else None,
+        error_field=error.field if error else None, site_url=settings().site_url,
         timezone=settings().site_timezone,
     )  # fmt: skip
     return page, status
@@ -82,8 +87,8 @@ def _preview_page(draft: AlertDraft, notice: str | None = None):
 
 def _send_label(draft: AlertDraft, sizes: dict[str, int]) -> str:
     """The confirmation repeats how many it reaches: "Send now to 1,204 readers by email…"."""
-    units = {"email": "readers by email", "push": "browsers by push"}
-    reach = " and ".join(f"{sizes[c]:,} {units[c]}" for c in draft.channels)
+    units = {"email": ("reader", "by email"), "push": ("browser", "by push")}
+    reach = " and ".join(f"{plural(sizes[c], units[c][0])} {units[c][1]}" for c in draft.channels)
     return f"{'Schedule for' if draft.send_at else 'Send now to'} {reach}"
 
 
@@ -113,7 +118,7 @@ def preview():
     try:
         return _preview_page(_draft())
     except AlertError as error:
-        return _compose_page(str(error), 400)
+        return _compose_page(error, 400)
 
 
 @bp.post("/test")
@@ -123,7 +128,7 @@ def send_test():
     try:
         draft = _draft()
     except AlertError as error:
-        return _compose_page(str(error), 400)
+        return _compose_page(error, 400)
     alert = _unsaved_alert(draft)
     fields = {"title": alert.title, "body": alert.body, "url": alert.url,
               "image_url": alert.image_url}  # fmt: skip
@@ -137,7 +142,7 @@ def send():
     try:
         draft = _draft()
     except AlertError as error:
-        return _compose_page(str(error), 400)
+        return _compose_page(error, 400)
     key = request.form.get("idempotency_key", "").strip()[:100]
     alert, created = create_alert(
         db(), draft, utcnow(), created_by_id=current_editor().id,

@@ -21,6 +21,7 @@ from notifier.queue import send_or_leave_to_beat
 from notifier.timeutil import utcnow
 from notifier.web.auth import admin_required
 from notifier.web.context import db, queue, settings
+from notifier.wording import plural
 
 bp = Blueprint("ops", __name__, url_prefix="/ops")
 OUTCOMES = ("sent", "failed", "gone", "skipped", "queued")
@@ -33,10 +34,16 @@ def _queues() -> tuple[dict[str, int], str | None]:
         return {}, f"broker unreachable: {error}"
 
 
+def _scheduled() -> list[Alert]:
+    """Alerts waiting for their time: listed apart, since nothing of theirs is going out."""
+    query = select(Alert).where(Alert.status == AlertStatus.SCHEDULED)
+    return list(db().scalars(query.order_by(Alert.send_at, Alert.id)))
+
+
 def _in_progress(now):
     alerts = db().scalars(
-        select(Alert).where(Alert.status.in_([AlertStatus.SENDING, AlertStatus.QUEUED,
-                                              AlertStatus.SCHEDULED])).order_by(Alert.id)
+        select(Alert).where(Alert.status.in_([AlertStatus.SENDING, AlertStatus.QUEUED]))
+        .order_by(Alert.id)
     ).all()  # fmt: skip
     open_statuses = [DeliveryStatus.PENDING, DeliveryStatus.SENDING]
     articles = (
@@ -71,6 +78,7 @@ def dashboard():
         feeds=feed_health(db(), now, s.feed_stale_seconds),
         traffic=traffic, outcomes=OUTCOMES, channels=("email", "push"),
         failures=recent_failures(db(), now), alerts=alerts, articles=articles,
+        scheduled=_scheduled(),
         task_failures=recent_task_failures(db(), now, 86400), sweep=sweep_summary(db(), now),
         notice=request.args.get("notice"),
     )  # fmt: skip
@@ -107,4 +115,7 @@ def retry():
     db().commit()
     for start in range(0, len(ids), chunk):
         send_or_leave_to_beat(queue().send_deliveries, ids[start : start + chunk])
-    return redirect(url_for("ops.dashboard", notice=f"Retrying {len(ids)} deliveries."), 303)
+    return redirect(
+        url_for("ops.dashboard", notice=f"Retrying {plural(len(ids), 'delivery', 'deliveries')}."),
+        303,
+    )

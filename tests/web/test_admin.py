@@ -113,7 +113,16 @@ def test_an_admin_disables_an_editor_but_not_the_last_admin(as_admin, admin, edi
     assert answer.status_code == 302 and reload(session, editor).disabled_at is not None
     token = csrf(as_admin, "/editor/admin/editors")
     answer = as_admin.post(f"/editor/admin/editors/{admin.id}/disable", data={"csrf_token": token})
-    assert answer.status_code == 400 and "last active admin" in answer.text
+    assert answer.status_code == 400 and "your own account" in answer.text
+    assert reload(session, admin).disabled_at is None  # the last admin rule: domain/test_editors
+
+
+def test_no_disable_button_next_to_your_own_account(as_admin, admin, editor):
+    table = as_admin.get("/editor/admin/editors").text.split('<table id="editors">')[1]
+    own = table.split(admin.email)[1].split("</tr>")[0]
+    other = table.split(editor.email)[1].split("</tr>")[0]
+    assert "(you)" in own and "Disable" not in own
+    assert f"/editor/admin/editors/{editor.id}/disable" in other and "Disable" in other
 
 
 def test_a_new_token_is_shown_once_and_stored_hashed(as_admin, admin, session):

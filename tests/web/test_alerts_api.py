@@ -50,7 +50,7 @@ def test_a_retried_call_with_the_same_idempotency_key_makes_one_alert(
 
 @pytest.mark.parametrize(
     ("body", "message"),
-    [({**ALERT, "title": ""}, "headline"), ({**ALERT, "all": False}, "categories"),
+    [({**ALERT, "title": ""}, "headline"), ({**ALERT, "all": False}, "category"),
      ({**ALERT, "channels": ["fax"]}, "Channels"), ("[]", "JSON object"),
      ({**ALERT, "channels": [{}]}, "Channels"),
      ({**ALERT, "all": False, "categories": [1]}, "list of slugs")],

@@ -37,8 +37,8 @@ def test_preview_shows_the_reach_per_channel_and_the_rendered_messages(
     session.commit()
     page = editor_client.post("/editor/alerts/preview", data=form(editor_client)).text
     assert '<td data-reach="email">2 readers</td>' in page
-    assert '<td data-reach="push">1 browsers</td>' in page
-    assert "Send now to 2 readers by email and 1 browsers by push" in page
+    assert '<td data-reach="push">1 browser</td>' in page
+    assert "Send now to 2 readers by email and 1 browser by push" in page
     assert "Breaking: Ceasefire signed" in page and "srcdoc=" in page
 
 

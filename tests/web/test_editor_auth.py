@@ -62,7 +62,7 @@ def test_login_leads_to_the_home_page(client, editor):
     assert answer.status_code == 302 and answer.headers["Location"] == "/editor/"
     home = client.get("/editor/").text
     assert "Logged in as <strong>ed@example.com</strong> (editor)" in home
-    assert 'href="/editor/alerts/new"' in home and 'href="/editor/alerts"' in home
+    assert 'href="/editor/alerts/new"' in home and 'href="/editor/alerts/"' in home
     assert "/editor/admin/" not in home, "admin links are for admins"
     assert client.get("/editor/login").headers["Location"] == "/editor/"
 
