@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -394,13 +395,12 @@ def dev(host: str, port: int) -> None:
 
     configure_logging(settings)  # text; web, worker and beat inherit NOTIFIER_DEV, so text too
     exe = [sys.executable, "-m", "notifier.cli"]
-    children = [
-        subprocess.Popen([*exe, "web", "--host", host, "--port", str(port), "--workers", "1"]),
-        subprocess.Popen([*exe, "worker"]),
-        subprocess.Popen([*exe, "beat"]),
-    ]
-    _announce(settings)
-    _supervise(children)
+    commands = {
+        "web": [*exe, "web", "--host", host, "--port", str(port), "--workers", "1"],
+        "worker": [*exe, "worker"],
+        "beat": [*exe, "beat"],
+    }
+    _run_together(commands, settings, lambda: _announce(settings))
 
 
 def _register_feeds(settings: Settings) -> None:
@@ -423,30 +423,69 @@ def _announce(settings: Settings) -> None:
         + f"  sample feed:         {base}/dev/sample-feed.xml (polled every "
         f"{settings.feed_poll_seconds}s)\n"
         '  publish an article:  .venv/bin/notifier sample-article --title "Hello" --category News\n'
-        "  stop:                Ctrl-C\n",
+        "  stop:                Ctrl-C (or SIGTERM)\n",
         fg="green",
     )
 
 
-def _supervise(children: list[subprocess.Popen]) -> None:
-    """Wait; if any child exits or Ctrl-C arrives, stop them all."""
+class _StopRequested(Exception):
+    """SIGTERM or SIGINT reached `notifier dev`."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _request_stop(signum: int, _frame: object) -> None:
+    raise _StopRequested(signum)
+
+
+def _run_together(commands: dict[str, list[str]], settings: Settings, started) -> None:
+    """Start every command and wait. SIGTERM (a plain `kill`) and SIGINT (Ctrl-C) alike, or
+    any of them exiting, stop them all: each runs in its own process group, so a worker's
+    own children are stopped with it and nothing is left holding the port."""
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, _request_stop)
+    children: dict[str, subprocess.Popen] = {}
     code = 0
     try:
-        while all(child.poll() is None for child in children):
-            time.sleep(0.5)
-        code = next(child.returncode for child in children if child.poll() is not None) or 1
-        click.echo("A process stopped; stopping the others.", err=True)
-    except KeyboardInterrupt:
-        pass
-    for child in children:
+        for name, command in commands.items():
+            children[name] = subprocess.Popen(command, start_new_session=True)
+        started()
+        while all(child.poll() is None for child in children.values()):
+            time.sleep(0.2)
+        name, ended = next((n, c) for n, c in children.items() if c.poll() is not None)
+        code = ended.returncode or 1
+        click.echo(f"{name} exited (code {ended.returncode}); stopping the others.", err=True)
+    except _StopRequested as stop:
+        click.echo(f"{stop} received: stopping {', '.join(children)}…", err=True)
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, signal.SIG_IGN)  # stopping already; a second Ctrl-C changes nothing
+    forced = _stop_all(children, settings.dev_stop_seconds)
+    how = f" ({', '.join(forced)} killed after {settings.dev_stop_seconds:g} s)" if forced else ""
+    click.echo(f"Stopped {', '.join(children) or 'nothing'}{how}.", err=True)
+    sys.exit(code)
+
+
+def _stop_all(children: dict[str, subprocess.Popen], grace: float) -> list[str]:
+    """SIGTERM to each (they stop their own children), SIGKILL to the process group of any
+    still running after `grace` seconds, and to what is left of every group. Returns the
+    names that had to be killed."""
+    for child in children.values():
         if child.poll() is None:
             child.send_signal(signal.SIGTERM)
-    for child in children:
+    deadline = time.monotonic() + grace
+    forced = []
+    for name, child in children.items():
         try:
-            child.wait(timeout=20)
+            child.wait(timeout=max(0.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
-            child.kill()
-    sys.exit(code)
+            forced.append(name)
+    for child in children.values():
+        with contextlib.suppress(ProcessLookupError):  # the group: an exited child's leftovers
+            os.killpg(child.pid, signal.SIGKILL)
+        child.wait()
+    return forced
 
 
 def main() -> None:
