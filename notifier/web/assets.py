@@ -1,8 +1,12 @@
-"""Scripts served from fixed paths: the service worker (scope /) and the site's widget."""
+"""Served from fixed paths: the service worker (scope /), the site's widget and /favicon.ico."""
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, send_from_directory
+import struct
+from functools import cache
+from pathlib import Path
+
+from flask import Blueprint, Response, current_app, send_from_directory
 
 bp = Blueprint("assets", __name__)
 
@@ -23,3 +27,24 @@ def service_worker():
 @bp.get("/widget.js")
 def widget():
     return _script("widget.js", **{"Access-Control-Allow-Origin": "*"})
+
+
+ICON = "icon-192.png"
+
+
+@cache
+def ico_from_png(path: Path) -> bytes:
+    """An .ico holding the site's PNG icon as it is (ICO allows PNG entries): one image, no
+    second copy to keep in step."""
+    png = path.read_bytes()
+    width, height = struct.unpack(">II", png[16:24])  # the IHDR chunk
+    header = struct.pack("<HHH", 0, 1, 1)  # reserved, type 1 = icon, one image
+    entry = struct.pack("<BBBBHHII", width % 256, height % 256, 0, 0, 1, 32, len(png), 6 + 16)
+    return header + entry + png
+
+
+@bp.get("/favicon.ico")
+def favicon():
+    """Browsers ask for it on every page that names no icon (JSON, the raw mail source)."""
+    body = ico_from_png(Path(current_app.static_folder) / ICON)
+    return Response(body, content_type="image/x-icon", headers={"Cache-Control": "max-age=86400"})
