@@ -330,3 +330,62 @@ def set_notification_permission(page, origin: str, setting: str) -> None:
         },
     )
     cdp.detach()
+
+
+# ---- accessibility (axe-core), layout checks and screenshots ------------------------------
+
+PROJECT = Path(__file__).resolve().parents[2]
+AXE_JS = PROJECT / "tests" / ".node" / "node_modules" / "axe-core" / "axe.min.js"
+SCREENSHOTS = PROJECT / "test-output" / "screenshots"
+PHONE, DESKTOP = 390, 1280
+
+
+@pytest.fixture(scope="session")
+def axe_source() -> str:
+    """axe-core as bin/test installed it from the npm registry (nothing is fetched here)."""
+    if not AXE_JS.exists():
+        if shutil.which("npm") is None:
+            pytest.skip("npm is absent, so axe-core (from the npm registry) is not installed")
+        pytest.fail(f"{AXE_JS} is missing: run bin/test, which installs axe-core with npm")
+    return AXE_JS.read_text(encoding="utf-8")
+
+
+@pytest.fixture
+def sized_browser(playwright_browser, axe_source, request):
+    """A fresh context at the parametrized width (`width`), with axe-core in every page (an
+    init script, so the strict CSP of our pages stays as it is) and a list of the requests
+    for assets that failed (a missing favicon or style sheet)."""
+    width = request.node.callspec.params["width"]
+    context = playwright_browser.new_context(viewport={"width": width, "height": 844})
+    context.set_default_timeout(TIMEOUT_MS)
+    context.add_init_script(axe_source)
+    errors: list[str] = []
+    failed: list[str] = []
+    context.on("page", lambda page: page.on("pageerror", lambda e: errors.append(str(e))))
+    context.on("response", lambda r: failed.append(f"{r.status} {r.url}")
+               if r.status >= 400 and r.request.resource_type != "document" else None)  # fmt: skip
+    yield context
+    context.close()
+    assert errors == [], f"uncaught errors in the page: {errors}"
+    assert failed == [], f"assets that failed to load: {failed}"
+
+
+def check_page(page, name: str) -> None:
+    """At any width: no serious or critical axe-core violation, a screenshot under
+    test-output/; at phone width also no sideways scrolling."""
+    width = page.viewport_size["width"]
+    page.wait_for_load_state("load")
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / f"{name}-{width}.png"), full_page=True)
+    if width <= PHONE:
+        sizes = page.evaluate(
+            "() => [document.documentElement.scrollWidth, document.documentElement.clientWidth]"
+        )
+        assert sizes[0] <= sizes[1], f"{name} scrolls sideways at {width} px: {sizes}"
+    results = page.evaluate(
+        "async () => (await axe.run(document, { iframes: false, resultTypes: ['violations'] }))"
+        ".violations.map((v) => ({ id: v.id, impact: v.impact, help: v.help,"
+        " nodes: v.nodes.slice(0, 3).map((n) => n.target.join(' ')) }))"
+    )
+    bad = [v for v in results if v["impact"] in ("serious", "critical")]
+    assert bad == [], f"{name} at {width} px: {json.dumps(bad, indent=1)}"
