@@ -65,7 +65,9 @@ def absolute_http_url(value: str, name: str, label: str, required: bool) -> str 
         return None
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise AlertError(f"The {label} must be a web address starting with https://.", name)
+        raise AlertError(
+            f"The {label} must be a web address starting with http:// or https://.", name
+        )
     return value
 
 

@@ -142,7 +142,7 @@ CASES = [
     Case("alert-idempotency-key-control", "POST", "/api/v1/alerts", ALERT, auth="token",
          headers={"Idempotency-Key": "a\x7fb"}, says="control characters"),
     Case("alert-script-in-url", "POST", "/api/v1/alerts",
-         {**ALERT, "url": "javascript:alert(1)"}, auth="token", says="http(s) URL"),
+         {**ALERT, "url": "javascript:alert(1)"}, auth="token", says="web address"),
     Case("alert-id-2147483648", "GET", "/api/v1/alerts/2147483648", auth="token", status=404,
          says="not found"),
     Case("alert-id-huge", "GET", "/api/v1/alerts/" + "9" * 40, auth="token", status=404,
