@@ -80,7 +80,7 @@ def dashboard():
         failures=recent_failures(db(), now), alerts=alerts, articles=articles,
         scheduled=_scheduled(),
         task_failures=recent_task_failures(db(), now, 86400), sweep=sweep_summary(db(), now),
-        notice=request.args.get("notice"),
+        notice=request.args.get("notice"), refresh_ms=int(s.ops_refresh_seconds * 1000),
     )  # fmt: skip
 
 

@@ -149,3 +149,10 @@ def test_ops_dashboard_times_carry_the_zone(admin_client, session):
     assert re.search(r'<time datetime="[^"]+" class="when">\d{1,2} \w{3} \d{4}, \d\d:\d\d '
                      r"Asia/Baku</time>", workers)  # fmt: skip
     assert not re.search(r"\d{4}-\d\d-\d\d \d\d:\d\d", page), "one date format"
+
+
+def test_the_ops_dashboard_refreshes_itself(admin_client):
+    page = admin_client.get("/ops/").text
+    assert 'id="as-of" data-refresh-ms="10000"' in page  # OPS_REFRESH_SECONDS, 10 by default
+    assert '<script src="/static/ops-refresh.js" defer></script>' in page
+    assert '<noscript><meta http-equiv="refresh" content="10"></noscript>' in page
