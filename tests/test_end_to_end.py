@@ -249,7 +249,7 @@ def test_alerts_and_the_publish_webhook_through_a_real_worker(
             "csrf_token": _csrf(compose),
         }
         preview = browser.post(f"{base}/editor/alerts/preview", data=draft).text
-        assert "Send now to 1 readers by email and 1 browsers by push" in preview
+        assert "Send now to 1 reader by email and 1 browser by push" in preview
         key = re.search(r'name="idempotency_key" value="([^"]+)"', preview).group(1)
         sent = browser.post(f"{base}/editor/alerts/", data={**draft, "idempotency_key": key})
         assert sent.status_code == 200 and "Museum reopens" in sent.text  # the alert's page

@@ -116,7 +116,7 @@ def test_the_sweeper_reports_what_it_requeued(sweeping_settings, pg_database_url
 
     admin = _admin_client(create_app(settings), pg_database_url)
     page = admin.get("/ops/").text
-    assert "Re-queued in the last day: 1 deliveries, 0 articles,\n  0 alerts (2 sweeps" in page
+    assert "Re-queued in the last day: 1 delivery, 0 articles,\n  0 alerts (2 sweeps" in page
     metrics = admin.get("/metrics").text
     assert 'notifier_sweep_requeued_last_day{kind="deliveries"} 1.0' in metrics
     assert 'notifier_sweep_requeued_last_day{kind="articles"} 0.0' in metrics
