@@ -206,6 +206,10 @@ class Settings:
     delivery_retry_base_seconds: float = 30.0
     delivery_retry_max_seconds: float = 3600.0
     delivery_lease_seconds: int = 300
+    retry_after_max_seconds: float = 3600.0
+    retry_after_jitter_seconds: float = 1.0
+    retry_group_seconds: float = 1.0
+    broker_eta_max_seconds: int = 600
     delivery_max_age_seconds: int = 86400
     sweep_requeue_after_seconds: int = 300
     task_max_retries: int = 10
@@ -359,6 +363,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         delivery_retry_base_seconds=_float(env, "DELIVERY_RETRY_BASE_SECONDS", 30.0),
         delivery_retry_max_seconds=_float(env, "DELIVERY_RETRY_MAX_SECONDS", 3600.0),
         delivery_lease_seconds=_int(env, "DELIVERY_LEASE_SECONDS", 300, minimum=1),
+        retry_after_max_seconds=_float(env, "RETRY_AFTER_MAX_SECONDS", 3600.0, minimum=1.0),
+        retry_after_jitter_seconds=_float(env, "RETRY_AFTER_JITTER_SECONDS", 1.0),
+        retry_group_seconds=_float(env, "RETRY_GROUP_SECONDS", 1.0, minimum=0.1),
+        broker_eta_max_seconds=_int(env, "BROKER_ETA_MAX_SECONDS", 600, minimum=10),
         delivery_max_age_seconds=_int(env, "DELIVERY_MAX_AGE_SECONDS", 86400, minimum=60),
         sweep_requeue_after_seconds=_int(env, "SWEEP_REQUEUE_AFTER_SECONDS", 300, minimum=1),
         task_max_retries=_int(env, "TASK_MAX_RETRIES", 10),

@@ -29,6 +29,7 @@ from notifier.domain.deliveries import (
     claim_deliveries,
     mark_sent,
     mark_skipped,
+    not_yet_due,
     renew_leases,
 )
 from notifier.domain.sql import among
@@ -63,6 +64,8 @@ class BatchReport:
     skipped: int = 0
     failed: int = 0
     retry_in: dict[int, float] = field(default_factory=dict)  # delivery id -> seconds
+    # Each row to try again (a retry, or a row this task got before it was due) -> when.
+    due_at: dict[int, datetime] = field(default_factory=dict)
 
 
 def retry_policy(settings: Settings) -> RetryPolicy:
@@ -71,6 +74,8 @@ def retry_policy(settings: Settings) -> RetryPolicy:
         settings.delivery_retry_base_seconds,
         settings.delivery_retry_max_seconds,
         timedelta(seconds=settings.delivery_max_age_seconds),
+        settings.retry_after_max_seconds,
+        settings.retry_after_jitter_seconds,
     )
 
 
@@ -85,6 +90,7 @@ def send_deliveries(
     claimed_at = now()
     claimed = claim_deliveries(session, delivery_ids, claimed_at, settings.delivery_lease_seconds)
     session.commit()
+    report.due_at.update(not_yet_due(session, set(delivery_ids) - set(claimed), claimed_at))
     if not claimed:
         return report
     lease = Lease(claimed, claimed_at, settings.delivery_lease_seconds)
@@ -243,6 +249,7 @@ class Recorder:
                 self.outlet.recipient_gone(self.session, delivery, result.detail, at)
             if delay is not None:
                 self.report.retry_in[delivery_id] = delay
+                self.report.due_at[delivery_id] = delivery.next_attempt_at
             finals.append(delivery)
         return finals
 

@@ -19,6 +19,8 @@ from notifier.domain.sql import insert_ignoring_conflicts
 from notifier.models import PushServiceBackoff
 from notifier.timeutil import utcnow
 
+MAX_BLOCK_SECONDS = 86400.0  # channels clamp Retry-After first; this keeps datetimes sane
+
 
 class SharedBackoff:
     def __init__(self, database_url: str, refresh_seconds: float = 0.25) -> None:
@@ -36,7 +38,7 @@ class SharedBackoff:
             return max(0.0, self._until.get(origin, 0.0) - time.time())
 
     def block(self, origin: str, seconds: float, reason: str) -> None:
-        until = utcnow() + timedelta(seconds=seconds)
+        until = utcnow() + timedelta(seconds=min(max(seconds, 0.0), MAX_BLOCK_SECONDS))
         with self._lock:
             self._until[origin] = max(self._until.get(origin, 0.0), until.timestamp())
         try:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import cache
 
 from celery import shared_task
@@ -38,6 +38,7 @@ from notifier.domain.deliveries import (
     AUDIENCES,
     Notice,
     alert_ids_of,
+    due_groups,
     note_queued,
     overdue_delivery_ids,
     plan_chunks,
@@ -91,6 +92,17 @@ def queue_deliveries(session, delivery_ids: Sequence[int], countdown: float = 0.
     note_queued(session, delivery_ids, utcnow() + timedelta(seconds=countdown))
     session.commit()
     send_deliveries.apply_async((list(delivery_ids),), countdown=countdown or None)
+
+
+def queue_when_due(session, due_at: dict[int, datetime], settings: Settings) -> None:
+    """Queue each row for the moment it is due (rows due together share a task). A wait
+    longer than BROKER_ETA_MAX_SECONDS is covered in hops: a task that comes early queues its
+    rows again for their time, so no broker holds an ETA task for hours."""
+    now = utcnow()
+    for due, ids in due_groups(due_at, settings.retry_group_seconds):
+        wait = min(max(0.0, (due - now).total_seconds()), settings.broker_eta_max_seconds)
+        for start in range(0, len(ids), settings.delivery_chunk_size):
+            queue_deliveries(session, ids[start : start + settings.delivery_chunk_size], wait)
 
 
 @shared_task(bind=True, name="notifier.tasks.poll_feeds")
@@ -206,9 +218,7 @@ def send_deliveries(self, delivery_ids: list[int]) -> dict:
     settings = _settings(self)
     with session_scope(settings.database_url) as session:
         report = send_batch(session, delivery_ids, _outlets(settings), settings)
-        if report.retry_in:
-            retry_ids = sorted(report.retry_in)
-            queue_deliveries(session, retry_ids, countdown=min(report.retry_in.values()))
+        queue_when_due(session, report.due_at, settings)
         for alert_id in alert_ids_of(session, delivery_ids):
             finish_if_done(session, alert_id, utcnow())
         session.commit()

@@ -265,3 +265,69 @@ def test_payload_always_fits_the_4096_byte_record(summary_chars):
     assert payload["title"] == "Ə" * 80 and payload["url"] == "https://aze.media/a"
     if summary_chars > 2000:
         assert payload["body"].endswith("…")
+
+
+def test_retry_after_is_when_the_retry_goes_not_the_base_backoff(
+    session, send, push_service, settings
+):
+    """Retry-After 5 s: the refused row is due 5 s later (plus at most the jitter), not after
+    the 30 s base backoff; the rows held back without a request are due when the hold ends
+    and have not spent an attempt."""
+    browsers = [push_service.new_subscription() for _ in range(3)]
+    for browser in browsers:
+        subscribe(session, browser, "news")
+    push_service.fail_all(Reply(429, retry_after=5))
+    publish(session, send, "news")
+    started = utcnow()
+    report = send()
+    assert len(report.retry_in) == 3 and len(push_service.requests) == 1
+    jitter = timedelta(seconds=settings.retry_after_jitter_seconds + 1)  # + this test's time
+    rows = deliveries(session)
+    assert sorted(d.attempts for d in rows) == [0, 0, 1]
+    for row in rows:
+        assert (
+            started + timedelta(seconds=4)
+            <= row.next_attempt_at
+            <= started + timedelta(seconds=5) + jitter
+        )
+    assert set(report.due_at) == {d.id for d in rows}
+
+
+@pytest.mark.parametrize(
+    "retry_after", ["99999999999999999999999", "Fri, 31 Dec 9999 23:59:59 GMT"]
+)
+def test_a_huge_retry_after_is_cut_to_the_setting(session, send, push_service, settings,
+                                                   retry_after):  # fmt: skip
+    browser = push_service.new_subscription()
+    subscribe(session, browser, "news")
+    push_service.script(browser, Reply(429, retry_after=retry_after))
+    publish(session, send, "news")
+    [delay] = send().retry_in.values()
+    most = settings.retry_after_max_seconds + settings.retry_after_jitter_seconds
+    assert settings.retry_after_max_seconds <= delay <= most
+
+
+@pytest.mark.parametrize("retry_after", ["soon", "-5", "1e999", "Mon, 99 Foo 2026"])
+def test_a_garbage_retry_after_counts_as_none(session, send, push_service, settings,
+                                              retry_after):  # fmt: skip
+    browser = push_service.new_subscription()
+    subscribe(session, browser, "news")
+    push_service.script(browser, Reply(429, retry_after=retry_after))
+    publish(session, send, "news")
+    [delay] = send().retry_in.values()
+    base = settings.delivery_retry_base_seconds
+    assert base / 2 <= delay <= base  # the usual first backoff
+    [row] = deliveries(session)
+    assert row.status is DeliveryStatus.PENDING and "HTTP 429" in row.last_error
+
+
+def test_a_row_handed_over_before_it_is_due_is_reported_with_its_time(session, send, push_service):
+    browser = push_service.new_subscription()
+    subscribe(session, browser, "news")
+    push_service.script(browser, Reply(429, retry_after=30))
+    publish(session, send, "news")
+    send()
+    [row] = deliveries(session)
+    early = send()  # the retry task came early (another host's clock, a re-queued chunk)
+    assert early.sent == 0 and early.due_at == {row.id: row.next_attempt_at}
+    assert len(push_service.requests) == 1

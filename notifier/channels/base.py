@@ -25,7 +25,8 @@ class Outcome(enum.StrEnum):
 class SendResult:
     outcome: Outcome
     detail: str = ""
-    retry_after: float | None = None
+    retry_after: float | None = None  # seconds the server (or a hold on it) asked us to wait
+    attempted: bool = True  # False: held back before any request went out (not a failure)
 
     @classmethod
     def sent(cls, detail: str = "accepted") -> SendResult:

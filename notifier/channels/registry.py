@@ -54,6 +54,7 @@ def push_channel(settings: Settings) -> WebPushChannel:
         SharedBackoff(settings.database_url, settings.push_backoff_refresh_seconds),
         pacer=pacer(settings),
         concurrency_per_origin=settings.push_concurrency_per_origin,
+        retry_after_max_seconds=settings.retry_after_max_seconds,
     )
 
 

@@ -69,18 +69,30 @@ WARM_SECONDS = 10.0  # an origin that has not answered for this long starts slow
 SLOW_START_REQUESTS = 8  # then its first answers come one request at a time, on one connection
 
 
-def retry_after_seconds(value: str | None, now: float | None = None) -> float | None:
-    """Retry-After as delay-seconds or an HTTP date."""
+RETRY_AFTER_MAX_SECONDS = 3600.0  # the default of the setting of that name
+
+
+def retry_after_seconds(
+    value: str | None, now: float | None = None, maximum: float = RETRY_AFTER_MAX_SECONDS
+) -> float | None:
+    """Retry-After as delay-seconds or an HTTP date, at most `maximum` seconds. A value that
+    is neither (garbage) counts as absent: the usual backoff applies."""
     if not value:
         return None
     value = value.strip()
     if value.isdigit():
-        return float(value)
+        return min(float(value), maximum)
     try:
         when = parsedate_to_datetime(value).timestamp()
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
-    return max(0.0, when - (time.time() if now is None else now))
+    return min(max(0.0, when - (time.time() if now is None else now)), maximum)
+
+
+def _waiting(origin: str, seconds: float) -> SendResult:
+    """Held back without a request: the push service (or a hold on it) said wait."""
+    return SendResult(Outcome.RETRY, f"{origin} asked to wait", retry_after=seconds,
+                      attempted=False)  # fmt: skip
 
 
 # --- RFC 8291 encryption ---------------------------------------------------------------
@@ -137,6 +149,7 @@ class WebPushChannel:
         *,
         pacer: Pacer | None = None,
         concurrency_per_origin: int = 64,
+        retry_after_max_seconds: float = RETRY_AFTER_MAX_SECONDS,
     ) -> None:
         if concurrency_per_origin < 1:
             raise ValueError("concurrency_per_origin must be at least 1")
@@ -146,6 +159,7 @@ class WebPushChannel:
         self.backoff = backoff or LocalBackoff()
         self.pacer: Pacer = pacer or Unlimited()
         self.concurrency_per_origin = concurrency_per_origin
+        self.retry_after_max_seconds = retry_after_max_seconds
         self._verdicts: dict[str, tuple[float, str | None]] = {}  # origin -> (until, refusal)
 
     def open(self) -> WebPushSession:
@@ -305,7 +319,7 @@ class WebPushSession:
         wait = channel.backoff.wait_seconds(origin)
         if wait > 0:  # this push service asked us (any worker) to back off: do not hammer it
             self._hold(origin, wait)  # and whatever of this batch is queued for it
-            return SendResult(Outcome.RETRY, f"{origin} asked to wait", retry_after=wait)
+            return _waiting(origin, wait)
         return _Job(key, message, origin, self._authorization(origin))
 
     def _authorization(self, origin: str) -> str:
@@ -347,7 +361,7 @@ class WebPushSession:
     def _held(self, origin: str) -> SendResult | None:
         wait = self._holds.get(origin, 0.0) - time.monotonic()
         if wait > 0:
-            return SendResult(Outcome.RETRY, f"{origin} asked to wait", retry_after=wait)
+            return _waiting(origin, wait)
         return None
 
     async def _attempt(self, pool: _Pool, job: _Job) -> SendResult:
@@ -438,12 +452,16 @@ class WebPushSession:
             return SendResult(Outcome.RETRY, f"timeout talking to {origin}: {_describe(error)}")
         except (aiohttp.ClientError, OSError) as error:
             return SendResult(Outcome.RETRY, f"cannot reach {origin}: {_describe(error)}")
-        result = self._outcome(status, text, retry_after, origin)
+        result = self._outcome(status, text, retry_after, origin,
+                               self.channel.retry_after_max_seconds)  # fmt: skip
         job.status, job.answered_wait = status, bool(result.retry_after)
         return result
 
     @staticmethod
-    def _outcome(status: int, body: bytes, retry_after: str | None, origin: str) -> SendResult:
+    def _outcome(
+        status: int, body: bytes, retry_after: str | None, origin: str,
+        retry_after_max: float = RETRY_AFTER_MAX_SECONDS,
+    ) -> SendResult:  # fmt: skip
         text = body.decode("utf-8", "replace")
         detail = f"HTTP {status} from {origin}: {' '.join(text.split())[:200]}"
         if 200 <= status < 300:
@@ -451,7 +469,8 @@ class WebPushSession:
         if status in (404, 410):
             return SendResult(Outcome.GONE, detail)
         if status == 429 or status >= 500:
-            return SendResult(Outcome.RETRY, detail, retry_after=retry_after_seconds(retry_after))
+            wait = retry_after_seconds(retry_after, maximum=retry_after_max)
+            return SendResult(Outcome.RETRY, detail, retry_after=wait)
         if status in (400, 401, 403):
             log.error("push service rejected our request (check VAPID keys): %s", redact(detail))
         return SendResult(Outcome.FAILED, detail)

@@ -9,7 +9,7 @@ hold the same row at once.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -42,11 +42,24 @@ class RetryPolicy:
     base_seconds: float
     max_seconds: float
     max_age: timedelta = timedelta(days=1)  # a notification older than this is no news
+    retry_after_max_seconds: float = 3600.0  # a longer (or absurd) Retry-After is cut to this
+    retry_after_jitter_seconds: float = 1.0  # added to a Retry-After: never early, spread out
 
     def delay(self, attempts: int) -> float:
         """Exponential backoff with jitter: half fixed, half random, so retries spread out."""
         ceiling = min(self.max_seconds, self.base_seconds * 2 ** max(attempts - 1, 0))
         return ceiling / 2 + random.uniform(0, ceiling / 2)
+
+    def retry_delay(self, attempts: int, retry_after: float | None) -> float:
+        """When to try again. The server's Retry-After is when it goes (plus a little jitter,
+        never before); without one, exponential backoff from the base. From the third
+        failure in a row the backoff grows under a Retry-After too, so a service that keeps
+        refusing is asked less and less often and the attempts span minutes, not seconds."""
+        if retry_after is None or not 0 <= retry_after < float("inf"):
+            return self.delay(attempts)
+        wait = min(retry_after, self.retry_after_max_seconds)
+        wait += random.uniform(0, self.retry_after_jitter_seconds)
+        return max(wait, self.delay(attempts - 2)) if attempts > 2 else wait
 
 
 @dataclass(frozen=True)
@@ -311,6 +324,37 @@ def claim_deliveries(
     return sorted(claimed)
 
 
+def not_yet_due(session: Session, ids: Iterable[int], now: datetime) -> dict[int, datetime]:
+    """Pending rows among `ids` whose time has not come (a task that arrived early, or a
+    chunk handed over again): id -> when each is due, so the caller queues them for then."""
+    ids = sorted(ids)
+    if not ids:
+        return {}
+    rows = session.execute(
+        select(DELIVERIES.c.id, DELIVERIES.c.next_attempt_at).where(
+            among(session, DELIVERIES.c.id, ids),
+            DELIVERIES.c.status == DeliveryStatus.PENDING,
+            DELIVERIES.c.next_attempt_at > now,
+        )
+    )
+    return dict(rows.all())
+
+
+def due_groups(
+    due_at: dict[int, datetime], granularity_seconds: float
+) -> list[tuple[datetime, list[int]]]:
+    """Rows grouped by when they are due: rows due within `granularity_seconds` of a group's
+    first share its task, which goes at its last member's time (never early)."""
+    step = timedelta(seconds=granularity_seconds)
+    groups: list[list[tuple[int, datetime]]] = []
+    for item in sorted(due_at.items(), key=lambda pair: (pair[1], pair[0])):
+        if groups and item[1] - groups[-1][0][1] <= step:
+            groups[-1].append(item)
+        else:
+            groups.append([item])
+    return [(group[-1][1], [delivery_id for delivery_id, _ in group]) for group in groups]
+
+
 def renew_leases(
     session: Session, ids: Sequence[int], held_until: datetime, now: datetime, lease_seconds: int
 ) -> tuple[list[int], datetime]:
@@ -346,7 +390,11 @@ def apply_outcome(
         delivery.status = DeliveryStatus.FAILED
         delivery.last_error = f"{result.outcome.value}: {result.detail}"
         return None
-    delay = max(policy.delay(delivery.attempts), result.retry_after or 0.0)
+    if not result.attempted:  # held back before any request: not a failed attempt
+        delivery.attempts = max(0, delivery.attempts - 1)
+        delay = policy.retry_delay(1, result.retry_after)
+    else:
+        delay = policy.retry_delay(delivery.attempts, result.retry_after)
     too_old = now + timedelta(seconds=delay) - delivery.created_at > policy.max_age
     if delivery.attempts >= policy.max_attempts or too_old:
         delivery.status = DeliveryStatus.FAILED

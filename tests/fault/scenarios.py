@@ -19,6 +19,7 @@ from sqlalchemy import func, select
 from notifier.db import session_scope
 from notifier.models import Delivery, PushSubscription, Subscriber
 from tests.fault.harness import (
+    SHORT_RETRIES,
     Figures,
     Stack,
     article_id_by_guid,
@@ -151,7 +152,8 @@ def smtp_outage(
 ):  # fmt: skip
     """The SMTP port is closed (connections refused) for `refused` seconds, then the server
     answers 421 for `closing` seconds, then recovers. One extra recipient is answered 550."""
-    with open_stack(tmp, database_url, smtp_proxy=True, smtp_proxy_up=False) as stack:
+    with open_stack(tmp, database_url, smtp_proxy=True, smtp_proxy_up=False,
+                    **SHORT_RETRIES) as stack:  # fmt: skip
         smtp = stack.smtp.handler
         emails = seed_email_subscribers(database_url, recipients)
         [bounced] = seed_email_subscribers(database_url, 1, prefix="bounce")
@@ -208,7 +210,7 @@ def push_throttled(
 ):  # fmt: skip
     """The push service answers 429 (Retry-After) to the first requests, then 500s, then
     recovers. One more subscription is answered 410 and must be marked gone."""
-    with open_stack(tmp, database_url) as stack:
+    with open_stack(tmp, database_url, **SHORT_RETRIES) as stack:
         push = stack.push
         browsers = [push.new_subscription() for _ in range(subscriptions)]
         gone = push.new_subscription()
@@ -256,6 +258,43 @@ def push_throttled(
              "second_delivered": second_tally.delivered,
              "second_duplicates": second_tally.duplicates,
              "second_final": dict(delivery_states(database_url, second)),
+             "final": dict(delivery_states(database_url, article))},
+        )  # fmt: skip
+
+
+def push_throttled_for(
+    tmp: Path, database_url: str, subscriptions: int = 300, retry_after: int = 5,
+    throttle_seconds: float = 10.0, concurrency: int = 2,
+):  # fmt: skip
+    """The push service answers every request 429 with Retry-After for `throttle_seconds`
+    from the moment the fan-out is queued; every setting at its default. Seconds are
+    counted from the end of the 429s to the last push."""
+    with open_stack(tmp, database_url) as stack:
+        push = stack.push
+        browsers = [push.new_subscription() for _ in range(subscriptions)]
+        seed_push_subscriptions(database_url, browsers)
+        article = seed_article(database_url)
+        stack.beat()
+        stack.worker(concurrency=concurrency)
+        endpoints = [b.endpoint for b in browsers]
+
+        def received() -> Counter:
+            return Counter({b.endpoint: len(b.received) for b in browsers if b.received})
+
+        ends = push.fail_for(Reply(429, retry_after=retry_after), throttle_seconds)
+        stack.fan_out(article)
+        wait_for_everyone(stack, article, endpoints, received, time.monotonic(),
+                          deadline(subscriptions) + throttle_seconds)  # fmt: skip
+        last = max(p.monotonic for b in browsers for p in b.received)
+        counts = tally(endpoints, received())
+        early, origin_wide = _retry_after_violations(push.requests, retry_after)
+        return Figures(
+            "push 429 Retry-After", subscriptions, counts.delivered, counts.duplicates,
+            counts.lost, last - ends,
+            {"throttled_answers": sum(r.status == 429 for r in push.requests),
+             "retried_before_retry_after": early,
+             "origin_requests_during_backoff": origin_wide,
+             "sweeper_requeued": stack.logged("sweep re-queued"),
              "final": dict(delivery_states(database_url, article))},
         )  # fmt: skip
 
@@ -353,7 +392,7 @@ def database_outage(
     """The workers' PostgreSQL connection (through a proxy we own) is cut for `outage` seconds
     a third of the way through a fan-out. With `in_flight`, the cut comes while each worker
     process has a message on the wire, which the SMTP server accepts during the outage."""
-    with open_stack(tmp, database_url, db_proxy=True) as stack:
+    with open_stack(tmp, database_url, db_proxy=True, **SHORT_RETRIES) as stack:
         smtp = stack.smtp.handler
         emails = seed_email_subscribers(database_url, recipients)
         article = seed_article(database_url)

@@ -51,7 +51,7 @@ class Reply:
     """A scripted answer, e.g. ``Reply(410)`` or ``Reply(429, retry_after=2)``."""
 
     status: int
-    retry_after: int | None = None
+    retry_after: int | str | None = None  # a str: sent as is (a date, or garbage)
     body: str = "scripted"
 
     def refusal(self) -> Refused:
@@ -180,6 +180,7 @@ class PushService:
         self._cond = threading.Condition()
         self._scripts: dict[str, deque[Reply]] = {}
         self._failures: deque[Reply] = deque()
+        self._failing: tuple[float, Reply] | None = None  # (until, reply) for every request
         self._sockets: set[socket.socket] = set()
         self.httpd = _Server(("127.0.0.1", 0), self._handler_class())
         self.thread = threading.Thread(
@@ -225,6 +226,13 @@ class PushService:
         with self._cond:
             self._failures.extend([reply] * count)
 
+    def fail_for(self, reply: Reply, seconds: float) -> float:
+        """Answer every request with ``reply`` for the next ``seconds``; returns the
+        monotonic time it stops."""
+        with self._cond:
+            self._failing = (time.monotonic() + seconds, reply)
+            return self._failing[0]
+
     def wait_for(self, count: int, timeout: float = 5.0) -> list[ReceivedPush]:
         """Block until at least ``count`` messages arrived service-wide."""
         _wait(self._cond, self.all_received, count, timeout)
@@ -236,6 +244,8 @@ class PushService:
         with self._cond:
             if self._failures:
                 raise self._failures.popleft().refusal()
+            if self._failing and time.monotonic() < self._failing[0]:
+                raise self._failing[1].refusal()
             sub = self.subscriptions.get(match[1]) if match else None
             if sub is None:
                 raise Refused(404, "no such subscription")
