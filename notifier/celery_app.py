@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from datetime import timedelta
 
 from celery import Celery
@@ -98,7 +99,7 @@ def _record_heartbeats(app: Celery, settings: Settings) -> None:
     """Every worker writes its heartbeat row on a timer of its own, whatever the broker
     (event heartbeats need a fanout exchange, which the embedded SQLite broker lacks)."""
     from celery import bootsteps
-    from celery.signals import worker_process_init
+    from celery.signals import worker_init, worker_process_init
     from celery.worker import state
 
     from notifier.ops.workers import forget_heartbeat, record_heartbeat
@@ -125,8 +126,47 @@ def _record_heartbeats(app: Celery, settings: Settings) -> None:
                 worker.timer.cancel(self.tref)
             forget_heartbeat(settings.database_url, worker.hostname)  # a clean stop
 
+    class Takeover(bootsteps.StartStopStep):
+        """Every TAKEOVER_CHECK_SECONDS: hand the claims of dead worker processes (stale
+        heartbeat, or one of our own pool children gone) to live workers at once."""
+
+        requires = (DatabaseHeartbeat,)
+
+        def start(self, worker) -> None:
+            self.tref = worker.timer.call_repeatedly(
+                settings.takeover_check_seconds, self.check, (worker,)
+            )
+
+        def check(self, worker) -> None:
+            from notifier.takeover import LocalPool
+            from notifier.tasks import take_over_dead_workers
+
+            take_over_dead_workers(settings, LocalPool(worker.hostname, os.getpid(),
+                                                       _pool_children(worker)))  # fmt: skip
+
+        def stop(self, worker) -> None:
+            if getattr(self, "tref", None) is not None:
+                worker.timer.cancel(self.tref)
+
     app.steps["worker"].add(DatabaseHeartbeat)
+    app.steps["worker"].add(Takeover)
     worker_process_init.connect(_forget_inherited_connections, weak=False)
+    worker_init.connect(_name_this_worker, weak=False)
+
+
+def _name_this_worker(sender=None, **_kwargs) -> None:
+    """Before the pool forks: the name claims of this worker's processes carry."""
+    from notifier import holders
+
+    holders.became_worker(sender.hostname)
+
+
+def _pool_children(worker) -> set[int] | None:
+    """Pids of the prefork pool's live children; None for pools that do not fork."""
+    processes = getattr(getattr(getattr(worker, "pool", None), "_pool", None), "_pool", None)
+    if processes is None:
+        return None
+    return {process.pid for process in list(processes) if process.pid}
 
 
 def _forget_inherited_connections(**_kwargs) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -63,6 +64,7 @@ class BatchReport:
     sent: int = 0
     skipped: int = 0
     failed: int = 0
+    fenced: int = 0  # outcomes not recorded: the rows had been handed to another worker
     retry_in: dict[int, float] = field(default_factory=dict)  # delivery id -> seconds
     # Each row to try again (a retry, or a row this task got before it was due) -> when.
     due_at: dict[int, datetime] = field(default_factory=dict)
@@ -85,15 +87,20 @@ def send_deliveries(
     outlets: Mapping[str, Outlet],
     settings: Settings,
     now: Callable[[], datetime] = utcnow,
+    holder: str | None = None,
 ) -> BatchReport:
+    """Claim, send and record a batch. `holder` names this worker process on the claims, so
+    they are handed over at once if it dies (see notifier.takeover)."""
     report = BatchReport()
     claimed_at = now()
-    claimed = claim_deliveries(session, delivery_ids, claimed_at, settings.delivery_lease_seconds)
+    token = uuid.uuid4().hex
+    claimed = claim_deliveries(session, delivery_ids, claimed_at, settings.delivery_lease_seconds,
+                               token, holder)  # fmt: skip
     session.commit()
     report.due_at.update(not_yet_due(session, set(delivery_ids) - set(claimed), claimed_at))
     if not claimed:
         return report
-    lease = Lease(claimed, claimed_at, settings.delivery_lease_seconds)
+    lease = Lease(claimed, claimed_at, settings.delivery_lease_seconds, token)
     rows = session.execute(
         select(Delivery.channel, Delivery.id).where(among(session, Delivery.id, claimed))
     )
@@ -111,15 +118,17 @@ class Lease:
     """The rows this batch holds, renewed before they run out: a batch slower than its lease
     keeps its rows, and a row another worker took after our lease lapsed is not sent twice."""
 
-    def __init__(self, ids: Sequence[int], claimed_at: datetime, seconds: int) -> None:
+    def __init__(self, ids: Sequence[int], claimed_at: datetime, seconds: int,
+                 token: str | None = None) -> None:  # fmt: skip
         self.ids = set(ids)
         self.seconds = seconds
         self.until = claimed_at + timedelta(seconds=seconds)
+        self.token = token  # the claim's fence: recording only touches rows still carrying it
 
     def holds(self, session: Session, delivery_id: int, now: datetime) -> bool:
         if now >= self.until - timedelta(seconds=self.seconds / 3):
             kept, self.until = renew_leases(session, sorted(self.ids), self.until, now,
-                                            self.seconds)  # fmt: skip
+                                            self.seconds, self.token)  # fmt: skip
             session.commit()
             self.ids = set(kept)
         return delivery_id in self.ids and now < self.until
@@ -192,6 +201,7 @@ class Recorder:
         self.skipped: dict[str, list[int]] = defaultdict(list)
         self.others: list[tuple[int, SendResult]] = []
         self.waiting = 0
+        self.recorded = 0  # sent rows the last flush recorded (the rest were taken over)
 
     def add(self, delivery_id: int, result: SendResult) -> None:
         if result.outcome is Outcome.SENT:
@@ -237,13 +247,23 @@ class Recorder:
         self.sent, self.skipped, self.others, self.waiting = [], defaultdict(list), [], 0
 
     def _write(self, at: datetime) -> list[Delivery]:
+        token = self.lease.token
+        self.recorded = 0
         if self.sent:
-            mark_sent(self.session, self.sent, at)
+            recorded = self.recorded = mark_sent(self.session, self.sent, at, token)
+            if recorded < len(self.sent):  # taken over while we sent: the new holder records
+                self.report.fenced += len(self.sent) - recorded
+                log.warning("%s of %s sent deliveries were taken over before they were recorded "
+                            "(this worker was thought dead); they may go twice",
+                            len(self.sent) - recorded, len(self.sent))  # fmt: skip
         for reason, ids in self.skipped.items():
-            mark_skipped(self.session, ids, reason)
+            mark_skipped(self.session, ids, reason, token)
         finals = []
         for delivery_id, result in self.others:
             delivery = self.session.get(Delivery, delivery_id)
+            if token is not None and delivery.claim_token != token:
+                self.report.fenced += 1
+                continue
             delay = apply_outcome(self.session, delivery, result, at, self.policy)
             if result.outcome is Outcome.GONE:
                 self.outlet.recipient_gone(self.session, delivery, result.detail, at)
@@ -254,10 +274,10 @@ class Recorder:
         return finals
 
     def _count_outcomes(self, at: datetime, finals: list[Delivery]) -> None:
-        self.report.sent += len(self.sent)
+        self.report.sent += self.recorded
         skipped = sum(len(ids) for ids in self.skipped.values())
         self.report.skipped += skipped
-        metrics.deliveries_counted(self.channel, "sent", len(self.sent))
+        metrics.deliveries_counted(self.channel, "sent", self.recorded)
         metrics.deliveries_counted(self.channel, "skipped", skipped)
         metrics.latencies_observed(
             self.channel,

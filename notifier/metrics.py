@@ -98,6 +98,20 @@ DB_STATEMENTS = Counter(
 """Divided by deliveries, says how many database round trips one delivery costs."""
 
 
+RECOVERED = Counter(
+    "notifier_deliveries_recovered",
+    "Deliveries queued again at once after a fault, by cause: dead_worker (its claims were "
+    "taken over), broker_lost (the broker lost its queues).",
+    ["cause"],
+)
+"""Zero in normal operation; each fault shows as a step, without waiting for the sweeper."""
+
+
+def deliveries_recovered(cause: str, count: int) -> None:
+    if count:
+        RECOVERED.labels(cause).inc(count)
+
+
 @event.listens_for(Engine, "before_cursor_execute")
 def _count_statement(*_args) -> None:
     DB_STATEMENTS.inc()

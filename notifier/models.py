@@ -405,4 +405,9 @@ class Delivery(Base):
     # sweeper re-queues only work the broker has held for too long, i.e. lost.
     queued_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The worker process holding the claim ("node/main pid/pid"; None outside a worker): when
+    # it is known dead its rows are taken over at once. The token fences recording: only the
+    # claim that wrote it may record an outcome.
+    claimed_by: Mapped[str | None] = mapped_column(String(300))
+    claim_token: Mapped[str | None] = mapped_column(String(32))
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -17,7 +17,7 @@ from celery import shared_task
 from kombu.exceptions import OperationalError as BrokerError
 from sqlalchemy.exc import InterfaceError, OperationalError
 
-from notifier import metrics
+from notifier import holders, metrics
 from notifier.channels.base import Outcome
 from notifier.channels.registry import outlets
 from notifier.compose import Composer
@@ -50,6 +50,7 @@ from notifier.logs import redact
 from notifier.models import Alert, Article
 from notifier.ops.sweeps import forget_sweeps, record_sweep
 from notifier.ops.task_failures import forget_task_failures
+from notifier.takeover import take_over
 from notifier.timeutil import utcnow
 
 log = logging.getLogger(__name__)
@@ -103,6 +104,30 @@ def queue_when_due(session, due_at: dict[int, datetime], settings: Settings) -> 
         wait = min(max(0.0, (due - now).total_seconds()), settings.broker_eta_max_seconds)
         for start in range(0, len(ids), settings.delivery_chunk_size):
             queue_deliveries(session, ids[start : start + settings.delivery_chunk_size], wait)
+
+
+def queue_in_chunks(session, delivery_ids: Sequence[int], settings: Settings) -> None:
+    size = settings.delivery_chunk_size
+    for start in range(0, len(delivery_ids), size):
+        queue_deliveries(session, delivery_ids[start : start + size])
+
+
+def take_over_dead_workers(settings: Settings, local) -> int:
+    """From a worker's main process (a timer, not a task: it must run while every pool
+    child is busy or dead). Outages are left to the next check."""
+    try:
+        with session_scope(settings.database_url) as session:
+            ids = take_over(session, utcnow(), settings.worker_stale_seconds, local)
+            session.commit()
+            if ids:
+                queue_in_chunks(session, ids, settings)
+    except OUTAGES as error:
+        log.warning("takeover check skipped: %s", error)
+        return 0
+    if ids:
+        metrics.deliveries_recovered("dead_worker", len(ids))
+        log.warning("took over %s deliveries claimed by dead worker processes", len(ids))
+    return len(ids)
 
 
 @shared_task(bind=True, name="notifier.tasks.poll_feeds")
@@ -217,7 +242,8 @@ def send_alert_test(self, alert_fields: dict, to: str, category_names: list[str]
 def send_deliveries(self, delivery_ids: list[int]) -> dict:
     settings = _settings(self)
     with session_scope(settings.database_url) as session:
-        report = send_batch(session, delivery_ids, _outlets(settings), settings)
+        report = send_batch(session, delivery_ids, _outlets(settings), settings,
+                            holder=holders.current())  # fmt: skip
         queue_when_due(session, report.due_at, settings)
         for alert_id in alert_ids_of(session, delivery_ids):
             finish_if_done(session, alert_id, utcnow())

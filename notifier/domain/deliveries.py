@@ -306,9 +306,16 @@ def _claimable(now: datetime):
 
 
 def claim_deliveries(
-    session: Session, ids: Sequence[int], now: datetime, lease_seconds: int
+    session: Session,
+    ids: Sequence[int],
+    now: datetime,
+    lease_seconds: int,
+    token: str | None = None,
+    holder: str | None = None,
 ) -> list[int]:
-    """Take the rows that are free to send; the others are sent, or held by another worker."""
+    """Take the rows that are free to send; the others are sent, or held by another worker.
+    `holder` names the worker process (so its rows are taken over when it dies) and `token`
+    this claim (only it may record their outcomes)."""
     if not ids:
         return []
     claimed = session.scalars(
@@ -318,10 +325,55 @@ def claim_deliveries(
             status=DeliveryStatus.SENDING,
             lease_until=now + timedelta(seconds=lease_seconds),
             attempts=DELIVERIES.c.attempts + 1,
+            claimed_by=holder,
+            claim_token=token,
         )
         .returning(DELIVERIES.c.id)
     )
     return sorted(claimed)
+
+
+def _ours(session: Session, ids: Sequence[int], token: str | None):
+    """Rows among `ids` still held by the claim `token` (all of them when there is none)."""
+    where = [among(session, DELIVERIES.c.id, ids)]
+    if token is not None:
+        where += [DELIVERIES.c.claim_token == token, DELIVERIES.c.status == DeliveryStatus.SENDING]
+    return where
+
+
+def claim_holders(session: Session) -> list[str]:
+    """The worker processes holding claimed rows right now."""
+    return sorted(
+        session.scalars(
+            select(DELIVERIES.c.claimed_by)
+            .where(DELIVERIES.c.status == DeliveryStatus.SENDING)
+            .where(DELIVERIES.c.claimed_by.is_not(None))
+            .distinct()
+        )
+    )
+
+
+def release_claims(session: Session, holders: Sequence[str], now: datetime) -> list[int]:
+    """The claimed rows of dead worker processes become due again at once; their tokens are
+    dropped, so whatever those processes still try to record changes nothing."""
+    if not holders:
+        return []
+    released = session.scalars(
+        update(DELIVERIES)
+        .where(
+            DELIVERIES.c.status == DeliveryStatus.SENDING,
+            DELIVERIES.c.claimed_by.in_(list(holders)),
+        )
+        .values(
+            status=DeliveryStatus.PENDING,
+            lease_until=None,
+            claimed_by=None,
+            claim_token=None,
+            next_attempt_at=now,
+        )
+        .returning(DELIVERIES.c.id)
+    )
+    return sorted(released)
 
 
 def not_yet_due(session: Session, ids: Iterable[int], now: datetime) -> dict[int, datetime]:
@@ -356,17 +408,22 @@ def due_groups(
 
 
 def renew_leases(
-    session: Session, ids: Sequence[int], held_until: datetime, now: datetime, lease_seconds: int
+    session: Session,
+    ids: Sequence[int],
+    held_until: datetime,
+    now: datetime,
+    lease_seconds: int,
+    token: str | None = None,
 ) -> tuple[list[int], datetime]:
-    """Extend our lease on rows we still hold. A row whose lease_until is no longer ours was
-    taken by another worker after our lease ran out: it is not ours to send any more."""
+    """Extend our lease on rows we still hold. A row whose lease_until (or claim token) is no
+    longer ours was taken by another worker: it is not ours to send any more."""
     until = now + timedelta(seconds=lease_seconds)
     if not ids:
         return [], until
     kept = session.scalars(
         update(DELIVERIES)
         .where(
-            among(session, DELIVERIES.c.id, ids),
+            *_ours(session, ids, token),
             DELIVERIES.c.status == DeliveryStatus.SENDING,
             DELIVERIES.c.lease_until == held_until,
         )
@@ -381,6 +438,7 @@ def apply_outcome(
 ) -> float | None:
     """Record what the channel said. Returns seconds until a retry is due, or None if final."""
     delivery.lease_until = None
+    delivery.claimed_by = delivery.claim_token = None
     if result.outcome is Outcome.SENT:
         delivery.status = DeliveryStatus.SENT
         delivery.sent_at = now
@@ -406,21 +464,40 @@ def apply_outcome(
     return delay
 
 
-def mark_sent(session: Session, delivery_ids: Sequence[int], now: datetime) -> None:
-    """Accepted by the server: one statement for a whole group of deliveries."""
-    session.execute(
+def mark_sent(
+    session: Session, delivery_ids: Sequence[int], now: datetime, token: str | None = None
+) -> int:
+    """Accepted by the server: one statement for a whole group of deliveries. With the
+    claim's token, rows taken over meanwhile are left to their new holder. Returns the rows
+    recorded."""
+    return session.execute(
         update(DELIVERIES)
-        .where(among(session, DELIVERIES.c.id, delivery_ids))
-        .values(status=DeliveryStatus.SENT, sent_at=now, lease_until=None, last_error=None)
-    )
+        .where(*_ours(session, delivery_ids, token))
+        .values(
+            status=DeliveryStatus.SENT,
+            sent_at=now,
+            lease_until=None,
+            last_error=None,
+            claimed_by=None,
+            claim_token=None,
+        )
+    ).rowcount
 
 
-def mark_skipped(session: Session, delivery_ids: Sequence[int], reason: str) -> None:
+def mark_skipped(
+    session: Session, delivery_ids: Sequence[int], reason: str, token: str | None = None
+) -> None:
     """Not to be sent any more (the reader left, the alert was stopped), with the reason."""
     session.execute(
         update(DELIVERIES)
-        .where(among(session, DELIVERIES.c.id, delivery_ids))
-        .values(status=DeliveryStatus.SKIPPED, lease_until=None, last_error=reason)
+        .where(*_ours(session, delivery_ids, token))
+        .values(
+            status=DeliveryStatus.SKIPPED,
+            lease_until=None,
+            last_error=reason,
+            claimed_by=None,
+            claim_token=None,
+        )
     )
 
 

@@ -8,6 +8,7 @@ the fan-out being queued until the last recipient had the message, plus scenario
 
 from __future__ import annotations
 
+import os
 import signal
 import time
 from collections import Counter
@@ -17,7 +18,7 @@ from pathlib import Path
 from sqlalchemy import func, select
 
 from notifier.db import session_scope
-from notifier.models import Delivery, PushSubscription, Subscriber
+from notifier.models import Delivery, DeliveryStatus, PushSubscription, Subscriber
 from tests.fault.harness import (
     SHORT_RETRIES,
     Figures,
@@ -59,11 +60,12 @@ def _stall_senders(stack: Stack, count: int) -> None:
              lambda: f"only {smtp.data_waiting} sends in flight\n{stack.logs()}")  # fmt: skip
 
 
-def _grouped_stack(tmp: Path, database_url: str, record_batch: int, connections: int):
+def _grouped_stack(tmp: Path, database_url: str, record_batch: int, connections: int, **env: str):
     """A stack whose workers record outcomes `record_batch` at a time over `connections`
-    SMTP connections: what bounds the messages a killed process sent but did not record."""
+    SMTP connections: what bounds the messages a killed process sent but did not record.
+    (The defaults are 50 and 4; smaller here so the test's bound is tight.)"""
     return open_stack(tmp, database_url, DELIVERY_RECORD_BATCH=str(record_batch),
-                      SMTP_CONNECTIONS=str(connections))  # fmt: skip
+                      SMTP_CONNECTIONS=str(connections), **env)  # fmt: skip
 
 
 def _email_figures(
@@ -80,26 +82,32 @@ def _email_figures(
 # 1 ------------------------------------------------------------------------------------------
 
 
+KILL_TARGET = 60.0  # issue 12: everyone within 60 s of a kill -9 of the whole worker
+CHILD_KILL_TARGET = 30.0  # and within 30 s of a kill -9 of one pool child
+
+
 def worker_killed(
     tmp: Path, database_url: str, recipients: int = 3000, concurrency: int = 2,
-    record_batch: int = 10, connections: int = 2,
+    record_batch: int = 10, connections: int = 2, within: float | None = KILL_TARGET,
+    **env: str,
 ):  # fmt: skip
     """SIGKILL the whole worker (prefork parent and children) a third of the way through a
     fan-out, at a moment when each child has messages accepted by the SMTP server but not
-    yet acknowledged, then start a new worker. Every recipient gets the article; the only
-    duplicates are the messages sent but not marked: per killed process at most those in
-    flight on its SMTP connections and those waiting for their group to be recorded."""
-    with _grouped_stack(tmp, database_url, record_batch, connections) as stack:
+    yet acknowledged, then start a new worker at once. Every recipient gets the article;
+    the only duplicates are the messages sent but not marked: per killed process at most
+    those in flight on its SMTP connections and those waiting for their group to be
+    recorded. Seconds are counted from the kill; the wait fails past `within`."""
+    with _grouped_stack(tmp, database_url, record_batch, connections, **env) as stack:
         emails = seed_email_subscribers(database_url, recipients)
         article = seed_article(database_url)
         stack.beat()
         first = stack.worker("worker-1", concurrency)
         group = first.group()
-        started = time.monotonic()
         stack.fan_out(article)
         _wait_for_messages(stack, recipients // 3, recipients)
         _stall_senders(stack, concurrency)
         first.kill_group(signal.SIGKILL)
+        killed = time.monotonic()
         first.wait(10)
         wait_for(lambda: not first.group(), 10, "killed processes are still alive")
         stack.smtp.handler.stalling = False
@@ -107,14 +115,71 @@ def worker_killed(
         at_kill = stack.smtp.handler.message_count()
         states = delivery_states(database_url, article)
         stack.worker("worker-2", concurrency)
-        seconds = wait_for_everyone(stack, article, emails, stack.smtp.handler.by_recipient,
-                                    started, deadline(recipients))  # fmt: skip
+        seconds = _wait_since(stack, article, emails, killed, within, recipients)
         return _email_figures(
             "1 worker SIGKILL", stack, emails, article, seconds,
             processes_killed=len(group), sent_before_kill=at_kill,
             sweeper_requeued=stack.logged("sweep re-queued"),
+            taken_over=stack.logged("took over"),
             sending_at_kill=states["sending"], unmarked_at_kill=at_kill - states["sent"],
         )  # fmt: skip
+
+
+def pool_child_killed(
+    tmp: Path, database_url: str, recipients: int = 2000, concurrency: int = 2,
+    record_batch: int = 10, connections: int = 2, within: float | None = CHILD_KILL_TARGET,
+    **env: str,
+):  # fmt: skip
+    """SIGKILL one pool child that holds claimed rows, mid fan-out, while its main process
+    lives on (and starts a new child). Seconds are counted from the kill."""
+    with _grouped_stack(tmp, database_url, record_batch, connections, **env) as stack:
+        emails = seed_email_subscribers(database_url, recipients)
+        article = seed_article(database_url)
+        stack.beat()
+        worker = stack.worker("worker-1", concurrency)
+        stack.fan_out(article)
+        _wait_for_messages(stack, recipients // 3, recipients)
+        _stall_senders(stack, concurrency)
+        victim = _a_claiming_child(database_url, worker)
+        os.kill(victim, signal.SIGKILL)
+        killed = time.monotonic()
+        wait_for(lambda: victim not in worker.group(), 10, "the killed child is still alive")
+        stack.smtp.handler.stalling = False
+        time.sleep(0.3)
+        at_kill = stack.smtp.handler.message_count()
+        states = delivery_states(database_url, article)
+        seconds = _wait_since(stack, article, emails, killed, within, recipients)
+        return _email_figures(
+            "pool child SIGKILL", stack, emails, article, seconds,
+            main_alive=worker.alive(), sent_before_kill=at_kill,
+            sweeper_requeued=stack.logged("sweep re-queued"),
+            taken_over=stack.logged("took over"),
+            sending_at_kill=states["sending"], unmarked_at_kill=at_kill - states["sent"],
+        )  # fmt: skip
+
+
+def _a_claiming_child(database_url: str, worker) -> int:
+    """The pid of a pool child of `worker` that holds claimed rows right now."""
+    children = set(worker.group()) - {worker.pid}
+    with session_scope(database_url) as session:
+        holders = session.scalars(
+            select(Delivery.claimed_by)
+            .where(Delivery.status == DeliveryStatus.SENDING, Delivery.claimed_by.is_not(None))
+            .distinct()
+        ).all()
+    pids = [int(h.rsplit("/", 1)[1]) for h in holders]
+    found = [pid for pid in pids if pid in children]
+    assert found, f"no child of {worker.pid} ({children}) holds claims: {holders}"
+    return found[0]
+
+
+def _wait_since(stack, article, emails, since, within, recipients) -> float:
+    """Seconds from `since` until everyone has the message; fails past `within` seconds
+    from `since` (or the generous fan-out deadline when `within` is None)."""
+    limit = deadline(recipients) if within is None else within
+    timeout = max(1.0, limit - (time.monotonic() - since))
+    return wait_for_everyone(stack, article, emails, stack.smtp.handler.by_recipient, since,
+                             timeout)  # fmt: skip
 
 
 # 2 ------------------------------------------------------------------------------------------
@@ -477,6 +542,7 @@ def lease_outlived(
     """One batch that takes longer than its lease (a slow SMTP server): the sweeper hands the
     rows the first worker process has not reached yet to the second one. Does the first
     process notice it lost them, or do both send?"""
+    # The lease must differ here: this scenario is about a batch outliving its lease.
     with open_stack(
         tmp, database_url, data_delay=per_message,
         DELIVERY_LEASE_SECONDS=str(lease_seconds), DELIVERY_CHUNK_SIZE=str(recipients),

@@ -1,0 +1,84 @@
+"""Hand a dead worker's claimed deliveries to live workers as soon as it is known dead.
+
+Claims name the worker process holding them ("node/main pid/pid", notifier.holders). A
+holder is dead when its worker's heartbeat is stale (WORKER_STALE_SECONDS) or gone, when the
+node's heartbeat now comes from another main process (the worker was restarted), or, seen
+from its own main process, when the pool child is no longer among its children (SIGKILLed
+while the main process lives on). Its rows become due again and are queued at once; their
+claim token is dropped, so a late write from the dead process records nothing. Leases stay
+as the last resort (a holder outside any worker, or a takeover that could not run).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from notifier import holders as holder_names
+from notifier.domain.deliveries import claim_holders, release_claims
+from notifier.models import WorkerHeartbeat
+
+
+@dataclass(frozen=True)
+class Beat:
+    main_pid: int
+    seen_at: datetime
+
+
+@dataclass(frozen=True)
+class LocalPool:
+    """What a worker's main process knows first-hand: its node, pid and live pool children."""
+
+    node: str
+    main_pid: int
+    children: Collection[int] | None  # None: not a forking pool (solo, threads)
+
+
+def dead_holders(
+    holders: Collection[str],
+    beats: Mapping[str, Beat],
+    now: datetime,
+    stale_seconds: float,
+    local: LocalPool | None = None,
+) -> list[str]:
+    """The holders among `holders` that are known dead (see the module docstring)."""
+    fresh_since = now - timedelta(seconds=stale_seconds)
+    dead = []
+    for holder in holders:
+        parsed = holder_names.parse(holder)
+        if parsed is None:
+            continue  # not ours to judge: its lease decides
+        node, main_pid, pid = parsed
+        beat = beats.get(node)
+        gone = beat is None or beat.main_pid != main_pid or beat.seen_at < fresh_since
+        if gone or _lost_child(local, node, main_pid, pid):
+            dead.append(holder)
+    return dead
+
+
+def _lost_child(local: LocalPool | None, node: str, main_pid: int, pid: int) -> bool:
+    """A pool child of this very worker that is no longer among its children."""
+    if local is None or local.children is None or (node, main_pid) != (local.node, local.main_pid):
+        return False
+    return pid != main_pid and pid not in local.children
+
+
+def take_over(
+    session: Session, now: datetime, stale_seconds: float, local: LocalPool | None = None
+) -> list[int]:
+    """Release the claims of dead holders; returns the rows now due again (caller commits,
+    then queues them)."""
+    holding = claim_holders(session)
+    if not holding:
+        return []
+    beats = {
+        hostname: Beat(pid, seen_at)
+        for hostname, pid, seen_at in session.execute(
+            select(WorkerHeartbeat.hostname, WorkerHeartbeat.pid, WorkerHeartbeat.seen_at)
+        )
+    }
+    return release_claims(session, dead_holders(holding, beats, now, stale_seconds, local), now)

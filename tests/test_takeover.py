@@ -1,0 +1,133 @@
+"""A dead worker's claims are handed over at once, and fenced against its late writes."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import select
+
+from notifier.channels.base import Outcome
+from notifier.channels.registry import outlets
+from notifier.compose import Composer
+from notifier.dispatch import Outlet, send_deliveries
+from notifier.domain.deliveries import (
+    claim_deliveries,
+    mark_sent,
+    pending_delivery_chunks,
+    plan_article_deliveries,
+)
+from notifier.holders import holder_name, parse
+from notifier.models import Delivery, DeliveryStatus, WorkerHeartbeat
+from notifier.takeover import Beat, LocalPool, dead_holders, take_over
+from notifier.timeutil import utcnow
+from tests import factories
+
+NOW = datetime(2026, 12, 4, 20, 0, tzinfo=UTC)
+A = holder_name("a@host", 100, 101)
+A_MAIN = holder_name("a@host", 100, 100)
+A_OTHER_CHILD = holder_name("a@host", 100, 102)
+B = holder_name("b@host", 200, 201)
+
+
+def test_holder_names_round_trip_and_strangers_are_not_judged():
+    assert parse(A) == ("a@host", 100, 101)
+    assert parse("celery@web/1/x") is None and parse("nonsense") is None
+    assert dead_holders(["nonsense"], {}, NOW, 30) == []
+
+
+@pytest.mark.parametrize(
+    ("beats", "dead"),
+    [
+        ({"a@host": Beat(100, NOW - timedelta(seconds=5))}, []),  # alive
+        ({"a@host": Beat(100, NOW - timedelta(seconds=31))}, [A]),  # heartbeat stale
+        ({}, [A]),  # heartbeat row gone (stopped, its children killed)
+        ({"a@host": Beat(999, NOW)}, [A]),  # restarted under the same name: a new main pid
+    ],
+)
+def test_a_holder_is_dead_when_its_worker_heartbeat_says_so(beats, dead):
+    assert dead_holders([A], beats, NOW, 30) == dead
+
+
+def test_a_worker_knows_at_once_when_one_of_its_own_pool_children_is_gone():
+    beats = {"a@host": Beat(100, NOW), "b@host": Beat(200, NOW)}
+    local = LocalPool("a@host", 100, children={102})
+    assert dead_holders([A, A_MAIN, A_OTHER_CHILD, B], beats, NOW, 30, local) == [A]
+    assert dead_holders([A], beats, NOW, 30, LocalPool("a@host", 100, children=None)) == []
+    assert dead_holders([B], beats, NOW, 30, local) == [], "not its child to judge"
+
+
+def _planned(session, count=3):
+    for n in range(count):
+        factories.subscriber(session, f"t{n}@example.com", "news")
+    story = factories.article(session, "news")
+    plan_article_deliveries(session, story.id, "email", utcnow())
+    session.commit()
+    return [i for chunk in pending_delivery_chunks(session, story.id, 100) for i in chunk]
+
+
+def _beat(session, node, pid, seen_at):
+    session.add(WorkerHeartbeat(hostname=node, seen_at=seen_at, started_at=seen_at,
+                                concurrency=2, active_tasks=1, pid=pid))  # fmt: skip
+    session.commit()
+
+
+def test_claims_of_a_dead_worker_are_released_and_a_late_write_records_nothing(session):
+    ids = _planned(session)
+    now = utcnow()
+    _beat(session, "a@host", 100, now - timedelta(seconds=60))
+    _beat(session, "b@host", 200, now)
+    assert claim_deliveries(session, ids[:2], now, 300, "old-token", A) == ids[:2]
+    assert claim_deliveries(session, ids[2:], now, 300, "b-token", B) == ids[2:]
+    session.commit()
+
+    assert take_over(session, now, 30) == ids[:2], "only the dead worker's rows"
+    session.commit()
+    assert take_over(session, now, 30) == [], "once"
+    # Due again at once (not in 300 s), and claimable by a live worker.
+    assert claim_deliveries(session, ids, now, 300, "new-token", B) == ids[:2]
+    assert mark_sent(session, ids[:2], now, "old-token") == 0, "the dead process is fenced"
+    assert mark_sent(session, ids[:2], now, "new-token") == 2
+    session.commit()
+    rows = session.scalars(select(Delivery).where(Delivery.id.in_(ids)).order_by(Delivery.id))
+    assert [r.status for r in rows] == [DeliveryStatus.SENT] * 2 + [DeliveryStatus.SENDING]
+
+
+class _TakenOverMidSend:
+    """A channel session that, while its batch is on the wire, has the rows taken over and
+    sent by another worker: what a worker wrongly thought dead experiences."""
+
+    def __init__(self, session, ids):
+        self.session, self.ids, self.sent = session, ids, []
+
+    def open(self):
+        return self
+
+    def send(self, message):
+        from notifier.channels.base import SendResult
+
+        if not self.sent:
+            from notifier.domain.deliveries import release_claims
+
+            release_claims(self.session, [A], utcnow())
+            claim_deliveries(self.session, self.ids, utcnow(), 300, "other", B)
+            self.session.commit()
+        self.sent.append(message)
+        return SendResult(Outcome.SENT)
+
+    def close(self):
+        pass
+
+
+def test_a_worker_whose_rows_were_taken_over_does_not_overwrite_the_new_claim(session, settings):
+    ids = _planned(session, 2)
+    real = outlets(settings, Composer(settings))["email"]
+    fake = _TakenOverMidSend(session, ids)
+    outlet = Outlet(fake, real.address, real.recipient_gone)
+    report = send_deliveries(session, ids, {"email": outlet}, settings, holder=A)
+    assert report.fenced == 2 and report.sent == 0
+    session.expire_all()
+    rows = session.scalars(select(Delivery).where(Delivery.id.in_(ids)))
+    assert {(r.status, r.claim_token, r.claimed_by) for r in rows} == {
+        (DeliveryStatus.SENDING, "other", B)
+    }
