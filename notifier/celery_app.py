@@ -41,9 +41,10 @@ def make_celery(settings: Settings | None = None) -> Celery:
         broker_connection_retry_on_startup=True,
         broker_connection_retry=True,
         broker_connection_max_retries=None,  # keep reconnecting: never give up on the broker
-        # After a lost connection unacknowledged tasks come back from the broker anyway;
-        # cancelling the local copies avoids running them twice at once.
-        worker_cancel_long_running_tasks_on_connection_loss=True,
+        # After a lost broker connection the running batches finish: claims already keep a
+        # redelivered copy from sending their rows twice, while cancelling them would kill
+        # pool children mid-send (messages out, outcomes unrecorded: duplicates).
+        worker_cancel_long_running_tasks_on_connection_loss=False,
         broker_transport_options=_transport_options(settings),
         worker_concurrency=settings.worker_concurrency,
         worker_hijack_root_logger=False,
@@ -148,8 +149,34 @@ def _record_heartbeats(app: Celery, settings: Settings) -> None:
             if getattr(self, "tref", None) is not None:
                 worker.timer.cancel(self.tref)
 
+    class BrokerCheck(bootsteps.StartStopStep):
+        """Every BROKER_CHECK_SECONDS: has the (Redis) broker lost its queues?"""
+
+        requires = (Takeover,)
+
+        def start(self, worker) -> None:
+            from notifier.broker_marker import BrokerMarker, is_redis
+
+            self.tref = None
+            if not is_redis(settings.broker_url):
+                return  # RabbitMQ's durable queues survive a restart
+            self.marker = BrokerMarker(settings.broker_url)
+            self.check()
+            self.tref = worker.timer.call_repeatedly(settings.broker_check_seconds, self.check, ())
+
+        def check(self) -> None:
+            from notifier.tasks import check_broker
+
+            check_broker(settings, self.marker)
+
+        def stop(self, worker) -> None:
+            if self.tref is not None:
+                worker.timer.cancel(self.tref)
+                self.marker.close()
+
     app.steps["worker"].add(DatabaseHeartbeat)
     app.steps["worker"].add(Takeover)
+    app.steps["worker"].add(BrokerCheck)
     worker_process_init.connect(_forget_inherited_connections, weak=False)
     worker_init.connect(_name_this_worker, weak=False)
 

@@ -243,6 +243,7 @@ class Settings:
     worker_stale_seconds: int = 30
     worker_heartbeat_seconds: int = 10
     takeover_check_seconds: float = 5.0
+    broker_check_seconds: float = 5.0
     feed_stale_seconds: int = 900
     feed_concurrency: int = 8
     task_failure_limit: int = 3
@@ -404,6 +405,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         worker_stale_seconds=_int(env, "WORKER_STALE_SECONDS", 30, minimum=5),
         worker_heartbeat_seconds=_int(env, "WORKER_HEARTBEAT_SECONDS", 10, minimum=1),
         takeover_check_seconds=_float(env, "TAKEOVER_CHECK_SECONDS", 5.0, minimum=0.5),
+        broker_check_seconds=_float(env, "BROKER_CHECK_SECONDS", 5.0, minimum=0.5),
         feed_stale_seconds=_int(env, "FEED_STALE_SECONDS", 900, minimum=10),
         feed_concurrency=_int(env, "FEED_CONCURRENCY", 8, minimum=1),
         task_failure_limit=_int(env, "TASK_FAILURE_LIMIT", 3, minimum=1),

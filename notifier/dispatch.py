@@ -162,11 +162,20 @@ def _send_through(
         send_many = getattr(connection, "send_many", None) or _one_by_one(connection)
         for delivery_id, result in send_many(messages()):
             recorder.add(delivery_id, result)
-    finally:
+    except BaseException:
+        # Record what went out before the error, but never let a failure to do so replace
+        # the error: a SystemExit (the pool child told to stop) must end the process, so
+        # its claims are taken over, not swallowed by the session it interrupted.
         try:
             recorder.flush()
-        finally:
-            connection.close()
+        except Exception:
+            log.exception("outcomes of a failed batch not recorded; its claims are taken "
+                          "over or expire")  # fmt: skip
+        raise
+    else:
+        recorder.flush()
+    finally:
+        connection.close()
 
 
 def _one_by_one(connection):

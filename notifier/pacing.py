@@ -219,7 +219,7 @@ class RedisPacer:
         # Nothing connects here: the first reservation on a limited key does. One quick retry
         # (a pooled connection Redis has closed), then the fallback: never seconds of backoff.
         self._redis = redis.Redis.from_url(
-            _redis_py_url(redis_url),
+            redis_py_url(redis_url),
             socket_connect_timeout=timeout_seconds,
             socket_timeout=timeout_seconds,
             retry=Retry(NoBackoff(), 1),
@@ -286,7 +286,7 @@ class RedisPacer:
             log.info("send pacing: Redis answers again; sends are paced together again")
 
 
-def _redis_py_url(url: str) -> str:
+def redis_py_url(url: str) -> str:
     """Celery's spelling `ssl_cert_reqs=CERT_REQUIRED` as redis-py's `ssl_cert_reqs=required`."""
     parts = urlsplit(url)
     query = [

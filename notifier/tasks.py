@@ -43,6 +43,7 @@ from notifier.domain.deliveries import (
     overdue_delivery_ids,
     plan_chunks,
     unplanned_article_ids,
+    unsent_deliveries,
 )
 from notifier.domain.feeds import sync_feeds
 from notifier.feed_poller import FeedFetchError, fetch, finish_poll, start_poll
@@ -88,9 +89,18 @@ def retried_through_outages(task_function):
     return run
 
 
-def queue_deliveries(session, delivery_ids: Sequence[int], countdown: float = 0.0) -> None:
-    """Hand a chunk to the broker and note it, so the sweeper knows it is not lost."""
-    note_queued(session, delivery_ids, utcnow() + timedelta(seconds=countdown))
+def send_rates(settings: Settings) -> dict[str, float]:
+    """Sends per second of each paced channel (all workers together)."""
+    rates = {"email": settings.email_rate_per_second, "push": settings.push_rate_per_second}
+    return {channel: rate for channel, rate in rates.items() if rate > 0}
+
+
+def queue_deliveries(
+    session, delivery_ids: Sequence[int], countdown: float = 0.0, turn_in: float = 0.0
+) -> None:
+    """Hand a chunk to the broker and note it, so the sweeper knows it is not lost: due to
+    run after `countdown`, or (a paced channel's later chunk) to start in `turn_in` s."""
+    note_queued(session, delivery_ids, utcnow() + timedelta(seconds=max(countdown, turn_in)))
     session.commit()
     send_deliveries.apply_async((list(delivery_ids),), countdown=countdown or None)
 
@@ -106,10 +116,55 @@ def queue_when_due(session, due_at: dict[int, datetime], settings: Settings) -> 
             queue_deliveries(session, ids[start : start + settings.delivery_chunk_size], wait)
 
 
-def queue_in_chunks(session, delivery_ids: Sequence[int], settings: Settings) -> None:
+def queue_in_chunks(
+    session, delivery_ids: Sequence[int], settings: Settings, rate: float = 0.0
+) -> None:
+    """Queue rows due now a chunk at a time; on a paced channel (`rate` per second) each
+    chunk is noted queued for when its turn comes."""
     size = settings.delivery_chunk_size
     for start in range(0, len(delivery_ids), size):
-        queue_deliveries(session, delivery_ids[start : start + size])
+        turn_in = start / rate if rate > 0 else 0.0
+        queue_deliveries(session, delivery_ids[start : start + size], turn_in=turn_in)
+
+
+def requeue_unsent(settings: Settings) -> dict[str, int]:
+    """The broker lost its queues: queue every unsent planned delivery again (due ones now,
+    per channel and at its pace; the others for their time) and every article whose fan-out
+    had not run. Claims make a task that survived somewhere harmless."""
+    rates = send_rates(settings)
+    with session_scope(settings.database_url) as session:
+        now = utcnow()
+        due: dict[str, list[int]] = {}
+        later: dict[int, datetime] = {}
+        for delivery_id, channel, due_at in unsent_deliveries(session):
+            if due_at <= now:
+                due.setdefault(channel, []).append(delivery_id)
+            else:
+                later[delivery_id] = due_at
+        articles = unplanned_article_ids(session, now, 0)
+        for channel, ids in sorted(due.items(), key=lambda item: item[0] != "push"):
+            queue_in_chunks(session, ids, settings, rates.get(channel, 0.0))
+        queue_when_due(session, later, settings)
+    for article_id in articles:
+        fan_out_article.delay(article_id)
+    count = sum(map(len, due.values())) + len(later)
+    metrics.deliveries_recovered("broker_lost", count)
+    log.warning("the broker lost its queues: queued %s unsent deliveries and %s articles again",
+                count, len(articles))  # fmt: skip
+    return {"deliveries": count, "articles": len(articles)}
+
+
+def check_broker(settings: Settings, marker) -> bool:
+    """From a worker's main process: if the broker lost its queues, this process (and only
+    this one) queues everything owed again. Outages are left to the next check."""
+    if not marker.lost_and_claimed():
+        return False
+    try:
+        requeue_unsent(settings)
+    except OUTAGES as error:
+        log.error("the broker lost its queues but re-queueing failed (the sweeper will "
+                  "find the work): %s", error)  # fmt: skip
+    return True
 
 
 def take_over_dead_workers(settings: Settings, local) -> int:
@@ -171,7 +226,7 @@ def _plan_and_queue(session, notice: Notice, channels, settings: Settings) -> di
     channels = sorted(channels, key=lambda channel: channel != "push")  # the fastest first
     planned = dict.fromkeys(channels, 0)
     chunks = plan_chunks(session, notice, channels, utcnow(), settings.delivery_chunk_size,
-                         queued_at=utcnow)  # fmt: skip
+                         queued_at=utcnow, rates=send_rates(settings))  # fmt: skip
     for chunk in chunks:
         session.commit()
         planned[chunk.channel] += chunk.planned

@@ -22,7 +22,7 @@ from notifier.domain.alerts import (
     unplanned_alert_ids,
     validate_alert,
 )
-from notifier.domain.deliveries import Notice, plan_chunks
+from notifier.domain.deliveries import Notice, overdue_delivery_ids, plan_chunks
 from notifier.models import AlertStatus, Delivery, DeliveryStatus
 from notifier.timeutil import utcnow
 from tests import factories
@@ -228,3 +228,25 @@ def test_each_chunk_is_noted_queued_when_it_is_queued_not_when_planning_began(se
         for c in chunks
     ]
     assert [set(q) for q in queued] == [{start + timedelta(minutes=m)} for m in range(3)]
+
+
+def test_a_paced_channel_notes_each_chunk_queued_for_when_its_turn_comes(session):
+    """EMAIL_RATE_PER_SECOND=2 and chunks of 4: the third chunk cannot start before 4 s, so
+    the sweeper (which takes work the broker held for SWEEP_REQUEUE_AFTER_SECONDS as lost)
+    does not queue a paced fan-out again while it waits its turn."""
+    _readers(session, 23)
+    story = factories.article(session, "news", "economy")
+    session.commit()
+    start = utcnow()
+    chunks = list(plan_chunks(session, Notice.article(story.id), ["email"], start, 4,
+                              lambda: start, rates={"email": 2.0}))  # fmt: skip
+    session.commit()
+    noted = [
+        session.scalar(select(func.min(Delivery.queued_at)).where(Delivery.id.in_(c.delivery_ids)))
+        for c in chunks
+    ]
+    assert noted == [start + timedelta(seconds=2 * n) for n in range(len(chunks))]
+    last = chunks[-1].delivery_ids
+    seen_by_sweeper = overdue_delivery_ids(session, start + timedelta(seconds=10), 0, 5, 100)
+    assert not set(last) & set(seen_by_sweeper), "its turn has not come yet"
+    assert set(chunks[0].delivery_ids) <= set(seen_by_sweeper)

@@ -9,7 +9,7 @@ hold the same row at once.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -113,6 +113,7 @@ def plan_chunks(
     now: datetime,
     chunk_size: int,
     queued_at: Callable[[], datetime] | None = None,
+    rates: Mapping[str, float] | None = None,
 ) -> Iterator[PlannedChunk]:
     """Plan a notice's deliveries a chunk of recipients at a time, never the whole audience
     in memory, taking turns between channels so the first push is planned as early as the
@@ -121,8 +122,16 @@ def plan_chunks(
     caller is about to queue it, read per chunk: a long fan-out's last chunks are not
     mistaken for lost by the sweeper); the unique keys make a second run insert nothing,
     and such a run hands back the chunk's unsent deliveries with one more statement. The
-    caller commits after each chunk, then hands it to a task."""
-    plans = [_plan_channel(session, notice, c, now, chunk_size, queued_at) for c in channels]
+    caller commits after each chunk, then hands it to a task.
+
+    A channel with a send rate (`rates`, sends per second) can only start a chunk once the
+    chunks before it went out: its chunks are noted queued at the time their turn comes, so
+    a paced fan-out waiting its turn in the broker is not taken for lost and queued again."""
+    rates = rates or {}
+    plans = [
+        _plan_channel(session, notice, c, now, chunk_size, queued_at, rates.get(c, 0.0))
+        for c in channels
+    ]
     yield from _taking_turns(plans)
 
 
@@ -144,14 +153,18 @@ def _plan_channel(
     now: datetime,
     chunk_size: int,
     queue_clock: Callable[[], datetime] | None,
+    rate: float = 0.0,
 ) -> Iterator[PlannedChunk]:
     audience = AUDIENCES[channel]
-    last = 0
+    last = ahead = 0
     while True:
         queued_at = queue_clock() if queue_clock else None
         upper, size = session.execute(_chunk_bounds(audience, notice, last, chunk_size)).one()
         if upper is None:
             return
+        if queued_at is not None and rate > 0:
+            queued_at += timedelta(seconds=ahead / rate)
+        ahead += size
         insert = _insert_chunk(session, audience, notice, channel, now, last, upper, queued_at)
         ids = sorted(session.scalars(insert.returning(Delivery.id)))
         planned = len(ids)
@@ -374,6 +387,16 @@ def release_claims(session: Session, holders: Sequence[str], now: datetime) -> l
         .returning(DELIVERIES.c.id)
     )
     return sorted(released)
+
+
+def unsent_deliveries(session: Session) -> list[tuple[int, str, datetime]]:
+    """(id, channel, due time) of every planned delivery not sent and not claimed."""
+    rows = session.execute(
+        select(DELIVERIES.c.id, DELIVERIES.c.channel, DELIVERIES.c.next_attempt_at)
+        .where(DELIVERIES.c.status == DeliveryStatus.PENDING)
+        .order_by(DELIVERIES.c.id)
+    )
+    return [tuple(row) for row in rows]
 
 
 def not_yet_due(session: Session, ids: Iterable[int], now: datetime) -> dict[int, datetime]:

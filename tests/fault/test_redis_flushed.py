@@ -1,18 +1,27 @@
-"""Scenario 2: FLUSHALL on the broker in the middle of a fan-out."""
+"""Scenario 2: the broker loses its queues in the middle of a fan-out (FLUSHALL, or a Redis
+restarted without persistence), every setting at its default."""
 
 from __future__ import annotations
 
-from tests.fault.scenarios import redis_flushed
+import pytest
 
-RECIPIENTS = 300
+from tests.fault.scenarios import BROKER_LOST_TARGET, redis_flushed
+
+RECIPIENTS = 1500  # three chunks of the default 500: work is queued when the broker is wiped
 
 
-def test_flushed_broker_mid_fan_out_delivers_everything_exactly_once(tmp_path, pg_database_url):
-    figures = redis_flushed(tmp_path, pg_database_url, RECIPIENTS)
+@pytest.mark.parametrize("restart", [False, True], ids=["flushall", "restarted-empty"])
+def test_wiped_broker_mid_fan_out_is_noticed_and_everything_goes_exactly_once(
+    tmp_path, pg_database_url, restart
+):
+    figures = redis_flushed(tmp_path, pg_database_url, RECIPIENTS, restart=restart)
     print(figures.line())
-    assert 0 < figures.notes["sent_before_flush"] < RECIPIENTS, "the flush landed mid fan-out"
+    notes = figures.notes
+    assert 0 < notes["sent_before_flush"] < RECIPIENTS, "the wipe landed mid fan-out"
+    assert notes["tasks_flushed"] > 0, "the wipe destroyed queued work"
+    assert notes["marker_noticed"], "the workers noticed the lost queues"
+    assert not notes["sweeper_requeued"], "nothing waited for the sweeper"
+    assert figures.seconds <= BROKER_LOST_TARGET
     assert (figures.delivered, figures.lost, figures.duplicates) == (RECIPIENTS, 0, 0)
-    assert figures.notes["tasks_flushed"] > 0, "the flush destroyed queued work"
-    assert figures.notes["sweeper_requeued"], "the sweeper found it again in the database"
-    assert figures.notes["strangers"] == 0
-    assert figures.notes["final"] == {"sent": RECIPIENTS}
+    assert notes["strangers"] == 0
+    assert notes["final"] == {"sent": RECIPIENTS}

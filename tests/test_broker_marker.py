@@ -1,0 +1,28 @@
+"""The marker that tells workers the broker lost its queues (real Redis)."""
+
+from __future__ import annotations
+
+import redis
+
+from notifier.broker_marker import MARKER_KEY, BrokerMarker
+
+
+def test_a_missing_marker_is_claimed_by_exactly_one_caller_per_loss(redis_url):
+    first, second = BrokerMarker(redis_url), BrokerMarker(redis_url)
+    try:
+        assert [first.lost_and_claimed(), second.lost_and_claimed()] == [True, False]
+        assert not first.lost_and_claimed() and not second.lost_and_claimed()
+        with redis.Redis.from_url(redis_url) as client:
+            client.flushdb()  # what FLUSHALL or an empty restart does to it
+        assert [second.lost_and_claimed(), first.lost_and_claimed()] == [True, False]
+        with redis.Redis.from_url(redis_url) as client:
+            assert client.exists(MARKER_KEY)
+    finally:
+        first.close()
+        second.close()
+
+
+def test_a_broker_that_does_not_answer_is_not_taken_for_lost():
+    marker = BrokerMarker("redis://127.0.0.1:1/0", timeout_seconds=0.5)
+    assert marker.lost_and_claimed() is False
+    marker.close()
