@@ -8,7 +8,32 @@ from datetime import timedelta
 from celery import Celery
 
 from notifier.config import Settings, load_settings
-from notifier.feed_node import feed_routes
+from notifier.feed_node import FEEDS_QUEUE, SENDING_QUEUE, feed_routes
+
+
+def is_amqp(url: str) -> bool:
+    return url.startswith(("amqp://", "amqps://", "pyamqp://"))
+
+
+def _amqp_options(settings: Settings) -> dict:
+    """RabbitMQ: durable queues (classic, or quorum with AMQP_QUORUM_QUEUES), persistent
+    messages and late acknowledgement (set for every broker below): a killed worker's
+    unacknowledged tasks return as soon as its connection drops, and a broker restart loses
+    nothing. Countdowns stay below BROKER_ETA_MAX_SECONDS, well within RabbitMQ's consumer
+    timeout (30 min) for unacknowledged ETA tasks."""
+    if not is_amqp(settings.broker_url):
+        return {}
+    from kombu import Queue
+
+    arguments = {"x-queue-type": "quorum"} if settings.amqp_quorum_queues else None
+    return {
+        "task_queues": tuple(
+            Queue(name, routing_key=name, durable=True, queue_arguments=arguments)
+            for name in (SENDING_QUEUE, FEEDS_QUEUE)
+        ),
+        "task_default_delivery_mode": "persistent",
+        "broker_heartbeat": 10,  # notice a dead broker connection within seconds
+    }
 
 
 def _transport_options(settings: Settings) -> dict:
@@ -52,6 +77,7 @@ def make_celery(settings: Settings | None = None) -> Celery:
         worker_send_task_events=True,
         # Feed fetches have their own queue and node (notifier.feed_node): never a sending slot.
         task_routes=feed_routes(),
+        **_amqp_options(settings),
         beat_schedule_filename=str(settings.data_dir / "celerybeat-schedule"),
         beat_schedule={
             "poll-feeds": {

@@ -131,6 +131,15 @@ def _vapid_keys(env: Mapping[str, str], data_dir: Path) -> tuple[str, str]:
     return private, public
 
 
+def _redis_url(env: Mapping[str, str]) -> str | None:
+    """REDIS_URL, or the broker's URL when the broker is Redis; None: no shared Redis."""
+    url = env.get("REDIS_URL", "").strip()
+    if url and not url.startswith(("redis://", "rediss://")):
+        raise ConfigError(f"REDIS_URL must start with redis:// or rediss://, got {url!r}.")
+    broker = env.get("CELERY_BROKER_URL", "")
+    return url or (broker if broker.startswith(("redis://", "rediss://")) else None)
+
+
 def _timezone(name: str) -> str:
     try:
         ZoneInfo(name)
@@ -244,6 +253,8 @@ class Settings:
     worker_heartbeat_seconds: int = 10
     takeover_check_seconds: float = 5.0
     broker_check_seconds: float = 5.0
+    redis_url: str | None = None  # send-rate limits; defaults to a Redis broker's URL
+    amqp_quorum_queues: bool = False
     feed_stale_seconds: int = 900
     feed_concurrency: int = 8
     task_failure_limit: int = 3
@@ -406,6 +417,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         worker_heartbeat_seconds=_int(env, "WORKER_HEARTBEAT_SECONDS", 10, minimum=1),
         takeover_check_seconds=_float(env, "TAKEOVER_CHECK_SECONDS", 5.0, minimum=0.5),
         broker_check_seconds=_float(env, "BROKER_CHECK_SECONDS", 5.0, minimum=0.5),
+        redis_url=_redis_url(env),
+        amqp_quorum_queues=env.get("AMQP_QUORUM_QUEUES", "") not in ("", "0", "false"),
         feed_stale_seconds=_int(env, "FEED_STALE_SECONDS", 900, minimum=10),
         feed_concurrency=_int(env, "FEED_CONCURRENCY", 8, minimum=1),
         task_failure_limit=_int(env, "TASK_FAILURE_LIMIT", 3, minimum=1),

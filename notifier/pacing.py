@@ -309,7 +309,8 @@ def configured_rates(settings: Settings) -> dict[str, float]:
 
 
 def pacer_for(settings: Settings) -> Pacer:
-    """Unlimited without rates; shared through the broker when it is Redis; else local.
+    """Unlimited without rates; shared through Redis (REDIS_URL, or the broker when it is
+    Redis); else local.
 
     A process pacing alone (SQLite broker, or Redis away) keeps 1/WORKER_CONCURRENCY of each
     rate, so the worker processes of one host stay within the rate together.
@@ -319,6 +320,6 @@ def pacer_for(settings: Settings) -> Pacer:
         return Unlimited()
     share = 1 / max(1, settings.worker_concurrency)
     local = LocalPacer({key: rate * share for key, rate in rates.items()})
-    if settings.broker_url.startswith(("redis://", "rediss://")):
-        return RedisPacer(settings.broker_url, rates, fallback=local)
+    if settings.redis_url:  # REDIS_URL, or the broker when it is Redis
+        return RedisPacer(settings.redis_url, rates, fallback=local)
     return local

@@ -394,3 +394,26 @@ def test_another_broker_paces_each_process_locally(tmp_path):
     assert configured_rates(settings) == {"email": 6.0}
     assert [pacer.reserve("email") for _ in range(2)][1] == pytest.approx(1 / 3, abs=0.03)
     assert pacer.reserve("push") == 0.0
+
+
+def test_a_rabbitmq_broker_paces_through_redis_url(tmp_path, redis_commands):
+    """RabbitMQ carries the tasks; Redis keeps its other job, the shared send rates."""
+    settings = make_settings(
+        tmp_path,
+        CELERY_BROKER_URL="amqp://guest:guest@127.0.0.1:5672//",
+        REDIS_URL="redis://127.0.0.1:6379/3",
+        EMAIL_RATE_PER_SECOND="14",
+    )
+    pacer = pacer_for(settings)
+    assert isinstance(pacer, RedisPacer) and pacer.rates == {"email": 14.0}
+    pacer.close()
+    without = make_settings(tmp_path, CELERY_BROKER_URL="amqp://127.0.0.1//",
+                            EMAIL_RATE_PER_SECOND="14")  # fmt: skip
+    assert isinstance(pacer_for(without), LocalPacer), "no Redis: each process alone"
+
+
+def test_redis_url_must_be_redis(tmp_path):
+    from notifier.config import ConfigError
+
+    with pytest.raises(ConfigError, match="REDIS_URL must start with redis://"):
+        make_settings(tmp_path, REDIS_URL="amqp://127.0.0.1//")

@@ -143,6 +143,38 @@ class OwnRedis:
         return held
 
 
+# --------------------------------------------------------------------------- RabbitMQ
+
+RABBITMQCTL = shutil.which("rabbitmqctl") or "/usr/sbin/rabbitmqctl"
+RABBITMQ = os.environ.get("TEST_RABBITMQ", "guest:guest@127.0.0.1:5672")
+
+
+class OwnVhost:
+    """A RabbitMQ virtual host of our own on the shared server (127.0.0.1:5672): the
+    scenario's queues live there and nowhere else; deleted with everything in it at stop()."""
+
+    def __init__(self) -> None:
+        self.name = f"notifier-fault-{os.getpid()}-{time.time_ns()}"
+
+    @property
+    def url(self) -> str:
+        return f"amqp://{RABBITMQ}/{self.name}"
+
+    def start(self) -> OwnVhost:
+        user = RABBITMQ.split(":", 1)[0]
+        self._ctl("add_vhost", self.name)
+        self._ctl("set_permissions", "-p", self.name, user, ".*", ".*", ".*")
+        return self
+
+    def stop(self) -> None:
+        self._ctl("delete_vhost", self.name, check=False)
+
+    @staticmethod
+    def _ctl(*args: str, check: bool = True) -> None:
+        subprocess.run([RABBITMQCTL, "-q", *args], check=check, capture_output=True,
+                       timeout=60)  # fmt: skip
+
+
 # --------------------------------------------------------------------------- TCP proxy
 
 
@@ -427,6 +459,7 @@ class Stack:
     settings: Settings
     env: dict[str, str]
     processes: list[Proc] = field(default_factory=list)
+    vhost: OwnVhost | None = None  # RabbitMQ is the broker (Redis then only paces)
 
     def start(self, name: str, args: list[str], ready: str | None) -> Proc:
         process = Proc(name, args, self.env, self.tmp)
@@ -467,6 +500,8 @@ class Stack:
         self.push.stop()
         self.smtp.stop()
         self.redis.stop()
+        if self.vhost is not None:
+            self.vhost.stop()
 
 
 @contextlib.contextmanager
@@ -478,11 +513,15 @@ def open_stack(
     db_proxy: bool = False,
     smtp_proxy: bool = False,
     smtp_proxy_up: bool = True,
+    broker: str = "redis",
     **env: str,
 ) -> Iterator[Stack]:
-    """Start the services a scenario breaks; on error, print the processes' logs."""
+    """Start the services a scenario breaks; on error, print the processes' logs. With
+    broker="rabbitmq" the tasks go through a vhost of our own on the local RabbitMQ, and our
+    own Redis keeps its other job (send-rate limits, REDIS_URL)."""
     tmp.mkdir(parents=True, exist_ok=True)
     own_redis = OwnRedis(tmp).start()
+    vhost = OwnVhost().start() if broker == "rabbitmq" else None
     smtp = FaultySmtp(data_delay).start()
     push = PushService().start()
     pg = make_url(database_url)
@@ -493,14 +532,15 @@ def open_stack(
     overrides = {
         **FAULT_ENV,
         "DATABASE_URL": _with_port(database_url, pg_proxy.port) if pg_proxy else database_url,
-        "CELERY_BROKER_URL": own_redis.url,
+        "CELERY_BROKER_URL": vhost.url if vhost else own_redis.url,
+        "REDIS_URL": own_redis.url,
         "SMTP_URL": f"smtp://127.0.0.1:{mail_proxy.port}" if mail_proxy else smtp.url,
         "PUSH_ALLOWED_ORIGINS": push.origin,
         **env,
     }
     settings = _settings(tmp, overrides)
     stack = Stack(tmp, database_url, own_redis, smtp, push, pg_proxy, mail_proxy, settings,
-                  {**settings_env(settings), **overrides})  # fmt: skip
+                  {**settings_env(settings), **overrides}, vhost=vhost)  # fmt: skip
     try:
         yield stack
     except BaseException:
