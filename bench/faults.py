@@ -1,12 +1,18 @@
 """Fault scenarios at scale against the local PostgreSQL, with real worker/beat processes.
 
-    .venv/bin/python bench/faults.py --recipients 5000 --scenarios 1 2 3 6
+    .venv/bin/python bench/faults.py                     # every scenario, 20,000 readers
+    .venv/bin/python bench/faults.py --recipients 5000 --scenarios kill-worker flushall
 
-Runs the tests/fault scenarios (1: worker SIGKILL, 2: Redis FLUSHALL, 3: SMTP refused then
-421, 6: database outage) on a scratch database created for the run (TEST_DATABASE_URL names
-the server, as for the tests) and prints, per scenario: recipients / delivered / lost /
-duplicated / seconds from the fan-out being queued to full delivery. Each scenario starts
-its own Redis, proxies, SMTP server, worker and beat, and stops them afterwards.
+Runs the tests/fault scenarios of issue 12 with every setting at its default (the worker at
+WORKER_CONCURRENCY's default of 4 processes, outcomes recorded DELIVERY_RECORD_BATCH=50 at a
+time over SMTP_CONNECTIONS=4) on a scratch database created for the run (TEST_DATABASE_URL
+names the server, as for the tests): a kill -9 of the whole worker tree and of one pool
+child, on Redis and on RabbitMQ (a vhost of its own on 127.0.0.1:5672); the broker wiped
+(FLUSHALL) or restarted empty; a push service answering 429 Retry-After: 5 for 10 s. Also,
+on request, the SMTP and PostgreSQL outage scenarios (smtp, database). Prints per scenario
+and broker: delivered / lost / duplicated / seconds from the fault to the last message (for
+the 429s: from the end of the 429s). Each scenario starts its own Redis, proxies, SMTP and
+push servers, worker and beat, and stops them afterwards.
 """
 
 from __future__ import annotations
@@ -30,26 +36,51 @@ from tests.fault import scenarios  # noqa: E402
 from tests.fault.harness import Figures  # noqa: E402
 from tests.support.databases import scratch_database  # noqa: E402
 
-SCENARIOS: dict[str, tuple[str, Callable[..., Figures]]] = {
-    "1": ("worker SIGKILL mid fan-out", lambda tmp, url, n, c: scenarios.worker_killed(
-        tmp, url, n, concurrency=c)),
-    "2": ("Redis FLUSHALL mid fan-out", lambda tmp, url, n, c: scenarios.redis_flushed(
-        tmp, url, n)),
-    "3": ("SMTP refused 3 s, then 421 3 s", lambda tmp, url, n, c: scenarios.smtp_outage(
-        tmp, url, n)),
-    "6": ("PostgreSQL away 3 s mid fan-out", lambda tmp, url, n, c: scenarios.database_outage(
-        tmp, url, n, concurrency=c)),
+# The defaults of DELIVERY_RECORD_BATCH and SMTP_CONNECTIONS (the tests use smaller ones).
+GROUPED = {"record_batch": 50, "connections": 4}
+
+SCENARIOS: dict[str, tuple[str, str, Callable[..., Figures]]] = {
+    "kill-worker": ("kill -9 of the whole worker", "Redis", lambda tmp, url, n, c:
+        scenarios.worker_killed(tmp, url, n, c, within=None, **GROUPED)),
+    "kill-child": ("kill -9 of one pool child", "Redis", lambda tmp, url, n, c:
+        scenarios.pool_child_killed(tmp, url, n, c, within=None, **GROUPED)),
+    "flushall": ("broker FLUSHALL", "Redis", lambda tmp, url, n, c:
+        scenarios.redis_flushed(tmp, url, n, within=None, concurrency=c)),
+    "restart-empty": ("broker restarted empty", "Redis", lambda tmp, url, n, c:
+        scenarios.redis_flushed(tmp, url, n, restart=True, within=None, concurrency=c)),
+    "push-429": ("push 429 Retry-After 5 for 10 s", "Redis", lambda tmp, url, n, c:
+        scenarios.push_throttled_for(tmp, url, n, concurrency=c)),
+    "rabbit-kill-worker": ("kill -9 of the whole worker", "RabbitMQ", lambda tmp, url, n, c:
+        scenarios.worker_killed(tmp, url, n, c, within=None, broker="rabbitmq", **GROUPED)),
+    "rabbit-kill-child": ("kill -9 of one pool child", "RabbitMQ", lambda tmp, url, n, c:
+        scenarios.pool_child_killed(tmp, url, n, c, within=None, broker="rabbitmq",
+                                    **GROUPED)),
+    "smtp": ("SMTP refused 3 s, then 421 3 s", "Redis", lambda tmp, url, n, c:
+        scenarios.smtp_outage(tmp, url, n)),
+    "database": ("PostgreSQL away 3 s", "Redis", lambda tmp, url, n, c:
+        scenarios.database_outage(tmp, url, n, concurrency=c)),
 }  # fmt: skip
+DEFAULT = [key for key in SCENARIOS if key not in ("smtp", "database")]
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--recipients", type=int, default=20000, help="emails per fan-out")
     parser.add_argument(
-        "--scenarios", nargs="+", default=list(SCENARIOS), choices=list(SCENARIOS),
-        help="which scenarios to run (default: all of 1 2 3 6)",
+        "--recipients",
+        type=int,
+        default=20000,
+        help="readers per fan-out (emails; push subscriptions for push-429)",
+    )
+    parser.add_argument(
+        "--scenarios", nargs="+", default=DEFAULT, choices=list(SCENARIOS),
+        help="which scenarios to run (default: all but smtp and database)",
     )  # fmt: skip
-    parser.add_argument("--concurrency", type=int, default=2, help="worker processes")
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=4,
+        help="worker processes (default: WORKER_CONCURRENCY's default)",
+    )
     parser.add_argument("--keep-logs", action="store_true", help="keep process logs")
     return parser.parse_args(argv)
 
@@ -76,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     results: list[tuple[str, Figures | None, float]] = []
     try:
         for key in args.scenarios:
-            title, run = SCENARIOS[key]
+            title, _broker, run = SCENARIOS[key]
             print(f"== {key}: {title}, {args.recipients} recipients ...", flush=True)
             database.clean()
             started = time.monotonic()
@@ -92,15 +123,16 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         database.drop()
     print()
-    print(f"{'scenario':<36} {'recipients':>10} {'delivered':>9} {'lost':>5} "
-          f"{'duplicated':>10} {'seconds':>8} {'wall':>6}")  # fmt: skip
-    for key, figures, wall in results:
-        title = f"{key} {SCENARIOS[key][0]}"
+    print("| scenario | broker | readers | delivered | lost | duplicated | seconds from the "
+          "fault to the last message |")  # fmt: skip
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: |")
+    for key, figures, _wall in results:
+        title, broker, _run = SCENARIOS[key]
         if figures is None:
-            print(f"{title:<36} {'did not complete':>44} {wall:>6.0f}")
+            print(f"| {title} | {broker} | {args.recipients} | did not complete | | | |")
             continue
-        print(f"{title:<36} {figures.recipients:>10} {figures.delivered:>9} {figures.lost:>5} "
-              f"{figures.duplicates:>10} {figures.seconds:>8.1f} {wall:>6.0f}")  # fmt: skip
+        print(f"| {title} | {broker} | {figures.recipients:,} | {figures.delivered:,} | "
+              f"{figures.lost} | {figures.duplicates} | {figures.seconds:.1f} |")  # fmt: skip
     print(f"\nprocess logs: {logs}" if args.keep_logs else "")
     if not args.keep_logs:
         shutil.rmtree(logs, ignore_errors=True)

@@ -160,6 +160,8 @@ def _record_heartbeats(app: Celery, settings: Settings) -> None:
         requires = (DatabaseHeartbeat,)
 
         def start(self, worker) -> None:
+            self.handled: set = set()  # dead workers this process already handled
+            self.starting = True
             self.tref = worker.timer.call_repeatedly(
                 settings.takeover_check_seconds, self.check, (worker,)
             )
@@ -168,8 +170,9 @@ def _record_heartbeats(app: Celery, settings: Settings) -> None:
             from notifier.takeover import LocalPool
             from notifier.tasks import take_over_dead_workers
 
-            take_over_dead_workers(settings, LocalPool(worker.hostname, os.getpid(),
-                                                       _pool_children(worker)))  # fmt: skip
+            local = LocalPool(worker.hostname, os.getpid(), _pool_children(worker))
+            take_over_dead_workers(settings, local, self.handled, self.starting)
+            self.starting = False
 
         def stop(self, worker) -> None:
             if getattr(self, "tref", None) is not None:

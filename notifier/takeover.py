@@ -67,18 +67,45 @@ def _lost_child(local: LocalPool | None, node: str, main_pid: int, pid: int) -> 
     return pid != main_pid and pid not in local.children
 
 
+def newly_dead_workers(
+    beats: Mapping[str, Beat], now: datetime, stale_seconds: float, handled: set[tuple[str, int]]
+) -> list[str]:
+    """Workers whose heartbeat went stale within the last day and that the caller has not
+    handled yet (they are added to `handled`): whatever they held besides claims (retries
+    waiting as ETA tasks in their memory, a fan-out half planned) must be queued again."""
+    fresh_since, day_ago = now - timedelta(seconds=stale_seconds), now - timedelta(days=1)
+    dead = []
+    for node, beat in sorted(beats.items()):
+        if day_ago <= beat.seen_at < fresh_since and (node, beat.main_pid) not in handled:
+            handled.add((node, beat.main_pid))
+            dead.append(node)
+    return dead
+
+
+@dataclass
+class Verdict:
+    released: list[int]  # claimed rows of dead holders, due again now
+    dead_workers: list[str]  # workers newly known dead
+
+
 def take_over(
-    session: Session, now: datetime, stale_seconds: float, local: LocalPool | None = None
-) -> list[int]:
-    """Release the claims of dead holders; returns the rows now due again (caller commits,
-    then queues them)."""
-    holding = claim_holders(session)
-    if not holding:
-        return []
+    session: Session,
+    now: datetime,
+    stale_seconds: float,
+    local: LocalPool | None = None,
+    handled: set[tuple[str, int]] | None = None,
+) -> Verdict:
+    """Release the claims of dead holders (caller commits, then queues them) and name the
+    workers newly known dead (see `newly_dead_workers`)."""
     beats = {
         hostname: Beat(pid, seen_at)
         for hostname, pid, seen_at in session.execute(
             select(WorkerHeartbeat.hostname, WorkerHeartbeat.pid, WorkerHeartbeat.seen_at)
         )
     }
-    return release_claims(session, dead_holders(holding, beats, now, stale_seconds, local), now)
+    dead = newly_dead_workers(beats, now, stale_seconds, set() if handled is None else handled)
+    holding = claim_holders(session)
+    if not holding:
+        return Verdict([], dead)
+    holders = dead_holders(holding, beats, now, stale_seconds, local)
+    return Verdict(release_claims(session, holders, now), dead)

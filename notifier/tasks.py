@@ -167,21 +167,37 @@ def check_broker(settings: Settings, marker) -> bool:
     return True
 
 
-def take_over_dead_workers(settings: Settings, local) -> int:
+def take_over_dead_workers(settings: Settings, local, handled: set, starting: bool) -> int:
     """From a worker's main process (a timer, not a task: it must run while every pool
-    child is busy or dead). Outages are left to the next check."""
+    child is busy or dead). When a worker is newly known dead, or this one just started
+    (perhaps in place of one that died), what a worker holds besides claims is queued
+    again too: retries waiting in its memory as ETA tasks, a fan-out it had not finished.
+    Claims make a copy that survived elsewhere harmless. Outages wait for the next check."""
     try:
         with session_scope(settings.database_url) as session:
-            ids = take_over(session, utcnow(), settings.worker_stale_seconds, local)
+            verdict = take_over(session, utcnow(), settings.worker_stale_seconds, local,
+                                handled)  # fmt: skip
             session.commit()
+            ids = verdict.released
             if ids:
                 queue_in_chunks(session, ids, settings)
+            articles = []
+            if verdict.dead_workers or starting:
+                now = utcnow()
+                waiting = {i: due for i, _, due in unsent_deliveries(session) if due > now}
+                queue_when_due(session, waiting, settings)
+                articles = unplanned_article_ids(session, now, settings.worker_stale_seconds)
+        for article_id in articles:
+            fan_out_article.delay(article_id)
     except OUTAGES as error:
         log.warning("takeover check skipped: %s", error)
         return 0
     if ids:
         metrics.deliveries_recovered("dead_worker", len(ids))
         log.warning("took over %s deliveries claimed by dead worker processes", len(ids))
+    if verdict.dead_workers:
+        log.warning("workers found dead: %s; their waiting retries and unfinished fan-outs "
+                    "queued again", ", ".join(verdict.dead_workers))  # fmt: skip
     return len(ids)
 
 

@@ -19,7 +19,7 @@ from notifier.domain.deliveries import (
 )
 from notifier.holders import holder_name, parse
 from notifier.models import Delivery, DeliveryStatus, WorkerHeartbeat
-from notifier.takeover import Beat, LocalPool, dead_holders, take_over
+from notifier.takeover import Beat, LocalPool, Verdict, dead_holders, take_over
 from notifier.timeutil import utcnow
 from tests import factories
 
@@ -81,9 +81,12 @@ def test_claims_of_a_dead_worker_are_released_and_a_late_write_records_nothing(s
     assert claim_deliveries(session, ids[2:], now, 300, "b-token", B) == ids[2:]
     session.commit()
 
-    assert take_over(session, now, 30) == ids[:2], "only the dead worker's rows"
+    handled: set = set()
+    verdict = take_over(session, now, 30, handled=handled)
+    assert verdict.released == ids[:2], "only the dead worker's rows"
+    assert verdict.dead_workers == ["a@host"]
     session.commit()
-    assert take_over(session, now, 30) == [], "once"
+    assert take_over(session, now, 30, handled=handled) == Verdict([], []), "once"
     # Due again at once (not in 300 s), and claimable by a live worker.
     assert claim_deliveries(session, ids, now, 300, "new-token", B) == ids[:2]
     assert mark_sent(session, ids[:2], now, "old-token") == 0, "the dead process is fenced"
@@ -131,3 +134,18 @@ def test_a_worker_whose_rows_were_taken_over_does_not_overwrite_the_new_claim(se
     assert {(r.status, r.claim_token, r.claimed_by) for r in rows} == {
         (DeliveryStatus.SENDING, "other", B)
     }
+
+
+def test_a_worker_gone_stale_is_named_once_per_checking_process():
+    from notifier.takeover import newly_dead_workers
+
+    beats = {
+        "a@host": Beat(100, NOW - timedelta(seconds=40)),  # died
+        "b@host": Beat(200, NOW),  # alive
+        "c@host": Beat(300, NOW - timedelta(days=2)),  # long gone: handled long ago
+    }
+    handled: set = set()
+    assert newly_dead_workers(beats, NOW, 30, handled) == ["a@host"]
+    assert newly_dead_workers(beats, NOW, 30, handled) == []
+    beats["a@host"] = Beat(101, NOW - timedelta(seconds=40))  # restarted, then died again
+    assert newly_dead_workers(beats, NOW, 30, handled) == ["a@host"]
