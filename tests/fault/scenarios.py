@@ -158,6 +158,50 @@ def pool_child_killed(
         )  # fmt: skip
 
 
+def worker_killed_holding_retries(
+    tmp: Path, database_url: str, subscriptions: int = 100, retry_after: int = 20,
+    concurrency: int = 2, within: float = 30.0, **env: str,
+):  # fmt: skip
+    """The push service answers the first request 429 Retry-After; the worker holds the
+    retries as ETA tasks (in its memory: no claim) when it is SIGKILLed, and a fresh worker
+    starts at once. Seconds are counted from when the retries were due; the wait fails
+    `within` seconds after that."""
+    with open_stack(tmp, database_url, **env) as stack:
+        push = stack.push
+        browsers = [push.new_subscription() for _ in range(subscriptions)]
+        seed_push_subscriptions(database_url, browsers)
+        push.fail_all(Reply(429, retry_after=retry_after), count=1)
+        article = seed_article(database_url)
+        stack.beat()
+        first = stack.worker("worker-1", concurrency)
+        stack.fan_out(article)
+        wait_for(lambda: delivery_states(database_url, article)["pending"] == subscriptions
+                 and stack.logged("retrying': "), 30,
+                 lambda: f"no retries waiting\n{stack.logs()}")  # fmt: skip
+        due = time.monotonic() + retry_after
+        time.sleep(1)  # the retry tasks reach worker-1 and wait there for their ETA
+        first.kill_group(signal.SIGKILL)
+        first.wait(10)
+        stack.worker("worker-2", concurrency)
+        endpoints = [b.endpoint for b in browsers]
+
+        def received() -> Counter:
+            return Counter({b.endpoint: len(b.received) for b in browsers if b.received})
+
+        wait_for_everyone(stack, article, endpoints, received, due,
+                          max(1.0, due + within - time.monotonic()))  # fmt: skip
+        last = max(p.monotonic for b in browsers for p in b.received)
+        counts = tally(endpoints, received())
+        early, _ = _retry_after_violations(push.requests, retry_after)
+        return Figures(
+            "retries held by a killed worker", subscriptions, counts.delivered,
+            counts.duplicates, counts.lost, last - due,
+            {"retried_before_retry_after": early,
+             "sweeper_requeued": stack.logged("sweep re-queued"),
+             "final": dict(delivery_states(database_url, article))},
+        )  # fmt: skip
+
+
 def _a_claiming_child(database_url: str, worker) -> int:
     """The pid of a pool child of `worker` that holds claimed rows right now."""
     children = set(worker.group()) - {worker.pid}

@@ -50,3 +50,17 @@ def test_sigkilled_pool_child_is_taken_over_by_its_own_worker(tmp_path, pg_datab
     assert (figures.delivered, figures.lost, notes["strangers"]) == (2000, 0, 0)
     assert figures.duplicates <= BOUND_PER_PROCESS
     assert notes["final"] == {"sent": 2000}
+
+
+def test_retries_a_killed_worker_held_in_memory_go_when_due(tmp_path, pg_database_url):
+    """Retries waiting as ETA tasks leave no claim: a fresh worker queues them again for
+    their time (the killed worker's copies stay unacknowledged in Redis for an hour)."""
+    from tests.fault.scenarios import worker_killed_holding_retries
+
+    figures = worker_killed_holding_retries(tmp_path, pg_database_url, 100, retry_after=20)
+    print(figures.line())
+    assert (figures.delivered, figures.lost, figures.duplicates) == (100, 0, 0)
+    assert figures.seconds <= 30.0, "within 30 s of when they were due, not an hour"
+    assert figures.notes["retried_before_retry_after"] == 0
+    assert not figures.notes["sweeper_requeued"]
+    assert figures.notes["final"] == {"sent": 100}
