@@ -167,8 +167,8 @@ def _record_heartbeats(app: Celery, settings: Settings) -> None:
             )
 
         def check(self, worker) -> None:
+            from notifier.recovery import take_over_dead_workers
             from notifier.takeover import LocalPool
-            from notifier.tasks import take_over_dead_workers
 
             local = LocalPool(worker.hostname, os.getpid(), _pool_children(worker))
             take_over_dead_workers(settings, local, self.handled, self.starting)
@@ -194,7 +194,7 @@ def _record_heartbeats(app: Celery, settings: Settings) -> None:
             self.tref = worker.timer.call_repeatedly(settings.broker_check_seconds, self.check, ())
 
         def check(self) -> None:
-            from notifier.tasks import check_broker
+            from notifier.recovery import check_broker
 
             check_broker(settings, self.marker)
 

@@ -24,15 +24,14 @@ from notifier import metrics
 from notifier.channels.base import Channel, Outcome, SendResult
 from notifier.config import Settings
 from notifier.domain.addressing import Unwanted
-from notifier.domain.deliveries import (
-    RetryPolicy,
-    apply_outcome,
+from notifier.domain.claims import (
     claim_deliveries,
     mark_sent,
     mark_skipped,
     not_yet_due,
     renew_leases,
 )
+from notifier.domain.deliveries import RetryPolicy, apply_outcome
 from notifier.domain.sql import among
 from notifier.logs import redact
 from notifier.models import Delivery

@@ -10,8 +10,8 @@ from sqlalchemy import select
 from notifier.channels.registry import outlets
 from notifier.compose import Composer
 from notifier.dispatch import send_deliveries
+from notifier.domain.claims import claim_deliveries
 from notifier.domain.deliveries import (
-    claim_deliveries,
     note_queued,
     overdue_delivery_ids,
     pending_delivery_chunks,

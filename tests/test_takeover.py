@@ -11,12 +11,8 @@ from notifier.channels.base import Outcome
 from notifier.channels.registry import outlets
 from notifier.compose import Composer
 from notifier.dispatch import Outlet, send_deliveries
-from notifier.domain.deliveries import (
-    claim_deliveries,
-    mark_sent,
-    pending_delivery_chunks,
-    plan_article_deliveries,
-)
+from notifier.domain.claims import claim_deliveries, mark_sent
+from notifier.domain.deliveries import pending_delivery_chunks, plan_article_deliveries
 from notifier.holders import holder_name, parse
 from notifier.models import Delivery, DeliveryStatus, WorkerHeartbeat
 from notifier.takeover import Beat, LocalPool, Verdict, dead_holders, take_over
@@ -110,7 +106,7 @@ class _TakenOverMidSend:
         from notifier.channels.base import SendResult
 
         if not self.sent:
-            from notifier.domain.deliveries import release_claims
+            from notifier.domain.claims import release_claims
 
             release_claims(self.session, [A], utcnow())
             claim_deliveries(self.session, self.ids, utcnow(), 300, "other", B)

@@ -9,7 +9,7 @@ hold the same row at once.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -17,7 +17,7 @@ from sqlalchemy import Table, and_, func, literal, or_, select, update
 from sqlalchemy.orm import Session
 
 from notifier.channels.base import Outcome, SendResult
-from notifier.domain.sql import among, insert_ignoring_conflicts
+from notifier.domain.sql import insert_ignoring_conflicts
 from notifier.models import (
     Article,
     Delivery,
@@ -310,85 +310,6 @@ def _channel_chunks(
         last_id = ids[-1]
 
 
-def _claimable(now: datetime):
-    row = DELIVERIES.c
-    return or_(
-        and_(row.status == DeliveryStatus.PENDING, row.next_attempt_at <= now),
-        and_(row.status == DeliveryStatus.SENDING, row.lease_until < now),
-    )
-
-
-def claim_deliveries(
-    session: Session,
-    ids: Sequence[int],
-    now: datetime,
-    lease_seconds: int,
-    token: str | None = None,
-    holder: str | None = None,
-) -> list[int]:
-    """Take the rows that are free to send; the others are sent, or held by another worker.
-    `holder` names the worker process (so its rows are taken over when it dies) and `token`
-    this claim (only it may record their outcomes)."""
-    if not ids:
-        return []
-    claimed = session.scalars(
-        update(DELIVERIES)
-        .where(among(session, DELIVERIES.c.id, ids), _claimable(now))
-        .values(
-            status=DeliveryStatus.SENDING,
-            lease_until=now + timedelta(seconds=lease_seconds),
-            attempts=DELIVERIES.c.attempts + 1,
-            claimed_by=holder,
-            claim_token=token,
-        )
-        .returning(DELIVERIES.c.id)
-    )
-    return sorted(claimed)
-
-
-def _ours(session: Session, ids: Sequence[int], token: str | None):
-    """Rows among `ids` still held by the claim `token` (all of them when there is none)."""
-    where = [among(session, DELIVERIES.c.id, ids)]
-    if token is not None:
-        where += [DELIVERIES.c.claim_token == token, DELIVERIES.c.status == DeliveryStatus.SENDING]
-    return where
-
-
-def claim_holders(session: Session) -> list[str]:
-    """The worker processes holding claimed rows right now."""
-    return sorted(
-        session.scalars(
-            select(DELIVERIES.c.claimed_by)
-            .where(DELIVERIES.c.status == DeliveryStatus.SENDING)
-            .where(DELIVERIES.c.claimed_by.is_not(None))
-            .distinct()
-        )
-    )
-
-
-def release_claims(session: Session, holders: Sequence[str], now: datetime) -> list[int]:
-    """The claimed rows of dead worker processes become due again at once; their tokens are
-    dropped, so whatever those processes still try to record changes nothing."""
-    if not holders:
-        return []
-    released = session.scalars(
-        update(DELIVERIES)
-        .where(
-            DELIVERIES.c.status == DeliveryStatus.SENDING,
-            DELIVERIES.c.claimed_by.in_(list(holders)),
-        )
-        .values(
-            status=DeliveryStatus.PENDING,
-            lease_until=None,
-            claimed_by=None,
-            claim_token=None,
-            next_attempt_at=now,
-        )
-        .returning(DELIVERIES.c.id)
-    )
-    return sorted(released)
-
-
 def unsent_deliveries(session: Session) -> list[tuple[int, str, datetime]]:
     """(id, channel, due time) of every planned delivery not sent and not claimed."""
     rows = session.execute(
@@ -397,22 +318,6 @@ def unsent_deliveries(session: Session) -> list[tuple[int, str, datetime]]:
         .order_by(DELIVERIES.c.id)
     )
     return [tuple(row) for row in rows]
-
-
-def not_yet_due(session: Session, ids: Iterable[int], now: datetime) -> dict[int, datetime]:
-    """Pending rows among `ids` whose time has not come (a task that arrived early, or a
-    chunk handed over again): id -> when each is due, so the caller queues them for then."""
-    ids = sorted(ids)
-    if not ids:
-        return {}
-    rows = session.execute(
-        select(DELIVERIES.c.id, DELIVERIES.c.next_attempt_at).where(
-            among(session, DELIVERIES.c.id, ids),
-            DELIVERIES.c.status == DeliveryStatus.PENDING,
-            DELIVERIES.c.next_attempt_at > now,
-        )
-    )
-    return dict(rows.all())
 
 
 def due_groups(
@@ -428,32 +333,6 @@ def due_groups(
         else:
             groups.append([item])
     return [(group[-1][1], [delivery_id for delivery_id, _ in group]) for group in groups]
-
-
-def renew_leases(
-    session: Session,
-    ids: Sequence[int],
-    held_until: datetime,
-    now: datetime,
-    lease_seconds: int,
-    token: str | None = None,
-) -> tuple[list[int], datetime]:
-    """Extend our lease on rows we still hold. A row whose lease_until (or claim token) is no
-    longer ours was taken by another worker: it is not ours to send any more."""
-    until = now + timedelta(seconds=lease_seconds)
-    if not ids:
-        return [], until
-    kept = session.scalars(
-        update(DELIVERIES)
-        .where(
-            *_ours(session, ids, token),
-            DELIVERIES.c.status == DeliveryStatus.SENDING,
-            DELIVERIES.c.lease_until == held_until,
-        )
-        .values(lease_until=until)
-        .returning(DELIVERIES.c.id)
-    )
-    return sorted(kept), until
 
 
 def apply_outcome(
@@ -485,43 +364,6 @@ def apply_outcome(
     delivery.next_attempt_at = now + timedelta(seconds=delay)
     delivery.last_error = f"temporary: {result.detail}"
     return delay
-
-
-def mark_sent(
-    session: Session, delivery_ids: Sequence[int], now: datetime, token: str | None = None
-) -> int:
-    """Accepted by the server: one statement for a whole group of deliveries. With the
-    claim's token, rows taken over meanwhile are left to their new holder. Returns the rows
-    recorded."""
-    return session.execute(
-        update(DELIVERIES)
-        .where(*_ours(session, delivery_ids, token))
-        .values(
-            status=DeliveryStatus.SENT,
-            sent_at=now,
-            lease_until=None,
-            last_error=None,
-            claimed_by=None,
-            claim_token=None,
-        )
-    ).rowcount
-
-
-def mark_skipped(
-    session: Session, delivery_ids: Sequence[int], reason: str, token: str | None = None
-) -> None:
-    """Not to be sent any more (the reader left, the alert was stopped), with the reason."""
-    session.execute(
-        update(DELIVERIES)
-        .where(*_ours(session, delivery_ids, token))
-        .values(
-            status=DeliveryStatus.SKIPPED,
-            lease_until=None,
-            last_error=reason,
-            claimed_by=None,
-            claim_token=None,
-        )
-    )
 
 
 def note_queued(session: Session, delivery_ids: Sequence[int], run_at: datetime) -> None:

@@ -1,0 +1,177 @@
+"""Claims on deliveries: who may send a row now, for how long, and who may record it.
+
+A worker claims rows before sending (one statement), under a lease, naming its process and
+a token for this claim. Only rows still carrying the token are recorded, so a worker that
+lost its rows (lease run out, or taken over because it was thought dead) changes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta
+
+from sqlalchemy import and_, or_, select, update
+from sqlalchemy.orm import Session
+
+from notifier.domain.sql import among
+from notifier.models import Delivery, DeliveryStatus
+
+DELIVERIES = Delivery.__table__
+
+
+def _claimable(now: datetime):
+    row = DELIVERIES.c
+    return or_(
+        and_(row.status == DeliveryStatus.PENDING, row.next_attempt_at <= now),
+        and_(row.status == DeliveryStatus.SENDING, row.lease_until < now),
+    )
+
+
+def claim_deliveries(
+    session: Session,
+    ids: Sequence[int],
+    now: datetime,
+    lease_seconds: int,
+    token: str | None = None,
+    holder: str | None = None,
+) -> list[int]:
+    """Take the rows that are free to send; the others are sent, or held by another worker.
+    `holder` names the worker process (so its rows are taken over when it dies) and `token`
+    this claim (only it may record their outcomes)."""
+    if not ids:
+        return []
+    claimed = session.scalars(
+        update(DELIVERIES)
+        .where(among(session, DELIVERIES.c.id, ids), _claimable(now))
+        .values(
+            status=DeliveryStatus.SENDING,
+            lease_until=now + timedelta(seconds=lease_seconds),
+            attempts=DELIVERIES.c.attempts + 1,
+            claimed_by=holder,
+            claim_token=token,
+        )
+        .returning(DELIVERIES.c.id)
+    )
+    return sorted(claimed)
+
+
+def held_by(session: Session, ids: Sequence[int], token: str | None):
+    """Rows among `ids` still held by the claim `token` (all of them when there is none)."""
+    where = [among(session, DELIVERIES.c.id, ids)]
+    if token is not None:
+        where += [DELIVERIES.c.claim_token == token, DELIVERIES.c.status == DeliveryStatus.SENDING]
+    return where
+
+
+def claim_holders(session: Session) -> list[str]:
+    """The worker processes holding claimed rows right now."""
+    return sorted(
+        session.scalars(
+            select(DELIVERIES.c.claimed_by)
+            .where(DELIVERIES.c.status == DeliveryStatus.SENDING)
+            .where(DELIVERIES.c.claimed_by.is_not(None))
+            .distinct()
+        )
+    )
+
+
+def release_claims(session: Session, holders: Sequence[str], now: datetime) -> list[int]:
+    """The claimed rows of dead worker processes become due again at once; their tokens are
+    dropped, so whatever those processes still try to record changes nothing."""
+    if not holders:
+        return []
+    released = session.scalars(
+        update(DELIVERIES)
+        .where(
+            DELIVERIES.c.status == DeliveryStatus.SENDING,
+            DELIVERIES.c.claimed_by.in_(list(holders)),
+        )
+        .values(
+            status=DeliveryStatus.PENDING,
+            lease_until=None,
+            claimed_by=None,
+            claim_token=None,
+            next_attempt_at=now,
+        )
+        .returning(DELIVERIES.c.id)
+    )
+    return sorted(released)
+
+
+def not_yet_due(session: Session, ids: Iterable[int], now: datetime) -> dict[int, datetime]:
+    """Pending rows among `ids` whose time has not come (a task that arrived early, or a
+    chunk handed over again): id -> when each is due, so the caller queues them for then."""
+    ids = sorted(ids)
+    if not ids:
+        return {}
+    rows = session.execute(
+        select(DELIVERIES.c.id, DELIVERIES.c.next_attempt_at).where(
+            among(session, DELIVERIES.c.id, ids),
+            DELIVERIES.c.status == DeliveryStatus.PENDING,
+            DELIVERIES.c.next_attempt_at > now,
+        )
+    )
+    return dict(rows.all())
+
+
+def renew_leases(
+    session: Session,
+    ids: Sequence[int],
+    held_until: datetime,
+    now: datetime,
+    lease_seconds: int,
+    token: str | None = None,
+) -> tuple[list[int], datetime]:
+    """Extend our lease on rows we still hold. A row whose lease_until (or claim token) is no
+    longer ours was taken by another worker: it is not ours to send any more."""
+    until = now + timedelta(seconds=lease_seconds)
+    if not ids:
+        return [], until
+    kept = session.scalars(
+        update(DELIVERIES)
+        .where(
+            *held_by(session, ids, token),
+            DELIVERIES.c.status == DeliveryStatus.SENDING,
+            DELIVERIES.c.lease_until == held_until,
+        )
+        .values(lease_until=until)
+        .returning(DELIVERIES.c.id)
+    )
+    return sorted(kept), until
+
+
+def mark_sent(
+    session: Session, delivery_ids: Sequence[int], now: datetime, token: str | None = None
+) -> int:
+    """Accepted by the server: one statement for a whole group of deliveries. With the
+    claim's token, rows taken over meanwhile are left to their new holder. Returns the rows
+    recorded."""
+    return session.execute(
+        update(DELIVERIES)
+        .where(*held_by(session, delivery_ids, token))
+        .values(
+            status=DeliveryStatus.SENT,
+            sent_at=now,
+            lease_until=None,
+            last_error=None,
+            claimed_by=None,
+            claim_token=None,
+        )
+    ).rowcount
+
+
+def mark_skipped(
+    session: Session, delivery_ids: Sequence[int], reason: str, token: str | None = None
+) -> None:
+    """Not to be sent any more (the reader left, the alert was stopped), with the reason."""
+    session.execute(
+        update(DELIVERIES)
+        .where(*held_by(session, delivery_ids, token))
+        .values(
+            status=DeliveryStatus.SKIPPED,
+            lease_until=None,
+            last_error=reason,
+            claimed_by=None,
+            claim_token=None,
+        )
+    )

@@ -1,0 +1,92 @@
+"""Bring work back after a fault, from a worker's main process (timers, not tasks: they must
+run while every pool child is busy or dead): the claims of dead worker processes, what a
+dead worker held in memory, and everything owed when the broker lost its queues."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+from notifier import metrics
+from notifier.config import Settings
+from notifier.db import session_scope
+from notifier.domain.deliveries import unplanned_article_ids, unsent_deliveries
+from notifier.takeover import take_over
+from notifier.tasks import OUTAGES, fan_out_article, queue_in_chunks, queue_when_due, send_rates
+from notifier.timeutil import utcnow
+
+log = logging.getLogger(__name__)
+
+
+def requeue_unsent(settings: Settings) -> dict[str, int]:
+    """The broker lost its queues: queue every unsent planned delivery again (due ones now,
+    per channel and at its pace; the others for their time) and every article whose fan-out
+    had not run. Claims make a task that survived somewhere harmless."""
+    rates = send_rates(settings)
+    with session_scope(settings.database_url) as session:
+        now = utcnow()
+        due: dict[str, list[int]] = {}
+        later: dict[int, datetime] = {}
+        for delivery_id, channel, due_at in unsent_deliveries(session):
+            if due_at <= now:
+                due.setdefault(channel, []).append(delivery_id)
+            else:
+                later[delivery_id] = due_at
+        articles = unplanned_article_ids(session, now, 0)
+        for channel, ids in sorted(due.items(), key=lambda item: item[0] != "push"):
+            queue_in_chunks(session, ids, settings, rates.get(channel, 0.0))
+        queue_when_due(session, later, settings)
+    for article_id in articles:
+        fan_out_article.delay(article_id)
+    count = sum(map(len, due.values())) + len(later)
+    metrics.deliveries_recovered("broker_lost", count)
+    log.warning("the broker lost its queues: queued %s unsent deliveries and %s articles again",
+                count, len(articles))  # fmt: skip
+    return {"deliveries": count, "articles": len(articles)}
+
+
+def check_broker(settings: Settings, marker) -> bool:
+    """From a worker's main process: if the broker lost its queues, this process (and only
+    this one) queues everything owed again. Outages are left to the next check."""
+    if not marker.lost_and_claimed():
+        return False
+    try:
+        requeue_unsent(settings)
+    except OUTAGES as error:
+        log.error("the broker lost its queues but re-queueing failed (the sweeper will "
+                  "find the work): %s", error)  # fmt: skip
+    return True
+
+
+def take_over_dead_workers(settings: Settings, local, handled: set, starting: bool) -> int:
+    """From a worker's main process (a timer, not a task: it must run while every pool
+    child is busy or dead). When a worker is newly known dead, or this one just started
+    (perhaps in place of one that died), what a worker holds besides claims is queued
+    again too: retries waiting in its memory as ETA tasks, a fan-out it had not finished.
+    Claims make a copy that survived elsewhere harmless. Outages wait for the next check."""
+    try:
+        with session_scope(settings.database_url) as session:
+            verdict = take_over(session, utcnow(), settings.worker_stale_seconds, local,
+                                handled)  # fmt: skip
+            session.commit()
+            ids = verdict.released
+            if ids:
+                queue_in_chunks(session, ids, settings)
+            articles = []
+            if verdict.dead_workers or starting:
+                now = utcnow()
+                waiting = {i: due for i, _, due in unsent_deliveries(session) if due > now}
+                queue_when_due(session, waiting, settings)
+                articles = unplanned_article_ids(session, now, settings.worker_stale_seconds)
+        for article_id in articles:
+            fan_out_article.delay(article_id)
+    except OUTAGES as error:
+        log.warning("takeover check skipped: %s", error)
+        return 0
+    if ids:
+        metrics.deliveries_recovered("dead_worker", len(ids))
+        log.warning("took over %s deliveries claimed by dead worker processes", len(ids))
+    if verdict.dead_workers:
+        log.warning("workers found dead: %s; their waiting retries and unfinished fan-outs "
+                    "queued again", ", ".join(verdict.dead_workers))  # fmt: skip
+    return len(ids)
