@@ -6,7 +6,7 @@ claim has a token that recording checks, so a late write from a process that los
 claim cannot overwrite the new holder's outcome.
 
 Revision ID: 0011
-Revises: 0008
+Revises: 0013
 Create Date: 2026-12-04 20:30:00
 """
 
@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0011"
-down_revision = "0008"
+down_revision = "0013"
 branch_labels = None
 depends_on = None
 
