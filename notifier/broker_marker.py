@@ -4,8 +4,9 @@ FLUSHALL, a failover to an empty replica).
 A marker key lives in the broker next to the queues. Whatever wipes the queues wipes the
 marker too; each worker's main process looks for it every BROKER_CHECK_SECONDS. The first
 process to find it missing sets it again (SET NX: exactly one wins) and has every unsent
-planned delivery queued again. On a broker seen for the first time that re-queue finds
-what was owed anyway; claims make a second task for a row harmless.
+planned delivery queued again; claims make a second task for a row harmless. Articles whose
+fan-out had not run are fanned out again only when the marker was seen before (a new broker
+looks the same as a wiped one, and a first start must not announce an article twice).
 
 Only for a Redis broker: RabbitMQ's durable queues and persistent messages survive a restart.
 """
@@ -38,17 +39,23 @@ class BrokerMarker:
             socket_timeout=timeout_seconds,
             retry=Retry(NoBackoff(), 0),
         )
+        self._seen = False  # this process has seen the marker in place
 
-    def lost_and_claimed(self) -> bool:
-        """True once per loss, to the one caller who must re-queue; False while the marker
-        is there, while another caller re-queues, or while the broker does not answer."""
+    def check(self) -> str | None:
+        """ "lost" once per loss, to the one caller who must re-queue; "unknown" when the
+        marker was missing at this process's first look (a new broker, or one wiped while
+        no worker watched); None while it is there, while another caller re-queues, or while
+        the broker does not answer."""
         try:
             if self._redis.exists(MARKER_KEY):
-                return False
-            return bool(self._redis.set(MARKER_KEY, uuid.uuid4().hex, nx=True))
+                self._seen = True
+                return None
+            if not self._redis.set(MARKER_KEY, uuid.uuid4().hex, nx=True):
+                return None
         except redis.RedisError as error:
             log.debug("broker marker not checked: %s", error)
-            return False
+            return None
+        return "lost" if self._seen else "unknown"
 
     def close(self) -> None:
         self._redis.close()

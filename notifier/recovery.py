@@ -18,10 +18,10 @@ from notifier.timeutil import utcnow
 log = logging.getLogger(__name__)
 
 
-def requeue_unsent(settings: Settings) -> dict[str, int]:
+def requeue_unsent(settings: Settings, fan_out_again: bool = True) -> dict[str, int]:
     """The broker lost its queues: queue every unsent planned delivery again (due ones now,
-    per channel and at its pace; the others for their time) and every article whose fan-out
-    had not run. Claims make a task that survived somewhere harmless."""
+    per channel and at its pace; the others for their time) and, with `fan_out_again`, every
+    article whose fan-out had not run. Claims make a task that survived somewhere harmless."""
     rates = send_rates(settings)
     with session_scope(settings.database_url) as session:
         now = utcnow()
@@ -32,7 +32,7 @@ def requeue_unsent(settings: Settings) -> dict[str, int]:
                 due.setdefault(channel, []).append(delivery_id)
             else:
                 later[delivery_id] = due_at
-        articles = unplanned_article_ids(session, now, 0)
+        articles = unplanned_article_ids(session, now, 0) if fan_out_again else []
         for channel, ids in sorted(due.items(), key=lambda item: item[0] != "push"):
             queue_in_chunks(session, ids, settings, rates.get(channel, 0.0))
         queue_when_due(session, later, settings)
@@ -48,10 +48,11 @@ def requeue_unsent(settings: Settings) -> dict[str, int]:
 def check_broker(settings: Settings, marker) -> bool:
     """From a worker's main process: if the broker lost its queues, this process (and only
     this one) queues everything owed again. Outages are left to the next check."""
-    if not marker.lost_and_claimed():
+    verdict = marker.check()
+    if verdict is None:
         return False
     try:
-        requeue_unsent(settings)
+        requeue_unsent(settings, fan_out_again=verdict == "lost")
     except OUTAGES as error:
         log.error("the broker lost its queues but re-queueing failed (the sweeper will "
                   "find the work): %s", error)  # fmt: skip
