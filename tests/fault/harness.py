@@ -468,8 +468,12 @@ class Stack:
             process.wait_for_output(ready)
         return process
 
-    def worker(self, name: str = "worker", concurrency: int = 2, wait: bool = True) -> Proc:
-        args = ["worker", f"--concurrency={concurrency}", "-n", f"{name}@%h", "--without-mingle"]
+    def worker(
+        self, name: str = "worker", concurrency: int = 2, wait: bool = True, node: str = ""
+    ) -> Proc:
+        """A `notifier worker` (node name `node or name`@host; its log is `name`.log)."""
+        node = node or name
+        args = ["worker", f"--concurrency={concurrency}", "-n", f"{node}@%h", "--without-mingle"]
         return self.start(name, args, "ready." if wait else None)
 
     def beat(self) -> Proc:

@@ -89,14 +89,15 @@ CHILD_KILL_TARGET = 30.0  # and within 30 s of a kill -9 of one pool child
 def worker_killed(
     tmp: Path, database_url: str, recipients: int = 3000, concurrency: int = 2,
     record_batch: int = 10, connections: int = 2, within: float | None = KILL_TARGET,
-    **env: str,
+    same_name: bool = False, **env: str,
 ):  # fmt: skip
     """SIGKILL the whole worker (prefork parent and children) a third of the way through a
     fan-out, at a moment when each child has messages accepted by the SMTP server but not
     yet acknowledged, then start a new worker at once. Every recipient gets the article;
     the only duplicates are the messages sent but not marked: per killed process at most
     those in flight on its SMTP connections and those waiting for their group to be
-    recorded. Seconds are counted from the kill; the wait fails past `within`."""
+    recorded. Seconds are counted from the kill; the wait fails past `within`. With
+    `same_name` the new worker has the dead one's node name, as a restarted service does."""
     with _grouped_stack(tmp, database_url, record_batch, connections, **env) as stack:
         emails = seed_email_subscribers(database_url, recipients)
         article = seed_article(database_url)
@@ -114,10 +115,11 @@ def worker_killed(
         time.sleep(0.3)
         at_kill = stack.smtp.handler.message_count()
         states = delivery_states(database_url, article)
-        stack.worker("worker-2", concurrency)
+        stack.worker("worker-2", concurrency, node="worker-1" if same_name else "")
         seconds = _wait_since(stack, article, emails, killed, within, recipients)
         return _email_figures(
-            "1 worker SIGKILL", stack, emails, article, seconds,
+            "1 worker SIGKILL" + (", restarted under its name" if same_name else ""),
+            stack, emails, article, seconds,
             processes_killed=len(group), sent_before_kill=at_kill,
             sweeper_requeued=stack.logged("sweep re-queued"),
             taken_over=stack.logged("took over"),

@@ -64,3 +64,19 @@ def test_retries_a_killed_worker_held_in_memory_go_when_due(tmp_path, pg_databas
     assert figures.notes["retried_before_retry_after"] == 0
     assert not figures.notes["sweeper_requeued"]
     assert figures.notes["final"] == {"sent": 100}
+
+
+def test_a_worker_restarted_under_its_name_takes_over_at_once(tmp_path, pg_database_url):
+    """systemd or Docker restarting `notifier worker`: same node name, a new main process.
+    The dead one's claims are known dead at once, without waiting for its heartbeat to go
+    stale (WORKER_STALE_SECONDS)."""
+    figures = worker_killed(tmp_path, pg_database_url, 2000, CONCURRENCY, RECORD_BATCH,
+                            CONNECTIONS, same_name=True)  # fmt: skip
+    print(figures.line())
+    notes = figures.notes
+    assert notes["sending_at_kill"] > 0 and notes["taken_over"]
+    # Its heartbeat (every 10 s, stale after 30 s) goes stale 20 s after the kill at the earliest.
+    assert figures.seconds < 20, "before the dead worker's heartbeat could go stale"
+    assert (figures.delivered, figures.lost, notes["strangers"]) == (2000, 0, 0)
+    assert figures.duplicates == notes["unmarked_at_kill"] <= CONCURRENCY * BOUND_PER_PROCESS
+    assert notes["final"] == {"sent": 2000}
