@@ -5,8 +5,8 @@ live workers as soon as its heartbeat goes stale, not when the lease runs out; a
 claim has a token that recording checks, so a late write from a process that lost its
 claim cannot overwrite the new holder's outcome.
 
-Revision ID: 0011
-Revises: 0013
+Revision ID: 0013
+Revises: 0012
 Create Date: 2026-12-04 20:30:00
 """
 
@@ -15,8 +15,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0011"
-down_revision = "0013"
+revision = "0013"
+down_revision = "0012"
 branch_labels = None
 depends_on = None
 
