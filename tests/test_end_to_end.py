@@ -45,8 +45,9 @@ def live_settings(tmp_path, pg_database_url, redis_url, smtp, feed_server, **env
         SMTP_URL=smtp.url,
         PUBLIC_URL=f"http://127.0.0.1:{port}",
         FEED_URLS=feed_server.url,
+        # The tests change the feed and wait for the next poll: once a second, not every
+        # five minutes. Everything else (sweeper, leases, retries) runs on its defaults.
         FEED_POLL_SECONDS="1",
-        SWEEP_SECONDS="2",
         **env,
     )
     return settings, port
