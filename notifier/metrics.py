@@ -42,6 +42,7 @@ from notifier.models import (
 )
 from notifier.ops.feeds import feed_health
 from notifier.ops.queues import queue_depths
+from notifier.ops.recoveries import recovery_summary
 from notifier.ops.sweeps import sweep_summary
 from notifier.ops.task_failures import task_failures_by_task
 from notifier.ops.workers import worker_states
@@ -322,7 +323,15 @@ def _ops_history_families(session: Session, now: datetime, settings: Settings) -
     )
     for kind, count in sweep_summary(session, now).last_day.items():
         requeued.add_metric([kind], count)
-    return [failures, requeued]
+    recovered = GaugeMetricFamily(
+        "notifier_deliveries_recovered_last_day",
+        "Deliveries queued again after a fault in the last day, by cause: dead_worker, "
+        "broker_lost, sweeper (zero in normal operation).",
+        labels=["cause"],
+    )
+    for cause, count in recovery_summary(session, now).last_day.items():
+        recovered.add_metric([cause], count)
+    return [failures, requeued, recovered]
 
 
 def _by_status(

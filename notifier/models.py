@@ -342,6 +342,22 @@ class SweepRun(Base):
     deliveries: Mapped[int] = mapped_column(Integer)
 
 
+class RecoveryCause(enum.StrEnum):
+    DEAD_WORKER = "dead_worker"  # claims of a worker process known dead, taken over at once
+    BROKER_LOST = "broker_lost"  # the broker lost its queues: every unsent row queued again
+
+
+class Recovery(Base):
+    """Deliveries queued again at once after a fault, and why. Zero in normal operation."""
+
+    __tablename__ = "recoveries"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    recovered_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    cause: Mapped[RecoveryCause] = mapped_column(_enum(RecoveryCause))
+    deliveries: Mapped[int] = mapped_column(Integer)
+
+
 class Delivery(Base):
     """One message for one recipient on one channel; the unique keys make re-planning harmless.
 

@@ -11,6 +11,8 @@ from notifier import metrics
 from notifier.config import Settings
 from notifier.db import session_scope
 from notifier.domain.deliveries import unplanned_article_ids, unsent_deliveries
+from notifier.models import RecoveryCause
+from notifier.ops.recoveries import record_recovery
 from notifier.takeover import take_over
 from notifier.tasks import OUTAGES, fan_out_article, queue_in_chunks, queue_when_due, send_rates
 from notifier.timeutil import utcnow
@@ -36,9 +38,11 @@ def requeue_unsent(settings: Settings, fan_out_again: bool = True) -> dict[str, 
         for channel, ids in sorted(due.items(), key=lambda item: item[0] != "push"):
             queue_in_chunks(session, ids, settings, rates.get(channel, 0.0))
         queue_when_due(session, later, settings)
+        count = sum(map(len, due.values())) + len(later)
+        record_recovery(session, now, RecoveryCause.BROKER_LOST, count)
+        session.commit()
     for article_id in articles:
         fan_out_article.delay(article_id)
-    count = sum(map(len, due.values())) + len(later)
     metrics.deliveries_recovered("broker_lost", count)
     log.warning("the broker lost its queues: queued %s unsent deliveries and %s articles again",
                 count, len(articles))  # fmt: skip
@@ -67,8 +71,9 @@ def take_over_dead_workers(settings: Settings, local, handled: set, starting: bo
     Claims make a copy that survived elsewhere harmless. Outages wait for the next check."""
     try:
         with session_scope(settings.database_url) as session:
-            verdict = take_over(session, utcnow(), settings.worker_stale_seconds, local,
-                                handled)  # fmt: skip
+            now = utcnow()
+            verdict = take_over(session, now, settings.worker_stale_seconds, local, handled)
+            record_recovery(session, now, RecoveryCause.DEAD_WORKER, len(verdict.released))
             session.commit()
             ids = verdict.released
             if ids:

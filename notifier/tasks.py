@@ -48,6 +48,7 @@ from notifier.domain.feeds import sync_feeds
 from notifier.feed_poller import FeedFetchError, fetch, finish_poll, start_poll
 from notifier.logs import redact
 from notifier.models import Alert, Article
+from notifier.ops.recoveries import forget_recoveries
 from notifier.ops.sweeps import forget_sweeps, record_sweep
 from notifier.ops.task_failures import forget_task_failures
 from notifier.timeutil import utcnow
@@ -307,6 +308,7 @@ def sweep(self) -> dict:
         record_sweep(session, now, len(articles), len(alerts), len(overdue))
         keep_after = now - timedelta(days=settings.ops_history_days)
         forget_sweeps(session, keep_after)
+        forget_recoveries(session, keep_after)
         forget_task_failures(session, keep_after)
         session.commit()
     for article_id in articles:

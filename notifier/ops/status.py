@@ -16,9 +16,11 @@ from notifier.logs import redact
 from notifier.ops.failures import FailureGroup, deliveries_by_outcome, recent_failures
 from notifier.ops.feeds import FeedHealth, feed_health
 from notifier.ops.queues import queue_depths
+from notifier.ops.recoveries import RecoverySummary, recovery_summary
 from notifier.ops.sweeps import SweepSummary, sweep_summary
 from notifier.ops.task_failures import TaskFailureGroup, recent_task_failures
 from notifier.ops.workers import WorkerState, worker_states
+from notifier.wording import plural
 
 
 def age(now: datetime, then: datetime | None) -> str:
@@ -49,6 +51,7 @@ class StatusReport:
     task_failures_window: list[TaskFailureGroup] = field(default_factory=list)
     task_failures_last_day: list[TaskFailureGroup] = field(default_factory=list)
     sweep: SweepSummary | None = None
+    recovered: RecoverySummary | None = None
     database_error: str | None = None
     broker_error: str | None = None
     problems: list[str] = field(default_factory=list)
@@ -80,6 +83,7 @@ class StatusReport:
                 "last_day": [_task_failure_json(g) for g in self.task_failures_last_day],
             },
             "sweeper": _sweep_json(self.sweep),
+            "recovered": _recovered_json(self.recovered),
         }
 
 
@@ -135,6 +139,12 @@ def _sweep_json(sweep: SweepSummary | None) -> dict | None:
     }
 
 
+def _recovered_json(recovered: RecoverySummary | None) -> dict | None:
+    if recovered is None:
+        return None
+    return {"deliveries_last_day": recovered.last_day, "last": _iso(recovered.last_at)}
+
+
 def _read_database(report: StatusReport, session: Session, settings: Settings) -> None:
     now = report.now
     try:
@@ -147,6 +157,7 @@ def _read_database(report: StatusReport, session: Session, settings: Settings) -
         report.task_failures_window = recent_task_failures(session, now, window)
         report.task_failures_last_day = recent_task_failures(session, now, 86400)
         report.sweep = sweep_summary(session, now)
+        report.recovered = recovery_summary(session, now)
     except SQLAlchemyError as error:
         session.rollback()
         report.database_error = _short(error)
@@ -269,9 +280,22 @@ def render_text(report: StatusReport) -> str:
             f"{day['articles']} articles, {day['alerts']} alerts "
             f"({report.sweep.sweeps_last_day} sweeps; zero in normal operation)"
         )
+    if report.recovered is not None:
+        lines.append(recovered_line(report.recovered))
     if report.healthy:
         lines.append("Healthy.")
     else:
         lines.append(f"Not healthy ({len(report.problems)}):")
         lines.extend(f"  - {problem}" for problem in report.problems)
     return "\n".join(lines)
+
+
+def recovered_line(recovered: RecoverySummary) -> str:
+    """Deliveries queued again after a fault in the last day, by cause, in one line."""
+    day = recovered.last_day
+    return (
+        "Recovered after faults (last day): "
+        f"{plural(day['dead_worker'], 'delivery', 'deliveries')} taken over from dead workers, "
+        f"{day['broker_lost']:,} queued again after the broker lost its queues, "
+        f"{day['sweeper']:,} re-queued by the sweeper (zero in normal operation)"
+    )

@@ -14,6 +14,7 @@ from notifier.models import Alert, AlertStatus, Article, Delivery, DeliveryStatu
 from notifier.ops.failures import deliveries_by_outcome, recent_failures, retry_failed
 from notifier.ops.feeds import feed_health
 from notifier.ops.queues import queue_depths
+from notifier.ops.recoveries import recovery_summary
 from notifier.ops.sweeps import sweep_summary
 from notifier.ops.task_failures import recent_task_failures
 from notifier.ops.workers import worker_states
@@ -80,6 +81,7 @@ def dashboard():
         failures=recent_failures(db(), now), alerts=alerts, articles=articles,
         scheduled=_scheduled(),
         task_failures=recent_task_failures(db(), now, 86400), sweep=sweep_summary(db(), now),
+        recovered=recovery_summary(db(), now),
         notice=request.args.get("notice"), refresh_ms=int(s.ops_refresh_seconds * 1000),
     )  # fmt: skip
 

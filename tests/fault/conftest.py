@@ -10,8 +10,9 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from tests.conftest import _clean
+from tests.conftest import _clean, make_settings
 from tests.fault.harness import FaultySmtp, OwnRedis, TcpProxy
+from tests.support.recoveries import Shown, shown_recoveries
 
 
 @pytest.fixture
@@ -50,3 +51,12 @@ def module_database(pg_url, seeded_categories) -> Iterator[str]:
     _clean(pg_url, seeded_categories[pg_url])
     yield pg_url
     _clean(pg_url, seeded_categories[pg_url])
+
+
+@pytest.fixture
+def recoveries_shown(tmp_path, pg_database_url, redis_url) -> Callable[[], Shown]:
+    """After a scenario: the recoveries its workers recorded, as `notifier status` and /ops/
+    show them (read from the same database; the scenario's own broker is gone by then)."""
+    settings = make_settings(tmp_path / "ops", DATABASE_URL=pg_database_url,
+                             CELERY_BROKER_URL=redis_url)  # fmt: skip
+    return lambda: shown_recoveries(settings)

@@ -12,7 +12,7 @@ RECIPIENTS = 1500  # three chunks of the default 500: work is queued when the br
 
 @pytest.mark.parametrize("restart", [False, True], ids=["flushall", "restarted-empty"])
 def test_wiped_broker_mid_fan_out_is_noticed_and_everything_goes_exactly_once(
-    tmp_path, pg_database_url, restart
+    tmp_path, pg_database_url, restart, recoveries_shown
 ):
     figures = redis_flushed(tmp_path, pg_database_url, RECIPIENTS, restart=restart)
     print(figures.line())
@@ -25,3 +25,8 @@ def test_wiped_broker_mid_fan_out_is_noticed_and_everything_goes_exactly_once(
     assert (figures.delivered, figures.lost, figures.duplicates) == (RECIPIENTS, 0, 0)
     assert notes["strangers"] == 0
     assert notes["final"] == {"sent": RECIPIENTS}
+    shown = recoveries_shown()  # what was queued again, and why, is there for the operator
+    assert 0 < shown.counts["broker_lost"] < RECIPIENTS
+    assert shown.counts["dead_worker"] == shown.counts["sweeper"] == 0
+    assert f"{shown.counts['broker_lost']} after the broker lost its queues" in shown.ops
+    assert f"{shown.counts['broker_lost']} queued again after the broker" in shown.status_line

@@ -21,7 +21,9 @@ CONNECTIONS = 2  # SMTP connections per worker process
 BOUND_PER_PROCESS = CONNECTIONS + RECORD_BATCH - 1
 
 
-def test_sigkilled_worker_mid_fan_out_is_taken_over_within_a_minute(tmp_path, pg_database_url):
+def test_sigkilled_worker_mid_fan_out_is_taken_over_within_a_minute(
+    tmp_path, pg_database_url, recoveries_shown
+):
     figures = worker_killed(tmp_path, pg_database_url, RECIPIENTS, CONCURRENCY, RECORD_BATCH,
                             CONNECTIONS)  # fmt: skip
     print(figures.line())
@@ -37,9 +39,17 @@ def test_sigkilled_worker_mid_fan_out_is_taken_over_within_a_minute(tmp_path, pg
     assert notes["unmarked_at_kill"] >= CONCURRENCY, "the kill caught messages in flight"
     assert figures.duplicates == notes["unmarked_at_kill"] <= CONCURRENCY * BOUND_PER_PROCESS
     assert notes["final"] == {"sent": RECIPIENTS}
+    # Every row the dead processes held was taken over, and the operator can see it.
+    shown = recoveries_shown()
+    taken = notes["sending_at_kill"]
+    assert shown.counts == {"dead_worker": taken, "broker_lost": 0, "sweeper": 0}
+    assert shown.ops.startswith(f"Queued again in the last day: {taken:,} deliveries taken over")
+    assert f": {taken:,} deliveries taken over from dead workers" in shown.status_line
 
 
-def test_sigkilled_pool_child_is_taken_over_by_its_own_worker(tmp_path, pg_database_url):
+def test_sigkilled_pool_child_is_taken_over_by_its_own_worker(
+    tmp_path, pg_database_url, recoveries_shown
+):
     figures = pool_child_killed(tmp_path, pg_database_url, 2000, CONCURRENCY, RECORD_BATCH,
                                 CONNECTIONS)  # fmt: skip
     print(figures.line())
@@ -50,6 +60,9 @@ def test_sigkilled_pool_child_is_taken_over_by_its_own_worker(tmp_path, pg_datab
     assert (figures.delivered, figures.lost, notes["strangers"]) == (2000, 0, 0)
     assert figures.duplicates <= BOUND_PER_PROCESS
     assert notes["final"] == {"sent": 2000}
+    shown = recoveries_shown()
+    assert 0 < shown.counts["dead_worker"] <= notes["sending_at_kill"], "the child's rows"
+    assert shown.counts["broker_lost"] == shown.counts["sweeper"] == 0
 
 
 def test_retries_a_killed_worker_held_in_memory_go_when_due(tmp_path, pg_database_url):

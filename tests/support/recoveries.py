@@ -1,0 +1,58 @@
+"""What an operator sees of recoveries after faults: `notifier status` (text and --json) and
+the /ops/ dashboard, read as they would be, from the database the workers wrote to."""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+from dataclasses import dataclass
+
+from click.testing import CliRunner
+from sqlalchemy import select
+
+from notifier.cli import cli
+from notifier.config import Settings
+from notifier.db import session_scope
+from notifier.domain.editors import create_editor
+from notifier.models import Editor
+from notifier.web import create_app
+from tests.support.processes import settings_env
+
+ADMIN = "ops-admin@aze.media"
+
+
+@dataclass
+class Shown:
+    counts: dict[str, int]  # `notifier status --json`: recovered.deliveries_last_day
+    status_line: str  # the "Recovered after faults" line of `notifier status`
+    ops: str  # the /ops/ paragraph, whitespace collapsed
+
+
+def shown_recoveries(settings: Settings) -> Shown:
+    env = settings_env(settings)
+    report = json.loads(CliRunner().invoke(cli, ["status", "--json"], env=env).output)
+    text = CliRunner().invoke(cli, ["status"], env=env).output
+    [line] = [row for row in text.splitlines() if row.startswith("Recovered after faults")]
+    return Shown(report["recovered"]["deliveries_last_day"], line, _ops_paragraph(settings))
+
+
+def admin_client(settings: Settings):
+    """A test client of the web app, logged in as an admin (created on first use)."""
+    from tests.web.conftest import logged_in_client
+
+    with session_scope(settings.database_url) as session:
+        admin = session.scalar(select(Editor).where(Editor.email == ADMIN))
+        if admin is None:
+            admin = create_editor(session, ADMIN, "correct horse battery", "admin")
+            session.commit()
+        session.refresh(admin)
+        session.expunge(admin)
+    return logged_in_client(create_app(settings), admin)
+
+
+def _ops_paragraph(settings: Settings) -> str:
+    page = admin_client(settings).get("/ops/").text
+    found = re.search(r'<p id="recovered"[^>]*>(.*?)</p>', page, re.S)
+    assert found, "no recoveries paragraph on /ops/"
+    return " ".join(html.unescape(found.group(1)).split())
