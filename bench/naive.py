@@ -44,7 +44,7 @@ def _settings():
 @cache
 def _tools():
     """The project's own renderer and link builder (templates/, signed tokens)."""
-    from notifier.messages import MessageRenderer
+    from notifier.delivery.rendering import MessageRenderer
     from notifier.tokens import Tokens
     from notifier.urls import PublicUrls
 

@@ -20,7 +20,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from notifier.pacing import redis_py_url
+from notifier.channels.pacing import redis_py_url
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ from datetime import timedelta
 from celery import Celery
 
 from notifier.config import Settings, load_settings
-from notifier.feed_node import FEEDS_QUEUE, SENDING_QUEUE, feed_routes
+from notifier.polling.node import FEEDS_QUEUE, SENDING_QUEUE, feed_routes
 
 
 def is_amqp(url: str) -> bool:
@@ -75,7 +75,7 @@ def make_celery(settings: Settings | None = None) -> Celery:
         worker_hijack_root_logger=False,
         # Events give worker heartbeats (our dashboard, Flower); nobody stores task events.
         worker_send_task_events=True,
-        # Feed fetches have their own queue and node (notifier.feed_node): never a sending slot.
+        # Feed fetches have their own queue and node (notifier.polling.node): never a sending slot.
         task_routes=feed_routes(),
         **_amqp_options(settings),
         beat_schedule_filename=str(settings.data_dir / "celerybeat-schedule"),
@@ -167,8 +167,8 @@ def _record_heartbeats(app: Celery, settings: Settings) -> None:
             )
 
         def check(self, worker) -> None:
+            from notifier.delivery.takeover import LocalPool
             from notifier.recovery import take_over_dead_workers
-            from notifier.takeover import LocalPool
 
             local = LocalPool(worker.hostname, os.getpid(), _pool_children(worker))
             take_over_dead_workers(settings, local, self.handled, self.starting)

@@ -137,7 +137,7 @@ def worker(celery_args: tuple[str, ...]) -> None:
     def child_exit(pid: int, **_kwargs) -> None:
         multiprocess.mark_process_dead(pid, str(metrics_dir))
 
-    from notifier.feed_node import SENDING_QUEUE, add_feeds_node
+    from notifier.polling.node import SENDING_QUEUE, add_feeds_node
 
     app = make_celery(settings)
     if not _names_queues(celery_args):  # with -Q the operator places the nodes themselves
@@ -158,7 +158,7 @@ def feeds_worker(celery_args: tuple[str, ...]) -> None:
     settings = _settings(service=True)
     _export_metrics_dir(settings, "feeds")
     from notifier.celery_app import make_celery
-    from notifier.feed_node import FEEDS_QUEUE, watch_parent
+    from notifier.polling.node import FEEDS_QUEUE, watch_parent
 
     app = make_celery(settings)
     watch_parent(app)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import base64
 import re
 
-from notifier.domain.feeds import single_line
+from notifier.text import single_line
 
 MAX_LINE = 998  # RFC 5322: longest line, CRLF excluded
 _WORD_BYTES = 45  # 45 bytes of UTF-8 are 60 base64 characters: a 72-character encoded-word

@@ -1,32 +1,29 @@
-"""Channel-neutral rendering: a template folder + context -> a message value.
+"""Channel-neutral values: a rendered email, a push ready to encrypt, an email envelope ready
+for the wire, and the outcome a channel reports for each. The one module channels and the
+delivery path share: it imports neither of them (nor the domain).
 
-Plain Jinja2 (no Flask) so workers, previews and tests share one environment. HTML has its
-CSS inlined so Gmail and Outlook show it as designed; headers never carry CR/LF.
+Headers never carry CR/LF (notifier.email_headers).
 """
 
 from __future__ import annotations
 
 import email.policy
 import email.utils
+import enum
 import json
 import re
 from dataclasses import dataclass, field, replace
 from email.headerregistry import Address
 from email.message import EmailMessage
-from pathlib import Path
 
-import css_inline
 import idna
-from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
-from notifier.domain.feeds import single_line, truncate
 from notifier.email_headers import header_value
-from notifier.wording import breaking
+from notifier.text import truncate
 
 # Folding non-ASCII subjects into several encoded-words loses the spaces between them
 # (CPython's folder puts them outside the words); long lines keep each header one word.
 _POLICY = email.policy.SMTP.clone(max_line_length=998)
-_INLINER = css_inline.CSSInliner(keep_style_tags=False, load_remote_stylesheets=False)
 
 
 @dataclass(frozen=True)
@@ -127,35 +124,30 @@ def _json(payload: dict) -> bytes:
     return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
 
 
-class MessageRenderer:
-    """Renders templates/email/<kind>/{subject.txt, body.txt, body.html}."""
+class Outcome(enum.StrEnum):
+    SENT = "sent"  # the server accepted it
+    RETRY = "retry"  # temporary: try again later (SMTP 4xx, refused connection, timeout)
+    GONE = "gone"  # the recipient no longer exists: never retry (SMTP 5xx at RCPT, push 404/410)
+    FAILED = "failed"  # this message was refused for good, the recipient stays (push 400/403)
 
-    def __init__(self, templates_dir: Path) -> None:
-        loader = FileSystemLoader(str(templates_dir))
-        self.text_env = Environment(loader=loader, undefined=StrictUndefined, autoescape=False)
-        self.html_env = Environment(
-            loader=loader,
-            undefined=StrictUndefined,
-            autoescape=select_autoescape(default=True, default_for_string=True),
-        )
-        for env in (self.text_env, self.html_env):
-            env.filters["breaking"] = breaking
 
-    def render_email(
-        self, kind: str, to: str, context: dict, headers: dict[str, str] | None = None
-    ) -> RenderedEmail:
-        folder = f"email/{kind}"
-        subject = self.text_env.get_template(f"{folder}/subject.txt").render(context)
-        text = self.text_env.get_template(f"{folder}/body.txt").render(context)
-        html = self.html_env.get_template(f"{folder}/body.html").render(context)
-        return RenderedEmail(
-            to=to,
-            subject=single_line(subject),
-            text=text.strip() + "\n",
-            html=_INLINER.inline(html),
-            headers=headers or {},
-        )
+@dataclass(frozen=True)
+class SendResult:
+    outcome: Outcome
+    detail: str = ""
+    retry_after: float | None = None  # seconds the server (or a hold on it) asked us to wait
+    attempted: bool = True  # False: held back before any request went out (not a failure)
 
-    def render_push(self, kind: str, context: dict) -> dict:
-        """templates/push/<kind>.json -> the payload the service worker receives."""
-        return json.loads(self.html_env.get_template(f"push/{kind}.json").render(context))
+    @classmethod
+    def sent(cls, detail: str = "accepted") -> SendResult:
+        return cls(Outcome.SENT, detail)
+
+
+@dataclass(frozen=True)
+class EmailEnvelope:
+    """An email ready for the wire: SMTP envelope addresses and the whole message as bytes
+    (CRLF line ends, headers included). What the fast fan-out path hands to email channels."""
+
+    mail_from: str  # bare address for MAIL FROM
+    to: str  # bare address for RCPT TO
+    data: bytes

@@ -10,11 +10,12 @@ from datetime import datetime
 from notifier import metrics
 from notifier.config import Settings
 from notifier.db import session_scope
+from notifier.delivery.queueing import queue_in_chunks, queue_when_due, send_rates
+from notifier.delivery.takeover import take_over
 from notifier.domain.deliveries import unplanned_article_ids, unsent_deliveries
 from notifier.models import RecoveryCause
 from notifier.ops.recoveries import record_recovery
-from notifier.takeover import take_over
-from notifier.tasks import OUTAGES, fan_out_article, queue_in_chunks, queue_when_due, send_rates
+from notifier.tasks import OUTAGES, enqueue_send, fan_out_article
 from notifier.timeutil import utcnow
 
 log = logging.getLogger(__name__)
@@ -36,8 +37,8 @@ def requeue_unsent(settings: Settings, fan_out_again: bool = True) -> dict[str, 
                 later[delivery_id] = due_at
         articles = unplanned_article_ids(session, now, 0) if fan_out_again else []
         for channel, ids in sorted(due.items(), key=lambda item: item[0] != "push"):
-            queue_in_chunks(session, ids, settings, rates.get(channel, 0.0))
-        queue_when_due(session, later, settings)
+            queue_in_chunks(session, ids, settings, enqueue_send, rates.get(channel, 0.0))
+        queue_when_due(session, later, settings, enqueue_send)
         count = sum(map(len, due.values())) + len(later)
         record_recovery(session, now, RecoveryCause.BROKER_LOST, count)
         session.commit()
@@ -77,12 +78,12 @@ def take_over_dead_workers(settings: Settings, local, handled: set, starting: bo
             session.commit()
             ids = verdict.released
             if ids:
-                queue_in_chunks(session, ids, settings)
+                queue_in_chunks(session, ids, settings, enqueue_send)
             articles = []
             if verdict.dead_workers or starting:
                 now = utcnow()
                 waiting = {i: due for i, _, due in unsent_deliveries(session) if due > now}
-                queue_when_due(session, waiting, settings)
+                queue_when_due(session, waiting, settings, enqueue_send)
                 articles = unplanned_article_ids(session, now, settings.worker_stale_seconds)
         for article_id in articles:
             fan_out_article.delay(article_id)

@@ -1,4 +1,5 @@
-"""Thin Celery tasks: ids in, domain + channel, outcome mapped to a retry. Safe to run twice.
+"""Thin Celery tasks: ids in, one call into notifier.delivery (or the domain), an outage
+mapped to a retry. Safe to run twice.
 
 The database is the source of truth for what is owed; a task only carries ids. A task that
 meets a database or broker outage is retried with backoff; whatever the broker loses, the
@@ -9,8 +10,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import timedelta
 from functools import cache
 
 from celery import shared_task
@@ -18,39 +18,23 @@ from kombu.exceptions import OperationalError as BrokerError
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from notifier import holders, metrics
-from notifier.channels.base import Outcome
-from notifier.channels.registry import outlets
-from notifier.compose import Composer
 from notifier.config import Settings
 from notifier.db import session_scope
-from notifier.dispatch import retry_policy
-from notifier.dispatch import send_deliveries as send_batch
-from notifier.domain.alerts import (
-    alert_channels,
-    alert_notice,
-    finish_if_done,
-    finish_planning,
-    release_due_alerts,
-    start_alert,
-    unplanned_alert_ids,
-)
-from notifier.domain.deliveries import (
-    AUDIENCES,
-    Notice,
-    alert_ids_of,
-    due_groups,
-    note_queued,
-    overdue_delivery_ids,
-    plan_chunks,
-    unplanned_article_ids,
-)
+from notifier.delivery import dispatch, fanout
+from notifier.delivery.compose import Composer
+from notifier.delivery.outlets import outlets
+from notifier.delivery.queueing import queue_in_chunks
+from notifier.delivery.recording import retry_policy
+from notifier.domain.alerts import release_due_alerts, unplanned_alert_ids
+from notifier.domain.deliveries import overdue_delivery_ids, unplanned_article_ids
 from notifier.domain.feeds import sync_feeds
-from notifier.feed_poller import FeedFetchError, fetch, finish_poll, start_poll
 from notifier.logs import redact
-from notifier.models import Alert, Article
+from notifier.messages import Outcome
+from notifier.models import Alert
 from notifier.ops.recoveries import forget_recoveries
 from notifier.ops.sweeps import forget_sweeps, record_sweep
 from notifier.ops.task_failures import forget_task_failures
+from notifier.polling.fetch import FeedFetchError, fetch, finish_poll, start_poll
 from notifier.timeutil import utcnow
 
 log = logging.getLogger(__name__)
@@ -88,42 +72,9 @@ def retried_through_outages(task_function):
     return run
 
 
-def send_rates(settings: Settings) -> dict[str, float]:
-    """Sends per second of each paced channel (all workers together)."""
-    rates = {"email": settings.email_rate_per_second, "push": settings.push_rate_per_second}
-    return {channel: rate for channel, rate in rates.items() if rate > 0}
-
-
-def queue_deliveries(
-    session, delivery_ids: Sequence[int], countdown: float = 0.0, turn_in: float = 0.0
-) -> None:
-    """Hand a chunk to the broker and note it, so the sweeper knows it is not lost: due to
-    run after `countdown`, or (a paced channel's later chunk) to start in `turn_in` s."""
-    note_queued(session, delivery_ids, utcnow() + timedelta(seconds=max(countdown, turn_in)))
-    session.commit()
+def enqueue_send(delivery_ids: list[int], countdown: float = 0.0) -> None:
+    """How the delivery path hands a chunk to the broker (see notifier.delivery.queueing)."""
     send_deliveries.apply_async((list(delivery_ids),), countdown=countdown or None)
-
-
-def queue_when_due(session, due_at: dict[int, datetime], settings: Settings) -> None:
-    """Queue each row for the moment it is due (rows due together share a task). A wait
-    longer than BROKER_ETA_MAX_SECONDS is covered in hops: a task that comes early queues its
-    rows again for their time, so no broker holds an ETA task for hours."""
-    now = utcnow()
-    for due, ids in due_groups(due_at, settings.retry_group_seconds):
-        wait = min(max(0.0, (due - now).total_seconds()), settings.broker_eta_max_seconds)
-        for start in range(0, len(ids), settings.delivery_chunk_size):
-            queue_deliveries(session, ids[start : start + settings.delivery_chunk_size], wait)
-
-
-def queue_in_chunks(
-    session, delivery_ids: Sequence[int], settings: Settings, rate: float = 0.0
-) -> None:
-    """Queue rows due now a chunk at a time; on a paced channel (`rate` per second) each
-    chunk is noted queued for when its turn comes."""
-    size = settings.delivery_chunk_size
-    for start in range(0, len(delivery_ids), size):
-        turn_in = start / rate if rate > 0 else 0.0
-        queue_deliveries(session, delivery_ids[start : start + size], turn_in=turn_in)
 
 
 @shared_task(bind=True, name="notifier.tasks.poll_feeds")
@@ -161,35 +112,15 @@ def poll_feed(self, feed_id: int) -> list[int]:
     return new_ids
 
 
-def _plan_and_queue(session, notice: Notice, channels, settings: Settings) -> dict[str, int]:
-    """Plan a chunk, commit, queue it, next chunk: the first messages go out while the rest
-    of the audience is still being planned, and memory holds one chunk, not the audience."""
-    channels = sorted(channels, key=lambda channel: channel != "push")  # the fastest first
-    planned = dict.fromkeys(channels, 0)
-    chunks = plan_chunks(session, notice, channels, utcnow(), settings.delivery_chunk_size,
-                         queued_at=utcnow, rates=send_rates(settings))  # fmt: skip
-    for chunk in chunks:
-        session.commit()
-        planned[chunk.channel] += chunk.planned
-        if chunk.delivery_ids:
-            send_deliveries.apply_async((chunk.delivery_ids,))
-    return planned
-
-
 @shared_task(bind=True, name="notifier.tasks.fan_out_article")
 @retried_through_outages
 def fan_out_article(self, article_id: int) -> dict[str, int]:
     settings = _settings(self)
     with metrics.fanout_timer("article"), session_scope(settings.database_url) as session:
-        if session.get(Article, article_id) is None:
-            return {}
-        planned = _plan_and_queue(session, Notice.article(article_id), list(AUDIENCES), settings)
-        article = session.get(Article, article_id)
-        if article is not None and article.fanned_out_at is None:
-            article.fanned_out_at = utcnow()
-        session.commit()
-    log.info("article %s: %s deliveries planned and queued", article_id, planned,
-             extra={"article_id": article_id})  # fmt: skip
+        planned = fanout.fan_out_article(session, article_id, settings, enqueue_send)
+    if planned:
+        log.info("article %s: %s deliveries planned and queued", article_id, planned,
+                 extra={"article_id": article_id})  # fmt: skip
     return planned
 
 
@@ -198,17 +129,10 @@ def fan_out_article(self, article_id: int) -> dict[str, int]:
 def fan_out_alert(self, alert_id: int) -> dict[str, int]:
     settings = _settings(self)
     with metrics.fanout_timer("alert"), session_scope(settings.database_url) as session:
-        alert = start_alert(session, alert_id, utcnow())
-        if alert is None:
-            return {}
-        session.commit()
-        channels = alert_channels(alert)
-        planned = _plan_and_queue(session, alert_notice(alert), channels, settings)
-        alert = session.get(Alert, alert_id)
-        if alert is not None:
-            finish_planning(session, alert, utcnow())
-        session.commit()
-    log.info("alert %s: %s deliveries planned", alert_id, planned, extra={"alert_id": alert_id})
+        planned = fanout.fan_out_alert(session, alert_id, settings, enqueue_send)
+    if planned:
+        log.info("alert %s: %s deliveries planned", alert_id, planned,
+                 extra={"alert_id": alert_id})  # fmt: skip
     return planned
 
 
@@ -238,12 +162,8 @@ def send_alert_test(self, alert_fields: dict, to: str, category_names: list[str]
 def send_deliveries(self, delivery_ids: list[int]) -> dict:
     settings = _settings(self)
     with session_scope(settings.database_url) as session:
-        report = send_batch(session, delivery_ids, _outlets(settings), settings,
-                            holder=holders.current())  # fmt: skip
-        queue_when_due(session, report.due_at, settings)
-        for alert_id in alert_ids_of(session, delivery_ids):
-            finish_if_done(session, alert_id, utcnow())
-        session.commit()
+        report = dispatch.deliver(session, delivery_ids, _outlets(settings), settings,
+                                  enqueue_send, holder=holders.current())  # fmt: skip
     return {"sent": report.sent, "skipped": report.skipped, "failed": report.failed,
             "retrying": len(report.retry_in)}  # fmt: skip
 
@@ -303,8 +223,7 @@ def sweep(self) -> dict:
             session, now, settings.sweep_seconds, settings.sweep_requeue_after_seconds,
             settings.sweep_batch_limit,
         )  # fmt: skip
-        for start in range(0, len(overdue), settings.delivery_chunk_size):
-            queue_deliveries(session, overdue[start : start + settings.delivery_chunk_size])
+        queue_in_chunks(session, overdue, settings, enqueue_send)
         record_sweep(session, now, len(articles), len(alerts), len(overdue))
         keep_after = now - timedelta(days=settings.ops_history_days)
         forget_sweeps(session, keep_after)

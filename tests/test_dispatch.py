@@ -7,18 +7,17 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
-from notifier.channels.registry import outlets
-from notifier.compose import Composer
-from notifier.dispatch import send_deliveries
-from notifier.domain.claims import claim_deliveries
-from notifier.domain.deliveries import (
-    note_queued,
-    overdue_delivery_ids,
+from notifier.delivery.claims import claim_deliveries
+from notifier.delivery.compose import Composer
+from notifier.delivery.dispatch import send_deliveries
+from notifier.delivery.outlets import outlets
+from notifier.delivery.planning import (
     pending_delivery_chunks,
     plan_article,
     plan_article_deliveries,
-    unplanned_article_ids,
 )
+from notifier.delivery.queueing import note_queued
+from notifier.domain.deliveries import overdue_delivery_ids, unplanned_article_ids
 from notifier.domain.subscriptions import unsubscribe
 from notifier.models import Delivery, DeliveryStatus, SubscriberStatus
 from notifier.timeutil import utcnow

@@ -16,10 +16,10 @@ from types import SimpleNamespace
 
 import pytest
 
-from notifier.channels.base import EmailEnvelope
 from notifier.config import PROJECT_ROOT
-from notifier.email_layout import EmailLayout
-from notifier.messages import MessageRenderer, RenderedEmail
+from notifier.delivery.email_layout import EmailLayout
+from notifier.delivery.rendering import MessageRenderer
+from notifier.messages import EmailEnvelope, RenderedEmail
 
 MAIL_FROM = "Aze.Media <news@aze.test>"
 TITLE = "Ərəfədə ə ğ ş ı — Новости 🚀"

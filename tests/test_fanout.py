@@ -9,12 +9,11 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import event, func, select
 
-from notifier.channels.base import SendResult
-from notifier.channels.registry import outlets
-from notifier.compose import Composer
-from notifier.dispatch import send_deliveries
+from notifier.delivery.compose import Composer
+from notifier.delivery.dispatch import send_deliveries
+from notifier.delivery.outlets import outlets
+from notifier.delivery.planning import Notice, alert_notice, plan_chunks
 from notifier.domain.alerts import (
-    alert_notice,
     create_alert,
     finish_if_done,
     finish_planning,
@@ -22,7 +21,8 @@ from notifier.domain.alerts import (
     unplanned_alert_ids,
     validate_alert,
 )
-from notifier.domain.deliveries import Notice, overdue_delivery_ids, plan_chunks
+from notifier.domain.deliveries import overdue_delivery_ids
+from notifier.messages import SendResult
 from notifier.models import AlertStatus, Delivery, DeliveryStatus
 from notifier.timeutil import utcnow
 from tests import factories

@@ -9,7 +9,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from notifier.feed_poller import FeedFetchError, FeedRequest, fetch
+from notifier.polling.fetch import FeedFetchError, FeedRequest, fetch
 from tests.conftest import make_settings
 from tests.support.rss import Item, rss
 

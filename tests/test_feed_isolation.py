@@ -20,8 +20,8 @@ from notifier.cli import cli
 from notifier.db import session_scope
 from notifier.domain.editors import create_editor
 from notifier.domain.feeds import sync_feeds
-from notifier.feed_poller import FeedFetchError, FeedRequest, fetch
 from notifier.models import Feed
+from notifier.polling.fetch import FeedFetchError, FeedRequest, fetch
 from notifier.web import create_app
 from tests import factories
 from tests.conftest import make_settings

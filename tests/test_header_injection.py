@@ -10,10 +10,10 @@ from email.parser import BytesParser
 
 import pytest
 
-from notifier.domain.feeds import single_line
+from notifier.delivery.email_layout import EmailLayout
 from notifier.email_headers import header_value
-from notifier.email_layout import EmailLayout
 from notifier.messages import RenderedEmail
+from notifier.text import single_line
 
 MAIL_FROM = "Aze.Media <news@aze.test>"
 PARSER = BytesParser(policy=email.policy.default)

@@ -13,9 +13,10 @@ import pytest
 from jinja2 import UndefinedError
 from sqlalchemy import select
 
-from notifier.compose import Composer
 from notifier.config import PROJECT_ROOT
-from notifier.messages import MessageRenderer, RenderedEmail
+from notifier.delivery.compose import Composer
+from notifier.delivery.rendering import MessageRenderer
+from notifier.messages import RenderedEmail
 from notifier.models import Article, Category, Delivery, Feed, Subscriber, SubscriberStatus
 from notifier.tokens import Tokens
 from tests.conftest import make_settings

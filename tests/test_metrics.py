@@ -18,14 +18,14 @@ from sqlalchemy import create_engine, select
 from sqlalchemy.orm import Session
 
 from notifier import metrics
-from notifier.channels.base import Outcome, SendResult
-from notifier.channels.registry import outlets
 from notifier.cli import _export_metrics_dir
-from notifier.compose import Composer
 from notifier.db import session_scope
-from notifier.dispatch import send_deliveries
-from notifier.domain.alerts import create_alert, plan_alert, validate_alert
-from notifier.domain.deliveries import pending_delivery_chunks, plan_article
+from notifier.delivery.compose import Composer
+from notifier.delivery.dispatch import send_deliveries
+from notifier.delivery.outlets import outlets
+from notifier.delivery.planning import pending_delivery_chunks, plan_alert, plan_article
+from notifier.domain.alerts import create_alert, validate_alert
+from notifier.messages import Outcome, SendResult
 from notifier.metrics import RecordedCollector
 from notifier.models import Delivery, DeliveryStatus, SubscriberStatus
 from notifier.timeutil import utcnow

@@ -18,7 +18,7 @@ from itertools import pairwise
 import pytest
 import redis
 
-from notifier.pacing import (
+from notifier.channels.pacing import (
     LocalPacer,
     RedisPacer,
     Unlimited,
@@ -92,7 +92,9 @@ def redis_commands(monkeypatch) -> list[tuple]:
 
 
 def pacing_records(caplog, level: int) -> list[logging.LogRecord]:
-    return [r for r in caplog.records if r.name == "notifier.pacing" and r.levelno == level]
+    return [
+        r for r in caplog.records if r.name == "notifier.channels.pacing" and r.levelno == level
+    ]
 
 
 def steps(delays: list[float]) -> list[float]:
@@ -308,7 +310,7 @@ def test_unreachable_redis_falls_back_to_local_pacing(shared, caplog):
 
 
 def test_paces_together_again_once_redis_answers(shared, monkeypatch, caplog):
-    caplog.set_level(logging.INFO, logger="notifier.pacing")
+    caplog.set_level(logging.INFO, logger="notifier.channels.pacing")
     pacer, other = shared({"email": 10}, retry_seconds=0), shared({"email": 10})
     real_evalsha = pacer._redis.evalsha
     redis_down = True

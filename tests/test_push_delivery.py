@@ -10,10 +10,11 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
-from notifier.channels.registry import outlets, vapid_signer
-from notifier.compose import Composer
-from notifier.dispatch import send_deliveries
-from notifier.domain.deliveries import pending_delivery_chunks, plan_article
+from notifier.channels.registry import vapid_signer
+from notifier.delivery.compose import Composer
+from notifier.delivery.dispatch import send_deliveries
+from notifier.delivery.outlets import outlets
+from notifier.delivery.planning import pending_delivery_chunks, plan_article
 from notifier.domain.push_subscriptions import BrowserSubscription, save_push_subscription
 from notifier.messages import PUSH_MAX_PLAINTEXT, PushMessage
 from notifier.models import Delivery, DeliveryStatus, PushStatus, PushSubscription

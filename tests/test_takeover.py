@@ -7,15 +7,15 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import select
 
-from notifier.channels.base import Outcome
-from notifier.channels.registry import outlets
-from notifier.compose import Composer
-from notifier.dispatch import Outlet, send_deliveries
-from notifier.domain.claims import claim_deliveries, mark_sent
-from notifier.domain.deliveries import pending_delivery_chunks, plan_article_deliveries
+from notifier.delivery.claims import claim_deliveries, mark_sent
+from notifier.delivery.compose import Composer
+from notifier.delivery.dispatch import Outlet, send_deliveries
+from notifier.delivery.outlets import outlets
+from notifier.delivery.planning import pending_delivery_chunks, plan_article_deliveries
+from notifier.delivery.takeover import Beat, LocalPool, Verdict, dead_holders, take_over
 from notifier.holders import holder_name, parse
+from notifier.messages import Outcome
 from notifier.models import Delivery, DeliveryStatus, WorkerHeartbeat
-from notifier.takeover import Beat, LocalPool, Verdict, dead_holders, take_over
 from notifier.timeutil import utcnow
 from tests import factories
 
@@ -103,10 +103,10 @@ class _TakenOverMidSend:
         return self
 
     def send(self, message):
-        from notifier.channels.base import SendResult
+        from notifier.messages import SendResult
 
         if not self.sent:
-            from notifier.domain.claims import release_claims
+            from notifier.delivery.claims import release_claims
 
             release_claims(self.session, [A], utcnow())
             claim_deliveries(self.session, self.ids, utcnow(), 300, "other", B)
@@ -133,7 +133,7 @@ def test_a_worker_whose_rows_were_taken_over_does_not_overwrite_the_new_claim(se
 
 
 def test_a_worker_gone_stale_is_named_once_per_checking_process():
-    from notifier.takeover import newly_dead_workers
+    from notifier.delivery.takeover import newly_dead_workers
 
     beats = {
         "a@host": Beat(100, NOW - timedelta(seconds=40)),  # died

@@ -8,8 +8,8 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from notifier.config import PROJECT_ROOT
+from notifier.delivery.rendering import MessageRenderer
 from notifier.local_time import local_time
-from notifier.messages import MessageRenderer
 from notifier.wording import breaking, plural
 
 

@@ -10,7 +10,7 @@ from collections.abc import Iterable, Iterator
 from email.message import EmailMessage
 from pathlib import Path
 
-from notifier.channels.base import EmailEnvelope, Outcome, SendResult
+from notifier.messages import EmailEnvelope, Outcome, SendResult
 
 
 class DevMailboxChannel:

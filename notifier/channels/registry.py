@@ -1,26 +1,23 @@
-"""Pick the transport for each channel from the settings, and bind channels to deliveries."""
+"""The transports, built from the settings: a small table, keyed by each channel's own name.
+
+A new transport is a module in this package and one factory in TRANSPORTS; what a delivery
+on it is made of, and what its outcomes mean for the readers, is registered on the delivery
+side (notifier.delivery.outlets).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
-from functools import cache, partial
+from functools import cache
 
-from sqlalchemy.orm import Session
-
+from notifier.channels.base import Channel
 from notifier.channels.dev_mailbox import DevMailboxChannel
+from notifier.channels.pacing import Pacer, pacer_for
+from notifier.channels.push_backoff import SharedBackoff
+from notifier.channels.push_endpoints import EndpointPolicy
 from notifier.channels.smtp import SmtpChannel
 from notifier.channels.webpush import WebPushChannel
-from notifier.compose import Composer
 from notifier.config import Settings
-from notifier.dispatch import Outgoing, Outlet
-from notifier.domain.addressing import Addressee, Unwanted, address_chunk, notice_time
-from notifier.domain.deliveries import count_hard_bounces
-from notifier.domain.push_subscriptions import EndpointPolicy, mark_push_gone
-from notifier.domain.subscriptions import suppress_bounced_address
-from notifier.models import Delivery
-from notifier.pacing import Pacer, pacer_for
-from notifier.push_backoff import SharedBackoff
 from notifier.vapid import VapidSigner, load_private_key
 
 
@@ -58,27 +55,15 @@ def push_channel(settings: Settings) -> WebPushChannel:
     )
 
 
-def outlets(settings: Settings, composer: Composer) -> dict[str, Outlet]:
-    def address(channel: str, compose: Callable[[Addressee], object]):
-        def entries(session: Session, delivery_ids: list[int]) -> list[Outgoing | Unwanted]:
-            return [
-                Outgoing(e.delivery_id, partial(compose, e), notice_time(e.notice))
-                if isinstance(e, Addressee) else e
-                for e in address_chunk(session, channel, delivery_ids)
-            ]  # fmt: skip
+TRANSPORTS: tuple[Callable[[Settings], Channel], ...] = (email_channel, push_channel)
 
-        return entries
 
-    def push_gone(session: Session, delivery: Delivery, detail: str, now: datetime) -> None:
-        mark_push_gone(session, delivery.push_subscription_id, detail, now)
-
-    def email_gone(session: Session, delivery: Delivery, detail: str, now: datetime) -> None:
-        bounces = count_hard_bounces(session, delivery.subscriber_id)
-        limit = settings.email_bounce_limit
-        suppress_bounced_address(session, delivery.subscriber_id, bounces, limit, detail, now)
-
-    return {
-        "email": Outlet(email_channel(settings), address("email", composer.email_envelope),
-                        email_gone),
-        "push": Outlet(push_channel(settings), address("push", composer.push), push_gone),
-    }  # fmt: skip
+def transports(settings: Settings) -> dict[str, Channel]:
+    """Every transport, by the name it gives itself (Channel.name)."""
+    built: dict[str, Channel] = {}
+    for make in TRANSPORTS:
+        channel = make(settings)
+        if channel.name in built:
+            raise ValueError(f"two transports call themselves {channel.name!r}")
+        built[channel.name] = channel
+    return built

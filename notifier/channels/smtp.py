@@ -42,8 +42,8 @@ from email.message import EmailMessage
 from time import monotonic
 from urllib.parse import unquote, urlsplit
 
-from notifier.channels.base import EmailEnvelope, Outcome, SendResult
-from notifier.pacing import Pacer
+from notifier.channels.pacing import Pacer
+from notifier.messages import EmailEnvelope, Outcome, SendResult
 
 # How many messages `send_many` pulls ahead of the results, per connection: enough that a
 # connection always has its next message at hand to pipeline, few enough that a caller that

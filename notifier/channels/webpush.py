@@ -19,7 +19,7 @@ push services keep going at full speed. One not heard from for a few seconds sta
 its first few requests go one at a time on one connection (a service already throttling us
 sees one request, not a burst; a small batch needs one connection). Before each request
 the pacer is asked for that push service's turn, then for the turn of all push services
-(notifier.pacing), off the loop: it may ask Redis.
+(notifier.channels.pacing), off the loop: it may ask Redis.
 
 Threads: `send_many` pulls messages, checks endpoints (DNS, cached per origin for a minute)
 and consults the backoff in the caller's thread, where blocking I/O is allowed; the loop
@@ -50,13 +50,12 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from notifier.channels.base import Outcome, SendResult
-from notifier.domain.push_subscriptions import EndpointPolicy, PushSubscriptionError
+from notifier.channels.pacing import Pacer, Unlimited, push_keys
+from notifier.channels.push_backoff import LocalBackoff, SharedBackoff
+from notifier.channels.push_endpoints import EndpointPolicy, EndpointRefused
 from notifier.logs import redact
-from notifier.messages import PushMessage
-from notifier.pacing import Pacer, Unlimited, push_keys
+from notifier.messages import Outcome, PushMessage, SendResult
 from notifier.public_addresses import PublicOnlyResolver
-from notifier.push_backoff import LocalBackoff, SharedBackoff
 from notifier.vapid import VapidSigner
 
 log = logging.getLogger(__name__)
@@ -166,7 +165,7 @@ class WebPushChannel:
         return WebPushSession(self)
 
     def checked_origin(self, endpoint: str) -> str:
-        """The endpoint's origin if we may post to it now; raises PushSubscriptionError.
+        """The endpoint's origin if we may post to it now; raises EndpointRefused.
         The allow-list is checked every time, the addresses a host resolves to once a
         minute per origin (not once per message)."""
         origin = self.policy.origin_of(endpoint)
@@ -176,11 +175,11 @@ class WebPushChannel:
             try:
                 self.policy.check_addresses(endpoint)
                 refusal = None
-            except PushSubscriptionError as error:
+            except EndpointRefused as error:
                 refusal = str(error)
             cached = self._verdicts[origin] = (now + ENDPOINT_CHECK_SECONDS, refusal)
         if cached[1] is not None:
-            raise PushSubscriptionError(cached[1])
+            raise EndpointRefused(cached[1])
         return origin
 
 
@@ -314,7 +313,7 @@ class WebPushSession:
         channel = self.channel
         try:
             origin = channel.checked_origin(message.endpoint)
-        except PushSubscriptionError as error:
+        except EndpointRefused as error:
             return SendResult(Outcome.FAILED, f"endpoint refused at send time: {error}")
         wait = channel.backoff.wait_seconds(origin)
         if wait > 0:  # this push service asked us (any worker) to back off: do not hammer it
@@ -402,8 +401,9 @@ class WebPushSession:
 
     async def _paced(self, pool: _Pool, origin: str) -> SendResult | None:
         """Wait for this request's turn: the push service's own rate first, then the rate of
-        all push services (notifier.pacing: one key at a time, so that a slow service's queue
-        never books "push" ahead of the others). None, or why not to send after all."""
+        all push services (notifier.channels.pacing: one key at a time, so that a slow
+        service's queue never books "push" ahead of the others). None, or why not to send
+        after all."""
         pacer = self.channel.pacer
         if isinstance(pacer, Unlimited):
             return None

@@ -11,11 +11,11 @@ from urllib.parse import urlsplit
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from notifier.domain.audiences import AUDIENCES
 from notifier.domain.categories import categories_for_slugs
-from notifier.domain.deliveries import AUDIENCES, Notice, plan_deliveries
-from notifier.domain.feeds import single_line
 from notifier.domain.limits import ALERT_BODY_MAX, ALERT_TITLE_MAX, CATEGORY_SLUGS_MAX, URL_MAX
 from notifier.models import Alert, AlertStatus, Category, Delivery, DeliveryStatus
+from notifier.text import single_line
 
 CHANNELS = ("email", "push")
 TITLE_MAX, BODY_MAX = ALERT_TITLE_MAX, ALERT_BODY_MAX
@@ -229,25 +229,10 @@ def start_alert(session: Session, alert_id: int, now: datetime) -> Alert | None:
     return None
 
 
-def alert_notice(alert: Alert) -> Notice:
-    return Notice.alert(alert.id, alert.target_all)
-
-
 def finish_planning(session: Session, alert: Alert, now: datetime) -> None:
     """Every chunk is planned: from now on the alert is done when its deliveries are."""
     alert.fanned_out_at = now
     finish_if_done(session, alert.id, now)
-
-
-def plan_alert(session: Session, alert_id: int, now: datetime) -> dict[str, int]:
-    """Record the alert's deliveries once; a second run (or a stopped alert) adds nothing."""
-    alert = start_alert(session, alert_id, now)
-    if alert is None:
-        return {}
-    planned = {c: plan_deliveries(session, alert_notice(alert), c, now)
-               for c in alert_channels(alert)}  # fmt: skip
-    finish_planning(session, alert, now)
-    return planned
 
 
 def release_due_alerts(session: Session, now: datetime, grace_seconds: int) -> list[int]:

@@ -18,8 +18,8 @@ from urllib.parse import unquote
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from notifier.domain.sql import insert_ignoring_conflicts
 from notifier.models import Category
+from notifier.sql import insert_ignoring_conflicts
 
 MAX_LENGTH = 200
 

@@ -26,8 +26,9 @@ from notifier.domain.limits import (
     GUID_MAX,
     URL_MAX,
 )
-from notifier.domain.sql import insert_ignoring_conflicts
 from notifier.models import Article, Feed
+from notifier.sql import insert_ignoring_conflicts
+from notifier.text import single_line, truncate
 
 log = logging.getLogger(__name__)
 
@@ -66,21 +67,6 @@ def plain_text(markup: str, max_chars: int = SUMMARY_MAX_CHARS) -> str:
     spaced = _BLOCK_TAG_START.sub(" <", markup or "")  # "<p>a</p><p>b</p>": "a b", not "ab"
     text = " ".join(html.unescape(nh3.clean(spaced, tags=set())).split())
     return truncate(text, max_chars)
-
-
-def truncate(text: str, max_chars: int) -> str:
-    """Cut at a word boundary and mark the cut with an ellipsis."""
-    if len(text) <= max_chars:
-        return text
-    cut = text[: max_chars - 1]
-    if text[max_chars - 1] != " ":
-        cut = cut.rsplit(" ", 1)[0] if " " in cut else cut
-    return cut.rstrip(" ,.;:") + "…"
-
-
-def single_line(text: str) -> str:
-    """Titles end up in headers: no CR/LF or other line breaks ever survive."""
-    return " ".join((text or "").split())
 
 
 def absolute_http_url(url: str | None, base: str) -> str | None:

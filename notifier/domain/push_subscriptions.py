@@ -9,13 +9,9 @@ saying the subscription is gone, changes its status and keeps the history.
 from __future__ import annotations
 
 import binascii
-import fnmatch
-import ipaddress
-import socket
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from urllib.parse import urlsplit
+from typing import Protocol
 
 from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy import select
@@ -37,57 +33,6 @@ class BrowserSubscription:
     auth: str
 
 
-class EndpointPolicy:
-    """Which push-service origins we POST to. Patterns: 'https://fcm.googleapis.com',
-    'https://*.notify.windows.com'. Private, loopback and link-local addresses are refused
-    unless an allowed origin names that address literally (as tests do with 127.0.0.1)."""
-
-    def __init__(self, allowed_origins: Sequence[str]) -> None:
-        self.patterns = tuple(o.rstrip("/").lower() for o in allowed_origins)
-
-    def origin_of(self, endpoint: str) -> str:
-        """The endpoint's origin if it is allowed; raises PushSubscriptionError otherwise."""
-        try:
-            parts = urlsplit(endpoint)
-            port = parts.port
-        except ValueError:
-            raise PushSubscriptionError("The push endpoint is not a valid URL.") from None
-        if parts.scheme not in ("https", "http") or not parts.hostname or parts.username:
-            raise PushSubscriptionError("The push endpoint must be an https URL.")
-        default = 443 if parts.scheme == "https" else 80
-        host = parts.hostname.lower()
-        origin = f"{parts.scheme}://{host}" + (f":{port}" if port and port != default else "")
-        if not any(fnmatch.fnmatchcase(origin, pattern) for pattern in self.patterns):
-            raise PushSubscriptionError(
-                f"Push endpoints on {origin} are not accepted: it is not a known push service."
-            )
-        return origin
-
-    def check_addresses(self, endpoint: str) -> None:
-        """At send time: the name must still resolve to public addresses only (a DNS name can
-        change after subscription time), unless the allowed origin is itself an address."""
-        origin = self.origin_of(endpoint)
-        host = urlsplit(endpoint).hostname or ""
-        if origin in self.patterns and _is_ip(host):
-            return
-        try:
-            infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
-        except OSError as error:
-            raise PushSubscriptionError(f"cannot resolve {host}: {error}") from None
-        for info in infos:
-            address = ipaddress.ip_address(info[4][0])
-            if not address.is_global:
-                raise PushSubscriptionError(f"{host} resolves to non-public address {address}")
-
-
-def _is_ip(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host.strip("[]"))
-    except ValueError:
-        return False
-    return True
-
-
 def _decoded_key(value: object, name: str) -> bytes:
     if not isinstance(value, str) or not value:
         raise PushSubscriptionError(f"The subscription has no keys.{name}.")
@@ -97,7 +42,15 @@ def _decoded_key(value: object, name: str) -> bytes:
         raise PushSubscriptionError(f"keys.{name} is not base64url.") from None
 
 
-def parse_browser_subscription(data: object, policy: EndpointPolicy) -> BrowserSubscription:
+class EndpointCheck(Protocol):
+    """Which push services we accept (notifier.channels.push_endpoints.EndpointPolicy)."""
+
+    def origin_of(self, endpoint: str) -> str:
+        """The endpoint's origin; raises ValueError with a sentence if it is not accepted."""
+        ...
+
+
+def parse_browser_subscription(data: object, policy: EndpointCheck) -> BrowserSubscription:
     """Validate PushSubscription.toJSON() output: endpoint allowed, p256dh a P-256 point,
     auth 16 bytes."""
     if not isinstance(data, dict):
@@ -107,7 +60,10 @@ def parse_browser_subscription(data: object, policy: EndpointPolicy) -> BrowserS
     endpoint = data.get("endpoint")
     if not isinstance(endpoint, str) or not endpoint or len(endpoint) > 2000:
         raise PushSubscriptionError("The subscription has no valid endpoint.")
-    policy.origin_of(endpoint)
+    try:
+        policy.origin_of(endpoint)
+    except ValueError as refused:
+        raise PushSubscriptionError(str(refused)) from None
     keys = data.get("keys") if isinstance(data.get("keys"), dict) else {}
     p256dh, auth = (
         _decoded_key(keys.get("p256dh"), "p256dh"),

@@ -15,7 +15,6 @@ from notifier.domain.feeds import (
     StoredArticle,
     absolute_http_url,
     plain_text,
-    single_line,
     store_article,
 )
 from notifier.domain.limits import (
@@ -25,6 +24,7 @@ from notifier.domain.limits import (
     URL_MAX,
     WEBHOOK_CATEGORIES_MAX,
 )
+from notifier.text import single_line
 
 
 def publish_webhook_article(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from celery import Celery
 from kombu.exceptions import ChannelError
 
-QUEUES = ("celery", "feeds")  # sending, and feed fetches (notifier.feed_node)
+QUEUES = ("celery", "feeds")  # sending, and feed fetches (notifier.polling.node)
 
 
 def queue_depths(app: Celery, names: tuple[str, ...] = QUEUES) -> dict[str, int]:

@@ -14,8 +14,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from notifier.db import session_scope
-from notifier.domain.sql import insert_ignoring_conflicts
 from notifier.models import WorkerHeartbeat
+from notifier.sql import insert_ignoring_conflicts
 from notifier.timeutil import utcnow
 
 log = logging.getLogger(__name__)

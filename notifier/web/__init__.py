@@ -13,10 +13,10 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from notifier.celery_app import make_celery
-from notifier.compose import Composer
 from notifier.config import Settings, load_settings
 from notifier.db import session_factory
-from notifier.queue import TaskQueue
+from notifier.delivery.compose import Composer
+from notifier.task_queue import TaskQueue
 from notifier.tokens import Tokens
 from notifier.web import page_helpers, rate_limits, security_headers
 from notifier.web.cors import protect_api

@@ -17,7 +17,7 @@ from notifier.domain.feeds import FeedParseError
 from notifier.domain.limits import IDEMPOTENCY_KEY_MAX
 from notifier.domain.webhook_articles import parse_webhook_article, publish_webhook_article
 from notifier.models import Alert
-from notifier.queue import send_or_leave_to_beat
+from notifier.task_queue import send_or_leave_to_beat
 from notifier.timeutil import utcnow
 from notifier.web.api_input import check_api_input, json_body
 from notifier.web.context import db, queue, settings

@@ -5,9 +5,9 @@ from __future__ import annotations
 from flask import current_app
 from sqlalchemy.orm import Session
 
-from notifier.compose import Composer
 from notifier.config import Settings
-from notifier.queue import TaskQueue
+from notifier.delivery.compose import Composer
+from notifier.task_queue import TaskQueue
 from notifier.tokens import Tokens
 from notifier.urls import PublicUrls
 

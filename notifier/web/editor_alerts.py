@@ -22,7 +22,7 @@ from notifier.domain.alerts import (
 )
 from notifier.domain.categories import list_categories
 from notifier.models import Alert
-from notifier.queue import send_or_leave_to_beat
+from notifier.task_queue import send_or_leave_to_beat
 from notifier.timeutil import utcnow
 from notifier.web.auth import current_editor, editor_required
 from notifier.web.context import composer, db, queue, settings

@@ -9,7 +9,7 @@ from flask import Blueprint, redirect, render_template, request, url_for
 from kombu.exceptions import OperationalError as BrokerUnavailable
 from sqlalchemy import func, select
 
-from notifier.domain.deliveries import note_queued
+from notifier.delivery.queueing import queue_in_chunks
 from notifier.models import Alert, AlertStatus, Article, Delivery, DeliveryStatus, Feed
 from notifier.ops.failures import deliveries_by_outcome, recent_failures, retry_failed
 from notifier.ops.feeds import feed_health
@@ -18,7 +18,7 @@ from notifier.ops.recoveries import recovery_summary
 from notifier.ops.sweeps import sweep_summary
 from notifier.ops.task_failures import recent_task_failures
 from notifier.ops.workers import worker_states
-from notifier.queue import send_or_leave_to_beat
+from notifier.task_queue import send_or_leave_to_beat
 from notifier.timeutil import utcnow
 from notifier.web.auth import admin_required
 from notifier.web.context import db, queue, settings
@@ -97,6 +97,10 @@ def poll_now(feed_id: int):
     return redirect(url_for("ops.dashboard", notice=notice), 303)
 
 
+def _enqueue_send(delivery_ids: list[int], countdown: float = 0.0) -> None:
+    send_or_leave_to_beat(queue().send_deliveries, delivery_ids)
+
+
 @bp.post("/failures/retry")
 @admin_required
 def retry():
@@ -111,12 +115,7 @@ def retry():
              if g.channel == channel and g.cause == cause), [],
         )  # fmt: skip
     ids = retry_failed(db(), wanted, now)
-    chunk = settings().delivery_chunk_size
-    for start in range(0, len(ids), chunk):
-        note_queued(db(), ids[start : start + chunk], now)
-    db().commit()
-    for start in range(0, len(ids), chunk):
-        send_or_leave_to_beat(queue().send_deliveries, ids[start : start + chunk])
+    queue_in_chunks(db(), ids, settings(), _enqueue_send)
     return redirect(
         url_for("ops.dashboard", notice=f"Retrying {plural(len(ids), 'delivery', 'deliveries')}."),
         303,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from flask import Blueprint, jsonify, request
 
+from notifier.channels.push_endpoints import EndpointPolicy
 from notifier.domain.push_subscriptions import (
-    EndpointPolicy,
     PushSubscriptionError,
     find_push_subscription,
     parse_browser_subscription,

@@ -25,11 +25,10 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
 
 from notifier.channels import smtp as smtp_channel
-from notifier.channels.base import EmailEnvelope, Outcome, SendResult
 from notifier.channels.dev_mailbox import DevMailboxChannel
 from notifier.channels.smtp import LOOKAHEAD_PER_CONNECTION, SmtpChannel
-from notifier.email_layout import EmailLayout
-from notifier.messages import RenderedEmail
+from notifier.delivery.email_layout import EmailLayout
+from notifier.messages import EmailEnvelope, Outcome, RenderedEmail, SendResult
 from tests.support.smtp import RecordingHandler, free_port
 
 MAIL_FROM = "Aze.Media <news@aze.test>"

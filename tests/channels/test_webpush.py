@@ -17,10 +17,9 @@ import http_ece
 import pytest
 
 from notifier.channels import webpush
-from notifier.channels.base import Outcome, SendResult
+from notifier.channels.push_endpoints import EndpointPolicy
 from notifier.channels.webpush import WebPushChannel, WebPushSession, encrypt_aes128gcm
-from notifier.domain.push_subscriptions import EndpointPolicy
-from notifier.messages import PushMessage
+from notifier.messages import Outcome, PushMessage, SendResult
 from notifier.vapid import VapidSigner, generate_keypair, load_private_key
 from tests.support.push_service import BrowserSubscription, PushService, Reply
 

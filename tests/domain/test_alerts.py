@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import select
 
+from notifier.delivery.planning import plan_alert
 from notifier.domain.alerts import (
     AlertError,
     alert_progress,
@@ -14,7 +15,6 @@ from notifier.domain.alerts import (
     cancel_alert,
     create_alert,
     finish_if_done,
-    plan_alert,
     release_due_alerts,
     stop_alert,
     validate_alert,

@@ -602,7 +602,7 @@ def test_non_ascii_article_round_trips_through_the_database(session, feed):
 
 def test_values_too_long_for_their_columns_skip_one_item_not_the_feed(session, feed):
     """Every poll of such a feed used to fail on PostgreSQL (StringDataRightTruncation)."""
-    from notifier.feed_poller import FetchedFeed, finish_poll
+    from notifier.polling.fetch import FetchedFeed, finish_poll
 
     long_url = "https://aze.media/" + "x" * 2500
     document = rss(

@@ -6,7 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from notifier.domain.deliveries import RetryPolicy, due_groups
+from notifier.delivery.queueing import due_groups
+from notifier.delivery.recording import RetryPolicy
 
 POLICY = RetryPolicy(8, 30.0, 3600.0, retry_after_max_seconds=600.0,
                      retry_after_jitter_seconds=1.0)  # fmt: skip

@@ -14,13 +14,13 @@ from sqlalchemy import select
 from notifier.broker_marker import BrokerMarker
 from notifier.celery_app import make_celery
 from notifier.db import session_scope
-from notifier.domain.claims import claim_deliveries
-from notifier.domain.deliveries import pending_delivery_chunks, plan_article_deliveries
+from notifier.delivery.claims import claim_deliveries
+from notifier.delivery.planning import pending_delivery_chunks, plan_article_deliveries
+from notifier.delivery.takeover import LocalPool
 from notifier.holders import holder_name
 from notifier.models import Recovery, RecoveryCause, WorkerHeartbeat
 from notifier.ops.recoveries import forget_recoveries, record_recovery, recovery_summary
 from notifier.recovery import check_broker, take_over_dead_workers
-from notifier.takeover import LocalPool
 from notifier.timeutil import utcnow
 from tests import factories
 from tests.conftest import make_settings

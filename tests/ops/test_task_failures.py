@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 from notifier.celery_app import make_celery
 from notifier.cli import cli
 from notifier.db import session_scope
-from notifier.domain.deliveries import plan_article
+from notifier.delivery.planning import plan_article
 from notifier.domain.editors import create_editor
 from notifier.models import Delivery, SweepRun, TaskFailure
 from notifier.timeutil import utcnow

@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
-from notifier.domain.deliveries import plan_article
+from notifier.delivery.planning import plan_article
 from notifier.domain.editors import create_editor
 from notifier.models import Delivery, DeliveryStatus, Feed, WorkerHeartbeat
 from notifier.timeutil import utcnow

@@ -15,8 +15,8 @@ from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
 from notifier.db import session_scope
-from notifier.domain.sql import insert_ignoring_conflicts
 from notifier.models import PushServiceBackoff
+from notifier.sql import insert_ignoring_conflicts
 from notifier.timeutil import utcnow
 
 MAX_BLOCK_SECONDS = 86400.0  # channels clamp Retry-After first; this keeps datetimes sane

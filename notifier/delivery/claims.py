@@ -13,8 +13,8 @@ from datetime import datetime, timedelta
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session
 
-from notifier.domain.sql import among
 from notifier.models import Delivery, DeliveryStatus
+from notifier.sql import among
 
 DELIVERIES = Delivery.__table__
 
@@ -175,3 +175,26 @@ def mark_skipped(
             claim_token=None,
         )
     )
+
+
+class Lease:
+    """The rows this batch holds, renewed before they run out: a batch slower than its lease
+    keeps its rows, and a row another worker took after our lease lapsed is not sent twice."""
+
+    def __init__(self, ids: Sequence[int], claimed_at: datetime, seconds: int,
+                 token: str | None = None) -> None:  # fmt: skip
+        self.ids = set(ids)
+        self.seconds = seconds
+        self.until = claimed_at + timedelta(seconds=seconds)
+        self.token = token  # the claim's fence: recording only touches rows still carrying it
+
+    def holds(self, session: Session, delivery_id: int, now: datetime) -> bool:
+        if now >= self.until - timedelta(seconds=self.seconds / 3):
+            kept, self.until = renew_leases(session, sorted(self.ids), self.until, now,
+                                            self.seconds, self.token)  # fmt: skip
+            session.commit()
+            self.ids = set(kept)
+        return delivery_id in self.ids and now < self.until
+
+    def release(self, delivery_id: int) -> None:
+        self.ids.discard(delivery_id)

@@ -15,9 +15,9 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
-from notifier.domain.deliveries import AUDIENCES
-from notifier.domain.sql import among
+from notifier.domain.audiences import AUDIENCES
 from notifier.models import Alert, AlertStatus, Article, Category, Delivery
+from notifier.sql import among
 
 
 @dataclass(frozen=True)

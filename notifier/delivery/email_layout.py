@@ -40,10 +40,9 @@ import secrets
 import time
 from collections.abc import Sequence
 
-from notifier.channels.base import EmailEnvelope
-from notifier.domain.feeds import single_line
 from notifier.email_headers import header_line
-from notifier.messages import RenderedEmail, wire_address
+from notifier.messages import EmailEnvelope, RenderedEmail, wire_address
+from notifier.text import single_line
 
 # The policy RenderedEmail.to_mime uses (see notifier/messages.py): headers prepared here are
 # folded and RFC 2047-encoded exactly as that slow path does.

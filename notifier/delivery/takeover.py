@@ -19,7 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from notifier import holders as holder_names
-from notifier.domain.claims import claim_holders, release_claims
+from notifier.delivery.claims import claim_holders, release_claims
 from notifier.models import WorkerHeartbeat
 
 

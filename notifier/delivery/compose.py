@@ -12,10 +12,10 @@ from urllib.parse import urlsplit
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from notifier.channels.base import EmailEnvelope
 from notifier.config import Settings
-from notifier.domain.addressing import Addressee, Unwanted, address_chunk
-from notifier.messages import MessageRenderer, PushMessage, RenderedEmail
+from notifier.delivery.addressing import Addressee, Unwanted, address_chunk
+from notifier.delivery.rendering import MessageRenderer
+from notifier.messages import EmailEnvelope, PushMessage, RenderedEmail
 from notifier.models import (
     Alert,
     Article,
@@ -98,7 +98,7 @@ class Composer:
 
     def _layout(self, addressee: Addressee):
         """Rendered once per notice, its content and the set of categories readers matched."""
-        from notifier.email_layout import EmailLayout
+        from notifier.delivery.email_layout import EmailLayout
 
         notice = addressee.notice
         key = (addressee.kind, notice.id, _content_key(notice),

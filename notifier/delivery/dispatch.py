@@ -1,0 +1,153 @@
+"""Send a batch of deliveries: claim, address, compose as the channel pulls, send through
+one session per channel, record; then queue what is to be tried again, and close the alerts
+whose last delivery this was.
+
+Messages are composed as the channel pulls them and sent several at a time; outcomes are
+recorded in groups (notifier.delivery.recording).
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from notifier.channels.base import Channel
+from notifier.config import Settings
+from notifier.delivery.addressing import Unwanted
+from notifier.delivery.claims import Lease, claim_deliveries, not_yet_due
+from notifier.delivery.queueing import Enqueue, queue_when_due
+from notifier.delivery.recording import BatchReport, OnGone, Recorder, retry_policy
+from notifier.domain.alerts import finish_if_done
+from notifier.domain.deliveries import alert_ids_of
+from notifier.models import Delivery
+from notifier.sql import among
+from notifier.timeutil import utcnow
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """A delivery cleared to go: its message is made when the channel asks for it."""
+
+    delivery_id: int
+    make: Callable[[], object]
+    since: datetime | None = None  # when the reader's wait began (latency metric)
+
+
+@dataclass(frozen=True)
+class Outlet:
+    """A channel bound to deliveries: who a chunk goes to, and what 'gone' means."""
+
+    channel: Channel
+    address: Callable[[Session, list[int]], list[Outgoing | Unwanted]]
+    recipient_gone: OnGone
+
+
+def deliver(
+    session: Session,
+    delivery_ids: Sequence[int],
+    outlets: Mapping[str, Outlet],
+    settings: Settings,
+    enqueue: Enqueue,
+    holder: str | None = None,
+) -> BatchReport:
+    """What a send task does with its ids: send the batch, queue each retry (and each row
+    that came before its time) for when it is due, finish alerts that are done, commit."""
+    report = send_deliveries(session, delivery_ids, outlets, settings, holder=holder)
+    queue_when_due(session, report.due_at, settings, enqueue)
+    for alert_id in alert_ids_of(session, delivery_ids):
+        finish_if_done(session, alert_id, utcnow())
+    session.commit()
+    return report
+
+
+def send_deliveries(
+    session: Session,
+    delivery_ids: Sequence[int],
+    outlets: Mapping[str, Outlet],
+    settings: Settings,
+    now: Callable[[], datetime] = utcnow,
+    holder: str | None = None,
+) -> BatchReport:
+    """Claim, send and record a batch. `holder` names this worker process on the claims, so
+    they are handed over at once if it dies (see notifier.delivery.takeover)."""
+    report = BatchReport()
+    claimed_at = now()
+    token = uuid.uuid4().hex
+    claimed = claim_deliveries(session, delivery_ids, claimed_at, settings.delivery_lease_seconds,
+                               token, holder)  # fmt: skip
+    session.commit()
+    report.due_at.update(not_yet_due(session, set(delivery_ids) - set(claimed), claimed_at))
+    if not claimed:
+        return report
+    lease = Lease(claimed, claimed_at, settings.delivery_lease_seconds, token)
+    rows = session.execute(
+        select(Delivery.channel, Delivery.id).where(among(session, Delivery.id, claimed))
+    )
+    by_channel: dict[str, list[int]] = {}
+    for channel, delivery_id in rows:
+        by_channel.setdefault(channel, []).append(delivery_id)
+    for channel, ids in by_channel.items():
+        outlet = outlets[channel]
+        recorder = Recorder(session, channel, outlet.recipient_gone, retry_policy(settings), now,
+                            lease, settings.delivery_record_batch, report)  # fmt: skip
+        _send_through(session, sorted(ids), outlet, recorder, lease, now)
+    return report
+
+
+def _send_through(
+    session: Session,
+    ids: list[int],
+    outlet: Outlet,
+    recorder: Recorder,
+    lease: Lease,
+    now: Callable[[], datetime],
+) -> None:
+    entries = outlet.address(session, ids)
+    since = {e.delivery_id: e.since for e in entries if isinstance(e, Outgoing)}
+    recorder.since = since
+
+    def messages() -> Iterator[tuple[int, object]]:
+        for entry in entries:
+            if isinstance(entry, Unwanted):
+                recorder.skip(entry.delivery_id, entry.reason)
+            elif lease.holds(session, entry.delivery_id, now()):
+                yield entry.delivery_id, entry.make()
+            # else: another worker holds it now
+
+    connection = outlet.channel.open()
+    try:
+        send_many = getattr(connection, "send_many", None) or _one_by_one(connection)
+        for delivery_id, result in send_many(messages()):
+            recorder.add(delivery_id, result)
+    except BaseException:
+        # Record what went out before the error, but never let a failure to do so replace
+        # the error: a SystemExit (the pool child told to stop) must end the process, so
+        # its claims are taken over, not swallowed by the session it interrupted.
+        try:
+            recorder.flush()
+        except Exception:
+            log.exception("outcomes of a failed batch not recorded; its claims are taken "
+                          "over or expire")  # fmt: skip
+        raise
+    else:
+        recorder.flush()
+    finally:
+        connection.close()
+
+
+def _one_by_one(connection):
+    """For a channel session that sends one message at a time."""
+
+    def send_many(messages):
+        for key, message in messages:
+            yield key, connection.send(message)
+
+    return send_many

@@ -1,0 +1,50 @@
+"""A notice to its readers: plan its deliveries and queue them, chunk by chunk, once.
+
+What the fan-out tasks call: an article on every channel, an alert on the channels its
+editor chose. Safe to run twice: planning again adds no row, and queues only unsent ones.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy.orm import Session
+
+from notifier.config import Settings
+from notifier.delivery.planning import Notice, alert_notice
+from notifier.delivery.queueing import Enqueue, plan_and_queue
+from notifier.domain.alerts import alert_channels, finish_planning, start_alert
+from notifier.domain.audiences import AUDIENCES
+from notifier.models import Alert, Article
+from notifier.timeutil import utcnow
+
+
+def fan_out_article(
+    session: Session, article_id: int, settings: Settings, enqueue: Enqueue
+) -> dict[str, int]:
+    """Deliveries planned per channel; {} for an article that no longer exists."""
+    if session.get(Article, article_id) is None:
+        return {}
+    planned = plan_and_queue(session, Notice.article(article_id), list(AUDIENCES), settings,
+                             enqueue)  # fmt: skip
+    article = session.get(Article, article_id)
+    if article is not None and article.fanned_out_at is None:
+        article.fanned_out_at = utcnow()
+    session.commit()
+    return planned
+
+
+def fan_out_alert(
+    session: Session, alert_id: int, settings: Settings, enqueue: Enqueue
+) -> dict[str, int]:
+    """Deliveries planned per channel; {} for an alert not due to start (cancelled,
+    scheduled, finished) or one whose planning already finished."""
+    alert = start_alert(session, alert_id, utcnow())
+    if alert is None:
+        return {}
+    session.commit()
+    channels = alert_channels(alert)
+    planned = plan_and_queue(session, alert_notice(alert), channels, settings, enqueue)
+    alert = session.get(Alert, alert_id)
+    if alert is not None:
+        finish_planning(session, alert, utcnow())
+    session.commit()
+    return planned

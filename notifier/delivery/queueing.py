@@ -1,0 +1,117 @@
+"""Hand deliveries to the broker: the one way a chunk is queued.
+
+Whoever queues (the fan-out, a batch's retries, the sweeper, recovery after a fault, the ops
+dashboard's retry button) notes the chunk queued, commits, then enqueues: no task runs
+before its rows exist, and the sweeper knows a noted chunk is with the broker, not lost.
+The enqueue itself is the caller's (a Celery task's apply_async, the web app's TaskQueue),
+so this module knows nothing of Celery.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+
+from sqlalchemy import update
+from sqlalchemy.orm import Session
+
+from notifier.config import Settings
+from notifier.delivery.planning import Notice, plan_chunks
+from notifier.models import Delivery
+from notifier.timeutil import utcnow
+
+DELIVERIES = Delivery.__table__
+
+Enqueue = Callable[[list[int], float], object]
+"""Send a task for these delivery ids, to run in this many seconds (0: now)."""
+
+
+def send_rates(settings: Settings) -> dict[str, float]:
+    """Sends per second of each paced channel (all workers together)."""
+    rates = {"email": settings.email_rate_per_second, "push": settings.push_rate_per_second}
+    return {channel: rate for channel, rate in rates.items() if rate > 0}
+
+
+def hand_over(
+    session: Session,
+    delivery_ids: Sequence[int],
+    enqueue: Enqueue,
+    countdown: float = 0.0,
+    turn_in: float = 0.0,
+    noted: bool = False,
+) -> None:
+    """Note a chunk queued (due to run after `countdown`, or, a paced channel's later chunk,
+    to start in `turn_in` s), commit, and hand it to the broker. `noted`: the planner
+    already wrote queued_at with the rows."""
+    if not noted and delivery_ids:
+        run_at = utcnow() + timedelta(seconds=max(countdown, turn_in))
+        note_queued(session, delivery_ids, run_at)
+    session.commit()
+    if delivery_ids:
+        enqueue(list(delivery_ids), countdown)
+
+
+def plan_and_queue(
+    session: Session, notice: Notice, channels: Sequence[str], settings: Settings,
+    enqueue: Enqueue,
+) -> dict[str, int]:  # fmt: skip
+    """Plan a chunk, commit, queue it, next chunk: the first messages go out while the rest
+    of the audience is still being planned, and memory holds one chunk, not the audience."""
+    channels = sorted(channels, key=lambda channel: channel != "push")  # the fastest first
+    planned = dict.fromkeys(channels, 0)
+    chunks = plan_chunks(session, notice, channels, utcnow(), settings.delivery_chunk_size,
+                         queued_at=utcnow, rates=send_rates(settings))  # fmt: skip
+    for chunk in chunks:
+        planned[chunk.channel] += chunk.planned
+        hand_over(session, chunk.delivery_ids, enqueue, noted=True)
+    return planned
+
+
+def queue_in_chunks(
+    session: Session,
+    delivery_ids: Sequence[int],
+    settings: Settings,
+    enqueue: Enqueue,
+    rate: float = 0.0,
+) -> None:
+    """Queue rows due now a chunk at a time; on a paced channel (`rate` per second) each
+    chunk is noted queued for when its turn comes."""
+    size = settings.delivery_chunk_size
+    for start in range(0, len(delivery_ids), size):
+        turn_in = start / rate if rate > 0 else 0.0
+        hand_over(session, delivery_ids[start : start + size], enqueue, turn_in=turn_in)
+
+
+def queue_when_due(
+    session: Session, due_at: dict[int, datetime], settings: Settings, enqueue: Enqueue
+) -> None:
+    """Queue each row for the moment it is due (rows due together share a task). A wait
+    longer than BROKER_ETA_MAX_SECONDS is covered in hops: a task that comes early queues its
+    rows again for their time, so no broker holds an ETA task for hours."""
+    now = utcnow()
+    for due, ids in due_groups(due_at, settings.retry_group_seconds):
+        wait = min(max(0.0, (due - now).total_seconds()), settings.broker_eta_max_seconds)
+        for start in range(0, len(ids), settings.delivery_chunk_size):
+            hand_over(session, ids[start : start + settings.delivery_chunk_size], enqueue, wait)
+
+
+def due_groups(
+    due_at: dict[int, datetime], granularity_seconds: float
+) -> list[tuple[datetime, list[int]]]:
+    """Rows grouped by when they are due: rows due within `granularity_seconds` of a group's
+    first share its task, which goes at its last member's time (never early)."""
+    step = timedelta(seconds=granularity_seconds)
+    groups: list[list[tuple[int, datetime]]] = []
+    for item in sorted(due_at.items(), key=lambda pair: (pair[1], pair[0])):
+        if groups and item[1] - groups[-1][0][1] <= step:
+            groups[-1].append(item)
+        else:
+            groups.append([item])
+    return [(group[-1][1], [delivery_id for delivery_id, _ in group]) for group in groups]
+
+
+def note_queued(session: Session, delivery_ids: Sequence[int], run_at: datetime) -> None:
+    """Remember that a task for these deliveries is with the broker, due at `run_at`."""
+    session.execute(
+        update(DELIVERIES).where(Delivery.id.in_(delivery_ids)).values(queued_at=run_at)
+    )
