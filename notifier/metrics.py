@@ -143,8 +143,8 @@ def latencies_observed(channel: str, seconds: list[float]) -> None:
 
 
 def _outcome(delivery: Delivery) -> str:
-    if delivery.status is DeliveryStatus.FAILED:
-        return "gone" if (delivery.last_error or "").startswith("gone:") else "failed"
+    if delivery.outcome is not None:
+        return delivery.outcome.value
     return {DeliveryStatus.PENDING: "retry"}.get(delivery.status, delivery.status.value)
 
 

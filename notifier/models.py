@@ -64,6 +64,15 @@ class DeliveryStatus(enum.StrEnum):
     SKIPPED = "skipped"  # not sent on purpose: the reader left or changed categories meanwhile
 
 
+class DeliveryOutcome(enum.StrEnum):
+    """How a delivery ended, as data (the detail is in last_error); NULL while it may still go."""
+
+    SENT = "sent"  # accepted by the SMTP server / push service
+    GONE = "gone"  # the recipient no longer exists (SMTP 5xx at RCPT, push 404/410)
+    FAILED = "failed"  # refused for good, or temporary failures past the attempt limit or age
+    SKIPPED = "skipped"  # not sent on purpose; last_error says why (reader left, alert stopped)
+
+
 class PushStatus(enum.StrEnum):
     ACTIVE = "active"  # receives pushes for its categories
     UNSUBSCRIBED = "unsubscribed"  # the reader turned push off (page, widget or manage link)
@@ -414,6 +423,9 @@ class Delivery(Base):
         _enum(DeliveryStatus), default=DeliveryStatus.PENDING
     )
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # Written with the final status by whoever records it (notifier.delivery.recording);
+    # ops, metrics and alert progress read it. last_error keeps the detail, as text.
+    outcome: Mapped[DeliveryOutcome | None] = mapped_column(_enum(DeliveryOutcome))
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

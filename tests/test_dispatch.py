@@ -264,3 +264,24 @@ def test_retrying_a_failed_delivery_after_its_cause_is_fixed_delivers_it_once(se
     assert retry_failed(session, ids, utcnow()) == [], "a sent delivery is not retried"
     assert send(ids).sent == 0
     assert len(smtp.handler.received) == 1
+
+
+def test_each_final_delivery_records_its_outcome_as_data(session, smtp, send):
+    from notifier.models import DeliveryOutcome
+
+    fine = factories.subscriber(session, "fine@example.com", "news")
+    gone = factories.subscriber(session, "gone@example.com", "news")
+    left = factories.subscriber(session, "left@example.com", "news")
+    story = factories.article(session, "news")
+    plan_article(session, story.id, utcnow())
+    unsubscribe(session, left.id, None, utcnow(), reason="test")
+    session.commit()
+    smtp.handler.refuse["gone@example.com"] = "550 5.1.1 No such user"
+
+    send(_planned_ids(session, story.id))
+    outcomes = {d.subscriber_id: d.outcome for d in _deliveries(session)}
+    assert outcomes == {
+        fine.id: DeliveryOutcome.SENT,
+        gone.id: DeliveryOutcome.GONE,
+        left.id: DeliveryOutcome.SKIPPED,
+    }

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session
 
-from notifier.models import Delivery, DeliveryStatus
+from notifier.models import Delivery, DeliveryOutcome, DeliveryStatus
 from notifier.sql import among
 
 DELIVERIES = Delivery.__table__
@@ -151,6 +151,7 @@ def mark_sent(
         .where(*held_by(session, delivery_ids, token))
         .values(
             status=DeliveryStatus.SENT,
+            outcome=DeliveryOutcome.SENT,
             sent_at=now,
             lease_until=None,
             last_error=None,
@@ -169,6 +170,7 @@ def mark_skipped(
         .where(*held_by(session, delivery_ids, token))
         .values(
             status=DeliveryStatus.SKIPPED,
+            outcome=DeliveryOutcome.SKIPPED,
             lease_until=None,
             last_error=reason,
             claimed_by=None,

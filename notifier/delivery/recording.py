@@ -24,9 +24,11 @@ from notifier.config import Settings
 from notifier.delivery.claims import Lease, mark_sent, mark_skipped
 from notifier.logs import redact
 from notifier.messages import Outcome, SendResult
-from notifier.models import Delivery, DeliveryStatus
+from notifier.models import Delivery, DeliveryOutcome, DeliveryStatus
 
 log = logging.getLogger(__name__)
+
+FINAL_OUTCOMES = {Outcome.GONE: DeliveryOutcome.GONE, Outcome.FAILED: DeliveryOutcome.FAILED}
 
 OnGone = Callable[[Session, Delivery, str, datetime], None]
 """What the domain does when a channel says the recipient is gone (see delivery.outlets)."""
@@ -87,12 +89,13 @@ def apply_outcome(
     delivery.lease_until = None
     delivery.claimed_by = delivery.claim_token = None
     if result.outcome is Outcome.SENT:
-        delivery.status = DeliveryStatus.SENT
+        delivery.status, delivery.outcome = DeliveryStatus.SENT, DeliveryOutcome.SENT
         delivery.sent_at = now
         delivery.last_error = None
         return None
     if result.outcome in (Outcome.GONE, Outcome.FAILED):
         delivery.status = DeliveryStatus.FAILED
+        delivery.outcome = FINAL_OUTCOMES[result.outcome]
         delivery.last_error = f"{result.outcome.value}: {result.detail}"
         return None
     if not result.attempted:  # held back before any request: not a failed attempt
@@ -102,10 +105,10 @@ def apply_outcome(
         delay = policy.retry_delay(delivery.attempts, result.retry_after)
     too_old = now + timedelta(seconds=delay) - delivery.created_at > policy.max_age
     if delivery.attempts >= policy.max_attempts or too_old:
-        delivery.status = DeliveryStatus.FAILED
+        delivery.status, delivery.outcome = DeliveryStatus.FAILED, DeliveryOutcome.FAILED
         delivery.last_error = f"gave up after {delivery.attempts} attempts: {result.detail}"
         return None
-    delivery.status = DeliveryStatus.PENDING
+    delivery.status, delivery.outcome = DeliveryStatus.PENDING, None
     delivery.next_attempt_at = now + timedelta(seconds=delay)
     delivery.last_error = f"temporary: {result.detail}"
     return delay

@@ -14,7 +14,14 @@ from sqlalchemy.orm import Session
 from notifier.domain.audiences import AUDIENCES
 from notifier.domain.categories import categories_for_slugs
 from notifier.domain.limits import ALERT_BODY_MAX, ALERT_TITLE_MAX, CATEGORY_SLUGS_MAX, URL_MAX
-from notifier.models import Alert, AlertStatus, Category, Delivery, DeliveryStatus
+from notifier.models import (
+    Alert,
+    AlertStatus,
+    Category,
+    Delivery,
+    DeliveryOutcome,
+    DeliveryStatus,
+)
 from notifier.text import single_line
 
 CHANNELS = ("email", "push")
@@ -285,7 +292,11 @@ def stop_alert(session: Session, alert_id: int, now: datetime) -> Alert:
     session.execute(
         update(Delivery)
         .where(Delivery.alert_id == alert_id, Delivery.status == DeliveryStatus.PENDING)
-        .values(status=DeliveryStatus.SKIPPED, last_error="alert stopped by an editor")
+        .values(
+            status=DeliveryStatus.SKIPPED,
+            outcome=DeliveryOutcome.SKIPPED,
+            last_error="alert stopped by an editor",
+        )
     )
     _set_status(alert, AlertStatus.STOPPED, now)
     alert.finished_at = now
@@ -295,18 +306,18 @@ def stop_alert(session: Session, alert_id: int, now: datetime) -> Alert:
 def alert_progress(session: Session, alert_id: int) -> dict[str, dict[str, int]]:
     """Per channel: queued (not yet final), sent, failed, gone, skipped."""
     rows = session.execute(
-        select(Delivery.channel, Delivery.status, Delivery.last_error, func.count())
+        select(Delivery.channel, Delivery.status, Delivery.outcome, func.count())
         .where(Delivery.alert_id == alert_id)
-        .group_by(Delivery.channel, Delivery.status, Delivery.last_error)
+        .group_by(Delivery.channel, Delivery.status, Delivery.outcome)
     )
     progress = {c: dict.fromkeys(("queued", "sent", "failed", "gone", "skipped"), 0)
                 for c in CHANNELS}  # fmt: skip
-    for channel, status, last_error, count in rows:
+    for channel, status, outcome, count in rows:
         bucket = {
             DeliveryStatus.PENDING: "queued", DeliveryStatus.SENDING: "queued",
             DeliveryStatus.SENT: "sent", DeliveryStatus.SKIPPED: "skipped",
         }.get(status, "failed")  # fmt: skip
-        if bucket == "failed" and (last_error or "").startswith("gone:"):
+        if bucket == "failed" and outcome is DeliveryOutcome.GONE:
             bucket = "gone"
         progress[channel][bucket] += count
     return progress

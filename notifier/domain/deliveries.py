@@ -14,8 +14,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
-from notifier.messages import Outcome
-from notifier.models import Article, Delivery, DeliveryStatus
+from notifier.models import Article, Delivery, DeliveryOutcome, DeliveryStatus
 
 # Bulk statements go to the table, not the ORM entity: no per-row session bookkeeping.
 DELIVERIES = Delivery.__table__
@@ -26,8 +25,7 @@ def count_hard_bounces(session: Session, subscriber_id: int) -> int:
     return session.scalar(
         select(func.count()).where(
             Delivery.subscriber_id == subscriber_id,
-            Delivery.status == DeliveryStatus.FAILED,
-            Delivery.last_error.like(f"{Outcome.GONE.value}:%"),
+            Delivery.outcome == DeliveryOutcome.GONE,
         )
     )
 

@@ -71,6 +71,7 @@ def retry_failed(session: Session, delivery_ids: list[int], now: datetime) -> li
             .where(Delivery.id.in_(delivery_ids), Delivery.status == DeliveryStatus.FAILED)
             .values(
                 status=DeliveryStatus.PENDING,
+                outcome=None,
                 attempts=0,
                 next_attempt_at=now,
                 lease_until=None,
@@ -84,18 +85,16 @@ def retry_failed(session: Session, delivery_ids: list[int], now: datetime) -> li
 
 def deliveries_by_outcome(session: Session, since: datetime) -> dict[tuple[str, str], int]:
     """(channel, sent|failed|gone|skipped|queued) -> count, for deliveries made since."""
-    gone_flag = Delivery.last_error.like("gone:%").label("gone")
     rows = session.execute(
-        select(Delivery.channel, Delivery.status, gone_flag, func.count())
+        select(Delivery.channel, Delivery.status, Delivery.outcome, func.count())
         .where(Delivery.created_at >= since)
-        .group_by(Delivery.channel, Delivery.status, gone_flag)
+        .group_by(Delivery.channel, Delivery.status, Delivery.outcome)
     )
     counts: dict[tuple[str, str], int] = {}
-    for channel, status, gone, count in rows:
-        name = {DeliveryStatus.PENDING: "queued", DeliveryStatus.SENDING: "queued"}.get(
-            status, status.value
-        )
-        if status == DeliveryStatus.FAILED and gone:
-            name = "gone"
+    for channel, status, outcome, count in rows:
+        if status in (DeliveryStatus.PENDING, DeliveryStatus.SENDING):
+            name = "queued"
+        else:
+            name = outcome.value if outcome is not None else status.value
         counts[(channel, name)] = counts.get((channel, name), 0) + count
     return counts

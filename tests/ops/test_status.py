@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from notifier.cli import cli
 from notifier.db import session_scope
-from notifier.models import Delivery, DeliveryStatus, Feed, WorkerHeartbeat
+from notifier.models import Delivery, DeliveryOutcome, DeliveryStatus, Feed, WorkerHeartbeat
 from tests import factories
 from tests.conftest import make_settings
 from tests.support.processes import settings_env
@@ -112,7 +112,7 @@ def test_json_for_machines_and_failures_without_addresses(env, pg_database_url):
         article = factories.article(session, "news")
         session.add(
             Delivery(article_id=article.id, subscriber_id=reader.id, channel="email",
-                     status=DeliveryStatus.FAILED,
+                     status=DeliveryStatus.FAILED, outcome=DeliveryOutcome.GONE,
                      last_error=f"gone: SMTP 550 5.1.1 <{READER}> No such user")
         )  # fmt: skip
         session.commit()

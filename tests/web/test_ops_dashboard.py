@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from notifier.delivery.planning import plan_article
 from notifier.domain.editors import create_editor
-from notifier.models import Delivery, DeliveryStatus, Feed, WorkerHeartbeat
+from notifier.models import Delivery, DeliveryOutcome, DeliveryStatus, Feed, WorkerHeartbeat
 from notifier.timeutil import utcnow
 from tests import factories
 from tests.web.conftest import logged_in_client
@@ -27,7 +27,9 @@ def csrf(page: str) -> str:
     return re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
 
 
-def failed_deliveries(session, count: int, error: str) -> list[int]:
+def failed_deliveries(
+    session, count: int, error: str, outcome: DeliveryOutcome = DeliveryOutcome.FAILED
+) -> list[int]:
     for n in range(count):
         factories.subscriber(session, f"r{n}@example.com", "news")
     story = factories.article(session, "news")
@@ -35,6 +37,7 @@ def failed_deliveries(session, count: int, error: str) -> list[int]:
     rows = session.scalars(select(Delivery)).all()
     for row in rows:
         row.status, row.last_error, row.attempts = DeliveryStatus.FAILED, error, 8
+        row.outcome = outcome
     session.commit()
     return [row.id for row in rows]
 
@@ -54,7 +57,8 @@ def test_lists_workers_feeds_and_failures_grouped_by_cause(admin_client, session
         Feed(url="https://aze.media/feed/", added_at=now, last_error="HTTP 500 from feed"),
     ])  # fmt: skip
     session.commit()
-    failed_deliveries(session, 3, "gone: SMTP 550 5.1.1 <r@example.com> No such user")
+    failed_deliveries(session, 3, "gone: SMTP 550 5.1.1 <r@example.com> No such user",
+                      DeliveryOutcome.GONE)  # fmt: skip
     page = admin_client.get("/ops/").text
     assert "celery@alive</td><td>online" in page and "celery@dead</td><td>OFFLINE" in page
     assert "HTTP 500 from feed" in page
