@@ -10,18 +10,15 @@ from sqlalchemy import select
 from notifier.delivery.claims import claim_deliveries
 from notifier.delivery.compose import Composer
 from notifier.delivery.dispatch import send_deliveries
+from notifier.delivery.fanout import fan_out_article
 from notifier.delivery.outlets import outlets
-from notifier.delivery.planning import (
-    pending_delivery_chunks,
-    plan_article,
-    plan_article_deliveries,
-)
 from notifier.delivery.queueing import note_queued
 from notifier.domain.deliveries import overdue_delivery_ids, unplanned_article_ids
 from notifier.domain.subscriptions import unsubscribe
 from notifier.models import Delivery, DeliveryStatus, SubscriberStatus
 from notifier.timeutil import utcnow
 from tests import factories
+from tests.support.queue import RecordingQueue, article_fanned_out
 
 
 @pytest.fixture
@@ -35,8 +32,9 @@ def send(session, settings):
     return run
 
 
-def _planned_ids(session, article_id, chunk=1000):
-    return [i for ids in pending_delivery_chunks(session, article_id, chunk) for i in ids]
+def _fan_out(session, settings, article_id) -> list[int]:
+    """Plan and queue the article as its fan-out task does; the ids it queued."""
+    return article_fanned_out(session, settings, article_id)[1]
 
 
 def _deliveries(session):
@@ -44,7 +42,7 @@ def _deliveries(session):
     return list(session.scalars(select(Delivery).order_by(Delivery.id)))
 
 
-def test_one_email_per_reader_however_many_categories_match(session, smtp, send):
+def test_one_email_per_reader_however_many_categories_match(session, smtp, send, settings):
     factories.subscriber(session, "both@example.com", "news", "economy")
     factories.subscriber(session, "one@example.com", "economy")
     factories.subscriber(session, "other@example.com", "culture")
@@ -52,10 +50,10 @@ def test_one_email_per_reader_however_many_categories_match(session, smtp, send)
     story = factories.article(session, "news", "economy", title="Manat holds steady")
     session.commit()
 
-    assert plan_article_deliveries(session, story.id, "email", utcnow()) == 2
-    assert plan_article_deliveries(session, story.id, "email", utcnow()) == 0  # a second run
-    session.commit()
-    report = send(_planned_ids(session, story.id))
+    planned, ids = article_fanned_out(session, settings, story.id)
+    assert planned["email"] == 2
+    assert article_fanned_out(session, settings, story.id)[0]["email"] == 0  # a second run
+    report = send(ids)
 
     assert report.sent == 2
     recipients = sorted(r for m in smtp.handler.received for r in m.rcpt_tos)
@@ -64,13 +62,11 @@ def test_one_email_per_reader_however_many_categories_match(session, smtp, send)
     assert "Economy, News" in both.get_body(("plain",)).get_content()
 
 
-def test_a_redelivered_batch_sends_nothing_twice(session, smtp, send):
+def test_a_redelivered_batch_sends_nothing_twice(session, smtp, send, settings):
     for n in range(5):
         factories.subscriber(session, f"r{n}@example.com", "news")
     story = factories.article(session, "news")
-    plan_article_deliveries(session, story.id, "email", utcnow())
-    session.commit()
-    ids = _planned_ids(session, story.id)
+    ids = _fan_out(session, settings, story.id)
 
     assert send(ids).sent == 5
     assert send(ids).sent == 0
@@ -78,12 +74,10 @@ def test_a_redelivered_batch_sends_nothing_twice(session, smtp, send):
     assert {(d.status, d.attempts) for d in _deliveries(session)} == {(DeliveryStatus.SENT, 1)}
 
 
-def test_a_claimed_delivery_is_not_claimed_again_until_its_lease_expires(session):
+def test_a_claimed_delivery_is_not_claimed_again_until_its_lease_expires(session, settings):
     factories.subscriber(session, "r@example.com", "news")
     story = factories.article(session, "news")
-    plan_article_deliveries(session, story.id, "email", utcnow())
-    session.commit()
-    ids, now = _planned_ids(session, story.id), utcnow()
+    ids, now = _fan_out(session, settings, story.id), utcnow()
 
     assert claim_deliveries(session, ids, now, lease_seconds=60) == ids
     assert claim_deliveries(session, ids, now + timedelta(seconds=59), lease_seconds=60) == []
@@ -92,12 +86,10 @@ def test_a_claimed_delivery_is_not_claimed_again_until_its_lease_expires(session
     assert claim_deliveries(session, ids, now + timedelta(seconds=61), lease_seconds=60) == ids
 
 
-def test_temporary_smtp_failure_is_retried_with_backoff_then_sent(session, smtp, send):
+def test_temporary_smtp_failure_is_retried_with_backoff_then_sent(session, smtp, send, settings):
     factories.subscriber(session, "r@example.com", "news")
     story = factories.article(session, "news")
-    plan_article_deliveries(session, story.id, "email", utcnow())
-    session.commit()
-    ids = _planned_ids(session, story.id)
+    ids = _fan_out(session, settings, story.id)
     smtp.handler.temporary_failures = 1
 
     report = send(ids)
@@ -120,9 +112,7 @@ def test_permanent_refusal_is_recorded_and_never_retried(session, smtp, send, se
     factories.subscriber(session, "gone@example.com", "news")
     factories.subscriber(session, "fine@example.com", "news")
     story = factories.article(session, "news")
-    plan_article_deliveries(session, story.id, "email", utcnow())
-    session.commit()
-    ids = _planned_ids(session, story.id)
+    ids = _fan_out(session, settings, story.id)
     smtp.handler.refuse["gone@example.com"] = "550 5.1.1 No such user"
 
     report = send(ids)
@@ -137,9 +127,7 @@ def test_permanent_refusal_is_recorded_and_never_retried(session, smtp, send, se
 def test_gives_up_after_the_attempt_limit(session, smtp, send, settings):
     factories.subscriber(session, "r@example.com", "news")
     story = factories.article(session, "news")
-    plan_article_deliveries(session, story.id, "email", utcnow())
-    session.commit()
-    ids = _planned_ids(session, story.id)
+    ids = _fan_out(session, settings, story.id)
     smtp.handler.temporary_failures = 1000
     at = utcnow()
     for _ in range(settings.delivery_max_attempts):
@@ -151,14 +139,14 @@ def test_gives_up_after_the_attempt_limit(session, smtp, send, settings):
     assert smtp.handler.received == []
 
 
-def test_reader_who_left_after_planning_is_skipped(session, smtp, send):
+def test_reader_who_left_after_planning_is_skipped(session, smtp, send, settings):
     reader = factories.subscriber(session, "r@example.com", "news")
     story = factories.article(session, "news")
-    plan_article_deliveries(session, story.id, "email", utcnow())
+    ids = _fan_out(session, settings, story.id)
     unsubscribe(session, reader.id, None, utcnow(), reason="test")
     session.commit()
 
-    report = send(_planned_ids(session, story.id))
+    report = send(ids)
     assert (report.sent, report.skipped) == (0, 1)
     [delivery] = _deliveries(session)
     assert delivery.status is DeliveryStatus.SKIPPED and "unsubscribed" in delivery.last_error
@@ -171,10 +159,8 @@ def test_unreachable_smtp_server_leaves_everything_to_retry(session, settings):
     for n in range(3):
         factories.subscriber(session, f"r{n}@example.com", "news")
     story = factories.article(session, "news")
-    plan_article_deliveries(session, story.id, "email", utcnow())
-    session.commit()
+    ids = _fan_out(session, settings, story.id)
     unreachable = settings.with_overrides(smtp_url=f"smtp://127.0.0.1:{free_port()}")
-    ids = _planned_ids(session, story.id)
 
     bound = outlets(unreachable, Composer(unreachable))
     report = send_deliveries(session, ids, bound, unreachable)
@@ -182,33 +168,32 @@ def test_unreachable_smtp_server_leaves_everything_to_retry(session, settings):
     assert {d.status for d in _deliveries(session)} == {DeliveryStatus.PENDING}
 
 
-def test_sweeper_finds_articles_whose_fan_out_was_lost(session):
+def test_sweeper_finds_articles_whose_fan_out_was_lost(session, settings):
     story = factories.article(session, "news")
     factories.article(session, "news", announce=False)
     session.commit()
     later = utcnow() + timedelta(minutes=5)
     assert unplanned_article_ids(session, later, grace_seconds=60) == [story.id]
-    plan_article(session, story.id, utcnow())
-    session.commit()
+    _fan_out(session, settings, story.id)
     assert unplanned_article_ids(session, later, grace_seconds=60) == []
 
 
-def test_chunks_cover_every_pending_delivery_once(session):
+def test_chunks_cover_every_pending_delivery_once(session, settings):
     for n in range(7):
         factories.subscriber(session, f"r{n}@example.com", "news")
     story = factories.article(session, "news")
-    plan_article_deliveries(session, story.id, "email", utcnow())
-    session.commit()
-    chunks = list(pending_delivery_chunks(session, story.id, 3))
+    queue = RecordingQueue()
+    # Chunks of 3, so that 7 readers make more than one (the default is far larger).
+    fan_out_article(session, story.id, settings.with_overrides(delivery_chunk_size=3), queue)
+    chunks = [ids for ids, _ in queue.chunks]
     assert [len(c) for c in chunks] == [3, 3, 1]
     assert sorted(i for c in chunks for i in c) == [d.id for d in _deliveries(session)]
 
 
-def test_sweeper_leaves_work_the_broker_holds_and_takes_back_work_it_lost(session):
+def test_sweeper_leaves_work_the_broker_holds_and_takes_back_work_it_lost(session, settings):
     factories.subscriber(session, "r@example.com", "news")
     story = factories.article(session, "news")
-    plan_article(session, story.id, utcnow())
-    ids = _planned_ids(session, story.id)
+    ids = _fan_out(session, settings, story.id)
     queued = utcnow()
     note_queued(session, ids, queued)
     session.commit()
@@ -220,9 +205,7 @@ def test_sweeper_leaves_work_the_broker_holds_and_takes_back_work_it_lost(sessio
 def test_a_delivery_failing_for_longer_than_its_max_age_is_given_up(session, smtp, send, settings):
     factories.subscriber(session, "r@example.com", "news")
     story = factories.article(session, "news")
-    plan_article(session, story.id, utcnow())
-    session.commit()
-    ids = _planned_ids(session, story.id)
+    ids = _fan_out(session, settings, story.id)
     smtp.handler.temporary_failures = 1
     send(ids, at=utcnow() + timedelta(seconds=settings.delivery_max_age_seconds))
     [delivery] = _deliveries(session)
@@ -234,25 +217,23 @@ def test_repeated_hard_bounces_suppress_the_address(session, smtp, send, setting
     smtp.handler.refuse["gone@example.com"] = "550 5.1.1 No such user"
     for n in range(settings.email_bounce_limit):
         story = factories.article(session, "news")
-        plan_article(session, story.id, utcnow())
-        session.commit()
-        send(_planned_ids(session, story.id))
+        send(_fan_out(session, settings, story.id))
         session.expire_all()
         expected = (SubscriberStatus.BOUNCED if n + 1 == settings.email_bounce_limit
                     else SubscriberStatus.ACTIVE)  # fmt: skip
         assert session.get(type(reader), reader.id).status is expected
     story = factories.article(session, "news")
-    assert plan_article(session, story.id, utcnow())["email"] == 0
+    assert article_fanned_out(session, settings, story.id)[0]["email"] == 0
 
 
-def test_retrying_a_failed_delivery_after_its_cause_is_fixed_delivers_it_once(session, smtp, send):
+def test_retrying_a_failed_delivery_after_its_cause_is_fixed_delivers_it_once(
+    session, smtp, send, settings
+):
     from notifier.ops.failures import retry_failed
 
     factories.subscriber(session, "r@example.com", "news")
     story = factories.article(session, "news")
-    plan_article(session, story.id, utcnow())
-    session.commit()
-    ids = _planned_ids(session, story.id)
+    ids = _fan_out(session, settings, story.id)
     smtp.handler.refuse["r@example.com"] = "554 5.7.1 Relay access denied"  # our relay's fault
     send(ids)
     assert [d.status for d in _deliveries(session)] == [DeliveryStatus.FAILED]
@@ -266,19 +247,19 @@ def test_retrying_a_failed_delivery_after_its_cause_is_fixed_delivers_it_once(se
     assert len(smtp.handler.received) == 1
 
 
-def test_each_final_delivery_records_its_outcome_as_data(session, smtp, send):
+def test_each_final_delivery_records_its_outcome_as_data(session, smtp, send, settings):
     from notifier.models import DeliveryOutcome
 
     fine = factories.subscriber(session, "fine@example.com", "news")
     gone = factories.subscriber(session, "gone@example.com", "news")
     left = factories.subscriber(session, "left@example.com", "news")
     story = factories.article(session, "news")
-    plan_article(session, story.id, utcnow())
+    ids = _fan_out(session, settings, story.id)
     unsubscribe(session, left.id, None, utcnow(), reason="test")
     session.commit()
     smtp.handler.refuse["gone@example.com"] = "550 5.1.1 No such user"
 
-    send(_planned_ids(session, story.id))
+    send(ids)
     outcomes = {d.subscriber_id: d.outcome for d in _deliveries(session)}
     assert outcomes == {
         fine.id: DeliveryOutcome.SENT,

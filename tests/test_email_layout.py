@@ -43,7 +43,7 @@ def renderer() -> MessageRenderer:
 
 
 def notice(kind: str):
-    """What Composer.email_for puts in the context: an Article or an Alert row."""
+    """What Composer.email puts in the context: an Article or an Alert row."""
     if kind == "alert":
         return SimpleNamespace(
             title=TITLE,
@@ -60,7 +60,7 @@ def notice(kind: str):
 
 
 def render(renderer: MessageRenderer, kind: str, to: str, unsubscribe: str, manage: str):
-    """The email as Composer.email_for renders it, for these two per-reader values."""
+    """The email as Composer.email renders it, for these two per-reader values."""
     context = {
         "site_name": "Aze.Media",
         "site_url": "https://aze.media/",

@@ -23,16 +23,16 @@ from notifier.db import session_scope
 from notifier.delivery.compose import Composer
 from notifier.delivery.dispatch import send_deliveries
 from notifier.delivery.outlets import outlets
-from notifier.delivery.planning import pending_delivery_chunks, plan_alert, plan_article
 from notifier.domain.alerts import create_alert, validate_alert
 from notifier.messages import Outcome, SendResult
 from notifier.metrics import RecordedCollector
-from notifier.models import Delivery, DeliveryStatus, SubscriberStatus
+from notifier.models import Alert, Delivery, DeliveryStatus, SubscriberStatus
 from notifier.timeutil import utcnow
 from notifier.web import create_app
 from tests import factories
 from tests.conftest import make_settings
 from tests.support.processes import celery_processes, wait_until
+from tests.support.queue import alert_fanned_out, article_fanned_out
 
 ROOT = Path(__file__).resolve().parent.parent
 OUTCOMES = ("sent", "retry", "gone", "failed", "skipped")
@@ -51,7 +51,7 @@ def in_process(name: str, **labels: str) -> float:
 
 
 class ScriptedChannel:
-    """Answers each send with the next scripted result."""
+    """Answers each message with the next scripted result."""
 
     name = "email"
 
@@ -61,8 +61,9 @@ class ScriptedChannel:
     def open(self) -> ScriptedChannel:
         return self
 
-    def send(self, message) -> SendResult:
-        return self.results.pop(0)
+    def send_many(self, messages):
+        for key, _message in messages:
+            yield key, self.results.pop(0)
 
     def close(self) -> None:
         pass
@@ -71,7 +72,7 @@ class ScriptedChannel:
 def test_each_outcome_is_counted_once_and_sent_ones_are_timed(session, settings):
     readers = [factories.subscriber(session, f"r{n}@example.com", "news") for n in range(5)]
     story = factories.article(session, "news")
-    plan_article(session, story.id, utcnow())
+    _, ids = article_fanned_out(session, settings, story.id)
     readers[0].status = SubscriberStatus.UNSUBSCRIBED  # left after planning: skipped
     session.commit()
     channel = ScriptedChannel(
@@ -85,7 +86,6 @@ def test_each_outcome_is_counted_once_and_sent_ones_are_timed(session, settings)
               for o in OUTCOMES}  # fmt: skip
     timed = in_process("notifier_notification_latency_seconds_count", channel="email")
 
-    ids = [i for chunk in pending_delivery_chunks(session, story.id, 100) for i in chunk]
     send_deliveries(session, ids, {"email": outlet}, settings)
 
     moved = {o: in_process("notifier_deliveries_total", channel="email", outcome=o) - before[o]
@@ -96,21 +96,19 @@ def test_each_outcome_is_counted_once_and_sent_ones_are_timed(session, settings)
 
 def test_an_alert_is_timed_from_its_start(session, settings):
     factories.subscriber(session, "defense@example.com", "defense")
-    started = utcnow()
+    now = utcnow()
     data = {"title": "Ceasefire", "channels": ["email"], "categories": ["defense"]}
-    alert, _ = create_alert(session, validate_alert(session, data, settings.site_url, started),
-                            started - timedelta(minutes=5))  # fmt: skip
-    plan_alert(session, alert.id, started)
+    alert, _ = create_alert(session, validate_alert(session, data, settings.site_url, now),
+                            now - timedelta(minutes=5))  # fmt: skip
     session.commit()
+    _, ids = alert_fanned_out(session, settings, alert.id)
+    started = session.get(Alert, alert.id).started_at
     outlet = replace(outlets(settings, Composer(settings))["email"],
                      channel=ScriptedChannel(SendResult.sent()))  # fmt: skip
     labels = {"channel": "email"}
     count, total = (in_process(f"notifier_notification_latency_seconds_{part}", **labels)
                     for part in ("count", "sum"))  # fmt: skip
 
-    ids = [
-        i for chunk in pending_delivery_chunks(session, alert.id, 100, "alert_id") for i in chunk
-    ]
     send_deliveries(
         session, ids, {"email": outlet}, settings, now=lambda: started + timedelta(seconds=30)
     )

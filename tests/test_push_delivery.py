@@ -14,13 +14,13 @@ from notifier.channels.registry import vapid_signer
 from notifier.delivery.compose import Composer
 from notifier.delivery.dispatch import send_deliveries
 from notifier.delivery.outlets import outlets
-from notifier.delivery.planning import pending_delivery_chunks, plan_article
 from notifier.domain.push_subscriptions import BrowserSubscription, save_push_subscription
 from notifier.messages import PUSH_MAX_PLAINTEXT, PushMessage
 from notifier.models import Delivery, DeliveryStatus, PushStatus, PushSubscription
 from notifier.timeutil import utcnow
 from tests import factories
 from tests.support.push_service import Reply
+from tests.support.queue import article_fanned_out
 
 
 @pytest.fixture
@@ -28,12 +28,12 @@ def send(session, settings):
     bound = outlets(settings, Composer(settings))
 
     def run(at=None):
-        ids = [i for chunk in pending_delivery_chunks(session, story_ids[-1], 500) for i in chunk]
+        """Send what the last article's fan-out queued (rows already sent are not claimed)."""
         clock = (lambda: at) if at else utcnow
-        return send_deliveries(session, ids, bound, settings, now=clock)
+        return send_deliveries(session, queued[-1], bound, settings, now=clock)
 
-    story_ids: list[int] = []
-    run.story_ids = story_ids
+    queued: list[list[int]] = []
+    run.queued, run.settings = queued, settings
     return run
 
 
@@ -42,9 +42,7 @@ subscribe = factories.push_subscription
 
 def publish(session, send, *slugs: str, **fields) -> int:
     story = factories.article(session, *slugs, **fields)
-    plan_article(session, story.id, utcnow())
-    session.commit()
-    send.story_ids.append(story.id)
+    send.queued.append(article_fanned_out(session, send.settings, story.id)[1])
     return story.id
 
 
@@ -137,8 +135,7 @@ def test_retry_after_holds_back_every_worker_process(session, settings, push_ser
     push_service.script(first, Reply(429, retry_after=30))
     for slug in ("news", "culture"):
         story = factories.article(session, slug)
-        plan_article(session, story.id, utcnow())
-    session.commit()
+        article_fanned_out(session, settings, story.id)
     [one, two] = [d.id for d in deliveries(session)]
     send_deliveries(session, [one], outlets(settings, Composer(settings)), settings)
     elsewhere = outlets(settings, Composer(settings))  # as in another worker process
@@ -204,10 +201,8 @@ def test_endpoint_is_checked_again_at_send_time(session, push_service, settings)
     browser = push_service.new_subscription()
     subscribe(session, browser, "news")
     story = factories.article(session, "news")
-    plan_article(session, story.id, utcnow())
-    session.commit()
+    _, ids = article_fanned_out(session, settings, story.id)
     stricter = settings.with_overrides(push_allowed_origins=("https://fcm.googleapis.com",))
-    ids = [i for chunk in pending_delivery_chunks(session, story.id, 10) for i in chunk]
     report = send_deliveries(session, ids, outlets(stricter, Composer(stricter)), stricter)
     assert report.failed == 1 and browser.received == []
     [delivery] = deliveries(session)
@@ -231,9 +226,7 @@ def test_a_push_service_that_never_answers_times_out_and_is_retried(
         utcnow(),
     )  # fmt: skip
     story = factories.article(session, "news")
-    plan_article(session, story.id, utcnow())
-    session.commit()
-    ids = [i for chunk in pending_delivery_chunks(session, story.id, 10) for i in chunk]
+    _, ids = article_fanned_out(session, impatient, story.id)
     try:
         report = send_deliveries(session, ids, outlets(impatient, Composer(impatient)), impatient)
     finally:

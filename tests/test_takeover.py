@@ -11,13 +11,13 @@ from notifier.delivery.claims import claim_deliveries, mark_sent
 from notifier.delivery.compose import Composer
 from notifier.delivery.dispatch import Outlet, send_deliveries
 from notifier.delivery.outlets import outlets
-from notifier.delivery.planning import pending_delivery_chunks, plan_article_deliveries
 from notifier.delivery.takeover import Beat, LocalPool, Verdict, dead_holders, take_over
 from notifier.holders import holder_name, parse
 from notifier.messages import Outcome
 from notifier.models import Delivery, DeliveryStatus, WorkerHeartbeat
 from notifier.timeutil import utcnow
 from tests import factories
+from tests.support.queue import article_fanned_out
 
 NOW = datetime(2026, 12, 4, 20, 0, tzinfo=UTC)
 A = holder_name("a@host", 100, 101)
@@ -53,13 +53,11 @@ def test_a_worker_knows_at_once_when_one_of_its_own_pool_children_is_gone():
     assert dead_holders([B], beats, NOW, 30, local) == [], "not its child to judge"
 
 
-def _planned(session, count=3):
+def _planned(session, settings, count=3):
     for n in range(count):
         factories.subscriber(session, f"t{n}@example.com", "news")
     story = factories.article(session, "news")
-    plan_article_deliveries(session, story.id, "email", utcnow())
-    session.commit()
-    return [i for chunk in pending_delivery_chunks(session, story.id, 100) for i in chunk]
+    return article_fanned_out(session, settings, story.id)[1]
 
 
 def _beat(session, node, pid, seen_at):
@@ -68,8 +66,8 @@ def _beat(session, node, pid, seen_at):
     session.commit()
 
 
-def test_claims_of_a_dead_worker_are_released_and_a_late_write_records_nothing(session):
-    ids = _planned(session)
+def test_claims_of_a_dead_worker_are_released_and_a_late_write_records_nothing(session, settings):
+    ids = _planned(session, settings)
     now = utcnow()
     _beat(session, "a@host", 100, now - timedelta(seconds=60))
     _beat(session, "b@host", 200, now)
@@ -102,24 +100,25 @@ class _TakenOverMidSend:
     def open(self):
         return self
 
-    def send(self, message):
+    def send_many(self, messages):
         from notifier.messages import SendResult
 
-        if not self.sent:
-            from notifier.delivery.claims import release_claims
+        for key, message in messages:
+            if not self.sent:
+                from notifier.delivery.claims import release_claims
 
-            release_claims(self.session, [A], utcnow())
-            claim_deliveries(self.session, self.ids, utcnow(), 300, "other", B)
-            self.session.commit()
-        self.sent.append(message)
-        return SendResult(Outcome.SENT)
+                release_claims(self.session, [A], utcnow())
+                claim_deliveries(self.session, self.ids, utcnow(), 300, "other", B)
+                self.session.commit()
+            self.sent.append(message)
+            yield key, SendResult(Outcome.SENT)
 
     def close(self):
         pass
 
 
 def test_a_worker_whose_rows_were_taken_over_does_not_overwrite_the_new_claim(session, settings):
-    ids = _planned(session, 2)
+    ids = _planned(session, settings, 2)
     real = outlets(settings, Composer(settings))["email"]
     fake = _TakenOverMidSend(session, ids)
     outlet = Outlet(fake, real.address, real.recipient_gone)

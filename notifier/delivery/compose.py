@@ -13,14 +13,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from notifier.config import Settings
-from notifier.delivery.addressing import Addressee, Unwanted, address_chunk
+from notifier.delivery.addressing import Addressee
 from notifier.delivery.rendering import MessageRenderer
 from notifier.messages import EmailEnvelope, PushMessage, RenderedEmail
 from notifier.models import (
     Alert,
     Article,
     Category,
-    Delivery,
     PushSubscription,
     Subscriber,
 )
@@ -49,11 +48,6 @@ class Composer:
 
     def _site(self) -> dict[str, str]:
         return {"site_name": self.settings.site_name, "site_url": self.settings.site_url}
-
-    def email_for(self, session: Session, delivery: Delivery) -> RenderedEmail | str:
-        """The notification for one delivery, or the reason it must not go out any more."""
-        found = _addressed(session, "email", delivery)
-        return found if isinstance(found, str) else self.email(found)
 
     def email(self, addressee: Addressee) -> RenderedEmail:
         """The whole email rendered for one reader (previews, tests, unusual addresses)."""
@@ -111,11 +105,6 @@ class Composer:
                                          [UNSUBSCRIBE_SLOT, MANAGE_SLOT])  # fmt: skip
             _remember(self._layouts, key, layout)
         return layout
-
-    def push_for(self, session: Session, delivery: Delivery) -> PushMessage | str:
-        """The push for one delivery, or the reason it must not go out any more."""
-        found = _addressed(session, "push", delivery)
-        return found if isinstance(found, str) else self.push(found)
 
     def push(self, addressee: Addressee) -> PushMessage:
         """The push for one browser: the payload is rendered once per notice; only the
@@ -209,13 +198,6 @@ class Composer:
             return None
         context = {**self._site(), "manage_url": self.urls.manage(subscriber.id)}
         return self.renderer.render_email("manage_link", subscriber.email, context)
-
-
-def _addressed(session: Session, channel: str, delivery: Delivery) -> Addressee | str:
-    found = address_chunk(session, channel, [delivery.id])
-    if not found:
-        return "recipient or article deleted"
-    return found[0].reason if isinstance(found[0], Unwanted) else found[0]
 
 
 def _content_key(notice: Article | Alert) -> tuple:

@@ -124,8 +124,7 @@ def _send_through(
 
     connection = outlet.channel.open()
     try:
-        send_many = getattr(connection, "send_many", None) or _one_by_one(connection)
-        for delivery_id, result in send_many(messages()):
+        for delivery_id, result in connection.send_many(messages()):
             recorder.add(delivery_id, result)
     except BaseException:
         # Record what went out before the error, but never let a failure to do so replace
@@ -141,13 +140,3 @@ def _send_through(
         recorder.flush()
     finally:
         connection.close()
-
-
-def _one_by_one(connection):
-    """For a channel session that sends one message at a time."""
-
-    def send_many(messages):
-        for key, message in messages:
-            yield key, connection.send(message)
-
-    return send_many

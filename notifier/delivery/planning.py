@@ -14,11 +14,9 @@ from datetime import datetime, timedelta
 from sqlalchemy import Table, func, literal, select, update
 from sqlalchemy.orm import Session
 
-from notifier.domain.alerts import alert_channels, finish_planning, start_alert
 from notifier.domain.audiences import AUDIENCES, Audience
 from notifier.models import (
     Alert,
-    Article,
     Delivery,
     DeliveryStatus,
     alert_categories,
@@ -190,75 +188,5 @@ def _chunk_delivery_ids(session, audience, notice, channel, last, upper, queued_
     return sorted(ids)
 
 
-def plan_deliveries(session: Session, notice: Notice, channel: str, now: datetime) -> int:
-    """Record one pending delivery per active recipient the notice targets on this channel
-    (all chunks at once; fan-out tasks use `plan_chunks` to queue as they go)."""
-    chunks = plan_chunks(session, notice, [channel], now, chunk_size=5000)
-    return sum(chunk.planned for chunk in chunks)
-
-
-def plan_article_deliveries(session: Session, article_id: int, channel: str, now: datetime) -> int:
-    return plan_deliveries(session, Notice.article(article_id), channel, now)
-
-
-def plan_article(session: Session, article_id: int, now: datetime) -> dict[str, int]:
-    """Plan the article on every channel and note that its fan-out ran."""
-    planned = {channel: plan_article_deliveries(session, article_id, channel, now)
-               for channel in AUDIENCES}  # fmt: skip
-    article = session.get(Article, article_id)
-    if article is not None and article.fanned_out_at is None:
-        article.fanned_out_at = now
-    return planned
-
-
-def pending_delivery_chunks(
-    session: Session, notice_id: int, chunk_size: int, notice_column: str = "article_id"
-) -> Iterator[list[int]]:
-    """A notice's unsent deliveries, a chunk at a time, taking turns between channels so
-    the first push goes out as soon as the first email (keyset paging per channel)."""
-    yield from _taking_turns(
-        [
-            _channel_chunks(session, notice_column, notice_id, channel, chunk_size)
-            for channel in AUDIENCES
-        ]
-    )
-
-
-def _channel_chunks(
-    session: Session, notice_column: str, notice_id: int, channel: str, chunk_size: int
-) -> Iterator[list[int]]:
-    notice = getattr(Delivery, notice_column)
-    last_id = 0
-    while True:
-        ids = list(
-            session.scalars(
-                select(Delivery.id)
-                .where(
-                    notice == notice_id,
-                    Delivery.channel == channel,
-                    Delivery.id > last_id,
-                    Delivery.status.in_([DeliveryStatus.PENDING, DeliveryStatus.SENDING]),
-                )
-                .order_by(Delivery.id)
-                .limit(chunk_size)
-            )
-        )
-        if not ids:
-            return
-        yield ids
-        last_id = ids[-1]
-
-
 def alert_notice(alert: Alert) -> Notice:
     return Notice.alert(alert.id, alert.target_all)
-
-
-def plan_alert(session: Session, alert_id: int, now: datetime) -> dict[str, int]:
-    """Record the alert's deliveries once; a second run (or a stopped alert) adds nothing."""
-    alert = start_alert(session, alert_id, now)
-    if alert is None:
-        return {}
-    planned = {c: plan_deliveries(session, alert_notice(alert), c, now)
-               for c in alert_channels(alert)}  # fmt: skip
-    finish_planning(session, alert, now)
-    return planned

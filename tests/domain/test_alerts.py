@@ -7,7 +7,6 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import select
 
-from notifier.delivery.planning import plan_alert
 from notifier.domain.alerts import (
     AlertError,
     alert_progress,
@@ -21,6 +20,7 @@ from notifier.domain.alerts import (
 )
 from notifier.models import AlertStatus, Delivery, DeliveryStatus, SubscriberStatus
 from tests import factories
+from tests.support.queue import alert_fanned_out
 
 SITE = "https://aze.media/"
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
@@ -64,7 +64,9 @@ def test_defaults_and_scheduling(session):
     assert later.send_at == datetime(2026, 11, 25, 14, 0, tzinfo=UTC) and later.target_all
 
 
-def test_reaches_every_active_reader_of_the_target_once_per_channel(session, push_service):
+def test_reaches_every_active_reader_of_the_target_once_per_channel(
+    session, push_service, settings
+):
     factories.subscriber(session, "defense@example.com", "defense", "news")
     factories.subscriber(session, "news@example.com", "news")
     factories.subscriber(session, "pending@example.com", "defense", status=SubscriberStatus.PENDING)
@@ -75,11 +77,11 @@ def test_reaches_every_active_reader_of_the_target_once_per_channel(session, pus
     assert audience_size(session, everyone) == {"email": 2, "push": 1}
 
     alert, _ = create_alert(session, targeted, NOW)
-    assert plan_alert(session, alert.id, NOW) == {"email": 1, "push": 1}
-    assert plan_alert(session, alert.id, NOW) == {}, "a second run adds nothing"
+    assert alert_fanned_out(session, settings, alert.id)[0] == {"email": 1, "push": 1}
+    assert alert_fanned_out(session, settings, alert.id)[0] == {}, "a second run adds nothing"
     assert alert.status is AlertStatus.SENDING
     email_only, _ = create_alert(session, draft(session, all=True, channels=["email"]), NOW)
-    assert plan_alert(session, email_only.id, NOW) == {"email": 2}
+    assert alert_fanned_out(session, settings, email_only.id)[0] == {"email": 2}
 
 
 def test_the_same_idempotency_key_makes_one_alert(session):
@@ -89,7 +91,7 @@ def test_the_same_idempotency_key_makes_one_alert(session):
     assert created and not created_again and again.id == first.id
 
 
-def test_scheduled_alert_is_released_at_its_time_and_can_be_cancelled_before(session):
+def test_scheduled_alert_is_released_at_its_time_and_can_be_cancelled_before(session, settings):
     at = NOW + timedelta(hours=1)
     alert, _ = create_alert(session, draft(session, send_at=at.isoformat()), NOW)
     assert alert.status is AlertStatus.SCHEDULED
@@ -99,7 +101,7 @@ def test_scheduled_alert_is_released_at_its_time_and_can_be_cancelled_before(ses
     other, _ = create_alert(session, draft(session, send_at=at.isoformat()), NOW)
     cancel_alert(session, other.id, NOW)
     assert other.status is AlertStatus.CANCELLED
-    assert plan_alert(session, other.id, at) == {}
+    assert alert_fanned_out(session, settings, other.id)[0] == {}
 
 
 def test_a_queued_alert_whose_task_was_lost_is_released_again(session):
@@ -108,11 +110,11 @@ def test_a_queued_alert_whose_task_was_lost_is_released_again(session):
     assert release_due_alerts(session, NOW + timedelta(seconds=11), 10) == [alert.id]
 
 
-def test_stop_skips_what_is_not_sent_and_progress_counts_it(session):
+def test_stop_skips_what_is_not_sent_and_progress_counts_it(session, settings):
     for n in range(3):
         factories.subscriber(session, f"r{n}@example.com", "defense")
     alert, _ = create_alert(session, draft(session, channels=["email"]), NOW)
-    plan_alert(session, alert.id, NOW)
+    alert_fanned_out(session, settings, alert.id)
     first = session.scalars(select(Delivery).order_by(Delivery.id)).first()
     first.status = DeliveryStatus.SENT
     stop_alert(session, alert.id, NOW)
@@ -124,17 +126,17 @@ def test_stop_skips_what_is_not_sent_and_progress_counts_it(session):
         cancel_alert(session, alert.id, NOW)
 
 
-def test_alert_is_sent_when_every_delivery_is_final(session):
+def test_alert_is_sent_when_every_delivery_is_final(session, settings):
     factories.subscriber(session, "r@example.com", "defense")
     alert, _ = create_alert(session, draft(session, channels=["email"]), NOW)
-    plan_alert(session, alert.id, NOW)
+    alert_fanned_out(session, settings, alert.id)
     assert not finish_if_done(session, alert.id, NOW)
     session.scalars(select(Delivery)).one().status = DeliveryStatus.SENT
     assert finish_if_done(session, alert.id, NOW + timedelta(seconds=2))
     assert alert.status is AlertStatus.SENT and alert.finished_at is not None
 
 
-def test_an_alert_with_no_audience_is_done_at_once(session):
+def test_an_alert_with_no_audience_is_done_at_once(session, settings):
     alert, _ = create_alert(session, draft(session, categories=["karabakh"]), NOW)
-    plan_alert(session, alert.id, NOW)
+    alert_fanned_out(session, settings, alert.id)
     assert alert.status is AlertStatus.SENT

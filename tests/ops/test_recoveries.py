@@ -15,7 +15,6 @@ from notifier.broker_marker import BrokerMarker
 from notifier.celery_app import make_celery
 from notifier.db import session_scope
 from notifier.delivery.claims import claim_deliveries
-from notifier.delivery.planning import pending_delivery_chunks, plan_article_deliveries
 from notifier.delivery.takeover import LocalPool
 from notifier.holders import holder_name
 from notifier.models import Recovery, RecoveryCause, WorkerHeartbeat
@@ -24,6 +23,7 @@ from notifier.recovery import check_broker, take_over_dead_workers
 from notifier.timeutil import utcnow
 from tests import factories
 from tests.conftest import make_settings
+from tests.support.queue import article_fanned_out
 from tests.support.recoveries import admin_client, shown_recoveries
 
 NONE = {"dead_worker": 0, "broker_lost": 0, "sweeper": 0}
@@ -36,14 +36,13 @@ def settings(tmp_path, pg_database_url, redis_url):
     return settings
 
 
-def _planned(database_url: str, count: int) -> list[int]:
-    with session_scope(database_url) as session:
+def _planned(settings, count: int) -> list[int]:
+    """Planned as the fan-out does it; what it queued went to a recorder, not the broker."""
+    with session_scope(settings.database_url) as session:
         for n in range(count):
             factories.subscriber(session, f"r{n}@example.com", "news")
         story = factories.article(session, "news")
-        plan_article_deliveries(session, story.id, "email", utcnow())
-        session.commit()
-        return [i for chunk in pending_delivery_chunks(session, story.id, 100) for i in chunk]
+        return article_fanned_out(session, settings, story.id)[1]
 
 
 def test_in_normal_operation_every_count_is_zero_and_says_so(settings):
@@ -62,7 +61,7 @@ def test_in_normal_operation_every_count_is_zero_and_says_so(settings):
 
 
 def test_a_dead_workers_claims_taken_over_show_as_recovered(settings, pg_database_url):
-    ids = _planned(pg_database_url, 3)
+    ids = _planned(settings, 3)
     dead = holder_name("gone@host", 100, 101)
     with session_scope(pg_database_url) as session:
         stale = utcnow() - timedelta(seconds=settings.worker_stale_seconds + 5)
@@ -87,7 +86,7 @@ def test_a_dead_workers_claims_taken_over_show_as_recovered(settings, pg_databas
 
 
 def test_a_broker_that_lost_its_queues_shows_as_recovered(settings, pg_database_url, redis_url):
-    ids = _planned(pg_database_url, 3)
+    ids = _planned(settings, 3)
     marker = BrokerMarker(redis_url)
     try:
         assert check_broker(settings, marker), "a broker never seen: unsent work queued again"

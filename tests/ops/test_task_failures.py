@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 from notifier.celery_app import make_celery
 from notifier.cli import cli
 from notifier.db import session_scope
-from notifier.delivery.planning import plan_article
+from notifier.delivery.planning import Notice, plan_chunks
 from notifier.domain.editors import create_editor
 from notifier.models import Delivery, SweepRun, TaskFailure
 from notifier.timeutil import utcnow
@@ -103,7 +103,8 @@ def test_the_sweeper_reports_what_it_requeued(sweeping_settings, pg_database_url
     with session_scope(pg_database_url) as session:
         factories.subscriber(session, "reader@example.com", "news")
         story = factories.article(session, "news")
-        plan_article(session, story.id, utcnow() - timedelta(hours=1))
+        an_hour_ago = utcnow() - timedelta(hours=1)
+        list(plan_chunks(session, Notice.article(story.id), ["email"], an_hour_ago, 100))
         lost = session.scalars(select(Delivery)).one()
         lost.queued_at = utcnow() - timedelta(hours=1)  # its task never came back
         session.commit()

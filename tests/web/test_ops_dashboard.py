@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
-from notifier.delivery.planning import plan_article
+from notifier.delivery.planning import Notice, plan_chunks
 from notifier.domain.editors import create_editor
 from notifier.models import Delivery, DeliveryOutcome, DeliveryStatus, Feed, WorkerHeartbeat
 from notifier.timeutil import utcnow
@@ -33,7 +33,7 @@ def failed_deliveries(
     for n in range(count):
         factories.subscriber(session, f"r{n}@example.com", "news")
     story = factories.article(session, "news")
-    plan_article(session, story.id, utcnow())
+    list(plan_chunks(session, Notice.article(story.id), ["email"], utcnow(), 100))
     rows = session.scalars(select(Delivery)).all()
     for row in rows:
         row.status, row.last_error, row.attempts = DeliveryStatus.FAILED, error, 8
