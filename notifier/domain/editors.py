@@ -16,9 +16,9 @@ from typing import Protocol
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
-from notifier.domain.passwords import hash_password, needs_rehash, verify_password
 from notifier.domain.subscriptions import SubscriptionError, normalize_email
 from notifier.models import Editor, EditorRole, LoginAttempt
+from notifier.passwords import hash_password, needs_rehash, verify_password
 
 MIN_PASSWORD_LENGTH = 12
 MAX_PASSWORD_LENGTH = 1000
