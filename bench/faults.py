@@ -8,11 +8,15 @@ WORKER_CONCURRENCY's default of 4 processes, outcomes recorded DELIVERY_RECORD_B
 time over SMTP_CONNECTIONS=4) on a scratch database created for the run (TEST_DATABASE_URL
 names the server, as for the tests): a kill -9 of the whole worker tree and of one pool
 child, on Redis and on RabbitMQ (a vhost of its own on 127.0.0.1:5672); the broker wiped
-(FLUSHALL) or restarted empty; a push service answering 429 Retry-After: 5 for 10 s. Also,
+(FLUSHALL) or restarted empty; a push service answering 429 Retry-After: 5 for 10 s; one
+feed in FEED_URLS dripping a byte every 5 s while an article is announced through the
+webhook to push readers (and the same article without the slow feed, for comparison). Also,
 on request, the SMTP and PostgreSQL outage scenarios (smtp, database). Prints per scenario
 and broker: delivered / lost / duplicated / seconds from the fault to the last message (for
-the 429s: from the end of the 429s). Each scenario starts its own Redis, proxies, SMTP and
-push servers, worker and beat, and stops them afterwards.
+the 429s: from the end of the 429s; for the webhook: from the webhook request), and for the
+webhook scenarios the seconds to the first push and whether the slow feed shows as failing
+in `notifier status --json` and on /ops/. Each scenario starts its own Redis, proxies, SMTP
+and push servers, worker and beat, and stops them afterwards.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 
-from tests.conftest import _clean, _seeded_category_count  # noqa: E402
+from tests.conftest import _clean, _seeded_category_rows  # noqa: E402
 from tests.fault import scenarios  # noqa: E402
 from tests.fault.harness import Figures  # noqa: E402
 from tests.support.databases import scratch_database  # noqa: E402
@@ -50,6 +54,10 @@ SCENARIOS: dict[str, tuple[str, str, Callable[..., Figures]]] = {
         scenarios.redis_flushed(tmp, url, n, restart=True, within=None, concurrency=c)),
     "push-429": ("push 429 Retry-After 5 for 10 s", "Redis", lambda tmp, url, n, c:
         scenarios.push_throttled_for(tmp, url, n, concurrency=c)),
+    "slow-feed": ("feed dripping a byte every 5 s, webhook article", "Redis",
+        lambda tmp, url, n, c: scenarios.slow_feed(tmp, url, n, concurrency=c)),
+    "webhook": ("webhook article, no slow feed (control)", "Redis", lambda tmp, url, n, c:
+        scenarios.slow_feed(tmp, url, n, slow=False, concurrency=c)),
     "rabbit-kill-worker": ("kill -9 of the whole worker", "RabbitMQ", lambda tmp, url, n, c:
         scenarios.worker_killed(tmp, url, n, c, within=None, broker="rabbitmq", **GROUPED)),
     "rabbit-kill-child": ("kill -9 of one pool child", "RabbitMQ", lambda tmp, url, n, c:
@@ -69,7 +77,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--recipients",
         type=int,
         default=20000,
-        help="readers per fan-out (emails; push subscriptions for push-429)",
+        help="readers per fan-out (emails; push subscriptions for push-429, slow-feed, webhook)",
     )
     parser.add_argument(
         "--scenarios", nargs="+", default=DEFAULT, choices=list(SCENARIOS),
@@ -91,13 +99,37 @@ class ScratchDatabase:
     def __init__(self) -> None:
         self._scratch = scratch_database("notifier_bench")
         self.url = self._scratch.__enter__()
-        self.seeded = _seeded_category_count(self.url)
+        self.seeded = _seeded_category_rows(self.url)
 
     def clean(self) -> None:
         _clean(self.url, self.seeded)
 
     def drop(self) -> None:
         self._scratch.__exit__(None, None, None)
+
+
+def print_webhook_table(results: list[tuple[str, Figures | None, float]], readers: int) -> None:
+    """The webhook scenarios' own figures: first push, and the slow feed as operators see it."""
+    rows = [(key, f) for key, f, _ in results if f is not None and "first_push_seconds" in f.notes]
+    if not rows:
+        return
+    print()
+    print("| scenario | readers | seconds from the webhook to the first push | to the last push "
+          "| feed failing in `notifier status --json` / on /ops/ |")  # fmt: skip
+    print("| --- | ---: | ---: | ---: | --- |")
+    for key, figures in rows:
+        notes = figures.notes
+        if "feed_failing_in_status" in notes:
+            failing = (f"{_yes(notes['feed_failing_in_status'])} / "
+                       f"{_yes(notes['feed_error_on_ops'])}: {notes['feed_error']}")  # fmt: skip
+        else:
+            failing = "no feed"
+        print(f"| {SCENARIOS[key][0]} | {readers:,} | {notes['first_push_seconds']:.2f} | "
+              f"{figures.seconds:.1f} | {failing} |")  # fmt: skip
+
+
+def _yes(flag: object) -> str:
+    return "yes" if flag else "NO"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -133,6 +165,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         print(f"| {title} | {broker} | {figures.recipients:,} | {figures.delivered:,} | "
               f"{figures.lost} | {figures.duplicates} | {figures.seconds:.1f} |")  # fmt: skip
+    print_webhook_table(results, args.recipients)
     print(f"\nprocess logs: {logs}" if args.keep_logs else "")
     if not args.keep_logs:
         shutil.rmtree(logs, ignore_errors=True)

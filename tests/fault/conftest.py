@@ -12,7 +12,7 @@ import pytest
 
 from tests.conftest import _clean, make_settings
 from tests.fault.harness import FaultySmtp, OwnRedis, TcpProxy
-from tests.support.recoveries import Shown, shown_recoveries
+from tests.support.ops_views import Shown, shown_recoveries
 
 
 @pytest.fixture

@@ -8,6 +8,9 @@ the fan-out being queued until the last recipient had the message, plus scenario
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
 import os
 import signal
 import time
@@ -15,10 +18,12 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import requests
 from sqlalchemy import func, select
 
 from notifier.db import session_scope
-from notifier.models import Delivery, DeliveryStatus, PushSubscription, Subscriber
+from notifier.models import Delivery, DeliveryStatus, Feed, PushSubscription, Subscriber
+from notifier.web import create_app
 from tests.fault.harness import (
     SHORT_RETRIES,
     Figures,
@@ -37,8 +42,11 @@ from tests.fault.harness import (
     wait_for_everyone,
 )
 from tests.support.feed_server import FeedServer
+from tests.support.ops_views import feed_in_status
+from tests.support.processes import web_server
 from tests.support.push_service import Reply
 from tests.support.rss import Item, rss
+from tests.support.smtp import free_port
 
 
 def deadline(recipients: int) -> float:
@@ -590,6 +598,95 @@ def worker_terminated(
             expired_leases_at_stop=stuck, expired_leases_at_end=expired_leases(database_url),
             children_killed_by_sigterm="exited with 'signal 15 (SIGTERM)'" in first.output(),
         )  # fmt: skip
+
+
+# 8 ------------------------------------------------------------------------------------------
+
+
+FIRST_PUSH_TARGET = 1.0  # issue 12: first push of a webhook article within 1 s of the webhook
+WEBHOOK_SECRET = "fault-webhook-secret"
+
+
+def slow_feed(
+    tmp: Path, database_url: str, subscriptions: int = 200, slow: bool = True,
+    concurrency: int = 2,
+):  # fmt: skip
+    """One feed in FEED_URLS answers one byte every 5 s (with `slow`; without, no feed at all:
+    the control). While its fetch is under way, an article is announced through the webhook
+    to `subscriptions` push readers. Seconds are counted from the webhook request to the last
+    push; notes say when the first push came, and whether the slow feed then shows as failing
+    in `notifier status --json` and on /ops/. Every setting at its default."""
+    feed = FeedServer(drip_seconds=5).start()  # the issue's slow feed: a byte every 5 s
+    feed.body = rss(Item("https://aze.media/?p=slow", "Never complete", datetime.now(UTC)))
+    port = free_port()
+    options = {"WEBHOOK_SECRET": WEBHOOK_SECRET, "PUBLIC_URL": f"http://127.0.0.1:{port}",
+               "FEED_URLS": feed.url if slow else ""}  # fmt: skip
+    try:
+        with open_stack(tmp, database_url, **options) as stack:
+            push = stack.push
+            browsers = [push.new_subscription() for _ in range(subscriptions)]
+            seed_push_subscriptions(database_url, browsers)
+            stack.beat()
+            stack.worker(concurrency=concurrency)
+            if slow:
+                stack.send_task("notifier.tasks.poll_feeds")  # what beat sends every 300 s
+                wait_for(lambda: feed.in_progress, 60,
+                         lambda: f"the slow feed is not being fetched\n{stack.logs()}")  # fmt: skip
+            endpoints = [b.endpoint for b in browsers]
+
+            def received() -> Counter:
+                return Counter({b.endpoint: len(b.received) for b in browsers if b.received})
+
+            with web_server(create_app(stack.settings), port) as base:
+                announced = time.monotonic()
+                guid = _announce_through_webhook(base)
+            push.wait_for(1, timeout=deadline(subscriptions))
+            first = min(p.monotonic for p in push.all_received)
+            fetching_at_first = feed.in_progress > 0
+            article = article_id_by_guid(database_url, guid)
+            wait_for_everyone(stack, article, endpoints, received, announced,
+                              deadline(subscriptions))  # fmt: skip
+            last = max(p.monotonic for b in browsers for p in b.received)
+            counts = tally(endpoints, received())
+            notes = {"first_push_seconds": round(first - announced, 2),
+                     "fetching_at_first_push": fetching_at_first,
+                     "sweeper_requeued": stack.logged("sweep re-queued"),
+                     "final": dict(delivery_states(database_url, article))}  # fmt: skip
+            if slow:
+                wait_for(lambda: _feed_error(database_url, feed.url),
+                         stack.settings.feed_timeout_seconds + 30,
+                         lambda: f"the slow feed never failed\n{stack.logs()}")  # fmt: skip
+                shown = feed_in_status(stack.settings, feed.url)
+                notes.update(feed_failing_in_status=not shown.healthy, feed_error=shown.error,
+                             feed_error_on_ops=shown.error_on_ops)  # fmt: skip
+            return Figures("8 slow feed" if slow else "8 webhook, no slow feed",
+                           subscriptions, counts.delivered, counts.duplicates, counts.lost,
+                           last - announced, notes)  # fmt: skip
+    finally:
+        feed.stop()
+
+
+def _feed_error(database_url: str, url: str) -> str | None:
+    with session_scope(database_url) as session:
+        return session.scalar(select(Feed.last_error).where(Feed.url == url))
+
+
+def _announce_through_webhook(base: str) -> str:
+    """POST a published post to /api/v1/articles, signed as WordPress does; its guid."""
+    guid = f"https://aze.media/?p=webhook-{time.time_ns()}"
+    post = {
+        "guid": guid,
+        "url": "https://aze.media/breaking/",
+        "title": "Breaking, via the webhook",
+        "categories": ["News"],
+        "published_at": datetime.now(UTC).isoformat(),
+    }
+    raw = json.dumps(post).encode()
+    signature = hmac.new(WEBHOOK_SECRET.encode(), raw, hashlib.sha256).hexdigest()
+    headers = {"X-Notifier-Signature": f"sha256={signature}", "Content-Type": "application/json"}
+    answer = requests.post(f"{base}/api/v1/articles", data=raw, headers=headers, timeout=30)
+    assert answer.status_code == 202, answer.text
+    return guid
 
 
 # extra --------------------------------------------------------------------------------------

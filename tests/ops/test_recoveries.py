@@ -23,8 +23,8 @@ from notifier.recovery import check_broker, take_over_dead_workers
 from notifier.timeutil import utcnow
 from tests import factories
 from tests.conftest import make_settings
+from tests.support.ops_views import admin_client, shown_recoveries
 from tests.support.queue import article_fanned_out
-from tests.support.recoveries import admin_client, shown_recoveries
 
 NONE = {"dead_worker": 0, "broker_lost": 0, "sweeper": 0}
 

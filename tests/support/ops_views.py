@@ -1,5 +1,5 @@
-"""What an operator sees of recoveries after faults: `notifier status` (text and --json) and
-the /ops/ dashboard, read as they would be, from the database the workers wrote to."""
+"""What an operator sees: `notifier status` (text and --json) and the /ops/ dashboard, read as
+they would be, from the database the workers wrote to (recoveries after faults, feeds)."""
 
 from __future__ import annotations
 
@@ -56,3 +56,22 @@ def _ops_paragraph(settings: Settings) -> str:
     found = re.search(r'<p id="recovered"[^>]*>(.*?)</p>', page, re.S)
     assert found, "no recoveries paragraph on /ops/"
     return " ".join(html.unescape(found.group(1)).split())
+
+
+@dataclass
+class FeedShown:
+    healthy: bool  # as `notifier status --json` says
+    error: str | None  # its last_error there
+    error_on_ops: bool  # that error is on /ops/, in the feed's row
+
+
+def feed_in_status(settings: Settings, url: str) -> FeedShown:
+    env = settings_env(settings)
+    report = json.loads(CliRunner().invoke(cli, ["status", "--json"], env=env).output)
+    [feed] = [f for f in report["feeds"] if f["url"] == url]
+    page = admin_client(settings).get("/ops/").text
+    row = re.search(r'<tr class="\w+"><td class="url">' + re.escape(html.escape(url)) +
+                    r"</td>(.*?)</tr>", page, re.S)  # fmt: skip
+    error = feed["last_error"]
+    on_ops = bool(row and error and html.escape(error) in row.group(1))
+    return FeedShown(feed["healthy"], error, on_ops)
