@@ -8,15 +8,17 @@ WORKER_CONCURRENCY's default of 4 processes, outcomes recorded DELIVERY_RECORD_B
 time over SMTP_CONNECTIONS=4) on a scratch database created for the run (TEST_DATABASE_URL
 names the server, as for the tests): a kill -9 of the whole worker tree and of one pool
 child, on Redis and on RabbitMQ (a vhost of its own on 127.0.0.1:5672); the broker wiped
-(FLUSHALL) or restarted empty; a push service answering 429 Retry-After: 5 for 10 s; one
+(FLUSHALL) or restarted empty; RabbitMQ (a node of its own, never the shared one) stopped
+and started again on its data; a push service answering 429 Retry-After: 5 for 10 s; one
 feed in FEED_URLS dripping a byte every 5 s while an article is announced through the
 webhook to push readers (and the same article without the slow feed, for comparison). Also,
 on request, the SMTP and PostgreSQL outage scenarios (smtp, database). Prints per scenario
 and broker: delivered / lost / duplicated / seconds from the fault to the last message (for
-the 429s: from the end of the 429s; for the webhook: from the webhook request), and for the
-webhook scenarios the seconds to the first push and whether the slow feed shows as failing
-in `notifier status --json` and on /ops/. Each scenario starts its own Redis, proxies, SMTP
-and push servers, worker and beat, and stops them afterwards.
+the 429s: from the end of the 429s; for a restarted broker: from its answering again; for
+the webhook: from the webhook request), and for the webhook scenarios the seconds to the
+first push and whether the slow feed shows as failing in `notifier status --json` and on
+/ops/. Each scenario starts its own Redis, proxies, SMTP and push servers, worker and beat
+(and RabbitMQ node), and stops them afterwards.
 """
 
 from __future__ import annotations
@@ -63,6 +65,9 @@ SCENARIOS: dict[str, tuple[str, str, Callable[..., Figures]]] = {
     "rabbit-kill-child": ("kill -9 of one pool child", "RabbitMQ", lambda tmp, url, n, c:
         scenarios.pool_child_killed(tmp, url, n, c, within=None, broker="rabbitmq",
                                     **GROUPED)),
+    "rabbit-restart": ("broker restarted (stopped, started on its data)", "RabbitMQ",
+        lambda tmp, url, n, c: scenarios.rabbitmq_restarted(tmp, url, n, within=None,
+                                                            concurrency=c)),
     "smtp": ("SMTP refused 3 s, then 421 3 s", "Redis", lambda tmp, url, n, c:
         scenarios.smtp_outage(tmp, url, n)),
     "database": ("PostgreSQL away 3 s", "Redis", lambda tmp, url, n, c:

@@ -20,6 +20,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -173,6 +174,125 @@ class OwnVhost:
     def _ctl(*args: str, check: bool = True) -> None:
         subprocess.run([RABBITMQCTL, "-q", *args], check=check, capture_output=True,
                        timeout=60)  # fmt: skip
+
+
+RABBITMQ_BIN = Path("/usr/lib/rabbitmq/bin")  # the scripts the /usr/sbin wrappers run as rabbitmq
+
+
+def _rabbitmq_script(name: str) -> str:
+    script = RABBITMQ_BIN / name
+    return str(script) if script.exists() else (shutil.which(name) or name)
+
+
+class OwnRabbitMQ:
+    """A RabbitMQ node of our own: its own name, ports, data directory and Erlang cookie
+    (in the HOME we give it and our rabbitmqctl), no plugins. stop() is a clean shutdown and
+    start() boots it again on the same data, as a restarted broker does; the shared server
+    on 127.0.0.1:5672 is never touched. Runs as whoever runs the tests, root included."""
+
+    def __init__(self, base: Path) -> None:
+        self.base = base / "rabbitmq"
+        self.name = f"notifier-fault-{os.getpid()}-{time.time_ns() % 10**9}@localhost"
+        self.port = free_port()
+        self.dist_port = free_port()
+        self.process: subprocess.Popen | None = None
+        self.starts = 0
+
+    @property
+    def url(self) -> str:
+        return f"amqp://guest:guest@127.0.0.1:{self.port}//"
+
+    def _prepare(self) -> None:
+        if self.base.exists():
+            return
+        self.base.mkdir(parents=True)
+        cookie = self.base / ".erlang.cookie"
+        cookie.write_text(uuid.uuid4().hex.upper())
+        cookie.chmod(0o400)  # Erlang refuses a cookie others can read
+        (self.base / "enabled_plugins").write_text("[].\n")  # no management, no prometheus
+        (self.base / "rabbitmq.conf").write_text("log.console = false\n")
+        (self.base / "rabbitmq-env.conf").write_text("")  # not /etc/rabbitmq's (port 5672)
+
+    def _env(self) -> dict[str, str]:
+        return {
+            **os.environ,
+            "HOME": str(self.base),  # where server and rabbitmqctl find the cookie
+            "RABBITMQ_NODENAME": self.name,
+            "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1",
+            "RABBITMQ_NODE_PORT": str(self.port),
+            "RABBITMQ_DIST_PORT": str(self.dist_port),
+            "RABBITMQ_MNESIA_BASE": str(self.base / "mnesia"),
+            "RABBITMQ_LOG_BASE": str(self.base / "log"),
+            "RABBITMQ_CONFIG_FILE": str(self.base / "rabbitmq.conf"),
+            "RABBITMQ_ADVANCED_CONFIG_FILE": str(self.base / "advanced.config"),
+            "RABBITMQ_CONF_ENV_FILE": str(self.base / "rabbitmq-env.conf"),
+            "RABBITMQ_ENABLED_PLUGINS_FILE": str(self.base / "enabled_plugins"),
+            "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": "-kernel inet_dist_use_interface {127,0,0,1}",
+            "ERL_EPMD_ADDRESS": "127.0.0.1",
+        }
+
+    def ctl(self, *args: str, check: bool = True, timeout: float = 60) -> str:
+        """rabbitmqctl against this node only; its output."""
+        done = subprocess.run(
+            [_rabbitmq_script("rabbitmqctl"), "-q", "-n", self.name, *args], env=self._env(),
+            cwd=self.base, capture_output=True, text=True, timeout=timeout,
+        )  # fmt: skip
+        if check and done.returncode != 0:
+            raise AssertionError(f"rabbitmqctl {' '.join(args)}: {done.stdout}{done.stderr}")
+        return done.stdout
+
+    def start(self) -> OwnRabbitMQ:
+        self._prepare()
+        self.starts += 1
+        log_path = self.base / f"server-{self.starts}.out"
+        with log_path.open("wb") as log:
+            self.process = subprocess.Popen(
+                [_rabbitmq_script("rabbitmq-server")], env=self._env(), cwd=self.base,
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            )  # fmt: skip
+        wait_for(self._answers, 120,
+                 lambda: f"RabbitMQ node {self.name} did not start:\n{self.logs()}")  # fmt: skip
+        return self
+
+    def _answers(self) -> bool:
+        if self.process is None or self.process.poll() is not None:
+            raise AssertionError(f"RabbitMQ node {self.name} exited:\n{self.logs()}")
+        try:
+            self.ctl("await_startup", "--timeout", "5", timeout=20)
+        except (AssertionError, subprocess.TimeoutExpired):
+            return False  # not registered with epmd yet, or still booting
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), 2):
+            return True
+        return False
+
+    def logs(self) -> str:
+        files = sorted(self.base.glob("server-*.out")) + sorted(self.base.glob("log/*.log"))
+        return "\n".join(f"--- {f.name}\n{f.read_text(errors='replace')[-3000:]}" for f in files)
+
+    def queues(self) -> dict[str, dict[str, str]]:
+        """Per queue: durable, messages ready and unacknowledged (rabbitmqctl list_queues)."""
+        columns = ("name", "durable", "messages_ready", "messages_unacknowledged")
+        rows = [line.split("\t") for line in self.ctl("list_queues", *columns).splitlines()]
+        return {row[0]: dict(zip(columns[1:], row[1:], strict=True))
+                for row in rows if len(row) == len(columns) and row[0] != "name"}  # fmt: skip
+
+    def stop(self) -> None:
+        """A clean shutdown: durable queues and persistent messages stay on disk."""
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            self.ctl("shutdown", check=False, timeout=120)
+        try:
+            self.process.wait(30)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signals.SIGKILL)  # only the group we started
+            self.process.wait()
+        self.process = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
 
 
 # --------------------------------------------------------------------------- TCP proxy
@@ -460,6 +580,7 @@ class Stack:
     env: dict[str, str]
     processes: list[Proc] = field(default_factory=list)
     vhost: OwnVhost | None = None  # RabbitMQ is the broker (Redis then only paces)
+    rabbit: OwnRabbitMQ | None = None  # or a RabbitMQ node of our own, to restart at will
 
     def start(self, name: str, args: list[str], ready: str | None) -> Proc:
         process = Proc(name, args, self.env, self.tmp)
@@ -491,9 +612,10 @@ class Stack:
         return any(needle in process.output() for process in self.processes)
 
     def logs(self) -> str:
-        return "\n".join(
-            f"----- {p.name} log (tail) -----\n{p.output()[-4000:]}" for p in self.processes
-        )
+        tails = [f"----- {p.name} log (tail) -----\n{p.output()[-4000:]}" for p in self.processes]
+        if self.rabbit is not None:
+            tails.append(f"----- RabbitMQ node {self.rabbit.name} -----\n{self.rabbit.logs()}")
+        return "\n".join(tails)
 
     def close(self) -> None:
         for process in reversed(self.processes):
@@ -506,6 +628,8 @@ class Stack:
         self.redis.stop()
         if self.vhost is not None:
             self.vhost.stop()
+        if self.rabbit is not None:
+            self.rabbit.stop()
 
 
 @contextlib.contextmanager
@@ -521,11 +645,14 @@ def open_stack(
     **env: str,
 ) -> Iterator[Stack]:
     """Start the services a scenario breaks; on error, print the processes' logs. With
-    broker="rabbitmq" the tasks go through a vhost of our own on the local RabbitMQ, and our
-    own Redis keeps its other job (send-rate limits, REDIS_URL)."""
+    broker="rabbitmq" the tasks go through a vhost of our own on the local RabbitMQ, with
+    broker="own-rabbitmq" through a RabbitMQ node of our own (the scenario may restart it);
+    either way our own Redis keeps its other job (send-rate limits, REDIS_URL)."""
     tmp.mkdir(parents=True, exist_ok=True)
     own_redis = OwnRedis(tmp).start()
     vhost = OwnVhost().start() if broker == "rabbitmq" else None
+    rabbit = OwnRabbitMQ(tmp).start() if broker == "own-rabbitmq" else None
+    broker_url = vhost.url if vhost else rabbit.url if rabbit else own_redis.url
     smtp = FaultySmtp(data_delay).start()
     push = PushService().start()
     pg = make_url(database_url)
@@ -536,7 +663,7 @@ def open_stack(
     overrides = {
         **FAULT_ENV,
         "DATABASE_URL": _with_port(database_url, pg_proxy.port) if pg_proxy else database_url,
-        "CELERY_BROKER_URL": vhost.url if vhost else own_redis.url,
+        "CELERY_BROKER_URL": broker_url,
         "REDIS_URL": own_redis.url,
         "SMTP_URL": f"smtp://127.0.0.1:{mail_proxy.port}" if mail_proxy else smtp.url,
         "PUSH_ALLOWED_ORIGINS": push.origin,
@@ -544,7 +671,7 @@ def open_stack(
     }
     settings = _settings(tmp, overrides)
     stack = Stack(tmp, database_url, own_redis, smtp, push, pg_proxy, mail_proxy, settings,
-                  {**settings_env(settings), **overrides}, vhost=vhost)  # fmt: skip
+                  {**settings_env(settings), **overrides}, vhost=vhost, rabbit=rabbit)  # fmt: skip
     try:
         yield stack
     except BaseException:

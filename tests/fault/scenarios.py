@@ -274,6 +274,49 @@ def redis_flushed(
         )  # fmt: skip
 
 
+def rabbitmq_restarted(
+    tmp: Path, database_url: str, recipients: int = 3000, pause: float = 0.0,
+    within: float | None = BROKER_LOST_TARGET, concurrency: int = 2, **env: str,
+):  # fmt: skip
+    """RabbitMQ (a node of our own) is shut down a third of the way through a fan-out, while
+    chunks wait in its queue and others run unacknowledged (their sends held up by the SMTP
+    server until the broker is down), and started again on the same data after `pause`
+    seconds. Nothing is re-queued from the database (no marker on
+    RabbitMQ): the durable queue and its persistent messages must bring every chunk back.
+    Seconds are counted from the broker answering again."""
+    with open_stack(tmp, database_url, broker="own-rabbitmq", **env) as stack:
+        emails = seed_email_subscribers(database_url, recipients)
+        article = seed_article(database_url)
+        stack.beat()
+        worker = stack.worker(concurrency=concurrency)
+        stack.fan_out(article)
+        _wait_for_messages(stack, recipients // 3, recipients)
+        smtp = stack.smtp.handler
+        smtp.holding = True  # the running chunks wait, so the restart finds work in the broker
+        wait_for(lambda: smtp.data_waiting >= concurrency, 20,
+                 lambda: f"only {smtp.data_waiting} sends in flight\n{stack.logs()}")  # fmt: skip
+        before = stack.rabbit.queues()
+        at_stop = smtp.message_count()
+        stack.rabbit.stop()
+        smtp.holding = False  # the running chunks finish while the broker is down
+        time.sleep(pause)
+        stack.rabbit.start()
+        answering = time.monotonic()
+        after = stack.rabbit.queues()  # before the worker is back (it retries every few s)
+        seconds = _wait_since(stack, article, emails, answering, within, recipients)
+        celery = before.get("celery", {})
+        return _email_figures(
+            "RabbitMQ restarted", stack, emails, article, seconds,
+            sent_before_restart=at_stop, queue_durable=celery.get("durable") == "true",
+            ready_at_stop=int(celery.get("messages_ready", 0)),
+            unacked_at_stop=int(celery.get("messages_unacknowledged", 0)),
+            ready_after_start=int(after.get("celery", {}).get("messages_ready", 0)),
+            worker_alive=worker.alive(),
+            worker_saw_loss="Connection to broker lost" in worker.output(),
+            sweeper_requeued=stack.logged("sweep re-queued"),
+        )  # fmt: skip
+
+
 # 3 ------------------------------------------------------------------------------------------
 
 BOUNCE_REPLY = "550 5.1.1 <{}>: no such mailbox here"
