@@ -10,7 +10,8 @@ from datetime import datetime
 from notifier import metrics
 from notifier.config import Settings
 from notifier.db import session_scope
-from notifier.delivery.queueing import queue_in_chunks, queue_when_due, send_rates
+from notifier.delivery.queueing import queue_in_chunks, queue_when_due
+from notifier.delivery.routes import in_queue_order, send_rates
 from notifier.delivery.takeover import take_over
 from notifier.domain.deliveries import unplanned_article_ids, unsent_deliveries
 from notifier.models import RecoveryCause
@@ -36,7 +37,8 @@ def requeue_unsent(settings: Settings, fan_out_again: bool = True) -> dict[str, 
             else:
                 later[delivery_id] = due_at
         articles = unplanned_article_ids(session, now, 0) if fan_out_again else []
-        for channel, ids in sorted(due.items(), key=lambda item: item[0] != "push"):
+        for channel in in_queue_order(due):
+            ids = due[channel]
             queue_in_chunks(session, ids, settings, enqueue_send, rates.get(channel, 0.0))
         queue_when_due(session, later, settings, enqueue_send)
         count = sum(map(len, due.values())) + len(later)

@@ -17,6 +17,7 @@ from notifier.config import PROJECT_ROOT
 from notifier.delivery.addressing import Unwanted, address_chunk
 from notifier.delivery.compose import Composer
 from notifier.delivery.rendering import MessageRenderer
+from notifier.domain.audiences import SUBSCRIBERS
 from notifier.messages import RenderedEmail
 from notifier.models import Article, Category, Delivery, Feed, Subscriber, SubscriberStatus
 from notifier.tokens import Tokens
@@ -302,7 +303,7 @@ def make_delivery(
 def email_for(session, composer, delivery) -> RenderedEmail | str:
     """What the send path makes of one delivery: the send-time check (addressing), then the
     whole email rendered for that reader; or the reason it must not go out any more."""
-    entries = address_chunk(session, "email", [delivery.id])
+    entries = address_chunk(session, "email", SUBSCRIBERS, [delivery.id])
     if not entries:  # the row is gone with its recipient or article: nothing goes
         return "recipient or article deleted"
     [entry] = entries

@@ -9,7 +9,8 @@ recorded".
     takeover    a dead worker's claims handed to live ones at once
     addressing  who each delivery goes to, checked again at send time
     compose     the message for one reader: email (email_layout, rendering) or push payload
-    outlets     each channel's transport bound to addressing, compose and its "gone" rule
+    routes      every channel in one table: audience, compose, "gone" rule, send rate
+    outlets     each route bound to the transport of its name (notifier.channels.registry)
     recording   what each outcome does to the row (sent, skipped, retry, failed, gone)
 
 May import the domain, the channels and the low modules; never notifier.web or

@@ -15,7 +15,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
-from notifier.domain.audiences import AUDIENCES
+from notifier.domain.audiences import Audience
 from notifier.models import Alert, AlertStatus, Article, Category, Delivery
 from notifier.sql import among
 
@@ -39,10 +39,9 @@ class Unwanted:
 
 
 def address_chunk(
-    session: Session, channel: str, delivery_ids: Sequence[int]
+    session: Session, channel: str, audience: Audience, delivery_ids: Sequence[int]
 ) -> list[Addressee | Unwanted]:
-    """One entry per delivery id, in the order given."""
-    audience = AUDIENCES[channel]
+    """One entry per delivery id, in the order given; `audience`: who `channel` reaches."""
     deliveries = Delivery.__table__.c
     rows = session.execute(
         select(deliveries.id, deliveries.article_id, deliveries.alert_id,

@@ -11,8 +11,8 @@ from sqlalchemy.orm import Session
 from notifier.config import Settings
 from notifier.delivery.planning import Notice, alert_notice
 from notifier.delivery.queueing import Enqueue, plan_and_queue
+from notifier.delivery.routes import CHANNELS
 from notifier.domain.alerts import alert_channels, finish_planning, start_alert
-from notifier.domain.audiences import AUDIENCES
 from notifier.models import Alert, Article
 from notifier.timeutil import utcnow
 
@@ -23,7 +23,7 @@ def fan_out_article(
     """Deliveries planned per channel; {} for an article that no longer exists."""
     if session.get(Article, article_id) is None:
         return {}
-    planned = plan_and_queue(session, Notice.article(article_id), list(AUDIENCES), settings,
+    planned = plan_and_queue(session, Notice.article(article_id), list(CHANNELS), settings,
                              enqueue)  # fmt: skip
     article = session.get(Article, article_id)
     if article is not None and article.fanned_out_at is None:

@@ -14,7 +14,8 @@ from datetime import datetime, timedelta
 from sqlalchemy import Table, func, literal, select, update
 from sqlalchemy.orm import Session
 
-from notifier.domain.audiences import AUDIENCES, Audience
+from notifier.delivery.routes import AUDIENCES
+from notifier.domain.audiences import Audience
 from notifier.models import (
     Alert,
     Delivery,

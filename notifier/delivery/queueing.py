@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from notifier.config import Settings
 from notifier.delivery.planning import Notice, plan_chunks
+from notifier.delivery.routes import in_queue_order, send_rates
 from notifier.models import Delivery
 from notifier.timeutil import utcnow
 
@@ -24,12 +25,6 @@ DELIVERIES = Delivery.__table__
 
 Enqueue = Callable[[list[int], float], object]
 """Send a task for these delivery ids, to run in this many seconds (0: now)."""
-
-
-def send_rates(settings: Settings) -> dict[str, float]:
-    """Sends per second of each paced channel (all workers together)."""
-    rates = {"email": settings.email_rate_per_second, "push": settings.push_rate_per_second}
-    return {channel: rate for channel, rate in rates.items() if rate > 0}
 
 
 def hand_over(
@@ -57,7 +52,7 @@ def plan_and_queue(
 ) -> dict[str, int]:  # fmt: skip
     """Plan a chunk, commit, queue it, next chunk: the first messages go out while the rest
     of the audience is still being planned, and memory holds one chunk, not the audience."""
-    channels = sorted(channels, key=lambda channel: channel != "push")  # the fastest first
+    channels = in_queue_order(channels)
     planned = dict.fromkeys(channels, 0)
     chunks = plan_chunks(session, notice, channels, utcnow(), settings.delivery_chunk_size,
                          queued_at=utcnow, rates=send_rates(settings))  # fmt: skip

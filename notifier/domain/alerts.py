@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from notifier.domain.audiences import AUDIENCES
+from notifier.domain.audiences import Audience
 from notifier.domain.categories import categories_for_slugs
 from notifier.domain.limits import ALERT_BODY_MAX, ALERT_TITLE_MAX, CATEGORY_SLUGS_MAX, URL_MAX
 from notifier.models import (
@@ -202,12 +202,15 @@ def alert_channels(alert: Alert) -> list[str]:
     return [c for c, on in (("email", alert.send_email), ("push", alert.send_push)) if on]
 
 
-def audience_size(session: Session, draft: AlertDraft) -> dict[str, int]:
-    """How many readers (email) and browsers (push) the draft would reach."""
+def audience_size(
+    session: Session, draft: AlertDraft, audiences: Mapping[str, Audience]
+) -> dict[str, int]:
+    """How many readers (email) and browsers (push) the draft would reach; `audiences`: who
+    each channel reaches (notifier.delivery.routes.AUDIENCES)."""
     sizes = {}
     category_ids = select(Category.id).where(Category.slug.in_(draft.category_slugs))
     for channel in draft.channels:
-        audience = AUDIENCES[channel]
+        audience = audiences[channel]
         recipient = audience.recipient
         query = select(func.count(func.distinct(recipient.id))).where(
             recipient.status == audience.active

@@ -1,5 +1,7 @@
-"""Who each channel reaches: the recipient rows, their category links and the state that
-counts as active. Planning, the send-time check and an alert's audience size all read it."""
+"""The kinds of recipient a channel can reach: their rows, their category links and the state
+that counts as active. Which channel reaches which is registered with the channel itself
+(notifier.delivery.routes); planning, the send-time check and an alert's audience size read
+the audience from there."""
 
 from __future__ import annotations
 
@@ -19,7 +21,11 @@ from notifier.models import (
 
 @dataclass(frozen=True)
 class Audience:
-    """Who a channel delivers to: recipient rows, their category links, the active state."""
+    """Who a channel delivers to: recipient rows, their category links, the active state.
+
+    Deliveries name the recipient in `recipient_column`, and each such column has its two
+    partial unique indexes (notice, recipient, channel) in notifier.models: a channel that
+    reaches an existing kind of recipient needs no change to the schema."""
 
     membership: Table
     recipient_column: str  # column of `membership` and of deliveries naming the recipient
@@ -27,9 +33,9 @@ class Audience:
     active: object
 
 
-AUDIENCES = {
-    "email": Audience(subscriber_categories, "subscriber_id", Subscriber, SubscriberStatus.ACTIVE),
-    "push": Audience(
-        push_subscription_categories, "push_subscription_id", PushSubscription, PushStatus.ACTIVE
-    ),
-}
+SUBSCRIBERS = Audience(
+    subscriber_categories, "subscriber_id", Subscriber, SubscriberStatus.ACTIVE
+)  # readers who confirmed an email address
+BROWSERS = Audience(
+    push_subscription_categories, "push_subscription_id", PushSubscription, PushStatus.ACTIVE
+)  # browsers subscribed to push

@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 from flask import Blueprint, jsonify, redirect, render_template, request, url_for
 from sqlalchemy import select
 
+from notifier.delivery.routes import AUDIENCES
 from notifier.domain.alerts import (
     AlertDraft,
     AlertError,
@@ -77,7 +78,7 @@ def _preview_page(draft: AlertDraft, notice: str | None = None):
     alert = _unsaved_alert(draft)
     email = composer().alert_preview(alert, editor.email, list(draft.category_names))
     push = composer().alert_push(alert, None).payload
-    sizes = audience_size(db(), draft)
+    sizes = audience_size(db(), draft, AUDIENCES)
     return render_template(
         "pages/editor/alert_preview.html", draft=draft, form=request.form, email=email,
         push=push, sizes=sizes, notice=notice, send_label=_send_label(draft, sizes),

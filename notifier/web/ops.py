@@ -10,6 +10,7 @@ from kombu.exceptions import OperationalError as BrokerUnavailable
 from sqlalchemy import func, select
 
 from notifier.delivery.queueing import queue_in_chunks
+from notifier.delivery.routes import CHANNELS
 from notifier.models import Alert, AlertStatus, Article, Delivery, DeliveryStatus, Feed
 from notifier.ops.failures import deliveries_by_outcome, recent_failures, retry_failed
 from notifier.ops.feeds import feed_health
@@ -77,7 +78,7 @@ def dashboard():
         workers=worker_states(db(), now, s.worker_stale_seconds),
         depths=depths, broker_error=broker_error,
         feeds=feed_health(db(), now, s.feed_stale_seconds),
-        traffic=traffic, outcomes=OUTCOMES, channels=("email", "push"),
+        traffic=traffic, outcomes=OUTCOMES, channels=CHANNELS,
         failures=recent_failures(db(), now), alerts=alerts, articles=articles,
         scheduled=_scheduled(),
         task_failures=recent_task_failures(db(), now, 86400), sweep=sweep_summary(db(), now),
