@@ -9,7 +9,7 @@ import yaml
 
 from notifier.cli import cli
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SETTINGS_READ = set(re.findall(r'"([A-Z][A-Z0-9_]+)"', (ROOT / "notifier/config.py").read_text()))
 INTERNAL = {"NOTIFIER_DEV"}  # set by `notifier dev` itself
 
