@@ -166,6 +166,9 @@ class Subscriber(Base):
     manage_link_sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # Confirmation links issued before this are dead: one was used, or the reader left since.
     confirm_links_after: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The reader paused all email until then (preferences page): none is planned or sent to
+    # them before it, and it starts again by itself. None: not paused.
+    paused_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     categories: Mapped[list[Category]] = relationship(
         secondary=subscriber_categories, order_by=Category.name

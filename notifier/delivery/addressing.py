@@ -1,8 +1,9 @@
 """Who a chunk of deliveries goes to, checked at send time, in six statements per chunk.
 
-A reader may have left, changed categories or been suppressed since planning, and an editor
-may have stopped an alert: each delivery either gets its recipient, notice and the notice's
-categories the recipient still follows, or the reason it must not go out any more.
+A reader may have left, paused their email, changed categories or been suppressed since
+planning, and an editor may have stopped an alert: each delivery either gets its recipient,
+notice and the notice's categories the recipient still follows, or the reason it must not go
+out any more.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from sqlalchemy.orm import Session, selectinload
 from notifier.domain.audiences import Audience
 from notifier.models import Alert, AlertStatus, Article, Category, Delivery
 from notifier.sql import among
+from notifier.timeutil import utcnow
 
 
 @dataclass(frozen=True)
@@ -39,9 +41,15 @@ class Unwanted:
 
 
 def address_chunk(
-    session: Session, channel: str, audience: Audience, delivery_ids: Sequence[int]
+    session: Session,
+    channel: str,
+    audience: Audience,
+    delivery_ids: Sequence[int],
+    now: datetime | None = None,
 ) -> list[Addressee | Unwanted]:
-    """One entry per delivery id, in the order given; `audience`: who `channel` reaches."""
+    """One entry per delivery id, in the order given; `audience`: who `channel` reaches;
+    `now` (default: the clock) decides whether a reader's pause still runs."""
+    now = now or utcnow()
     deliveries = Delivery.__table__.c
     rows = session.execute(
         select(deliveries.id, deliveries.article_id, deliveries.alert_id,
@@ -76,25 +84,22 @@ def address_chunk(
         recipient = recipients.get(recipient_id)
         entries.append(
             _addressee(
-                delivery_id,
-                channel,
-                notice,
-                recipient,
-                follows[recipient_id],
-                categories,
-                audience.active,
+                delivery_id, channel, notice, recipient, follows[recipient_id], categories,
+                audience, now,
             )
-        )
+        )  # fmt: skip
     return entries
 
 
-def _addressee(delivery_id, channel, notice, recipient, followed, categories, active):
+def _addressee(delivery_id, channel, notice, recipient, followed, categories, audience, now):
     if isinstance(notice, Alert) and notice.status != AlertStatus.SENDING:
         return Unwanted(delivery_id, f"alert is {notice.status.value}")
     if recipient is None or notice is None:
         return Unwanted(delivery_id, "recipient or article deleted")
-    if recipient.status != active:
+    if recipient.status != audience.active:
         return Unwanted(delivery_id, f"{channel} recipient is {recipient.status.value}")
+    if (until := audience.paused(recipient, now)) is not None:
+        return Unwanted(delivery_id, f"the reader paused email until {until.isoformat()}")
     if getattr(notice, "target_all", False):
         targeted = followed
     else:

@@ -108,7 +108,7 @@ def _plan_channel(
     last = ahead = 0
     while True:
         queued_at = queue_clock() if queue_clock else None
-        upper, size = session.execute(_chunk_bounds(audience, notice, last, chunk_size)).one()
+        upper, size = session.execute(_chunk_bounds(audience, notice, now, last, chunk_size)).one()
         if upper is None:
             return
         if queued_at is not None and rate > 0:
@@ -123,11 +123,12 @@ def _plan_channel(
         last = upper
 
 
-def _targeted_recipients(audience: Audience, notice: Notice):
-    """(recipient id column, a SELECT of the active recipients the notice targets)."""
+def _targeted_recipients(audience: Audience, notice: Notice, now: datetime):
+    """(recipient id column, a SELECT of the recipients the notice targets that are active
+    and not paused at `now`)."""
     recipient = audience.recipient
     if notice.categories is None:
-        return recipient.id, select(recipient.id).where(recipient.status == audience.active)
+        return recipient.id, select(recipient.id).where(audience.receiving(now))
     membership = audience.membership
     recipient_id = membership.c[audience.recipient_column]
     query = (
@@ -135,15 +136,15 @@ def _targeted_recipients(audience: Audience, notice: Notice):
         .join(recipient, recipient.id == recipient_id)
         .join(notice.categories, notice.categories.c.category_id == membership.c.category_id)
         .where(notice.categories.c[notice.column] == notice.id)
-        .where(recipient.status == audience.active)
+        .where(audience.receiving(now))
     )
     return recipient_id, query
 
 
-def _chunk_bounds(audience: Audience, notice: Notice, last: int, chunk_size: int):
+def _chunk_bounds(audience: Audience, notice: Notice, now: datetime, last: int, chunk_size: int):
     """The highest recipient id among the next `chunk_size` targeted recipients after `last`,
     and how many there are."""
-    recipient_id, query = _targeted_recipients(audience, notice)
+    recipient_id, query = _targeted_recipients(audience, notice, now)
     chunk = (
         query.where(recipient_id > last)
         .group_by(recipient_id)
@@ -155,7 +156,7 @@ def _chunk_bounds(audience: Audience, notice: Notice, last: int, chunk_size: int
 
 
 def _insert_chunk(session, audience, notice, channel, now, last, upper, queued_at):
-    recipient_id, query = _targeted_recipients(audience, notice)
+    recipient_id, query = _targeted_recipients(audience, notice, now)
     fixed = [
         literal(DeliveryStatus.PENDING.value), literal(0),
         literal(now, Delivery.created_at.type), literal(now, Delivery.next_attempt_at.type),

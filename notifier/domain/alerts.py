@@ -23,6 +23,7 @@ from notifier.models import (
     DeliveryStatus,
 )
 from notifier.text import single_line
+from notifier.timeutil import utcnow
 
 CHANNELS = ("email", "push")
 TITLE_MAX, BODY_MAX = ALERT_TITLE_MAX, ALERT_BODY_MAX
@@ -203,18 +204,21 @@ def alert_channels(alert: Alert) -> list[str]:
 
 
 def audience_size(
-    session: Session, draft: AlertDraft, audiences: Mapping[str, Audience]
+    session: Session,
+    draft: AlertDraft,
+    audiences: Mapping[str, Audience],
+    now: datetime | None = None,
 ) -> dict[str, int]:
-    """How many readers (email) and browsers (push) the draft would reach; `audiences`: who
+    """How many readers (email) and browsers (push) the draft would reach if sent at `now`
+    (default: the clock; readers who paused their email are not counted); `audiences`: who
     each channel reaches (notifier.delivery.routes.AUDIENCES)."""
     sizes = {}
+    now = now or utcnow()
     category_ids = select(Category.id).where(Category.slug.in_(draft.category_slugs))
     for channel in draft.channels:
         audience = audiences[channel]
         recipient = audience.recipient
-        query = select(func.count(func.distinct(recipient.id))).where(
-            recipient.status == audience.active
-        )
+        query = select(func.count(func.distinct(recipient.id))).where(audience.receiving(now))
         if not draft.target_all:
             membership = audience.membership
             query = query.join(

@@ -6,8 +6,9 @@ the audience from there."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
-from sqlalchemy import Table
+from sqlalchemy import ColumnElement, Table, and_, or_
 
 from notifier.models import (
     PushStatus,
@@ -31,10 +32,28 @@ class Audience:
     recipient_column: str  # column of `membership` and of deliveries naming the recipient
     recipient: type
     active: object
+    paused_until: str | None = None  # recipient column: none goes to them before that time
+
+    def receiving(self, now: datetime) -> ColumnElement[bool]:
+        """SQL: the recipient is active and not paused at `now`."""
+        active = self.recipient.status == self.active
+        if self.paused_until is None:
+            return active
+        paused_until = getattr(self.recipient, self.paused_until)
+        return and_(active, or_(paused_until.is_(None), paused_until <= now))
+
+    def paused(self, recipient: object, now: datetime) -> datetime | None:
+        """When the recipient's pause ends, if it is paused at `now` (a row or an object)."""
+        until = getattr(recipient, self.paused_until, None) if self.paused_until else None
+        return until if until is not None and until > now else None
 
 
 SUBSCRIBERS = Audience(
-    subscriber_categories, "subscriber_id", Subscriber, SubscriberStatus.ACTIVE
+    subscriber_categories,
+    "subscriber_id",
+    Subscriber,
+    SubscriberStatus.ACTIVE,
+    paused_until="paused_until",
 )  # readers who confirmed an email address
 BROWSERS = Audience(
     push_subscription_categories, "push_subscription_id", PushSubscription, PushStatus.ACTIVE
