@@ -197,12 +197,15 @@ class Settings:
     rate_limit_per_client: str = "600 per minute"
     rate_limit_emails_per_client: str = "20 per hour"
     rate_limit_emails_per_mailbox: str = "5 per day"
+    rate_limit_resends_per_client: str = "5 per hour"
     rate_limit_trusted_networks: tuple[IpNetwork, ...] = ()
     feed_allowed_networks: tuple[IpNetwork, ...] = ()
     smtp_timeout_seconds: float = 30.0
     smtputf8_check_seconds: int = 300
     confirm_max_age_seconds: int = 7 * 24 * 3600
     confirm_resend_seconds: int = 300
+    email_pause_days: int = 7  # "pause all email" on the preferences page lasts this long
+    resubscribe_max_age_seconds: int = 7 * 24 * 3600  # the unsubscribed page's undo button
     delivery_chunk_size: int = 500
     delivery_record_batch: int = 50
     smtp_connections: int = 4
@@ -358,12 +361,17 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         rate_limit_per_client=_rate(env, "RATE_LIMIT_PER_CLIENT", "600 per minute"),
         rate_limit_emails_per_client=_rate(env, "RATE_LIMIT_EMAILS_PER_CLIENT", "20 per hour"),
         rate_limit_emails_per_mailbox=_rate(env, "RATE_LIMIT_EMAILS_PER_MAILBOX", "5 per day"),
+        rate_limit_resends_per_client=_rate(env, "RATE_LIMIT_RESENDS_PER_CLIENT", "5 per hour"),
         rate_limit_trusted_networks=_networks(env, "RATE_LIMIT_TRUSTED_NETWORKS", ""),
         feed_allowed_networks=_networks(env, "FEED_ALLOWED_NETWORKS", ""),
         smtp_timeout_seconds=_float(env, "SMTP_TIMEOUT_SECONDS", 30.0, minimum=0.1),
         smtputf8_check_seconds=_int(env, "SMTPUTF8_CHECK_SECONDS", 300),
         confirm_max_age_seconds=_int(env, "CONFIRM_MAX_AGE_SECONDS", 7 * 24 * 3600, minimum=60),
         confirm_resend_seconds=_int(env, "CONFIRM_RESEND_SECONDS", 300),
+        email_pause_days=_int(env, "EMAIL_PAUSE_DAYS", 7, minimum=1),
+        resubscribe_max_age_seconds=_int(
+            env, "RESUBSCRIBE_MAX_AGE_SECONDS", 7 * 24 * 3600, minimum=60
+        ),
         delivery_chunk_size=_int(env, "DELIVERY_CHUNK_SIZE", 500, minimum=1),
         delivery_record_batch=_int(env, "DELIVERY_RECORD_BATCH", 50, minimum=1),
         smtp_connections=_int(env, "SMTP_CONNECTIONS", 4, minimum=1),

@@ -50,6 +50,15 @@ class UnsubscribeRequest:
     category_ids: tuple[int, ...]
 
 
+@dataclass(frozen=True)
+class ResubscribeRequest:
+    """Put back the categories an unsubscribe dropped; made by the page that confirmed it."""
+
+    subscriber_id: int
+    category_ids: tuple[int, ...]
+    issued_at: datetime
+
+
 class _Uncompressed(URLSafeSerializer):
     """Signs without trying zlib first (our payloads are a few ids, which never compress;
     the attempt cost 60 µs a link, two links per email at fan-out) and with the signing key
@@ -85,6 +94,7 @@ class Tokens:
         self._unsubscribe = _Uncompressed(keys, salt="notifier.unsubscribe")
         self._push = _Uncompressed(keys, salt="notifier.push-manage")
         self._device = URLSafeTimedSerializer(keys, salt="notifier.login-device")
+        self._resubscribe = URLSafeTimedSerializer(keys, salt="notifier.resubscribe")
         self._confirm_max_age = confirm_max_age_seconds
         self._secret_key = secret_key
         self._secret_keys = tuple(keys)
@@ -133,6 +143,22 @@ class Tokens:
             return UnsubscribeRequest(int(data["s"]), tuple(int(c) for c in data["c"]))
         except (BadSignature, KeyError, TypeError, ValueError):
             raise TokenError("This unsubscribe link is not valid.") from None
+
+    def resubscribe_token(self, subscriber_id: int, category_ids: list[int]) -> str:
+        return self._resubscribe.dumps({"s": subscriber_id, "c": sorted(category_ids)})
+
+    def read_resubscribe_token(self, token: str, max_age_seconds: int) -> ResubscribeRequest:
+        try:
+            data, issued_at = self._resubscribe.loads(
+                token, max_age=max_age_seconds, return_timestamp=True
+            )
+            return ResubscribeRequest(int(data["s"]), tuple(int(c) for c in data["c"]), issued_at)
+        except SignatureExpired:
+            raise TokenError(
+                "This page is too old to resubscribe from. Subscribe again from the start page."
+            ) from None
+        except (BadSignature, KeyError, TypeError, ValueError):
+            raise TokenError("This resubscribe link is not valid.") from None
 
     def push_manage_token(self, push_subscription_id: int) -> str:
         return self._push.dumps({"p": push_subscription_id})

@@ -1,10 +1,11 @@
 /*
- * "Get browser notifications" on the subscribe page (loaded with defer).
+ * "In this browser" on the subscribe page (loaded with defer). It uses the page's one grid of
+ * categories, the same the email form sends.
  *
  * On page load it only detects what the browser can do and shows the current state:
  * not supported, blocked, subscribed (found through pushManager.getSubscription() and the
  * lookup API) or off. Permission is asked, the service worker registered and the browser
- * subscribed only when the reader presses the button.
+ * subscribed only when the reader presses the button, and each step says what it waits for.
  */
 (function () {
   "use strict";
@@ -24,32 +25,51 @@
     on: section.querySelector('[data-push-action="subscribe"]'),
     save: section.querySelector('[data-push-action="save"]'),
     off: section.querySelector('[data-push-action="off"]'),
-    boxes: Array.prototype.slice.call(section.querySelectorAll('input[name="push_categories"]')),
+    boxes: Array.prototype.slice.call(
+      (section.closest("form") || document).querySelectorAll('input[name="categories"]')
+    ),
   };
 
   // ---- messages ---------------------------------------------------------------------------
 
   var UNSUPPORTED =
     "This browser cannot show notifications from websites, so browser notifications are " +
-    "not available here. The email form above works everywhere. (On iPhone and iPad, add " +
-    "this site to your Home Screen first and open it from there.)";
+    "not available here. Email works everywhere. (On iPhone and iPad, add this site to " +
+    "your Home Screen first and open it from there.)";
   var BLOCKED =
     "Notifications are blocked for this site in your browser. To allow them, click the " +
     "icon at the left of the address bar (a lock or sliders), set Notifications to " +
     "\u201cAllow\u201d, then reload this page.";
-  var OFF = "Browser notifications are off in this browser. Tick categories and turn them on.";
+  var OFF =
+    "Browser notifications are off in this browser. Tick categories above and turn them on.";
+  var REFUSED =
+    "You did not allow notifications, so this browser will not get any. To change your " +
+    "mind later, allow notifications for this site in the browser's settings and reload.";
+  var STEPS = {
+    permission:
+      "Asking your browser for permission\u2026 Answer the question it shows near the " +
+      "address bar.",
+    register: "Registering this browser with its push service\u2026 This can take a few seconds.",
+    save: "Saving your categories\u2026",
+    off: "Turning browser notifications off\u2026",
+  };
 
   function UserError(message) {
     this.message = message;
   }
 
-  function say(message, isError) {
+  // kind: "error", "progress" (a step under way) or a plain notice.
+  function say(message, kind) {
     ui.live.textContent = "";
     if (!message) return;
     var p = document.createElement("p");
-    p.className = isError ? "error" : "notice";
+    p.className = kind === true || kind === "error" ? "error" : kind || "notice";
     p.textContent = message;
     ui.live.appendChild(p);
+  }
+
+  function progress(step) {
+    say(STEPS[step], "progress");
   }
 
   function explain(error) {
@@ -79,13 +99,21 @@
       });
   }
 
+  function names(categories) {
+    return categories
+      .map(function (c) {
+        return c.name;
+      })
+      .join(", ");
+  }
+
   function tick(slugs) {
     ui.boxes.forEach(function (box) {
       box.checked = slugs.indexOf(box.value) !== -1;
     });
   }
 
-  function render(state, categories) {
+  function render(state, categories, onLoad) {
     section.hidden = false;
     section.setAttribute("data-state", state);
     ui.controls.hidden = state === "unsupported" || state === "blocked";
@@ -95,17 +123,18 @@
     else if (state === "blocked") ui.state.textContent = BLOCKED;
     else if (state === "off") ui.state.textContent = OFF;
     else {
-      var names = categories.map(function (c) {
-        return c.name;
-      });
-      tick(
-        categories.map(function (c) {
-          return c.slug;
-        })
-      );
+      // On page load the grid may already hold what the reader ticked (or what the email
+      // form sent back with an error): the browser's categories do not overwrite that.
+      if (!onLoad || !chosen().length) {
+        tick(
+          categories.map(function (c) {
+            return c.slug;
+          })
+        );
+      }
       ui.state.textContent =
-        "This browser is subscribed to " + names.join(", ") + ". Change the categories " +
-        "and save, or turn browser notifications off.";
+        "This browser is subscribed to " + names(categories) + ". Change the categories " +
+        "above and save, or turn browser notifications off.";
     }
   }
 
@@ -293,10 +322,11 @@
       say("Tick at least one category first.", true);
       return;
     }
+    if (Notification.permission !== "granted") progress("permission");
     var permission = await requestPermission();
     if (permission === "denied") {
       render("blocked");
-      say("");
+      say(REFUSED, true);
       return;
     }
     if (permission !== "granted") {
@@ -307,6 +337,7 @@
       );
       return;
     }
+    progress("register");
     var registration = await navigator.serviceWorker.register(SW_URL, { scope: SCOPE });
     await activated(registration);
     var publicKey = (await api("GET", "/vapid-public-key")).publicKey;
@@ -325,6 +356,7 @@
       created = true;
     }
     var answer;
+    progress("save");
     try {
       answer = await api("POST", "/subscriptions", {
         subscription: subscription.toJSON(),
@@ -339,7 +371,11 @@
     }
     await remember(subscription, categories, publicKey);
     render("on", answer.categories);
-    say("Done: this browser will show a notification for each new article.");
+    say(
+      "Done: this browser will show a notification for each new article in " +
+        names(answer.categories) +
+        "."
+    );
   }
 
   async function save() {
@@ -354,6 +390,7 @@
       say("This browser is no longer subscribed. Turn notifications on again.", true);
       return;
     }
+    progress("save");
     var answer = await api("POST", "/subscriptions", {
       subscription: subscription.toJSON(),
       categories: categories,
@@ -365,6 +402,7 @@
   }
 
   async function turnOff() {
+    progress("off");
     var subscription = await currentSubscription();
     if (subscription) {
       // The server first: if that fails the reader can retry, nothing is half done.
@@ -399,7 +437,7 @@
     if (!subscription) return render("off");
     try {
       var known = await api("POST", "/subscriptions/lookup", { endpoint: subscription.endpoint });
-      render("on", known.categories);
+      render("on", known.categories, true);
     } catch (error) {
       render("off");
       if (!(error instanceof UserError && error.status === 404)) say(explain(error), true);

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from notifier.domain.categories import categories_for_slugs
 from notifier.domain.limits import CATEGORY_SLUGS_MAX
 from notifier.models import Category, Subscriber, SubscriberStatus
-from notifier.tokens import ConfirmRequest, TokenError
+from notifier.tokens import ConfirmRequest, ResubscribeRequest, TokenError
 
 
 class SubscriptionError(ValueError):
@@ -172,6 +172,32 @@ def unsubscribe(
         subscriber.status_reason = reason
         subscriber.status_changed_at = now
         subscriber.confirm_links_after = now
+    return subscriber
+
+
+def resubscribe(session: Session, request: ResubscribeRequest, now: datetime) -> Subscriber:
+    """Undo an unsubscribe from the page it showed (a signed link, no form to fill): the
+    categories it dropped come back. The address was proven when it was confirmed, and the
+    link stops working once the reader's state changed again after it was made."""
+    subscriber = _confirmed_subscriber(session, request.subscriber_id)
+    if subscriber.status == SubscriberStatus.BOUNCED:
+        raise SubscriptionError(
+            "Email to this address bounced, so we stopped sending. Subscribe again from the "
+            "start page to confirm the address anew."
+        )
+    changed = subscriber.status_changed_at
+    if changed is not None and request.issued_at < changed.replace(microsecond=0):
+        raise TokenError(
+            "Your subscription changed after this page was shown. Use the link in one of "
+            "our emails, or subscribe again."
+        )
+    wanted = session.scalars(select(Category).where(Category.id.in_(request.category_ids)))
+    have = {c.id for c in subscriber.categories}
+    subscriber.categories = [*subscriber.categories, *(c for c in wanted if c.id not in have)]
+    if subscriber.categories and subscriber.status != SubscriberStatus.ACTIVE:
+        subscriber.status = SubscriberStatus.ACTIVE
+        subscriber.status_reason = "resubscribed from the unsubscribe page"
+        subscriber.status_changed_at = now
     return subscriber
 
 

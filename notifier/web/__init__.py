@@ -72,16 +72,20 @@ def create_app(settings: Settings | None = None, queue: TaskQueue | None = None)
         public,
         push_api,
         push_pages,
+        subscription_pages,
     )
 
     csrf.exempt(api.bp)
     csrf.exempt(push_api.bp)
     csrf.exempt(alerts_api.bp)
-    csrf.exempt(public.one_click_unsubscribe)
-    csrf.exempt(public.confirm)  # the signed link is the secret, as for one-click unsubscribe
+    csrf.exempt(subscription_pages.one_click_unsubscribe)
+    # The signed link is the secret, as for one-click unsubscribe.
+    csrf.exempt(public.confirm)
+    csrf.exempt(subscription_pages.resubscribe_now)
     protect_api(app, settings)
     for blueprint in (
         public.bp,
+        subscription_pages.bp,
         api.bp,
         push_api.bp,
         push_pages.bp,

@@ -1,4 +1,5 @@
-"""Pages for readers: subscribe, confirm, manage, one-click unsubscribe. Work without JS."""
+"""Pages for readers who are not subscribed yet: subscribe (and have the link mailed again),
+confirm, ask for a manage link. Plain forms: they work without JavaScript."""
 
 from __future__ import annotations
 
@@ -13,19 +14,14 @@ from notifier.domain.subscriptions import (
     confirmable_subscriber,
     request_manage_link,
     request_subscription,
-    unsubscribe,
-    update_preferences,
 )
-from notifier.models import Category, Subscriber
+from notifier.models import Category
 from notifier.timeutil import utcnow
 from notifier.tokens import TokenError
 from notifier.web.context import db, queue, settings, tokens, utf8_local_parts_ok
+from notifier.wording import plural
 
 bp = Blueprint("public", __name__)
-
-CHECK_INBOX = (
-    "Check your inbox: we sent a link to confirm. Nothing is sent to you until you click it."
-)
 
 
 def message_page(title: str, message: str, status: int = 200, **extra):
@@ -44,28 +40,62 @@ def bad_link(error: TokenError):
     return message_page("This link does not work", str(error), 400)
 
 
+def _subscribe_page(email: str = "", chosen: list[str] | None = None, error: str | None = None):
+    return render_template(
+        "pages/subscribe.html", categories=list_categories(db()), chosen=set(chosen or ()),
+        email=email, error=error,
+    )  # fmt: skip
+
+
 @bp.get("/")
 def subscribe_form():
-    return render_template("pages/subscribe.html", categories=list_categories(db()), chosen=set())
+    return _subscribe_page()
+
+
+def _ask_for_confirmation(email: str, chosen: list[str]) -> None:
+    """Record the wish and mail the link (unless one went to the address moments ago)."""
+    outcome = request_subscription(
+        db(), email, chosen, utcnow(), settings().confirm_resend_seconds,
+        utf8_local_parts_ok(email),
+    )  # fmt: skip
+    db().commit()
+    enqueue(outcome)
 
 
 @bp.post("/subscribe")
 def subscribe():
     email, chosen = request.form.get("email", ""), request.form.getlist("categories")
     try:
-        outcome = request_subscription(
-            db(), email, chosen, utcnow(), settings().confirm_resend_seconds,
-            utf8_local_parts_ok(email),
-        )  # fmt: skip
+        _ask_for_confirmation(email, chosen)
     except SubscriptionError as error:
-        page = render_template(
-            "pages/subscribe.html", categories=list_categories(db()), chosen=set(chosen),
-            email=email, error=str(error),
-        )  # fmt: skip
-        return page, 400
-    db().commit()
-    enqueue(outcome)
-    return message_page("Almost done", CHECK_INBOX)
+        return _subscribe_page(email, chosen, str(error)), 400
+    return render_template("pages/check_inbox.html", email=email, chosen=chosen, resent=None)
+
+
+@bp.post("/subscribe/resend")
+def resend_confirmation():
+    """The "send it again" button of the check-your-inbox page. It answers the same whether
+    the address is known and whether a link went out just now (at most one per
+    CONFIRM_RESEND_SECONDS), so it tells nobody anything about an address."""
+    email, chosen = request.form.get("email", ""), request.form.getlist("categories")
+    try:
+        _ask_for_confirmation(email, chosen)
+    except SubscriptionError as error:
+        return _subscribe_page(email, chosen, str(error)), 400
+    return render_template("pages/check_inbox.html", email=email, chosen=chosen,
+                           resent=_resent(settings().confirm_resend_seconds))  # fmt: skip
+
+
+def _resent(wait_seconds: int) -> str:
+    """What a resend did, said the same way whatever happened (see resend_confirmation)."""
+    if wait_seconds <= 0:
+        return "A new link is on its way."
+    wait = (
+        plural(wait_seconds // 60, "minute")
+        if wait_seconds >= 60
+        else plural(wait_seconds, "second")
+    )
+    return f"If no link went to this address in the last {wait}, a new one is on its way."
 
 
 @bp.get("/confirm/<token>")
@@ -73,7 +103,13 @@ def confirm_page(token: str):
     """A GET only shows the button: mail scanners open every link in a message."""
     request_ = tokens().read_confirm_token(token)
     subscriber = confirmable_subscriber(db(), request_)
-    categories = db().query(Category).filter(Category.id.in_(request_.category_ids)).all()
+    categories = (
+        db()
+        .query(Category)
+        .filter(Category.id.in_(request_.category_ids))
+        .order_by(Category.name)
+        .all()
+    )
     return render_template("pages/confirm.html", subscriber=subscriber, categories=categories)
 
 
@@ -93,67 +129,14 @@ def confirm(token: str):
 def manage():
     if request.method == "GET":
         return render_template("pages/manage.html")
+    email = request.form.get("email", "")
     try:
-        outcome = request_manage_link(
-            db(), request.form.get("email", ""), utcnow(), settings().confirm_resend_seconds
-        )
+        outcome = request_manage_link(db(), email, utcnow(), settings().confirm_resend_seconds)
     except SubscriptionError as error:
-        return render_template("pages/manage.html", error=str(error)), 400
+        return render_template("pages/manage.html", error=str(error), email=email), 400
     db().commit()
     enqueue(outcome)
     return message_page(
         "Check your inbox",
         "If that address is subscribed, we have emailed it a link to manage the subscription.",
     )
-
-
-@bp.route("/preferences/<token>", methods=["GET", "POST"])
-def preferences(token: str):
-    subscriber_id = tokens().read_manage_token(token)
-    subscriber = db().get(Subscriber, subscriber_id)
-    if subscriber is None or subscriber.confirmed_at is None:
-        raise TokenError("This link is not valid.")
-    notice, status = None, 200
-    if request.method == "POST":
-        chosen = [] if "unsubscribe_all" in request.form else request.form.getlist("categories")
-        try:
-            update_preferences(db(), subscriber_id, chosen, utcnow())
-            db().commit()
-            notice = "Saved." if chosen else "You are unsubscribed from everything."
-        except SubscriptionError as error:
-            db().rollback()
-            notice, status = str(error), 400
-    page = render_template(
-        "pages/preferences.html", subscriber=subscriber, categories=list_categories(db()),
-        chosen={c.slug for c in subscriber.categories}, notice=notice,
-    )  # fmt: skip
-    return page, status
-
-
-@bp.get("/unsubscribe/<token>")
-def unsubscribe_page(token: str):
-    """A GET never changes anything: link scanners and previews follow GETs."""
-    request_ = tokens().read_unsubscribe_token(token)
-    subscriber = db().get(Subscriber, request_.subscriber_id)
-    if subscriber is None:
-        raise TokenError("This unsubscribe link is not valid.")
-    categories = db().query(Category).filter(Category.id.in_(request_.category_ids)).all()
-    return render_template(
-        "pages/unsubscribe.html", subscriber=subscriber, categories=categories, done=False
-    )
-
-
-@bp.post("/unsubscribe/<token>")
-def one_click_unsubscribe(token: str):
-    """RFC 8058: a POST with List-Unsubscribe=One-Click unsubscribes; no cookie, login or CSRF."""
-    request_ = tokens().read_unsubscribe_token(token)
-    everything = request.form.get("scope") == "all"
-    subscriber = unsubscribe(
-        db(), request_.subscriber_id, None if everything else request_.category_ids, utcnow(),
-        reason="one-click unsubscribe" if not everything else "unsubscribed from everything",
-    )  # fmt: skip
-    db().commit()
-    return render_template(
-        "pages/unsubscribe.html", subscriber=subscriber, done=True,
-        manage_token=tokens().manage_token(subscriber.id),
-    )  # fmt: skip

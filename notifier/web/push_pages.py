@@ -30,7 +30,7 @@ def manage(token: str):
     row = db().get(PushSubscription, tokens().read_push_manage_token(token))
     if row is None:
         raise TokenError("This link is not valid.")
-    notice, status = None, 200
+    notice, status, chosen = None, 200, None
     if request.method == "POST":
         chosen = [] if "turn_off" in request.form else request.form.getlist("categories")
         try:
@@ -45,9 +45,12 @@ def manage(token: str):
         except SubscriptionError as error:
             db().rollback()
             notice, status = str(error), 400
+            chosen = set(request.form.getlist("categories"))  # what was ticked, not lost
     active = row.status == PushStatus.ACTIVE
+    if chosen is None:
+        chosen = {c.slug for c in row.categories} if active else set()
     page = render_template(
         "pages/push_manage.html", categories=list_categories(db()), active=active,
-        chosen={c.slug for c in row.categories} if active else set(), notice=notice,
+        chosen=chosen, notice=notice, failed=status != 200,
     )  # fmt: skip
     return page, status

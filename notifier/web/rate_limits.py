@@ -18,7 +18,10 @@ from notifier.config import Settings
 from notifier.web.client_network import client_in
 
 # View functions that send an email to the address they are given.
-MAILING_VIEWS = ("public.subscribe", "public.manage", "api.create_subscription")
+MAILING_VIEWS = (
+    "public.subscribe", "public.resend_confirmation", "public.manage", "api.create_subscription",
+)  # fmt: skip
+RESEND_VIEW = "public.resend_confirmation"
 
 
 def mailbox_of(address: object) -> str | None:
@@ -58,4 +61,7 @@ def install(app: Flask, settings: Settings) -> Limiter:
     )  # fmt: skip
     for endpoint in MAILING_VIEWS:
         app.view_functions[endpoint] = per_mailbox(per_client(app.view_functions[endpoint]))
+    # "Send it again" has its own, smaller budget on top: a reader needs it once or twice.
+    resends = limiter.limit(settings.rate_limit_resends_per_client, methods=["POST"])
+    app.view_functions[RESEND_VIEW] = resends(app.view_functions[RESEND_VIEW])
     return limiter

@@ -93,8 +93,8 @@ def test_c_subscribe_change_and_turn_off(browser, notifier, fake_subscription):
             else None
         ),
     )
-    section.get_by_label("Economy").check()
-    section.get_by_label("News", exact=True).check()
+    page.get_by_label("Economy").check()
+    page.get_by_label("News", exact=True).check()
     section.get_by_role("button", name="Turn on browser notifications").click()
 
     expect(state).to_contain_text("subscribed to Economy, News")
@@ -112,10 +112,10 @@ def test_c_subscribe_change_and_turn_off(browser, notifier, fake_subscription):
     # A reload shows the state found through getSubscription() + the lookup API.
     page.reload()
     expect(state).to_contain_text("subscribed to Economy, News")
-    expect(section.get_by_label("Economy")).to_be_checked()
+    expect(page.get_by_label("Economy")).to_be_checked()
 
-    section.get_by_label("Economy").uncheck()
-    section.get_by_label("Science").check()
+    page.get_by_label("Economy").uncheck()
+    page.get_by_label("Science").check()
     section.get_by_role("button", name="Save categories").click()
     expect(state).to_contain_text("subscribed to News, Science")
     assert notifier.subscribed_slugs(fake_subscription.endpoint) == ["news", "science"]
@@ -135,7 +135,7 @@ def test_c_server_refusal_is_shown_in_the_live_region(browser, notifier, fake_su
     section.get_by_role("button", name="Turn on browser notifications").click()
     expect(section.get_by_role("status")).to_contain_text("Tick at least one category")
 
-    section.get_by_label("News", exact=True).check()
+    page.get_by_label("News", exact=True).check()
     section.get_by_role("button", name="Turn on browser notifications").click()
     refusal = requests.post(
         notifier.url + "/api/v1/push/subscriptions",
@@ -158,7 +158,7 @@ def test_d_blocked_notifications_are_explained(browser, notifier):
     page = _ready_page(browser, notifier, permission=False)
     state = page.locator("#push [data-push-state]")
     expect(state).to_contain_text("off in this browser")
-    page.locator("#push").get_by_label("News", exact=True).check()
+    page.get_by_label("News", exact=True).check()
     # The reader answers "Block" to the browser's question.
     set_notification_permission(page, notifier.url, "denied")
     page.get_by_role("button", name="Turn on browser notifications").click()
@@ -211,8 +211,8 @@ def test_c_renewed_subscription_keeps_its_categories(browser, notifier, fake_sub
     browser.add_init_script(fake_subscription.init_script())
     page = _ready_page(browser, notifier)
     section = page.locator("#push")
-    section.get_by_label("Culture").check()
-    section.get_by_label("History").check()
+    page.get_by_label("Culture").check()
+    page.get_by_label("History").check()
     section.get_by_role("button", name="Turn on browser notifications").click()
     expect(section.locator("[data-push-state]")).to_contain_text("subscribed to Culture, History")
     [worker] = browser.service_workers
