@@ -148,6 +148,27 @@ def _timezone(name: str) -> str:
     return name
 
 
+def _accent(env: Mapping[str, str]) -> str:
+    from notifier.branding import accent_problem
+
+    colour = env.get("SITE_ACCENT_COLOR", "").strip() or "#b91c1c"
+    if problem := accent_problem(colour):
+        raise ConfigError(f"SITE_ACCENT_COLOR {problem}.")
+    return colour.lower()
+
+
+def _web_url(env: Mapping[str, str], name: str, public_url: str, paths: bool = False) -> str:
+    """An http(s) URL, or empty; with `paths`, "/static/logo.png" means one of ours."""
+    value = env.get(name, "").strip()
+    if paths and value.startswith("/") and not value.startswith("//"):
+        return public_url + value
+    parts = urlsplit(value)
+    if value and (parts.scheme not in ("http", "https") or not parts.netloc or " " in value):
+        where = " or a path on this site such as /static/logo.png" if paths else ""
+        raise ConfigError(f"{name} must be an http(s) URL{where}, got {value!r}.")
+    return value
+
+
 LOG_FORMATS = ("json", "text")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
@@ -270,6 +291,10 @@ class Settings:
     prometheus_multiproc_dir: Path | None = None  # None: data_dir / "metrics"
     site_name: str = "Aze.Media"
     site_url: str = "https://aze.media/"
+    site_accent_color: str = "#b91c1c"  # buttons, links and the header rule; AA on white
+    site_logo_url: str = ""  # empty: the site's name is its wordmark
+    site_postal_address: str = ""  # in every page and email footer; empty: none shown
+    site_privacy_url: str = ""  # the privacy policy, linked from every footer; empty: none
     templates_dir: Path = field(default=PROJECT_ROOT / "templates")
 
     @property
@@ -442,5 +467,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         site_timezone=_timezone(env.get("SITE_TIMEZONE", "Asia/Baku")),
         site_name=env.get("SITE_NAME", "Aze.Media"),
         site_url=env.get("SITE_URL", "https://aze.media/"),
+        site_accent_color=_accent(env),
+        site_logo_url=_web_url(env, "SITE_LOGO_URL", public_url, paths=True),
+        site_postal_address=" ".join(env.get("SITE_POSTAL_ADDRESS", "").split()),
+        site_privacy_url=_web_url(env, "SITE_PRIVACY_URL", public_url),
         templates_dir=Path(env.get("TEMPLATES_DIR", PROJECT_ROOT / "templates")),
     )

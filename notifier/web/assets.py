@@ -1,12 +1,16 @@
-"""Served from fixed paths: the service worker (scope /), the site's widget and /favicon.ico."""
+"""Served from fixed paths: the service worker (scope /), the site's widget, /favicon.ico and
+/brand.css (the accent colour from settings, as a style sheet: pages allow no inline style)."""
 
 from __future__ import annotations
 
+import hashlib
 import struct
 from functools import cache
 from pathlib import Path
 
 from flask import Blueprint, Response, current_app, send_from_directory
+
+from notifier.web.context import settings
 
 bp = Blueprint("assets", __name__)
 
@@ -48,3 +52,19 @@ def favicon():
     """Browsers ask for it on every page that names no icon (JSON, the raw mail source)."""
     body = ico_from_png(Path(current_app.static_folder) / ICON)
     return Response(body, content_type="image/x-icon", headers={"Cache-Control": "max-age=86400"})
+
+
+def brand_css_text(accent: str) -> str:
+    return f":root {{ --accent: {accent}; }}\n"
+
+
+def brand_css_version(accent: str) -> str:
+    """Part of the style sheet's URL: a new colour is a new URL, so it can be cached long."""
+    return hashlib.sha256(brand_css_text(accent).encode()).hexdigest()[:12]
+
+
+@bp.get("/brand.css")
+def brand_css():
+    body = brand_css_text(settings().site_accent_color)
+    return Response(body, content_type="text/css; charset=utf-8",
+                    headers={"Cache-Control": "max-age=86400"})  # fmt: skip

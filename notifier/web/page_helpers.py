@@ -1,5 +1,6 @@
 """What every page template may use: times in SITE_TIMEZONE, plural-correct counts, the
-site's name and the logged-in editor (for the workspace navigation)."""
+site's name and brand (logo, footer) and the logged-in editor (for the workspace
+navigation)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from zoneinfo import ZoneInfo
 from flask import Flask
 from markupsafe import Markup, escape
 
+from notifier.branding import Brand
 from notifier.config import Settings
 from notifier.local_time import local_time
 from notifier.wording import plural
@@ -25,11 +27,13 @@ def install(app: Flask, settings: Settings) -> None:
         text = escape(local_time(utc, zone))
         return Markup(f'<time datetime="{utc.isoformat()}" class="when">{text}</time>')
 
+    from notifier.web.assets import brand_css_version
     from notifier.web.auth import current_editor
 
     app.jinja_env.filters["when"] = when
     app.jinja_env.filters["plural"] = plural
     app.jinja_env.globals.update(
         site_name=settings.site_name, site_timezone=settings.site_timezone,
-        current_editor=current_editor,
+        current_editor=current_editor, brand=Brand.of(settings),
+        brand_css_version=brand_css_version(settings.site_accent_color),
     )  # fmt: skip
