@@ -370,9 +370,10 @@ def sized_browser(playwright_browser, axe_source, request):
     assert failed == [], f"assets that failed to load: {failed}"
 
 
-def check_page(page, name: str) -> None:
-    """At any width: no serious or critical axe-core violation, a screenshot under
-    test-output/; at phone width also no sideways scrolling."""
+def check_page(page, name: str, every_impact: bool = False) -> None:
+    """At any width: no serious or critical axe-core violation (`every_impact`: none at all,
+    minor and moderate ones too), a screenshot under test-output/; at phone width also no
+    sideways scrolling."""
     width = page.viewport_size["width"]
     page.wait_for_load_state("load")
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
@@ -387,5 +388,5 @@ def check_page(page, name: str) -> None:
         ".violations.map((v) => ({ id: v.id, impact: v.impact, help: v.help,"
         " nodes: v.nodes.slice(0, 3).map((n) => n.target.join(' ')) }))"
     )
-    bad = [v for v in results if v["impact"] in ("serious", "critical")]
+    bad = [v for v in results if every_impact or v["impact"] in ("serious", "critical")]
     assert bad == [], f"{name} at {width} px: {json.dumps(bad, indent=1)}"
