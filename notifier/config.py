@@ -209,6 +209,7 @@ class Settings:
     dev_mailbox_poll_seconds: float = 2.0  # the open mailbox page checks for new mail
     dev_stop_seconds: float = 5.0  # `notifier dev` kills what has not stopped by then
     ops_refresh_seconds: float = 10.0  # an open /ops/ dashboard shows fresh figures this often
+    ops_chart_hours: int = 24  # the dashboard's chart of deliveries per hour spans this long
     feed_poll_seconds: int = 300
     feed_timeout_seconds: float = 20.0
     feed_max_bytes: int = 10_000_000
@@ -375,6 +376,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         dev_mailbox_poll_seconds=_float(env, "DEV_MAILBOX_POLL_SECONDS", 2.0, minimum=0.2),
         dev_stop_seconds=_float(env, "DEV_STOP_SECONDS", 5.0, minimum=0.5),
         ops_refresh_seconds=_float(env, "OPS_REFRESH_SECONDS", 10.0, minimum=1.0),
+        ops_chart_hours=_int(env, "OPS_CHART_HOURS", 24, minimum=2),
         feed_poll_seconds=_int(env, "FEED_POLL_SECONDS", 300, minimum=1),
         feed_timeout_seconds=_float(env, "FEED_TIMEOUT_SECONDS", 20.0, minimum=0.1),
         feed_max_bytes=_int(env, "FEED_MAX_BYTES", 10_000_000, minimum=1024),

@@ -4,6 +4,7 @@ and the buttons to act: poll a feed now, retry failed deliveries of a cause."""
 from __future__ import annotations
 
 from datetime import timedelta
+from zoneinfo import ZoneInfo
 
 from flask import Blueprint, redirect, render_template, request, url_for
 from kombu.exceptions import OperationalError as BrokerUnavailable
@@ -12,6 +13,7 @@ from sqlalchemy import func, select
 from notifier.delivery.queueing import queue_in_chunks
 from notifier.delivery.routes import CHANNELS
 from notifier.models import Alert, AlertStatus, Article, Delivery, DeliveryStatus, Feed
+from notifier.ops.delivery_chart import chart, hourly_outcomes
 from notifier.ops.failures import deliveries_by_outcome, recent_failures, retry_failed
 from notifier.ops.feeds import feed_health
 from notifier.ops.queues import queue_depths
@@ -84,6 +86,7 @@ def dashboard():
         task_failures=recent_task_failures(db(), now, 86400), sweep=sweep_summary(db(), now),
         recovered=recovery_summary(db(), now),
         notice=request.args.get("notice"), refresh_ms=int(s.ops_refresh_seconds * 1000),
+        chart=chart(hourly_outcomes(db(), now, s.ops_chart_hours), ZoneInfo(s.site_timezone)),
     )  # fmt: skip
 
 

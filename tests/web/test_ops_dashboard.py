@@ -13,6 +13,7 @@ from notifier.domain.editors import create_editor
 from notifier.models import Delivery, DeliveryOutcome, DeliveryStatus, Feed, WorkerHeartbeat
 from notifier.timeutil import utcnow
 from tests import factories
+from tests.ops.test_delivery_chart import outcomes
 from tests.web.conftest import logged_in_client
 
 
@@ -98,3 +99,22 @@ def test_retry_needs_csrf(admin_client, session):
         "/ops/failures/retry", data={"channel": "email", "cause": "failed: HTTP 400"}
     )
     assert answer.status_code == 400
+
+
+def test_the_delivery_chart_is_an_svg_with_a_text_alternative_and_the_figures(app, session):
+    now = utcnow()
+    outcomes(session, (DeliveryStatus.SENT, now), (DeliveryStatus.SENT, now),
+              (DeliveryStatus.FAILED, now))  # fmt: skip
+    admin = create_editor(session, "admin@aze.media", "correct horse battery", "admin")
+    session.commit()
+    page = logged_in_client(app, admin).get("/ops/").text
+    svg = re.search(r'<svg class="delivery-chart".*?</svg>', page, re.S).group(0)
+    assert 'role="img"' in svg and 'aria-labelledby="chart-title chart-desc"' in svg
+    assert "2 deliveries sent and 1 failed in the last 24 hours" in svg
+    assert svg.count('class="sent"') == 1 and svg.count('class="failed"') == 1
+    assert "style=" not in svg and "<script" not in svg
+    hourly = re.search(r'<table class="ops" id="hourly">.*?</table>', page, re.S).group(0)
+    assert hourly.count("<tr>") == 25  # a header and 24 hours
+    first = hourly.split("</tr>")[1]  # the newest hour first
+    assert '"sent">2</td>' in first and '"failed">1</td>' in first
+    assert "<title>Operations · " in page, "nothing but the title in the tab"
