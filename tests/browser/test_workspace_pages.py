@@ -50,10 +50,16 @@ def log_in(page, url: str, email: str) -> None:
 
 
 def press(button) -> None:
-    """Scroll the button into view first: on the preview page a click made while Playwright
-    scrolls there itself now and then reaches no element (the email frame above it is still
-    laying out), and the form is never sent."""
+    """Click a button below the email preview. The preview is a sandboxed iframe, which
+    Chromium runs in a process of its own; the browser process routes a click to a frame by
+    the last frame the compositor drew. A click made at once after a scroll (as Playwright
+    does when the button is out of view) is routed by the picture from before the scroll,
+    lands in the iframe, and the form is never sent (about one click in four at 390 px).
+    So: scroll, let two frames be drawn, then click."""
     button.scroll_into_view_if_needed()
+    button.evaluate(
+        "() => new Promise((done) => requestAnimationFrame(() => requestAnimationFrame(done)))"
+    )
     button.click()
 
 
