@@ -32,9 +32,33 @@ class SharedBackoff:
 
     def wait_seconds(self, origin: str) -> float:
         """How long this push service asked everyone to wait from now (0: go ahead)."""
+        self.refresh()
+        return self.known_wait_seconds(origin)
+
+    def refresh(self) -> None:
+        """Read what other processes were told, if the last read is older than
+        `refresh_seconds`. Blocking I/O, outside the lock: the event loop asks
+        `known_wait_seconds` meanwhile and must never wait for the database."""
+        if time.monotonic() - self._loaded_at < self.refresh_seconds:
+            return
+        try:
+            with session_scope(self.database_url) as session:
+                rows = session.execute(
+                    select(PushServiceBackoff.origin, PushServiceBackoff.blocked_until).where(
+                        PushServiceBackoff.blocked_until > utcnow()
+                    )
+                ).all()
+        except SQLAlchemyError:
+            return  # keep what we know; the database outage is handled by the task
         with self._lock:
-            if time.monotonic() - self._loaded_at >= self.refresh_seconds:
-                self._load()
+            for origin, until in rows:
+                self._until[origin] = max(self._until.get(origin, 0.0), until.timestamp())
+            self._loaded_at = time.monotonic()
+
+    def known_wait_seconds(self, origin: str) -> float:
+        """The wait as last read, without I/O: safe to ask before every request, from the
+        event loop, so a batch already under way stops when another process hears 429."""
+        with self._lock:
             return max(0.0, self._until.get(origin, 0.0) - time.time())
 
     def block(self, origin: str, seconds: float, reason: str) -> None:
@@ -55,29 +79,22 @@ class SharedBackoff:
         except SQLAlchemyError:
             pass  # still honoured in this process; the next 429 tells the others
 
-    def _load(self) -> None:
-        try:
-            with session_scope(self.database_url) as session:
-                rows = session.execute(
-                    select(PushServiceBackoff.origin, PushServiceBackoff.blocked_until).where(
-                        PushServiceBackoff.blocked_until > utcnow()
-                    )
-                ).all()
-        except SQLAlchemyError:
-            return  # keep what we know; the database outage is handled by the task
-        for origin, until in rows:
-            self._until[origin] = max(self._until.get(origin, 0.0), until.timestamp())
-        self._loaded_at = time.monotonic()
-
 
 class LocalBackoff:
     """The same, for one process only (tests, and channels built without a database)."""
+
+    refresh_seconds = 1.0  # nothing to refresh; how often a waiting batch looks up anyway
 
     def __init__(self) -> None:
         self._until: dict[str, float] = {}
 
     def wait_seconds(self, origin: str) -> float:
         return max(0.0, self._until.get(origin, 0.0) - time.time())
+
+    known_wait_seconds = wait_seconds
+
+    def refresh(self) -> None:
+        """Nothing to read: every block is already in this process."""
 
     def block(self, origin: str, seconds: float, reason: str) -> None:
         self._until[origin] = max(self._until.get(origin, 0.0), time.time() + seconds)

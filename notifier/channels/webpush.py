@@ -288,8 +288,12 @@ class WebPushSession:
                         break
                     continue
                 while not done:
+                    # While the loop sends, keep what other processes were told fresh (every
+                    # PUSH_BACKOFF_REFRESH_SECONDS): the loop checks it before each request.
+                    backoff = self.channel.backoff
+                    backoff.refresh()
                     try:
-                        done.extend(call.results.get(timeout=1.0))
+                        done.extend(call.results.get(timeout=backoff.refresh_seconds))
                     except queue.Empty:
                         if not runtime.thread.is_alive():
                             raise RuntimeError("the web push event loop stopped") from None
@@ -361,6 +365,10 @@ class WebPushSession:
         wait = self._holds.get(origin, 0.0) - time.monotonic()
         if wait > 0:
             return _waiting(origin, wait)
+        shared = self.channel.backoff.known_wait_seconds(origin)  # told to another process
+        if shared > 0:
+            self._hold(origin, shared)
+            return _waiting(origin, shared)
         return None
 
     async def _attempt(self, pool: _Pool, job: _Job) -> SendResult:

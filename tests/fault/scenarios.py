@@ -486,19 +486,20 @@ def _retry_after_violations(
     """(requests for a subscription answered 429 that came back before its Retry-After,
     requests to the push service from anyone between 429 + grace and 429 + Retry-After).
 
-    The grace leaves out requests that were already on their way when the 429 was answered.
+    A request counts from when it reached the service (`arrived`), the 429 from when it was
+    answered: the grace leaves out requests that were already on their way then.
     """
-    ordered = sorted(requests, key=lambda r: r.monotonic)
+    ordered = sorted(requests, key=lambda r: r.arrived)
     refusals = [r for r in ordered if r.status == 429]
     early = 0
     for refused in refusals:
-        again = next((r for r in ordered if r.monotonic > refused.monotonic
+        again = next((r for r in ordered if r.arrived > refused.monotonic
                       and r.path == refused.path), None)  # fmt: skip
-        if again is not None and again.monotonic < refused.monotonic + retry_after:
+        if again is not None and again.arrived < refused.monotonic + retry_after:
             early += 1
     during = sum(
         1 for r in ordered
-        if any(t.monotonic + grace <= r.monotonic < t.monotonic + retry_after for t in refusals)
+        if any(t.monotonic + grace <= r.arrived < t.monotonic + retry_after for t in refusals)
     )  # fmt: skip
     return early, during
 

@@ -85,8 +85,13 @@ class RequestRecord:
     status: int
     reason: str
     monotonic: float
+    """When the answer was decided."""
     received_at: datetime
     headers: dict[str, str]
+    arrived: float = 0.0
+    """When the request line was read: under CPU load a request that reached the service
+    before a 429 was answered may be answered well after it, so checks of what a client
+    sent after learning of the 429 look at this time, not `monotonic`."""
 
 
 @dataclass
@@ -319,6 +324,7 @@ class PushService:
                         service.in_flight -= 1
 
             def _post(self) -> None:
+                arrived = time.monotonic()
                 if service.latency:
                     time.sleep(service.latency)
                 declared = self.headers.get("Content-Length", "0")
@@ -338,6 +344,7 @@ class PushService:
                     monotonic=time.monotonic(),
                     received_at=datetime.now(UTC),
                     headers=dict(self.headers.items()),
+                    arrived=arrived,
                 )
                 with service._cond:
                     service.requests.append(record)
