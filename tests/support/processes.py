@@ -104,7 +104,10 @@ def celery_processes(
 def web_server(app, port: int) -> Iterator[str]:
     """Serve a Flask app over real HTTP on a loopback port (PUBLIC_URL must name it)."""
     server = make_server("127.0.0.1", port, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    # Polled every 50 ms, not 0.5 s: shutting the server down waits for one poll.
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+    )
     thread.start()
     try:
         yield f"http://127.0.0.1:{server.server_port}"
