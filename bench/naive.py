@@ -69,6 +69,7 @@ def _load(session, model, recipient_id: int, article_id: int):
 
 @app.task(name="bench.naive.send_email")
 def send_email(subscriber_id: int, article_id: int) -> None:
+    from notifier.branding import Brand
     from notifier.db import session_scope
     from notifier.models import Subscriber
 
@@ -80,6 +81,9 @@ def send_email(subscriber_id: int, article_id: int) -> None:
         context = {
             "site_name": settings.site_name,
             "site_url": settings.site_url,
+            "brand": Brand.of(settings),
+            "view_url": urls.email_view("article", article.id, [c.id for c in matched]),
+            "web_version": False,
             "article": article,
             "matched_categories": [c.name for c in matched],
             "unsubscribe_url": unsubscribe_url,

@@ -59,6 +59,16 @@ class ResubscribeRequest:
     issued_at: datetime
 
 
+@dataclass(frozen=True)
+class EmailView:
+    """One notification email as every reader of these categories got it: the web version's
+    link names the notice and the matched categories, and no reader."""
+
+    kind: str  # "article" or "alert"
+    notice_id: int
+    category_ids: tuple[int, ...]
+
+
 class _Uncompressed(URLSafeSerializer):
     """Signs without trying zlib first (our payloads are a few ids, which never compress;
     the attempt cost 60 µs a link, two links per email at fan-out) and with the signing key
@@ -95,6 +105,7 @@ class Tokens:
         self._push = _Uncompressed(keys, salt="notifier.push-manage")
         self._device = URLSafeTimedSerializer(keys, salt="notifier.login-device")
         self._resubscribe = URLSafeTimedSerializer(keys, salt="notifier.resubscribe")
+        self._email_view = _Uncompressed(keys, salt="notifier.email-view")
         self._confirm_max_age = confirm_max_age_seconds
         self._secret_key = secret_key
         self._secret_keys = tuple(keys)
@@ -159,6 +170,19 @@ class Tokens:
             ) from None
         except (BadSignature, KeyError, TypeError, ValueError):
             raise TokenError("This resubscribe link is not valid.") from None
+
+    def email_view_token(self, kind: str, notice_id: int, category_ids: list[int]) -> str:
+        return self._email_view.dumps({"k": kind, "n": notice_id, "c": sorted(category_ids)})
+
+    def read_email_view_token(self, token: str) -> EmailView:
+        try:
+            data = self._email_view.loads(token)
+            view = EmailView(str(data["k"]), int(data["n"]), tuple(int(c) for c in data["c"]))
+        except (BadSignature, KeyError, TypeError, ValueError):
+            raise TokenError("This link is not valid.") from None
+        if view.kind not in ("article", "alert"):
+            raise TokenError("This link is not valid.")
+        return view
 
     def push_manage_token(self, push_subscription_id: int) -> str:
         return self._push.dumps({"p": push_subscription_id})

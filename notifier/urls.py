@@ -25,5 +25,14 @@ class PublicUrls:
         token = self.tokens.unsubscribe_token(subscriber_id, category_ids)
         return f"{self.base}/unsubscribe/{token}"
 
+    def manage_page(self) -> str:
+        """Where anyone asks for a link to their preferences (no token: for web versions)."""
+        return f"{self.base}/manage"
+
+    def email_view(self, kind: str, notice_id: int, category_ids: list[int]) -> str:
+        """The read-only web version of a notification email: the same for every reader who
+        matched these categories, so it tells nobody who opened it."""
+        return f"{self.base}/email/{self.tokens.email_view_token(kind, notice_id, category_ids)}"
+
     def push_manage(self, push_subscription_id: int) -> str:
         return f"{self.base}/push/manage/{self.tokens.push_manage_token(push_subscription_id)}"

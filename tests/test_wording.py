@@ -7,6 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from notifier.branding import Brand
 from notifier.config import PROJECT_ROOT
 from notifier.delivery.rendering import MessageRenderer
 from notifier.local_time import local_time
@@ -39,6 +40,8 @@ def test_an_alert_email_whose_headline_says_breaking_says_it_once():
     alert = {"title": "Breaking: Ceasefire signed", "body": "", "url": "https://aze.media/x",
              "image_url": None}  # fmt: skip
     context = {"alert": alert, "site_name": "Aze.Media", "site_url": "https://aze.media/",
+               "brand": Brand("Aze.Media", "https://aze.media/", "#b91c1c"),
+               "view_url": "https://n/email/v", "web_version": False,
                "matched_categories": ["News"], "unsubscribe_url": "https://n/u",
                "manage_url": "https://n/m"}  # fmt: skip
     email = renderer.render_email("alert", "a@example.com", context)

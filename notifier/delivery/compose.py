@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from notifier.branding import Brand
 from notifier.config import Settings
 from notifier.delivery.addressing import Addressee
 from notifier.delivery.rendering import MessageRenderer
@@ -23,7 +24,7 @@ from notifier.models import (
     PushSubscription,
     Subscriber,
 )
-from notifier.tokens import Tokens
+from notifier.tokens import EmailView, Tokens
 from notifier.urls import PublicUrls
 from notifier.vapid import b64url
 
@@ -43,11 +44,17 @@ class Composer:
         )
         self.urls = PublicUrls(settings.public_url, tokens)
         self.domain = email.utils.parseaddr(settings.mail_from)[1].rpartition("@")[2]
+        self.brand = Brand.of(settings)
         self._layouts: OrderedDict[tuple, object] = OrderedDict()
         self._push_payloads: OrderedDict[tuple, dict] = OrderedDict()
 
-    def _site(self) -> dict[str, str]:
-        return {"site_name": self.settings.site_name, "site_url": self.settings.site_url}
+    def _site(self, view_url: str | None = None, web_version: bool = False) -> dict:
+        """What every email template reads: the site and its brand, the link to the email's
+        web version (notifications only) and whether this is that web version."""
+        return {
+            "site_name": self.settings.site_name, "site_url": self.settings.site_url,
+            "brand": self.brand, "view_url": view_url, "web_version": web_version,
+        }  # fmt: skip
 
     def email(self, addressee: Addressee) -> RenderedEmail:
         """The whole email rendered for one reader (previews, tests, unusual addresses)."""
@@ -76,9 +83,11 @@ class Composer:
     def _render_email(
         self, addressee: Addressee, to: str, unsubscribe_url: str, manage_url: str
     ) -> RenderedEmail:
+        kind, notice = addressee.kind, addressee.notice
+        view_url = self.urls.email_view(kind, notice.id, [c.id for c in addressee.matched])
         context = {
-            **self._site(),
-            addressee.kind: addressee.notice,
+            **self._site(view_url),
+            kind: notice,
             "matched_categories": [c.name for c in addressee.matched],
             "unsubscribe_url": unsubscribe_url,
             "manage_url": manage_url,
@@ -166,10 +175,27 @@ class Composer:
             topic=article_topic(f"alert:{alert.id}"),
         )
 
+    def web_version(self, session: Session, view: EmailView) -> RenderedEmail | None:
+        """A notification email as a web page, read-only and the same for every reader: the
+        personal links become the public manage page. None: the notice is gone."""
+        notice = session.get(Article if view.kind == "article" else Alert, view.notice_id)
+        if notice is None:
+            return None
+        names = sorted(session.scalars(select(Category.name).where(
+            Category.id.in_(view.category_ids))))  # fmt: skip
+        context = {
+            **self._site(web_version=True),
+            view.kind: notice,
+            "matched_categories": names or ["all news"],
+            "unsubscribe_url": self.urls.manage_page(),
+            "manage_url": self.urls.manage_page(),
+        }
+        return self.renderer.render_email(view.kind, "", context)
+
     def alert_preview(self, alert: Alert, to: str, category_names: list[str]) -> RenderedEmail:
         """The alert email as a reader will see it (links are the preview's own)."""
         context = {
-            **self._site(),
+            **self._site(f"{self.urls.base}/email/PREVIEW"),
             "alert": alert,
             "matched_categories": category_names or ["all news"],
             "unsubscribe_url": f"{self.urls.base}/unsubscribe/PREVIEW",

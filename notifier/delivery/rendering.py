@@ -2,7 +2,8 @@
 templates/push/<kind>.json.
 
 Plain Jinja2 (no Flask) so workers, previews and tests share one environment. HTML has its
-CSS inlined so Gmail and Outlook show it as designed.
+CSS inlined so Gmail and Outlook show it as designed; what cannot be inlined (the dark-mode
+`@media (prefers-color-scheme: dark)` rules) stays in the one <style> left.
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ from notifier.messages import RenderedEmail
 from notifier.text import single_line
 from notifier.wording import breaking
 
-_INLINER = css_inline.CSSInliner(keep_style_tags=False, load_remote_stylesheets=False)
+_INLINER = css_inline.CSSInliner(
+    keep_style_tags=False, keep_at_rules=True, load_remote_stylesheets=False
+)
 
 
 class MessageRenderer:

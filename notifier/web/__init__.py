@@ -66,6 +66,7 @@ def create_app(settings: Settings | None = None, queue: TaskQueue | None = None)
         dev,
         editor_alerts,
         editor_auth,
+        email_pages,
         health,
         metrics,
         ops,
@@ -86,6 +87,7 @@ def create_app(settings: Settings | None = None, queue: TaskQueue | None = None)
     for blueprint in (
         public.bp,
         subscription_pages.bp,
+        email_pages.bp,
         api.bp,
         push_api.bp,
         push_pages.bp,

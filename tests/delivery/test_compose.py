@@ -13,6 +13,7 @@ import pytest
 from jinja2 import UndefinedError
 from sqlalchemy import select
 
+from notifier.branding import Brand, contrast_ratio
 from notifier.config import PROJECT_ROOT
 from notifier.delivery.addressing import Unwanted, address_chunk
 from notifier.delivery.compose import Composer
@@ -25,7 +26,10 @@ from tests.conftest import make_settings
 
 TEMPLATES = PROJECT_ROOT / "templates"
 MAIL_FROM = "Aze.Media <news@aze.test>"
-SITE = {"site_name": "Aze.Media", "site_url": "https://aze.media/"}
+BRAND = Brand(name="Aze.Media", url="https://aze.media/", accent="#b91c1c")
+SITE = {"site_name": "Aze.Media", "site_url": "https://aze.media/", "brand": BRAND,
+        "view_url": None, "web_version": False}  # fmt: skip
+VIEW = "http://127.0.0.1:8000/email/TOKEN-V"
 
 
 def article_value(**changes) -> SimpleNamespace:
@@ -41,6 +45,7 @@ def article_value(**changes) -> SimpleNamespace:
 CONTEXTS = {
     "article": {
         **SITE,
+        "view_url": VIEW,
         "article": article_value(),
         "matched_categories": ["Energy", "News"],
         "unsubscribe_url": "http://127.0.0.1:8000/unsubscribe/TOKEN-U",
@@ -48,6 +53,7 @@ CONTEXTS = {
     },
     "alert": {
         **SITE,
+        "view_url": VIEW,
         "alert": {
             "title": "Ceasefire <announced> & signed",
             "body": "Both sides agreed at dawn.",
@@ -115,9 +121,11 @@ def test_templates_use_strict_undefined(renderer, kind):
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_html_has_inlined_styles_and_no_style_tag(renderer, kind):
+def test_html_has_inlined_styles_and_only_dark_mode_left_in_a_style_tag(renderer, kind):
     html = renderer.render_email(kind, "reader@example.com", CONTEXTS[kind]).html
-    assert "<style" not in html.lower()
+    [sheet] = re.findall(r"<style>(.*?)</style>", html, re.S)
+    assert sheet.strip().startswith("@media (prefers-color-scheme: dark)")
+    assert sheet.count("{") == sheet.count("}") and sheet.strip().endswith("}")
     assert re.search(r'<body[^>]*style="[^"]*background: #f3f4f6', html)
     assert re.search(r'<a class="button"[^>]*style="[^"]*background: #b91c1c', html)
 
@@ -405,3 +413,118 @@ def test_manage_link_email(session, composer, tokens):
 def test_service_emails_for_an_unknown_subscriber_are_none(session, composer):
     assert composer.confirmation_email(session, 10_000, [1]) is None
     assert composer.manage_link_email(session, 10_000) is None
+
+
+# --------------------------------------------------------------------------- what every email has
+
+PREHEADERS = {
+    "article": "Rail and sea freight are up.",
+    "alert": "Both sides agreed at dawn.",
+    "confirm": "One click to get new articles in Energy, News from Aze.Media.",
+    "manage_link": "Your link to change categories, pause email or unsubscribe.",
+}
+
+
+def _style_of(html: str, css_class: str) -> str:
+    return re.search(rf'class="{css_class}"[^>]*style="([^"]*)"', html).group(1)
+
+
+def _colour(style: str, prop: str) -> str:
+    return re.search(rf"(?:^|;)\s*{prop}:\s*(#[0-9a-f]{{3,6}})", style).group(1)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_every_email_opens_with_a_hidden_preheader(renderer, kind):
+    html = renderer.render_email(kind, "reader@example.com", CONTEXTS[kind]).html
+    body = html.split("<body", 1)[1].split(">", 1)[1].lstrip()
+    assert body.startswith('<div class="preheader"'), "the first text a mail client shows"
+    assert "display: none" in _style_of(html, "preheader")
+    text = re.search(r'class="preheader"[^>]*>([^<]*)<', html).group(1)
+    assert text.startswith(PREHEADERS[kind])
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_footer_and_top_line_read_at_aa_contrast(renderer, kind):
+    html = renderer.render_email(kind, "reader@example.com", CONTEXTS[kind]).html
+    page = _colour(re.search(r'<body[^>]*style="([^"]*)"', html).group(1), "background")
+    for part in ("footer", "top") if kind in ("article", "alert") else ("footer",):
+        ratio = contrast_ratio(_colour(_style_of(html, part), "color"), page)
+        assert ratio >= 4.5, f"{kind} {part}: {ratio:.2f}:1"
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_every_email_has_a_dark_mode(renderer, kind):
+    html = renderer.render_email(kind, "reader@example.com", CONTEXTS[kind]).html
+    assert '<meta name="color-scheme" content="light dark">' in html
+    dark = re.search(r"@media \(prefers-color-scheme: dark\) \{(.*)\}", html, re.S).group(1)
+    background = re.search(r"body \{ background: (#\w+) !important", dark).group(1)
+    footer = re.search(r"\.top, \.footer \{ color: (#\w+) !important", dark).group(1)
+    assert contrast_ratio(footer, background) >= 4.5
+
+
+def test_notification_emails_link_their_web_version_and_service_emails_do_not(renderer):
+    for kind in ("article", "alert"):
+        rendered = renderer.render_email(kind, "reader@example.com", CONTEXTS[kind])
+        assert f'<a href="{VIEW}"' in rendered.html and "in your browser" in rendered.html
+        assert f"Read this email in your browser: {VIEW}" in rendered.text
+    for kind in ("confirm", "manage_link"):
+        rendered = renderer.render_email(kind, "reader@example.com", CONTEXTS[kind])
+        assert "/email/" not in rendered.html and "/email/" not in rendered.text
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_images_have_alt_text_and_a_fixed_size(renderer, kind):
+    brand = Brand("Aze.Media", "https://aze.media/", "#b91c1c", logo_url="https://aze.media/l.png")
+    html = renderer.render_email(kind, "r@example.com", {**CONTEXTS[kind], "brand": brand}).html
+    images = re.findall(r"<img [^>]*>", html)
+    assert images, "the logo at least"
+    for image in images:
+        assert re.search(r' alt="[^"]*"', image), image
+        assert re.search(r' (width|height)="\d+"', image), image
+    assert 'alt="Aze.Media"' in html, "the logo says whose it is"
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_the_brand_reaches_every_email(renderer, kind):
+    brand = Brand(
+        "Aze.Media", "https://aze.media/", "#1d4ed8", logo_url="https://aze.media/logo.png",
+        postal_address="1 Istiqlaliyyat St, Baku", privacy_url="https://aze.media/privacy/",
+    )  # fmt: skip
+    rendered = renderer.render_email(kind, "r@example.com", {**CONTEXTS[kind], "brand": brand})
+    assert "background: #1d4ed8" in _style_of(rendered.html, "button")
+    assert (
+        "1 Istiqlaliyyat St, Baku" in rendered.html and "1 Istiqlaliyyat St, Baku" in rendered.text
+    )
+    assert '<a href="https://aze.media/privacy/"' in rendered.html
+    assert "Privacy policy: https://aze.media/privacy/" in rendered.text
+
+
+def test_the_plain_text_part_reads_on_its_own(renderer):
+    context = {**CONTEXTS["article"], "article": article_value(summary="")}
+    text = renderer.render_email("article", "reader@example.com", context).text
+    assert "\n\n\n" not in text, "no gap where the summary would be"
+    assert "<a " not in text and "&amp;" not in text
+    lines = text.splitlines()
+    assert lines[0] == "Aze.Media — Energy, News" and lines[2] == "Baku port traffic grows"
+    assert "Read the article: https://aze.media/port/" in lines
+
+
+def test_every_notification_of_a_notice_links_the_same_web_version(session, composer):
+    """The link names the notice and the categories, never the reader: opening it tracks
+    nobody, and the layout rendered once per notice holds it for every reader."""
+    first = make_delivery(session)
+    follows = categories(session, "news", "energy")
+    other = Subscriber(email="other@example.com", status=SubscriberStatus.ACTIVE,
+                       confirmed_at=NOW, categories=follows)  # fmt: skip
+    session.add(other)
+    session.flush()
+    second = Delivery(article_id=first.article_id, subscriber_id=other.id, channel="email")
+    session.add(second)
+    session.flush()
+    links = {
+        re.search(r"in your browser: (\S+)", email_for(session, composer, d).text).group(1)
+        for d in (first, second)
+    }
+    assert len(links) == 1
+    view = composer.urls.tokens.read_email_view_token(links.pop().rsplit("/", 1)[1])
+    assert (view.kind, view.notice_id) == ("article", first.article_id)

@@ -16,6 +16,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from notifier.branding import Brand
 from notifier.config import PROJECT_ROOT
 from notifier.delivery.email_layout import EmailLayout
 from notifier.delivery.rendering import MessageRenderer
@@ -64,6 +65,9 @@ def render(renderer: MessageRenderer, kind: str, to: str, unsubscribe: str, mana
     context = {
         "site_name": "Aze.Media",
         "site_url": "https://aze.media/",
+        "brand": Brand("Aze.Media", "https://aze.media/", "#b91c1c"),
+        "view_url": "https://aze.media/email/eyJrIjoiYXJ0aWNsZSJ9.dmlldw",
+        "web_version": False,
         kind: notice(kind),
         "matched_categories": ["Energetika", "Xəbərlər"],
         "unsubscribe_url": unsubscribe,
