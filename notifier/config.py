@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import secrets
 import time
 from collections.abc import Callable, Mapping
@@ -181,6 +182,18 @@ def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str,
     raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {value!r}.")
 
 
+_DOMAIN = re.compile(r"(?=.{1,253}\Z)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}\Z")
+
+
+def _bounce_domain(env: Mapping[str, str]) -> str:
+    raw = env.get("BOUNCE_DOMAIN", "").strip().lower().rstrip(".")
+    if raw and not _DOMAIN.match(raw):
+        raise ConfigError(
+            f"BOUNCE_DOMAIN must be a domain name such as bounces.example.com, got {raw!r}."
+        )
+    return raw
+
+
 def _mailto(mail_from: str) -> str:
     address = parseaddr(mail_from)[1]
     return f"mailto:{address}" if "@" in address else "mailto:ops@localhost"
@@ -248,6 +261,7 @@ class Settings:
     sweep_requeue_after_seconds: int = 300
     task_max_retries: int = 10
     email_bounce_limit: int = 3
+    bounce_domain: str = ""  # VERP envelope senders bounces+<delivery>@ it; "": MAIL_FROM
     sweep_seconds: int = 60
     sweep_batch_limit: int = 50_000
     broker_visibility_timeout_seconds: int = 3600
@@ -419,6 +433,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         sweep_requeue_after_seconds=_int(env, "SWEEP_REQUEUE_AFTER_SECONDS", 300, minimum=1),
         task_max_retries=_int(env, "TASK_MAX_RETRIES", 10),
         email_bounce_limit=_int(env, "EMAIL_BOUNCE_LIMIT", 3, minimum=1),
+        bounce_domain=_bounce_domain(env),
         sweep_seconds=_int(env, "SWEEP_SECONDS", 60, minimum=1),
         sweep_batch_limit=_int(env, "SWEEP_BATCH_LIMIT", 50_000, minimum=1),
         broker_visibility_timeout_seconds=_int(

@@ -6,6 +6,7 @@ and none can be forged or derived from an address without SECRET_KEY.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 from dataclasses import dataclass, field
@@ -207,3 +208,61 @@ class Tokens:
         if not _digest_matches(digest, self._secret_keys, email):
             return None
         return device_id
+
+
+class BounceAddresses:
+    """The per-delivery envelope sender (VERP): `bounces+<delivery>.<signature>@BOUNCE_DOMAIN`.
+
+    A returned message is addressed to it, so it names its delivery without our guessing
+    from its text, and nobody can forge one for a delivery they did not receive. The local
+    part is lowercase letters and digits (base36 id, base32 signature): mail servers may
+    change the case of a local part, and RFC 5321 allows 64 characters at most."""
+
+    PREFIX = "bounces+"
+    _SIGNATURE_CHARS = 16  # 80 bits
+
+    def __init__(self, domain: str, secret_key: str, fallback_keys: tuple[str, ...] = ()) -> None:
+        self.domain = domain.lower()
+        self._keys = [_bounce_key(key) for key in (secret_key, *fallback_keys)]
+
+    def address(self, delivery_id: int) -> str:
+        token = f"{_base36(delivery_id)}.{self._signature(self._keys[0], delivery_id)}"
+        return f"{self.PREFIX}{token}@{self.domain}"
+
+    def delivery_id(self, address: str) -> int:
+        """The delivery a bounce address names; TokenError when it is not one of ours."""
+        local, _, domain = address.strip().strip("<>").lower().rpartition("@")
+        if domain != self.domain or not local.startswith(self.PREFIX):
+            raise TokenError("not a bounce address of ours")
+        number, _, signature = local[len(self.PREFIX) :].partition(".")
+        try:
+            delivery_id = int(number, 36)
+        except ValueError:
+            raise TokenError("not a bounce address of ours") from None
+        if not any(
+            hmac.compare_digest(signature, self._signature(key, delivery_id)) for key in self._keys
+        ):
+            raise TokenError("the bounce address is forged or from another key")
+        return delivery_id
+
+    def _signature(self, key: bytes, delivery_id: int) -> str:
+        digest = hmac.new(key, str(delivery_id).encode(), hashlib.sha256).digest()
+        return base64.b32encode(digest).decode().lower()[: self._SIGNATURE_CHARS]
+
+
+def _bounce_key(secret_key: str) -> bytes:
+    """A key of its own for bounce addresses, derived the way itsdangerous derives its keys
+    (salted), so a bounce signature is never valid as any other token's."""
+    return URLSafeSerializer(secret_key, salt="notifier.bounce").make_signer().derive_key()
+
+
+def _base36(number: int) -> str:
+    if number < 0:
+        raise ValueError("a delivery id is never negative")
+    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
+    text = ""
+    while True:
+        number, digit = divmod(number, 36)
+        text = digits[digit] + text
+        if not number:
+            return text

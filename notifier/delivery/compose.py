@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
+import email.generator
 import email.utils
 import hashlib
+import io
 from collections import OrderedDict
 from datetime import datetime
 from email.message import EmailMessage
@@ -24,7 +27,7 @@ from notifier.models import (
     PushSubscription,
     Subscriber,
 )
-from notifier.tokens import EmailView, Tokens
+from notifier.tokens import BounceAddresses, EmailView, Tokens
 from notifier.urls import PublicUrls
 from notifier.vapid import b64url
 
@@ -45,6 +48,11 @@ class Composer:
         self.urls = PublicUrls(settings.public_url, tokens)
         self.domain = email.utils.parseaddr(settings.mail_from)[1].rpartition("@")[2]
         self.brand = Brand.of(settings)
+        self.bounces: BounceAddresses | None = None
+        if settings.bounce_domain:
+            self.bounces = BounceAddresses(
+                settings.bounce_domain, settings.secret_key, settings.secret_key_fallbacks
+            )
         self._layouts: OrderedDict[tuple, object] = OrderedDict()
         self._push_payloads: OrderedDict[tuple, dict] = OrderedDict()
 
@@ -62,18 +70,25 @@ class Composer:
         unsubscribe_url, manage_url = self._email_links(addressee)
         return self._render_email(addressee, subscriber.email, unsubscribe_url, manage_url)
 
-    def email_envelope(self, addressee: Addressee) -> EmailEnvelope | EmailMessage:
+    def email_envelope(self, addressee: Addressee) -> EmailEnvelope:
         """The email for one reader, from the notice's layout rendered once: only the links,
         the To header and the Message-ID differ between readers. The Message-ID is fixed
-        per delivery, so a copy sent twice after a crash is recognisably the same message."""
+        per delivery, so a copy sent twice after a crash is recognisably the same message.
+        With BOUNCE_DOMAIN the envelope sender names the delivery (VERP), so a message
+        returned later is tied to it."""
         layout = self._layout(addressee)
         subscriber = addressee.recipient
         notice_part = f"{addressee.kind}{addressee.notice.id}"
         message_id = f"<{notice_part}.d{addressee.delivery_id}@{self.domain or 'localhost'}>"
         try:
-            return layout.envelope(subscriber.email, self._email_links(addressee), message_id)
+            envelope = layout.envelope(subscriber.email, self._email_links(addressee), message_id)
         except ValueError:  # an address the fast layout cannot carry: the full way
-            return self.email(addressee).to_mime(self.settings.mail_from)
+            message = self.email(addressee).to_mime(self.settings.mail_from)
+            message.replace_header("Message-ID", message_id)
+            envelope = _as_envelope(message)
+        if self.bounces is None:
+            return envelope
+        return dataclasses.replace(envelope, mail_from=self.bounces.address(addressee.delivery_id))
 
     def _email_links(self, addressee: Addressee) -> tuple[str, str]:
         subscriber_id = addressee.recipient.id
@@ -92,10 +107,13 @@ class Composer:
             "unsubscribe_url": unsubscribe_url,
             "manage_url": manage_url,
         }
+        host, notice = _host(self.settings.public_url), f"{addressee.kind}{addressee.notice.id}"
         headers = {
             "List-Unsubscribe": f"<{unsubscribe_url}>",
             "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
-            "List-Id": f"{self.settings.site_name} <news.{_host(self.settings.public_url)}>",
+            "List-Id": f"{self.settings.site_name} <news.{host}>",
+            # Gmail's feedback loop counts complaints per value: one campaign per notice.
+            "Feedback-ID": f"{notice}:{addressee.kind}:{host}:notifier",
         }
         return self.renderer.render_email(addressee.kind, to, context, headers)
 
@@ -224,6 +242,17 @@ class Composer:
             return None
         context = {**self._site(), "manage_url": self.urls.manage(subscriber.id)}
         return self.renderer.render_email("manage_link", subscriber.email, context)
+
+
+def _as_envelope(message: EmailMessage) -> EmailEnvelope:
+    """A whole message as wire bytes (CRLF, UTF-8 headers for a non-ASCII address), so every
+    reader's email goes out as an envelope whose sender the composer chooses."""
+    to = email.utils.getaddresses([str(message["To"])])[0][1]
+    sender = email.utils.parseaddr(str(message["From"]))[1]
+    policy = message.policy.clone(utf8=not (to.isascii() and sender.isascii()), linesep="\r\n")
+    with io.BytesIO() as buffer:
+        email.generator.BytesGenerator(buffer, policy=policy).flatten(message)
+        return EmailEnvelope(mail_from=sender, to=to, data=buffer.getvalue())
 
 
 def _content_key(notice: Article | Alert) -> tuple:
