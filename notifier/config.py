@@ -194,6 +194,14 @@ def _bounce_domain(env: Mapping[str, str]) -> str:
     return raw
 
 
+def _host_port(env: Mapping[str, str], name: str, default: str) -> str:
+    raw = env.get(name, "").strip() or default
+    host, colon, port = raw.rpartition(":")
+    if not colon or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"{name} must be host:port such as 127.0.0.1:2525, got {raw!r}.")
+    return raw
+
+
 def _mailto(mail_from: str) -> str:
     address = parseaddr(mail_from)[1]
     return f"mailto:{address}" if "@" in address else "mailto:ops@localhost"
@@ -262,6 +270,13 @@ class Settings:
     task_max_retries: int = 10
     email_bounce_limit: int = 3
     bounce_domain: str = ""  # VERP envelope senders bounces+<delivery>@ it; "": MAIL_FROM
+    bounce_listen: str = "127.0.0.1:2525"  # `notifier bounces` takes bounce mail here
+    bounce_max_bytes: int = 1_000_000  # a returned message larger than this is refused
+    soft_bounce_days: int = 3  # soft bounces on this many different days suppress an address
+    soft_bounce_window_days: int = 14  # ... when they all fall within this many days
+    bounce_report_days: int = 30  # the raw bounce and complaint reports are kept this long
+    bounce_rate_warning_percent: float = 2.0  # /ops/ and status warn above it (a day)
+    complaint_rate_warning_percent: float = 0.1  # ... and above this rate of complaints
     sweep_seconds: int = 60
     sweep_batch_limit: int = 50_000
     broker_visibility_timeout_seconds: int = 3600
@@ -434,6 +449,13 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         task_max_retries=_int(env, "TASK_MAX_RETRIES", 10),
         email_bounce_limit=_int(env, "EMAIL_BOUNCE_LIMIT", 3, minimum=1),
         bounce_domain=_bounce_domain(env),
+        bounce_listen=_host_port(env, "BOUNCE_LISTEN", "127.0.0.1:2525"),
+        bounce_max_bytes=_int(env, "BOUNCE_MAX_BYTES", 1_000_000, minimum=10_000),
+        soft_bounce_days=_int(env, "SOFT_BOUNCE_DAYS", 3, minimum=2),
+        soft_bounce_window_days=_int(env, "SOFT_BOUNCE_WINDOW_DAYS", 14, minimum=2),
+        bounce_report_days=_int(env, "BOUNCE_REPORT_DAYS", 30, minimum=1),
+        bounce_rate_warning_percent=_float(env, "BOUNCE_RATE_WARNING_PERCENT", 2.0),
+        complaint_rate_warning_percent=_float(env, "COMPLAINT_RATE_WARNING_PERCENT", 0.1),
         sweep_seconds=_int(env, "SWEEP_SECONDS", 60, minimum=1),
         sweep_batch_limit=_int(env, "SWEEP_BATCH_LIMIT", 50_000, minimum=1),
         broker_visibility_timeout_seconds=_int(

@@ -53,7 +53,8 @@ class SubscriberStatus(enum.StrEnum):
     )
     ACTIVE = "active"  # confirmed the address: receives notifications for its categories
     UNSUBSCRIBED = "unsubscribed"  # left on their own (link, one-click, preferences page)
-    BOUNCED = "bounced"  # the mail server said the address does not exist (SMTP 5xx)
+    BOUNCED = "bounced"  # suppressed: hard bounces (SMTP 5xx, DSN 5.x.x) or soft ones over days
+    COMPLAINED = "complained"  # marked our email as spam: every category dropped, no email at all
 
 
 class DeliveryStatus(enum.StrEnum):
@@ -71,6 +72,8 @@ class DeliveryOutcome(enum.StrEnum):
     GONE = "gone"  # the recipient no longer exists (SMTP 5xx at RCPT, push 404/410)
     FAILED = "failed"  # refused for good, or temporary failures past the attempt limit or age
     SKIPPED = "skipped"  # not sent on purpose; last_error says why (reader left, alert stopped)
+    BOUNCED = "bounced"  # accepted, then returned for good (a DSN 5.x.x); last_error says why
+    COMPLAINED = "complained"  # accepted, then reported as spam by the reader (ARF, provider)
 
 
 class PushStatus(enum.StrEnum):
@@ -169,6 +172,8 @@ class Subscriber(Base):
     # The reader paused all email until then (preferences page): none is planned or sent to
     # them before it, and it starts again by itself. None: not paused.
     paused_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Ops lifted a suppression then: bounces before it no longer count toward the limits.
+    bounces_forgiven_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     categories: Mapped[list[Category]] = relationship(
         secondary=subscriber_categories, order_by=Category.name
@@ -442,3 +447,68 @@ class Delivery(Base):
     claimed_by: Mapped[str | None] = mapped_column(String(300))
     claim_token: Mapped[str | None] = mapped_column(String(32))
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class BounceKind(enum.StrEnum):
+    """What a message that came back to a bounce address turned out to be."""
+
+    HARD = "hard"  # returned for good (DSN 5.x.x): counts toward EMAIL_BOUNCE_LIMIT
+    SOFT = "soft"  # returned for now (4.x.x, mailbox full, refused by policy): counts over days
+    COMPLAINT = "complaint"  # the reader reported our email as spam (ARF feedback report)
+    DELAY = "delay"  # the reader's server is still trying (DSN action "delayed"): ignored
+    AUTO_REPLY = "auto_reply"  # a vacation notice or other automatic answer: ignored
+    UNRELATED = "unrelated"  # not a report about our mail: kept for ops, never acted on
+
+
+class BounceReport(Base):
+    """One message returned to us, as evidence: what it said, which delivery it named, and the
+    raw message itself until BOUNCE_REPORT_DAYS pass (then only the summary stays)."""
+
+    __tablename__ = "bounce_reports"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    source: Mapped[str] = mapped_column(String(40))  # "listener", "imap", "ses", ...
+    kind: Mapped[BounceKind] = mapped_column(_enum(BounceKind))
+    # The delivery the report named (signed bounce address or our Message-ID); None: no
+    # delivery of ours, and then nothing is acted on.
+    delivery_id: Mapped[int | None] = mapped_column(
+        ForeignKey("deliveries.id", ondelete="SET NULL"), index=True
+    )
+    subscriber_id: Mapped[int | None] = mapped_column(
+        ForeignKey("subscribers.id", ondelete="SET NULL"), index=True
+    )
+    recipient: Mapped[str | None] = mapped_column(String(320))  # as the report names it
+    status: Mapped[str | None] = mapped_column(String(20))  # RFC 3463 code, e.g. 5.1.1
+    reason: Mapped[str] = mapped_column(Text)  # the diagnostic, or why it was ignored
+    digest: Mapped[str] = mapped_column(String(64), unique=True)  # SHA-256: a replay is seen
+    raw: Mapped[str | None] = mapped_column(Text)  # None once BOUNCE_REPORT_DAYS passed
+
+
+class SuppressionReason(enum.StrEnum):
+    HARD_BOUNCES = "hard_bounces"  # EMAIL_BOUNCE_LIMIT hard bounces
+    SOFT_BOUNCES = "soft_bounces"  # soft bounces on SOFT_BOUNCE_DAYS days within the window
+    COMPLAINT = "complaint"  # a spam complaint: stopped at once, every category dropped
+
+
+class Suppression(Base):
+    """An address we stopped mailing, why, on whose evidence, and whether ops lifted it."""
+
+    __tablename__ = "suppressions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    email: Mapped[str] = mapped_column(String(320), index=True)
+    subscriber_id: Mapped[int | None] = mapped_column(
+        ForeignKey("subscribers.id", ondelete="SET NULL"), index=True
+    )
+    reason: Mapped[SuppressionReason] = mapped_column(_enum(SuppressionReason))
+    source: Mapped[str] = mapped_column(String(40))  # "smtp" (at send time), "listener", ...
+    detail: Mapped[str] = mapped_column(Text)
+    report_id: Mapped[int | None] = mapped_column(
+        ForeignKey("bounce_reports.id", ondelete="SET NULL")
+    )
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    lifted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # None: still in force
+    lifted_by: Mapped[str | None] = mapped_column(String(320))
+
+    report: Mapped[BounceReport | None] = relationship()

@@ -14,20 +14,25 @@ from datetime import datetime, timedelta
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
-from notifier.models import Article, Delivery, DeliveryOutcome, DeliveryStatus
+from notifier.models import Article, Delivery, DeliveryOutcome, DeliveryStatus, Subscriber
 
 # Bulk statements go to the table, not the ORM entity: no per-row session bookkeeping.
 DELIVERIES = Delivery.__table__
 
 
 def count_hard_bounces(session: Session, subscriber_id: int) -> int:
-    """Emails to this reader that the receiving server refused as a non-existent address."""
-    return session.scalar(
-        select(func.count()).where(
-            Delivery.subscriber_id == subscriber_id,
-            Delivery.outcome == DeliveryOutcome.GONE,
-        )
+    """Emails to this reader refused for good: at send time (SMTP 5xx for the address) or
+    returned later (a DSN 5.x.x), since ops last lifted a suppression of the address."""
+    forgiven = session.scalar(
+        select(Subscriber.bounces_forgiven_at).where(Subscriber.id == subscriber_id)
     )
+    statement = select(func.count()).where(
+        Delivery.subscriber_id == subscriber_id,
+        Delivery.outcome.in_((DeliveryOutcome.GONE, DeliveryOutcome.BOUNCED)),
+    )
+    if forgiven is not None:
+        statement = statement.where(Delivery.created_at > forgiven)
+    return session.scalar(statement)
 
 
 def unsent_deliveries(session: Session) -> list[tuple[int, str, datetime]]:

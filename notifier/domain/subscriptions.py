@@ -17,7 +17,8 @@ from sqlalchemy.orm import Session
 
 from notifier.domain.categories import categories_for_slugs
 from notifier.domain.limits import CATEGORY_SLUGS_MAX
-from notifier.models import Category, Subscriber, SubscriberStatus
+from notifier.domain.suppressions import suppress
+from notifier.models import Category, Subscriber, SubscriberStatus, SuppressionReason
 from notifier.tokens import ConfirmRequest, ResubscribeRequest, TokenError
 
 
@@ -185,6 +186,11 @@ def resubscribe(session: Session, request: ResubscribeRequest, now: datetime) ->
             "Email to this address bounced, so we stopped sending. Subscribe again from the "
             "start page to confirm the address anew."
         )
+    if subscriber.status == SubscriberStatus.COMPLAINED:
+        raise SubscriptionError(
+            "This address reported our email as spam, so we stopped sending. Subscribe again "
+            "from the start page to confirm the address anew."
+        )
     changed = subscriber.status_changed_at
     if changed is not None and request.issued_at < changed.replace(microsecond=0):
         raise TokenError(
@@ -233,9 +239,7 @@ def suppress_bounced_address(
 ) -> bool:
     """After `limit` hard bounces the address is suppressed: no more email goes to it."""
     subscriber = session.get(Subscriber, subscriber_id)
-    if subscriber is None or hard_bounces < limit or subscriber.status != SubscriberStatus.ACTIVE:
+    if subscriber is None or hard_bounces < limit:
         return False
-    subscriber.status = SubscriberStatus.BOUNCED
-    subscriber.status_reason = f"{hard_bounces} hard bounces, last: {detail}"
-    subscriber.status_changed_at = now
-    return True
+    return suppress(session, subscriber, SuppressionReason.HARD_BOUNCES, "smtp",
+                    f"{hard_bounces} hard bounces, last: {detail}", now)  # fmt: skip

@@ -1,0 +1,51 @@
+"""Settings into the bounce processor's values, and one returned message processed in a
+transaction of its own: what every way in calls."""
+
+from __future__ import annotations
+
+import email.utils
+from collections.abc import Callable
+
+from sqlalchemy.orm import Session
+
+from notifier.config import Settings
+from notifier.domain.bounces import BouncePolicy, Processed, drop_old_raw_reports, process_report
+from notifier.timeutil import utcnow
+from notifier.tokens import BounceAddresses
+
+
+def bounce_policy(settings: Settings) -> BouncePolicy:
+    return BouncePolicy(
+        hard_limit=settings.email_bounce_limit,
+        soft_days=settings.soft_bounce_days,
+        soft_window_days=settings.soft_bounce_window_days,
+        message_id_domain=email.utils.parseaddr(settings.mail_from)[1].rpartition("@")[2],
+    )
+
+
+def bounce_addresses(settings: Settings) -> BounceAddresses | None:
+    if not settings.bounce_domain:
+        return None
+    return BounceAddresses(
+        settings.bounce_domain, settings.secret_key, settings.secret_key_fallbacks
+    )
+
+
+class BounceProcessor:
+    """Process and commit one returned message at a time; old raw reports are dropped as
+    new ones come in (and by the sweeper)."""
+
+    def __init__(self, settings: Settings, sessions: Callable[[], Session]) -> None:
+        self.settings = settings
+        self.sessions = sessions
+        self.policy = bounce_policy(settings)
+        self.addresses = bounce_addresses(settings)
+
+    def process(self, raw: bytes, source: str, recipients: tuple[str, ...] = ()) -> Processed:
+        now = utcnow()
+        with self.sessions() as session:
+            processed = process_report(session, raw, source, now, self.policy, self.addresses,
+                                       recipients)  # fmt: skip
+            drop_old_raw_reports(session, now, self.settings.bounce_report_days)
+            session.commit()
+        return processed
