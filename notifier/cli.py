@@ -189,6 +189,34 @@ def _celery_argv(settings: Settings, command: str, celery_args: tuple[str, ...])
     return [*quiet, command, f"--loglevel={settings.log_level}", *celery_args]
 
 
+@cli.command()
+@click.option("--lmtp", is_flag=True, help="Speak LMTP (a local MTA's delivery) instead of SMTP.")
+def bounces(lmtp: bool) -> None:
+    """Take returned mail for BOUNCE_DOMAIN on BOUNCE_LISTEN and process each report."""
+    settings = _settings(service=True)
+    _export_metrics_dir(settings, "bounces")
+    from notifier.db import session_factory
+    from notifier.inbound.listener import bounce_listener
+    from notifier.logs import configure_logging
+
+    configure_logging(settings)
+    try:
+        listener = bounce_listener(settings, session_factory(settings.database_url), lmtp)
+        listener.start()
+    except (ValueError, OSError, RuntimeError) as error:
+        raise click.ClickException(f"Cannot listen on {settings.bounce_listen}: {error}") from None
+    click.echo(f"Taking returned mail for {settings.bounce_domain} on {settings.bounce_listen} "
+               f"({'LMTP' if lmtp else 'SMTP'}).")  # fmt: skip
+    stopped = []
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stopped.append(True))
+    try:
+        while not stopped:
+            time.sleep(0.2)
+    finally:
+        listener.stop()
+
+
 @cli.command("sample-article")
 @click.option("--title", required=True, help="Headline of the new article.")
 @click.option("--category", "categories", multiple=True, default=["News"], show_default=True)
