@@ -275,8 +275,6 @@ class Settings:
     soft_bounce_days: int = 3  # soft bounces on this many different days suppress an address
     soft_bounce_window_days: int = 14  # ... when they all fall within this many days
     bounce_report_days: int = 30  # the raw bounce and complaint reports are kept this long
-    bounce_rate_warning_percent: float = 2.0  # /ops/ and status warn above it (a day)
-    complaint_rate_warning_percent: float = 0.1  # ... and above this rate of complaints
     sweep_seconds: int = 60
     sweep_batch_limit: int = 50_000
     broker_visibility_timeout_seconds: int = 3600
@@ -454,8 +452,6 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         soft_bounce_days=_int(env, "SOFT_BOUNCE_DAYS", 3, minimum=2),
         soft_bounce_window_days=_int(env, "SOFT_BOUNCE_WINDOW_DAYS", 14, minimum=2),
         bounce_report_days=_int(env, "BOUNCE_REPORT_DAYS", 30, minimum=1),
-        bounce_rate_warning_percent=_float(env, "BOUNCE_RATE_WARNING_PERCENT", 2.0),
-        complaint_rate_warning_percent=_float(env, "COMPLAINT_RATE_WARNING_PERCENT", 0.1),
         sweep_seconds=_int(env, "SWEEP_SECONDS", 60, minimum=1),
         sweep_batch_limit=_int(env, "SWEEP_BATCH_LIMIT", 50_000, minimum=1),
         broker_visibility_timeout_seconds=_int(
