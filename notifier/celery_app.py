@@ -70,6 +70,8 @@ def make_celery(settings: Settings | None = None) -> Celery:
         # redelivered copy from sending their rows twice, while cancelling them would kill
         # pool children mid-send (messages out, outcomes unrecorded: duplicates).
         worker_cancel_long_running_tasks_on_connection_loss=False,
+        # Back on a returning broker within BROKER_RECONNECT_SECONDS (notifier.broker_return).
+        worker_consumer="notifier.broker_return:ReconnectingConsumer",
         broker_transport_options=_transport_options(settings),
         worker_concurrency=settings.worker_concurrency,
         worker_hijack_root_logger=False,
@@ -129,6 +131,7 @@ def _record_heartbeats(app: Celery, settings: Settings) -> None:
     from celery.signals import worker_init, worker_process_init
     from celery.worker import state
 
+    from notifier.broker_return import HandOverOnConnect
     from notifier.ops.workers import forget_heartbeat, record_heartbeat
     from notifier.timeutil import utcnow
 
@@ -179,33 +182,38 @@ def _record_heartbeats(app: Celery, settings: Settings) -> None:
                 worker.timer.cancel(self.tref)
 
     class BrokerCheck(bootsteps.StartStopStep):
-        """Every BROKER_CHECK_SECONDS: has the (Redis) broker lost its queues?"""
+        """Every BROKER_CHECK_SECONDS: has the (Redis) broker lost its queues? And, on any
+        broker, hand it what it did not take while it was down or unreachable. (The timer
+        runs while this worker is connected to the broker, so within seconds of its return.)"""
 
         requires = (Takeover,)
 
         def start(self, worker) -> None:
             from notifier.broker_marker import BrokerMarker, is_redis
 
-            self.tref = None
-            if not is_redis(settings.broker_url):
-                return  # RabbitMQ's durable queues survive a restart
-            self.marker = BrokerMarker(settings.broker_url)
+            # RabbitMQ's durable queues survive a restart: no marker there.
+            redis = is_redis(settings.broker_url)
+            self.marker = BrokerMarker(settings.broker_url) if redis else None
             self.check()
             self.tref = worker.timer.call_repeatedly(settings.broker_check_seconds, self.check, ())
 
         def check(self) -> None:
-            from notifier.recovery import check_broker
+            from notifier.recovery import check_broker, hand_over_unsent
 
-            check_broker(settings, self.marker)
+            if self.marker is not None:
+                check_broker(settings, self.marker)
+            hand_over_unsent(settings)
 
         def stop(self, worker) -> None:
-            if self.tref is not None:
+            if getattr(self, "tref", None) is not None:
                 worker.timer.cancel(self.tref)
+            if getattr(self, "marker", None) is not None:
                 self.marker.close()
 
     app.steps["worker"].add(DatabaseHeartbeat)
     app.steps["worker"].add(Takeover)
     app.steps["worker"].add(BrokerCheck)
+    app.steps["consumer"].add(HandOverOnConnect)
     worker_process_init.connect(_forget_inherited_connections, weak=False)
     worker_init.connect(_name_this_worker, weak=False)
 

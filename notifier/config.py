@@ -305,6 +305,7 @@ class Settings:
     worker_heartbeat_seconds: int = 10
     takeover_check_seconds: float = 5.0
     broker_check_seconds: float = 5.0
+    broker_reconnect_seconds: float = 2.0
     redis_url: str | None = None  # send-rate limits; defaults to a Redis broker's URL
     amqp_quorum_queues: bool = False
     feed_stale_seconds: int = 900
@@ -485,6 +486,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         worker_heartbeat_seconds=_int(env, "WORKER_HEARTBEAT_SECONDS", 10, minimum=1),
         takeover_check_seconds=_float(env, "TAKEOVER_CHECK_SECONDS", 5.0, minimum=0.5),
         broker_check_seconds=_float(env, "BROKER_CHECK_SECONDS", 5.0, minimum=0.5),
+        broker_reconnect_seconds=_float(env, "BROKER_RECONNECT_SECONDS", 2.0, minimum=0.5),
         redis_url=_redis_url(env),
         amqp_quorum_queues=env.get("AMQP_QUORUM_QUEUES", "") not in ("", "0", "false"),
         feed_stale_seconds=_int(env, "FEED_STALE_SECONDS", 900, minimum=10),

@@ -30,6 +30,7 @@ from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from notifier.config import Settings
 from notifier.db import session_scope
+from notifier.delivery.unsent import unsent_summary
 from notifier.models import (
     Alert,
     Article,
@@ -52,6 +53,8 @@ if TYPE_CHECKING:
     from celery import Celery
 
 log = logging.getLogger(__name__)
+# What can be kept unsent: each has a series from the start, zero or not.
+UNSENT_TASKS = ("send_deliveries", "fan_out_article", "fan_out_alert", "poll_feed")
 
 # Recorded by the process that does the work (one file per process in multiprocess mode).
 
@@ -102,10 +105,24 @@ DB_STATEMENTS = Counter(
 RECOVERED = Counter(
     "notifier_deliveries_recovered",
     "Deliveries queued again at once after a fault, by cause: dead_worker (its claims were "
-    "taken over), broker_lost (the broker lost its queues).",
+    "taken over), broker_lost (the broker lost its queues), broker_unreachable (the broker "
+    "did not take them when they were queued).",
     ["cause"],
 )
 """Zero in normal operation; each fault shows as a step, without waiting for the sweeper."""
+
+
+UNSENT = Counter(
+    "notifier_unsent_tasks",
+    "Tasks the broker did not take when sent (down or unreachable), by task: each is kept in "
+    "the database and handed over by a worker as soon as the broker answers.",
+    ["task"],
+)
+"""Zero in normal operation; a broker outage shows as a step here, then in recoveries."""
+
+
+def task_not_handed_over(task_name: str) -> None:
+    UNSENT.labels(task_name.rpartition(".")[2]).inc()
 
 
 def deliveries_recovered(cause: str, count: int) -> None:
@@ -331,7 +348,29 @@ def _ops_history_families(session: Session, now: datetime, settings: Settings) -
     )
     for cause, count in recovery_summary(session, now).last_day.items():
         recovered.add_metric([cause], count)
-    return [failures, requeued, recovered]
+    return [failures, requeued, recovered, *_unsent_families(session, now)]
+
+
+def _unsent_families(session: Session, now: datetime) -> list[Metric]:
+    summary = unsent_summary(session, now)
+    waiting = GaugeMetricFamily(
+        "notifier_unsent_tasks_waiting",
+        "Tasks the broker did not take that no worker has handed over yet (zero when it "
+        "answers: the workers hand them over within BROKER_CHECK_SECONDS).",
+        value=summary.waiting,
+    )
+    kept = GaugeMetricFamily(
+        "notifier_unsent_tasks_last_day",
+        "Tasks the broker did not take when sent in the last day, by task (zero in normal "
+        "operation).",
+        labels=["task"],
+    )
+    for task in UNSENT_TASKS:
+        kept.add_metric([task], summary.kept_last_day.get(task, 0))
+    for task, count in sorted(summary.kept_last_day.items()):
+        if task not in UNSENT_TASKS:
+            kept.add_metric([task], count)
+    return [waiting, kept]
 
 
 def _by_status(

@@ -362,6 +362,8 @@ class SweepRun(Base):
 class RecoveryCause(enum.StrEnum):
     DEAD_WORKER = "dead_worker"  # claims of a worker process known dead, taken over at once
     BROKER_LOST = "broker_lost"  # the broker lost its queues: every unsent row queued again
+    # The broker did not take a chunk (down, unreachable): handed over once it answered.
+    BROKER_UNREACHABLE = "broker_unreachable"
 
 
 class Recovery(Base):
@@ -373,6 +375,33 @@ class Recovery(Base):
     recovered_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
     cause: Mapped[RecoveryCause] = mapped_column(_enum(RecoveryCause))
     deliveries: Mapped[int] = mapped_column(Integer)
+
+
+class UnsentTask(Base):
+    """A task the broker did not take when it was sent (down, unreachable, the publish
+    failed), kept with the cause until a worker hands it over (notifier.delivery.unsent)."""
+
+    __tablename__ = "unsent_tasks"
+    __table_args__ = (
+        # What the workers' frequent check reads: the few still waiting, oldest first.
+        Index(
+            "ix_unsent_tasks_waiting",
+            "id",
+            postgresql_where=text("handed_over_at IS NULL"),
+            sqlite_where=text("handed_over_at IS NULL"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    task_name: Mapped[str] = mapped_column(String(200))
+    arguments: Mapped[str] = mapped_column(Text)  # the task's positional arguments, as JSON
+    deliveries: Mapped[int] = mapped_column(Integer, default=0)  # a chunk: how many rows
+    cause: Mapped[str] = mapped_column(Text)  # why the broker did not take it
+    kept_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    run_at: Mapped[datetime] = mapped_column(UTCDateTime)  # when the task was to run (its ETA)
+    # A paced channel's chunk: when its turn comes (its rows are noted queued until then).
+    turn_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    handed_over_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # None: waiting
 
 
 class Delivery(Base):

@@ -1,22 +1,27 @@
 """Bring work back after a fault, from a worker's main process (timers, not tasks: they must
 run while every pool child is busy or dead): the claims of dead worker processes, what a
-dead worker held in memory, and everything owed when the broker lost its queues."""
+dead worker held in memory, everything owed when the broker lost its queues, and what the
+broker did not take while it was down."""
 
 from __future__ import annotations
 
 import logging
 from datetime import datetime
 
+from kombu.exceptions import OperationalError as BrokerError
+from sqlalchemy.orm import Session
+
 from notifier import metrics
 from notifier.config import Settings
 from notifier.db import session_scope
-from notifier.delivery.queueing import queue_in_chunks, queue_when_due
+from notifier.delivery.queueing import note_queued, queue_in_chunks, queue_when_due
 from notifier.delivery.routes import in_queue_order, send_rates
 from notifier.delivery.takeover import take_over
+from notifier.delivery.unsent import delivery_ids_of, next_unsent, task_arguments
 from notifier.domain.deliveries import unplanned_article_ids, unsent_deliveries
-from notifier.models import RecoveryCause
+from notifier.models import RecoveryCause, UnsentTask
 from notifier.ops.recoveries import record_recovery
-from notifier.tasks import OUTAGES, enqueue_send, fan_out_article
+from notifier.tasks import OUTAGES, enqueue_send, fan_out_article, send_or_keep
 from notifier.timeutil import utcnow
 
 log = logging.getLogger(__name__)
@@ -45,7 +50,7 @@ def requeue_unsent(settings: Settings, fan_out_again: bool = True) -> dict[str, 
         record_recovery(session, now, RecoveryCause.BROKER_LOST, count)
         session.commit()
     for article_id in articles:
-        fan_out_article.delay(article_id)
+        send_or_keep(fan_out_article, article_id)
     metrics.deliveries_recovered("broker_lost", count)
     log.warning("the broker lost its queues: queued %s unsent deliveries and %s articles again",
                 count, len(articles))  # fmt: skip
@@ -88,7 +93,7 @@ def take_over_dead_workers(settings: Settings, local, handled: set, starting: bo
                 queue_when_due(session, waiting, settings, enqueue_send)
                 articles = unplanned_article_ids(session, now, settings.worker_stale_seconds)
         for article_id in articles:
-            fan_out_article.delay(article_id)
+            send_or_keep(fan_out_article, article_id)
     except OUTAGES as error:
         log.warning("takeover check skipped: %s", error)
         return 0
@@ -99,3 +104,52 @@ def take_over_dead_workers(settings: Settings, local, handled: set, starting: bo
         log.warning("workers found dead: %s; their waiting retries and unfinished fan-outs "
                     "queued again", ", ".join(verdict.dead_workers))  # fmt: skip
     return len(ids)
+
+
+def hand_over_unsent(settings: Settings) -> int:
+    """From a worker's main process, every BROKER_CHECK_SECONDS: hand the broker, oldest
+    first, the tasks it did not take when they were sent (notifier.delivery.unsent), as soon
+    as it answers. The first refusal ends the round: the broker is still away, and the rest
+    waits for the next check. Returns the tasks handed over."""
+    handed = deliveries = 0
+    try:
+        with session_scope(settings.database_url) as session:
+            while (row := next_unsent(session)) is not None:
+                ids = _noted_again(session, row)
+                try:
+                    _send(row, settings)
+                except BrokerError as error:
+                    session.rollback()
+                    log.info("the broker still does not take what it refused: %s", error)
+                    break
+                session.commit()  # a crash before this: sent twice, which claims make harmless
+                handed, deliveries = handed + 1, deliveries + len(ids)
+            record_recovery(session, utcnow(), RecoveryCause.BROKER_UNREACHABLE, deliveries)
+            session.commit()
+    except OUTAGES as error:
+        log.warning("unsent tasks not handed over yet: %s", error)
+    if handed:
+        metrics.deliveries_recovered("broker_unreachable", deliveries)
+        log.warning("handed the broker %s tasks it had not taken (%s deliveries)", handed,
+                    deliveries)  # fmt: skip
+    return handed
+
+
+def _noted_again(session: Session, row: UnsentTask) -> list[int]:
+    """Mark the task handed over and its rows (a chunk's) queued again, in the transaction
+    that commits once the broker took it."""
+    now = utcnow()
+    row.handed_over_at = now
+    ids = delivery_ids_of(row)
+    if ids:
+        note_queued(session, ids, max(row.turn_at, now))
+    session.flush()
+    return ids
+
+
+def _send(row: UnsentTask, settings: Settings) -> None:
+    """The kept task as it was sent, due when it was due (a long wait in hops, as for any
+    countdown: notifier.delivery.queueing.queue_when_due)."""
+    wait = (row.run_at - utcnow()).total_seconds()
+    countdown = min(wait, settings.broker_eta_max_seconds) if wait > 0 else None
+    fan_out_article.app.send_task(row.task_name, args=task_arguments(row), countdown=countdown)

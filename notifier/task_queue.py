@@ -3,9 +3,17 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from celery import Celery
 from kombu.exceptions import OperationalError as BrokerUnavailable
+from sqlalchemy.orm import Session
+
+from notifier import metrics
+from notifier.delivery.queueing import Enqueue
+from notifier.delivery.unsent import NotHandedOver, keep_unsent
+from notifier.ops.task_failures import describe
+from notifier.timeutil import utcnow
 
 log = logging.getLogger(__name__)
 
@@ -40,12 +48,33 @@ class TaskQueue:
         )
 
 
-def send_or_leave_to_beat(send, *args) -> bool:
-    """For work already kept in the database: if the broker is down, beat's scheduler or
-    sweeper sends it when the broker is back, so the caller still answers 202."""
+def send_or_keep(session: Session, send: Callable[..., object], *args: object) -> bool:
+    """For work already kept in the database: if the broker does not take the task, it is
+    kept (notifier.delivery.unsent, committed) and a worker hands it over as soon as the
+    broker answers again, so the caller still answers 202. `send` is a TaskQueue method,
+    named as its task is."""
     try:
         send(*args)
     except BrokerUnavailable as problem:
-        log.error("broker unavailable; beat will pick up %s later: %s", args, problem)
+        task_name = f"notifier.tasks.{send.__name__}"
+        keep_unsent(session, task_name, list(args), utcnow(), describe(problem))
+        session.commit()
+        metrics.task_not_handed_over(task_name)
+        log.error("broker unavailable; %s%s kept for a worker to hand over when it "
+                  "answers: %s", task_name, list(args), problem)  # fmt: skip
         return False
     return True
+
+
+def enqueue_or_refuse(send: Callable[[list[int]], object]) -> Enqueue:
+    """A TaskQueue's send_deliveries as the delivery path's enqueue: a chunk the broker does
+    not take is refused (NotHandedOver), so hand_over keeps it."""
+
+    def enqueue(delivery_ids: list[int], countdown: float = 0.0) -> None:
+        try:
+            send(list(delivery_ids))
+        except BrokerUnavailable as problem:
+            metrics.task_not_handed_over("notifier.tasks.send_deliveries")
+            raise NotHandedOver(describe(problem)) from problem
+
+    return enqueue

@@ -2,8 +2,9 @@
 mapped to a retry. Safe to run twice.
 
 The database is the source of truth for what is owed; a task only carries ids. A task that
-meets a database or broker outage is retried with backoff; whatever the broker loses, the
-sweeper finds again in the database.
+meets a database or broker outage is retried with backoff. A task the broker does not take
+when sent is kept in the database (notifier.delivery.unsent) and handed over by the workers
+as soon as the broker answers; whatever the broker loses, the sweeper finds again.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from functools import cache
 
 from celery import shared_task
 from kombu.exceptions import OperationalError as BrokerError
-from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 
 from notifier import holders, metrics
 from notifier.config import Settings
@@ -25,6 +26,7 @@ from notifier.delivery.compose import Composer
 from notifier.delivery.outlets import outlets
 from notifier.delivery.queueing import queue_in_chunks
 from notifier.delivery.recording import retry_policy
+from notifier.delivery.unsent import NotHandedOver, forget_unsent, keep_unsent
 from notifier.domain.alerts import release_due_alerts, unplanned_alert_ids
 from notifier.domain.deliveries import overdue_delivery_ids, unplanned_article_ids
 from notifier.domain.feeds import sync_feeds
@@ -33,7 +35,7 @@ from notifier.messages import Outcome
 from notifier.models import Alert
 from notifier.ops.recoveries import forget_recoveries
 from notifier.ops.sweeps import forget_sweeps, record_sweep
-from notifier.ops.task_failures import forget_task_failures
+from notifier.ops.task_failures import describe, forget_task_failures
 from notifier.polling.fetch import FeedFetchError, fetch, finish_poll, start_poll
 from notifier.timeutil import utcnow
 
@@ -73,8 +75,36 @@ def retried_through_outages(task_function):
 
 
 def enqueue_send(delivery_ids: list[int], countdown: float = 0.0) -> None:
-    """How the delivery path hands a chunk to the broker (see notifier.delivery.queueing)."""
-    send_deliveries.apply_async((list(delivery_ids),), countdown=countdown or None)
+    """How the delivery path hands a chunk to the broker (see notifier.delivery.queueing),
+    which keeps the chunk when the broker does not take it."""
+    try:
+        send_deliveries.apply_async((list(delivery_ids),), countdown=countdown or None)
+    except BrokerError as error:
+        log.warning("the broker did not take a chunk of %s deliveries; kept for when it "
+                    "answers: %s", len(delivery_ids), describe(error))  # fmt: skip
+        metrics.task_not_handed_over(send_deliveries.name)
+        raise NotHandedOver(describe(error)) from error
+
+
+def send_or_keep(task, *args: object) -> bool:
+    """Send a task for work the database already holds. If the broker does not take it, the
+    task is kept (notifier.delivery.unsent) and a worker hands it over as soon as the broker
+    answers again; False then. Only when the database is away too does the error stand."""
+    try:
+        task.apply_async(args)
+    except BrokerError as error:
+        settings = task.app.notifier_settings
+        try:
+            with session_scope(settings.database_url) as session:
+                keep_unsent(session, task.name, list(args), utcnow(), describe(error))
+                session.commit()
+        except SQLAlchemyError:
+            raise error from None  # nothing kept: the task's retry, or the sweeper, must do
+        log.warning("the broker did not take %s%s; kept for when it answers: %s", task.name,
+                    list(args), describe(error))  # fmt: skip
+        metrics.task_not_handed_over(task.name)
+        return False
+    return True
 
 
 @shared_task(bind=True, name="notifier.tasks.poll_feeds")
@@ -85,7 +115,7 @@ def poll_feeds(self) -> int:
         feed_ids = [feed.id for feed in sync_feeds(session, settings.feed_urls, utcnow())]
         session.commit()
     for feed_id in feed_ids:
-        poll_feed.delay(feed_id)
+        send_or_keep(poll_feed, feed_id)
     return len(feed_ids)
 
 
@@ -108,7 +138,7 @@ def poll_feed(self, feed_id: int) -> list[int]:
                               settings.category_grace_seconds)  # fmt: skip
         session.commit()
     for article_id in new_ids:
-        fan_out_article.delay(article_id)
+        send_or_keep(fan_out_article, article_id)
     return new_ids
 
 
@@ -145,7 +175,7 @@ def release_alerts(self) -> list[int]:
         alert_ids = release_due_alerts(session, utcnow(), settings.alert_scheduler_seconds * 2)
         session.commit()
     for alert_id in alert_ids:
-        fan_out_alert.delay(alert_id)
+        send_or_keep(fan_out_alert, alert_id)
     return alert_ids
 
 
@@ -229,11 +259,12 @@ def sweep(self) -> dict:
         forget_sweeps(session, keep_after)
         forget_recoveries(session, keep_after)
         forget_task_failures(session, keep_after)
+        forget_unsent(session, keep_after)
         session.commit()
     for article_id in articles:
-        fan_out_article.delay(article_id)
+        send_or_keep(fan_out_article, article_id)
     for alert_id in alerts:
-        fan_out_alert.delay(alert_id)
+        send_or_keep(fan_out_alert, alert_id)
     counts = {"articles": len(articles), "alerts": len(alerts), "deliveries": len(overdue)}
     metrics.sweep_requeued(counts)
     if articles or alerts or overdue:

@@ -4,6 +4,7 @@ recorded".
     fanout      a notice to its readers: plan and queue, chunk by chunk (the fan-out tasks)
     planning    one delivery row per recipient and channel, a chunk at a time
     queueing    the one way a chunk goes to the broker: noted queued, committed, enqueued
+    unsent      what the broker did not take (down, unreachable), kept until handed over
     dispatch    a batch: claim, address, compose, hand to a channel session, record
     claims      who may send a row now, for how long, and who may record it (leases, tokens)
     takeover    a dead worker's claims handed to live ones at once

@@ -3,6 +3,8 @@
 Whoever queues (the fan-out, a batch's retries, the sweeper, recovery after a fault, the ops
 dashboard's retry button) notes the chunk queued, commits, then enqueues: no task runs
 before its rows exist, and the sweeper knows a noted chunk is with the broker, not lost.
+When the broker does not take it, the note is taken back and the chunk kept as unsent
+(notifier.delivery.unsent): a worker hands it over as soon as the broker answers again.
 The enqueue itself is the caller's (a Celery task's apply_async, the web app's TaskQueue),
 so this module knows nothing of Celery.
 """
@@ -12,19 +14,21 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
-from sqlalchemy import update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from notifier.config import Settings
 from notifier.delivery.planning import Notice, plan_chunks
 from notifier.delivery.routes import in_queue_order, send_rates
+from notifier.delivery.unsent import SEND_DELIVERIES, NotHandedOver, keep_unsent
 from notifier.models import Delivery
 from notifier.timeutil import utcnow
 
 DELIVERIES = Delivery.__table__
 
 Enqueue = Callable[[list[int], float], object]
-"""Send a task for these delivery ids, to run in this many seconds (0: now)."""
+"""Send a task for these delivery ids, to run in this many seconds (0: now); raise
+NotHandedOver when the broker did not take it."""
 
 
 def hand_over(
@@ -34,16 +38,39 @@ def hand_over(
     countdown: float = 0.0,
     turn_in: float = 0.0,
     noted: bool = False,
-) -> None:
+) -> bool:
     """Note a chunk queued (due to run after `countdown`, or, a paced channel's later chunk,
     to start in `turn_in` s), commit, and hand it to the broker. `noted`: the planner
-    already wrote queued_at with the rows."""
+    already wrote queued_at with the rows. False: the broker did not take it; the chunk is
+    kept (committed) for a worker to hand over when the broker answers again."""
     if not noted and delivery_ids:
         run_at = utcnow() + timedelta(seconds=max(countdown, turn_in))
         note_queued(session, delivery_ids, run_at)
     session.commit()
-    if delivery_ids:
+    if not delivery_ids:
+        return True
+    try:
         enqueue(list(delivery_ids), countdown)
+    except NotHandedOver as refused:
+        keep_refused_chunk(session, delivery_ids, countdown, str(refused))
+        session.commit()
+        return False
+    return True
+
+
+def keep_refused_chunk(
+    session: Session, delivery_ids: Sequence[int], countdown: float, cause: str
+) -> None:
+    """The broker did not take this chunk: its rows are no longer noted queued (the ledger
+    tells the truth), and the chunk is kept, with its paced turn, to be handed over."""
+    now = utcnow()
+    run_at = now + timedelta(seconds=countdown)
+    turn_at = session.scalar(
+        select(func.max(Delivery.queued_at)).where(Delivery.id.in_(delivery_ids))
+    )  # the planner's note: a paced chunk's turn
+    note_queued(session, delivery_ids, None)
+    keep_unsent(session, SEND_DELIVERIES, [list(delivery_ids)], now, cause, run_at,
+                max(turn_at or run_at, run_at))  # fmt: skip
 
 
 def plan_and_queue(
@@ -105,8 +132,9 @@ def due_groups(
     return [(group[-1][1], [delivery_id for delivery_id, _ in group]) for group in groups]
 
 
-def note_queued(session: Session, delivery_ids: Sequence[int], run_at: datetime) -> None:
-    """Remember that a task for these deliveries is with the broker, due at `run_at`."""
+def note_queued(session: Session, delivery_ids: Sequence[int], run_at: datetime | None) -> None:
+    """Remember that a task for these deliveries is with the broker, due at `run_at` (None:
+    no task is: the broker did not take it)."""
     session.execute(
         update(DELIVERIES).where(Delivery.id.in_(delivery_ids)).values(queued_at=run_at)
     )

@@ -1,6 +1,7 @@
 """Deliveries queued again after a fault, and why: a dead worker's claims taken over, the
-broker having lost its queues, or the sweeper finding them lost. Each is a step in normal
-recovery, but none happens in normal operation: every count here is zero then."""
+broker having lost its queues, the broker not having taken them while it was away, or the
+sweeper finding them lost. Each is a step in normal recovery, but none happens in normal
+operation: every count here is zero then."""
 
 from __future__ import annotations
 
@@ -13,7 +14,12 @@ from sqlalchemy.orm import Session
 from notifier.models import Recovery, RecoveryCause, SweepRun
 
 SWEEPER = "sweeper"  # rows the sweeper re-queued (sweep_runs), beside the recoveries' causes
-CAUSES = (RecoveryCause.DEAD_WORKER.value, RecoveryCause.BROKER_LOST.value, SWEEPER)
+CAUSES = (
+    RecoveryCause.DEAD_WORKER.value,
+    RecoveryCause.BROKER_LOST.value,
+    RecoveryCause.BROKER_UNREACHABLE.value,
+    SWEEPER,
+)
 WINDOW = timedelta(days=1)
 
 

@@ -12,6 +12,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from notifier.config import Settings
+from notifier.delivery.unsent import UnsentSummary, unsent_summary
 from notifier.logs import redact
 from notifier.ops.failures import FailureGroup, deliveries_by_outcome, recent_failures
 from notifier.ops.feeds import FeedHealth, feed_health
@@ -52,6 +53,7 @@ class StatusReport:
     task_failures_last_day: list[TaskFailureGroup] = field(default_factory=list)
     sweep: SweepSummary | None = None
     recovered: RecoverySummary | None = None
+    unsent: UnsentSummary | None = None
     database_error: str | None = None
     broker_error: str | None = None
     problems: list[str] = field(default_factory=list)
@@ -84,6 +86,7 @@ class StatusReport:
             },
             "sweeper": _sweep_json(self.sweep),
             "recovered": _recovered_json(self.recovered),
+            "unsent_tasks": _unsent_json(self.unsent),
         }
 
 
@@ -145,6 +148,18 @@ def _recovered_json(recovered: RecoverySummary | None) -> dict | None:
     return {"deliveries_last_day": recovered.last_day, "last": _iso(recovered.last_at)}
 
 
+def _unsent_json(unsent: UnsentSummary | None) -> dict | None:
+    if unsent is None:
+        return None
+    return {
+        "waiting": unsent.waiting,
+        "waiting_deliveries": unsent.waiting_deliveries,
+        "waiting_since": _iso(unsent.waiting_since),
+        "kept_last_day": unsent.kept_last_day,
+        "last_cause": unsent.last_cause,
+    }
+
+
 def _read_database(report: StatusReport, session: Session, settings: Settings) -> None:
     now = report.now
     try:
@@ -158,6 +173,7 @@ def _read_database(report: StatusReport, session: Session, settings: Settings) -
         report.task_failures_last_day = recent_task_failures(session, now, 86400)
         report.sweep = sweep_summary(session, now)
         report.recovered = recovery_summary(session, now)
+        report.unsent = unsent_summary(session, now)
     except SQLAlchemyError as error:
         session.rollback()
         report.database_error = _short(error)
@@ -200,6 +216,8 @@ def problems_of(report: StatusReport, settings: Settings) -> list[str]:
             else:
                 why = f"last read successfully {age(report.now, f.last_success_at)} ago"
             problems.append(f"Feed {f.url} is unhealthy: {why}.")
+    if report.unsent is not None and report.unsent.waiting:
+        problems.append(unsent_problem(report.unsent, report.now))
     failed = sum(g.count for g in report.task_failures_window)
     if failed >= settings.task_failure_limit:
         worst = report.task_failures_window[0]
@@ -209,6 +227,17 @@ def problems_of(report: StatusReport, settings: Settings) -> list[str]:
             f"{worst.task}: {worst.cause}."
         )
     return problems
+
+
+def unsent_problem(unsent: UnsentSummary, now: datetime) -> str:
+    """Work the broker has not taken yet: news held back until it answers."""
+    return (
+        f"{plural(unsent.waiting, 'task')} the broker did not take "
+        f"({plural(unsent.waiting_deliveries, 'delivery', 'deliveries')} among them) "
+        f"{'has' if unsent.waiting == 1 else 'have'} waited {age(now, unsent.waiting_since)}: "
+        "a worker hands them over as soon as it answers. Last cause: "
+        f"{(unsent.last_cause or 'unknown').rstrip('.')}."
+    )
 
 
 def age_of(seconds: int) -> str:
@@ -282,6 +311,8 @@ def render_text(report: StatusReport) -> str:
         )
     if report.recovered is not None:
         lines.append(recovered_line(report.recovered))
+    if report.unsent is not None:
+        lines.append(unsent_line(report.unsent))
     if report.healthy:
         lines.append("Healthy.")
     else:
@@ -297,5 +328,16 @@ def recovered_line(recovered: RecoverySummary) -> str:
         "Recovered after faults (last day): "
         f"{plural(day['dead_worker'], 'delivery', 'deliveries')} taken over from dead workers, "
         f"{day['broker_lost']:,} queued again after the broker lost its queues, "
+        f"{day['broker_unreachable']:,} handed over once the unreachable broker answered, "
         f"{day['sweeper']:,} re-queued by the sweeper (zero in normal operation)"
+    )
+
+
+def unsent_line(unsent: UnsentSummary) -> str:
+    """Tasks the broker did not take in the last day, and how many still wait, in one line."""
+    kinds = ", ".join(f"{task} {count}" for task, count in sorted(unsent.kept_last_day.items()))
+    return (
+        f"Not taken by the broker (last day): {plural(unsent.kept, 'task')}"
+        f"{f' ({kinds})' if kinds else ''}, {unsent.waiting:,} waiting for it now "
+        "(zero in normal operation)"
     )

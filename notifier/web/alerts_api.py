@@ -17,7 +17,7 @@ from notifier.domain.feeds import FeedParseError
 from notifier.domain.limits import IDEMPOTENCY_KEY_MAX
 from notifier.domain.webhook_articles import parse_webhook_article, publish_webhook_article
 from notifier.models import Alert
-from notifier.task_queue import send_or_leave_to_beat
+from notifier.task_queue import send_or_keep
 from notifier.timeutil import utcnow
 from notifier.web.api_input import check_api_input, json_body
 from notifier.web.context import db, queue, settings
@@ -79,7 +79,7 @@ def create():
     )  # fmt: skip
     db().commit()
     if created and alert.send_at is None:
-        send_or_leave_to_beat(queue().fan_out_alert, alert.id)
+        send_or_keep(db(), queue().fan_out_alert, alert.id)
     return jsonify(describe(alert)), 202
 
 
@@ -106,7 +106,7 @@ def publish_article():
         return error(str(problem))
     db().commit()
     if stored.to_fan_out:
-        send_or_leave_to_beat(queue().fan_out_article, stored.id)
+        send_or_keep(db(), queue().fan_out_article, stored.id)
     if stored.new:
         return jsonify(id=stored.id, status="announced"), 202
     if stored.widened:

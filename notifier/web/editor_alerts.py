@@ -23,7 +23,7 @@ from notifier.domain.alerts import (
 )
 from notifier.domain.categories import list_categories
 from notifier.models import Alert
-from notifier.task_queue import send_or_leave_to_beat
+from notifier.task_queue import send_or_keep
 from notifier.timeutil import utcnow
 from notifier.web.auth import current_editor, editor_required
 from notifier.web.context import composer, db, queue, settings
@@ -151,7 +151,7 @@ def send():
     )  # fmt: skip
     db().commit()
     if created and alert.send_at is None:
-        send_or_leave_to_beat(queue().fan_out_alert, alert.id)
+        send_or_keep(db(), queue().fan_out_alert, alert.id)
     return redirect(url_for("editor_alerts.show", alert_id=alert.id), 303)
 
 

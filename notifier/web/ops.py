@@ -12,6 +12,7 @@ from sqlalchemy import func, select
 
 from notifier.delivery.queueing import queue_in_chunks
 from notifier.delivery.routes import CHANNELS
+from notifier.delivery.unsent import unsent_summary
 from notifier.models import Alert, AlertStatus, Article, Delivery, DeliveryStatus, Feed
 from notifier.ops.delivery_chart import chart, hourly_outcomes
 from notifier.ops.failures import deliveries_by_outcome, recent_failures, retry_failed
@@ -21,7 +22,7 @@ from notifier.ops.recoveries import recovery_summary
 from notifier.ops.sweeps import sweep_summary
 from notifier.ops.task_failures import recent_task_failures
 from notifier.ops.workers import worker_states
-from notifier.task_queue import send_or_leave_to_beat
+from notifier.task_queue import enqueue_or_refuse, send_or_keep
 from notifier.timeutil import utcnow
 from notifier.web.auth import admin_required
 from notifier.web.context import db, queue, settings
@@ -84,7 +85,7 @@ def dashboard():
         failures=recent_failures(db(), now), alerts=alerts, articles=articles,
         scheduled=_scheduled(),
         task_failures=recent_task_failures(db(), now, 86400), sweep=sweep_summary(db(), now),
-        recovered=recovery_summary(db(), now),
+        recovered=recovery_summary(db(), now), unsent=unsent_summary(db(), now),
         notice=request.args.get("notice"), refresh_ms=int(s.ops_refresh_seconds * 1000),
         chart=chart(hourly_outcomes(db(), now, s.ops_chart_hours), ZoneInfo(s.site_timezone)),
     )  # fmt: skip
@@ -96,13 +97,10 @@ def poll_now(feed_id: int):
     feed = db().get(Feed, feed_id)
     if feed is None:
         return redirect(url_for("ops.dashboard", notice="No such feed."), 303)
-    sent = send_or_leave_to_beat(queue().poll_feed, feed_id)
-    notice = f"Polling {feed.url} now." if sent else "The broker is down; beat will poll it."
+    sent = send_or_keep(db(), queue().poll_feed, feed_id)
+    later = "The broker is down; the poll goes as soon as it is back."
+    notice = f"Polling {feed.url} now." if sent else later
     return redirect(url_for("ops.dashboard", notice=notice), 303)
-
-
-def _enqueue_send(delivery_ids: list[int], countdown: float = 0.0) -> None:
-    send_or_leave_to_beat(queue().send_deliveries, delivery_ids)
 
 
 @bp.post("/failures/retry")
@@ -119,7 +117,7 @@ def retry():
              if g.channel == channel and g.cause == cause), [],
         )  # fmt: skip
     ids = retry_failed(db(), wanted, now)
-    queue_in_chunks(db(), ids, settings(), _enqueue_send)
+    queue_in_chunks(db(), ids, settings(), enqueue_or_refuse(queue().send_deliveries))
     return redirect(
         url_for("ops.dashboard", notice=f"Retrying {plural(len(ids), 'delivery', 'deliveries')}."),
         303,

@@ -26,7 +26,7 @@ from tests.conftest import make_settings
 from tests.support.ops_views import admin_client, shown_recoveries
 from tests.support.queue import article_fanned_out
 
-NONE = {"dead_worker": 0, "broker_lost": 0, "sweeper": 0}
+NONE = {"dead_worker": 0, "broker_lost": 0, "broker_unreachable": 0, "sweeper": 0}
 
 
 @pytest.fixture
@@ -50,13 +50,13 @@ def test_in_normal_operation_every_count_is_zero_and_says_so(settings):
     assert shown.counts == NONE
     assert shown.status_line == (
         "Recovered after faults (last day): 0 deliveries taken over from dead workers, "
-        "0 queued again after the broker lost its queues, 0 re-queued by the sweeper "
-        "(zero in normal operation)"
+        "0 queued again after the broker lost its queues, 0 handed over once the unreachable "
+        "broker answered, 0 re-queued by the sweeper (zero in normal operation)"
     )
     assert shown.ops == (
         "Queued again in the last day: 0 deliveries taken over from dead workers, 0 after the "
-        "broker lost its queues, 0 by the sweeper. Each is a fault handled; this is zero in "
-        "normal operation."
+        "broker lost its queues, 0 once the unreachable broker answered, 0 by the sweeper. "
+        "Each is a fault handled; this is zero in normal operation."
     )
 
 

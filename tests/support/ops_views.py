@@ -37,6 +37,30 @@ def shown_recoveries(settings: Settings) -> Shown:
     return Shown(report["recovered"]["deliveries_last_day"], line, _ops_paragraph(settings))
 
 
+@dataclass
+class UnsentShown:
+    report: dict  # `notifier status --json`: unsent_tasks
+    problems: list[str]  # `notifier status --json`: what makes the deployment unhealthy
+    status_line: str  # the "Not taken by the broker" line of `notifier status`
+    ops: str  # the /ops/ paragraph, whitespace collapsed
+    metrics: str  # /metrics
+
+
+def shown_unsent(settings: Settings) -> UnsentShown:
+    """Tasks the broker did not take, as `notifier status`, /ops/ and /metrics show them."""
+    env = settings_env(settings)
+    report = json.loads(CliRunner().invoke(cli, ["status", "--json"], env=env).output)
+    text = CliRunner().invoke(cli, ["status"], env=env).output
+    [line] = [row for row in text.splitlines() if row.startswith("Not taken by the broker")]
+    client = admin_client(settings)
+    page = client.get("/ops/").text
+    found = re.search(r'<p id="unsent"[^>]*>(.*?)</p>', page, re.S)
+    assert found, "no unsent-tasks paragraph on /ops/"
+    ops = " ".join(html.unescape(found.group(1)).split())
+    return UnsentShown(report["unsent_tasks"], report["problems"], line, ops,
+                       client.get("/metrics").text)  # fmt: skip
+
+
 def admin_client(settings: Settings):
     """A test client of the web app, logged in as an admin (created on first use)."""
     from tests.web.conftest import logged_in_client

@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from notifier.domain.categories import CategoryRef
 from notifier.domain.feeds import ParsedArticle, store_articles, sync_feeds
-from notifier.models import Alert, Article
+from notifier.models import Alert, Article, UnsentTask
 from notifier.timeutil import utcnow
 
 ALERT = {"title": "Ceasefire signed", "body": "Details soon.", "url": "https://aze.media/x",
@@ -65,7 +65,10 @@ def test_an_alert_accepted_while_the_broker_is_down_is_kept(client, queue, api_t
     answer = client.post("/api/v1/alerts", json=ALERT, headers=bearer(api_token))
     assert answer.status_code == 202
     [alert] = session.scalars(select(Alert)).all()
-    assert alert.status.value == "queued", "beat's scheduler sends it when the broker is back"
+    assert alert.status.value == "queued"
+    [kept] = session.scalars(select(UnsentTask)).all()  # a worker hands it over when it answers
+    assert (kept.task_name, kept.arguments) == ("notifier.tasks.fan_out_alert", f"[{alert.id}]")
+    assert kept.cause == "OperationalError: connection refused (test)"
 
 
 POST = {"guid": "https://aze.media/?p=4242", "url": "https://aze.media/ceasefire/",
@@ -110,6 +113,17 @@ def test_webhook_announces_once_and_the_feed_later_sends_nothing_again(webhook_a
     item = ParsedArticle(POST["guid"], POST["url"], POST["title"], "Both sides.", None,
                          utcnow(), (CategoryRef("Defense"),))  # fmt: skip
     assert store_articles(session, feed, [item], utcnow(), 600) == [], "never announced twice"
+
+
+def test_an_article_announced_while_the_broker_is_down_is_kept(webhook_app, queue, session):
+    queue.broker_down = True
+    raw, headers = signed("s3cret", POST)
+    answer = webhook_app.test_client().post("/api/v1/articles", data=raw, headers=headers)
+    assert answer.status_code == 202 and answer.json["status"] == "announced"
+    [kept] = session.scalars(select(UnsentTask)).all()
+    assert (kept.task_name, kept.arguments) == ("notifier.tasks.fan_out_article",
+                                                f"[{answer.json['id']}]")  # fmt: skip
+    assert kept.handed_over_at is None
 
 
 def test_webhook_accepts_an_api_token_and_refuses_bad_fields(client, api_token, queue):

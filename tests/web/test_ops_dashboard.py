@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import timedelta
 
@@ -10,7 +11,14 @@ from sqlalchemy import select
 
 from notifier.delivery.planning import Notice, plan_chunks
 from notifier.domain.editors import create_editor
-from notifier.models import Delivery, DeliveryOutcome, DeliveryStatus, Feed, WorkerHeartbeat
+from notifier.models import (
+    Delivery,
+    DeliveryOutcome,
+    DeliveryStatus,
+    Feed,
+    UnsentTask,
+    WorkerHeartbeat,
+)
 from notifier.timeutil import utcnow
 from tests import factories
 from tests.ops.test_delivery_chart import outcomes
@@ -91,6 +99,23 @@ def test_retry_all_of_a_cause_requeues_them_once(admin_client, session, queue):
         "csrf_token": csrf(page), "channel": "email",
         "cause": "failed: HTTP 403 from https://fcm.googleapis.com"})  # fmt: skip
     assert sum(len(chunk) for chunk in queue.sent) == 3, "pending ones are not retried again"
+
+
+def test_a_retry_the_broker_does_not_take_is_kept_not_lost(admin_client, session, queue):
+    ids = failed_deliveries(session, 2, "failed: HTTP 403 from https://fcm.googleapis.com")
+    queue.broker_down = True
+    page = admin_client.get("/ops/").text
+    admin_client.post("/ops/failures/retry", data={
+        "csrf_token": csrf(page), "channel": "email",
+        "cause": "failed: HTTP 403 from https://fcm.googleapis.com"})  # fmt: skip
+    session.expire_all()
+    [kept] = session.scalars(select(UnsentTask)).all()
+    assert (kept.task_name, kept.deliveries) == ("notifier.tasks.send_deliveries", 2)
+    assert sorted(json.loads(kept.arguments)[0]) == sorted(ids)
+    rows = session.scalars(select(Delivery)).all()
+    assert {(r.status, r.queued_at) for r in rows} == {(DeliveryStatus.PENDING, None)}
+    page = admin_client.get("/ops/").text
+    assert "1 waiting for it now (2 deliveries among them" in page
 
 
 def test_retry_needs_csrf(admin_client, session):
