@@ -12,7 +12,7 @@ import pytest
 
 from tests.conftest import _clean, make_settings
 from tests.fault.harness import FaultySmtp, OwnRedis, TcpProxy
-from tests.support.ops_views import Shown, shown_recoveries
+from tests.support.ops_views import Shown, UnsentShown, shown_recoveries, shown_unsent
 
 
 @pytest.fixture
@@ -60,3 +60,12 @@ def recoveries_shown(tmp_path, pg_database_url, redis_url) -> Callable[[], Shown
     settings = make_settings(tmp_path / "ops", DATABASE_URL=pg_database_url,
                              CELERY_BROKER_URL=redis_url)  # fmt: skip
     return lambda: shown_recoveries(settings)
+
+
+@pytest.fixture
+def unsent_shown(tmp_path, pg_database_url, redis_url) -> Callable[[], UnsentShown]:
+    """After a scenario: the tasks its broker did not take, as `notifier status`, /ops/ and
+    /metrics show them."""
+    settings = make_settings(tmp_path / "ops-unsent", DATABASE_URL=pg_database_url,
+                             CELERY_BROKER_URL=redis_url)  # fmt: skip
+    return lambda: shown_unsent(settings)

@@ -81,11 +81,14 @@ def wait_for(
 
 
 class OwnRedis:
-    """A redis-server of our own on a spare loopback port: no persistence, stop/start at will."""
+    """A redis-server of our own on a spare loopback port, stop/start at will: no persistence
+    (a restart empties it), or with `persistent` an append-only file in `log_dir` (a restart
+    keeps its queues, as a production Redis with AOF or RDB does)."""
 
-    def __init__(self, log_dir: Path, port: int | None = None) -> None:
+    def __init__(self, log_dir: Path, port: int | None = None, persistent: bool = False) -> None:
         self.port = port or free_port()
         self.log_dir = log_dir
+        self.persistent = persistent
         self.process: subprocess.Popen | None = None
         self.starts = 0
 
@@ -102,10 +105,13 @@ class OwnRedis:
     def start(self) -> OwnRedis:
         self.starts += 1
         log_path = self.log_dir / f"redis-{self.starts}.log"
+        persistence = ["--appendonly", "yes", "--dir", str(self.log_dir),
+                       "--appendfilename", f"redis-{self.port}.aof"] if self.persistent else [
+                       "--appendonly", "no"]  # fmt: skip
         with log_path.open("wb") as log:
             self.process = subprocess.Popen(
                 [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1",
-                 "--save", "", "--appendonly", "no", "--daemonize", "no"],
+                 "--save", "", *persistence, "--daemonize", "no"],
                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
             )  # fmt: skip
         wait_for(self._answers, 10, lambda: f"redis-server did not start:\n{log_path.read_text()}")
@@ -131,7 +137,8 @@ class OwnRedis:
         self.process = None
 
     def restart(self, pause: float = 0.0) -> None:
-        """Stop this server (losing everything in it) and start a new one on the same port."""
+        """Stop this server (losing everything in it unless persistent) and start a new one
+        on the same port."""
         self.stop()
         time.sleep(pause)
         self.start()
@@ -642,14 +649,16 @@ def open_stack(
     smtp_proxy: bool = False,
     smtp_proxy_up: bool = True,
     broker: str = "redis",
+    redis_persistent: bool = False,
     **env: str,
 ) -> Iterator[Stack]:
     """Start the services a scenario breaks; on error, print the processes' logs. With
     broker="rabbitmq" the tasks go through a vhost of our own on the local RabbitMQ, with
     broker="own-rabbitmq" through a RabbitMQ node of our own (the scenario may restart it);
-    either way our own Redis keeps its other job (send-rate limits, REDIS_URL)."""
+    either way our own Redis keeps its other job (send-rate limits, REDIS_URL). With
+    `redis_persistent` our Redis keeps its data over a restart (an append-only file)."""
     tmp.mkdir(parents=True, exist_ok=True)
-    own_redis = OwnRedis(tmp).start()
+    own_redis = OwnRedis(tmp, persistent=redis_persistent).start()
     vhost = OwnVhost().start() if broker == "rabbitmq" else None
     rabbit = OwnRabbitMQ(tmp).start() if broker == "own-rabbitmq" else None
     broker_url = vhost.url if vhost else rabbit.url if rabbit else own_redis.url

@@ -15,19 +15,24 @@ import os
 import signal
 import time
 from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import requests
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
-from notifier.db import session_scope
+from notifier.db import engine_for, session_scope
+from notifier.delivery.unsent import UnsentSummary, unsent_summary
 from notifier.models import Delivery, DeliveryStatus, Feed, PushSubscription, Subscriber
+from notifier.timeutil import utcnow
 from notifier.web import create_app
 from tests.fault.harness import (
     SHORT_RETRIES,
     Figures,
     Stack,
+    Tally,
     article_id_by_guid,
     delivery_states,
     errors_like,
@@ -315,6 +320,122 @@ def rabbitmq_restarted(
             worker_saw_loss="Connection to broker lost" in worker.output(),
             sweeper_requeued=stack.logged("sweep re-queued"),
         )  # fmt: skip
+
+
+def broker_down(
+    tmp: Path, database_url: str, readers: int = 700, subscriptions: int = 200,
+    broker: str = "redis", outage: float = 5.0, within: float | None = BROKER_LOST_TARGET,
+    concurrency: int = 2, **env: str,
+):  # fmt: skip
+    """The broker is stopped while an article's fan-out is mid-way (its first chunk queued,
+    the planner at the next one: `readers` email readers, more than a chunk) and while a
+    second article is announced through the webhook (to `subscriptions` push readers), then
+    started again `outage` seconds after it stopped, with its data: Redis from its
+    append-only file (so no marker goes missing), or RabbitMQ (a node of our own) on its
+    data directory. What the broker refused meanwhile (the second chunk, the webhook's
+    fan-out) must not wait for the sweeper. Seconds are counted from the broker answering
+    again; the wait fails `within` seconds after that."""
+    port = free_port()
+    rabbit = broker == "rabbitmq"
+    options = {"WEBHOOK_SECRET": WEBHOOK_SECRET, "PUBLIC_URL": f"http://127.0.0.1:{port}", **env}
+    with open_stack(tmp, database_url, broker="own-rabbitmq" if rabbit else "redis",
+                    redis_persistent=not rabbit, **options) as stack:  # fmt: skip
+        chunk = stack.settings.delivery_chunk_size
+        assert readers > chunk, "the fan-out must need a second chunk"
+        emails = seed_email_subscribers(database_url, readers)
+        browsers = [stack.push.new_subscription() for _ in range(subscriptions)]
+        seed_push_subscriptions(database_url, browsers, category="science")
+        article = seed_article(database_url)
+        stack.beat()
+        worker = stack.worker(concurrency=concurrency)
+        smtp = stack.smtp.handler
+        with web_server(create_app(stack.settings), port) as base:
+            with _planner_held_at(database_url, article, emails[-1]) as release:
+                stack.fan_out(article)
+                wait_for(lambda: _planned(database_url, article) >= chunk
+                         and smtp.message_count() > 0, 60,
+                         lambda: f"the first chunk never went\n{stack.logs()}")  # fmt: skip
+                stopped = time.monotonic()
+                (stack.rabbit.stop if rabbit else stack.redis.stop)()
+                release()  # the planner goes on to the next chunk, with the broker down
+            guid = _announce_through_webhook(base, ["Science"])
+            wait_for(lambda: _planned(database_url, article) == readers
+                     and _unsent(database_url).waiting >= 2, 30,
+                     lambda: f"the refused chunk and fan-out were not kept: "
+                     f"{_unsent(database_url)}\n{stack.logs()}")  # fmt: skip
+            webhook_article = article_id_by_guid(database_url, guid)
+            sent_while_down = smtp.message_count()
+            kept = _unsent(database_url)
+            time.sleep(max(0.0, stopped + outage - time.monotonic()))
+            (stack.rabbit.start if rabbit else stack.redis.start)()
+            answering = time.monotonic()
+            endpoints = [b.endpoint for b in browsers]
+
+            def received() -> Counter:
+                return Counter({b.endpoint: len(b.received) for b in browsers if b.received})
+
+            def tallies() -> tuple[Tally, Tally]:
+                return tally(emails, smtp.by_recipient()), tally(endpoints, received())
+
+            def done() -> bool:
+                return (sum(t.lost for t in tallies()) == 0 and settled(database_url, article)
+                        and settled(database_url, webhook_article))  # fmt: skip
+
+            limit = deadline(readers + subscriptions) if within is None else within
+            wait_for(done, max(1.0, answering + limit - time.monotonic()),
+                     lambda: f"not everyone {limit}s after the broker answered: {tallies()}, "
+                     f"{dict(delivery_states(database_url))}\n{stack.logs()}",
+                     interval=0.25)  # fmt: skip
+            seconds = time.monotonic() - answering
+            email_tally, push_tally = tallies()
+            return Figures(
+                f"broker down ({'RabbitMQ' if rabbit else 'Redis'})", readers + subscriptions,
+                email_tally.delivered + push_tally.delivered,
+                email_tally.duplicates + push_tally.duplicates,
+                email_tally.lost + push_tally.lost, seconds,
+                {"outage_seconds": round(answering - stopped, 1),
+                 "sent_while_down": sent_while_down, "kept_while_down": kept.kept_last_day,
+                 "kept_deliveries": kept.waiting_deliveries,
+                 "waiting_at_end": _unsent(database_url).waiting,
+                 "strangers": email_tally.strangers + push_tally.strangers,
+                 "sweeper_requeued": stack.logged("sweep re-queued"),
+                 "worker_alive": worker.alive(),
+                 "fan_out_final": dict(delivery_states(database_url, article)),
+                 "webhook_final": dict(delivery_states(database_url, webhook_article))},
+            )  # fmt: skip
+
+
+def _planned(database_url: str, article: int) -> int:
+    return sum(delivery_states(database_url, article).values())
+
+
+def _unsent(database_url: str) -> UnsentSummary:
+    with session_scope(database_url) as session:
+        return unsent_summary(session, utcnow())
+
+
+@contextmanager
+def _planner_held_at(database_url: str, article: int, email: str) -> Iterator[Callable]:
+    """Hold an article's fan-out at the chunk that plans `email`'s delivery: an uncommitted
+    row with the same unique key makes the planner's INSERT wait for this transaction. The
+    caller releases it (a rollback: the planner then inserts the row itself)."""
+    connection = engine_for(database_url).connect()
+    transaction = connection.begin()
+    connection.execute(
+        text(
+            "INSERT INTO deliveries (article_id, subscriber_id, channel, status, attempts,"
+            " created_at, next_attempt_at) SELECT :a, id, 'email', 'pending', 0,"
+            " now() AT TIME ZONE 'utc', now() AT TIME ZONE 'utc'"
+            " FROM subscribers WHERE email = :e"
+        ),
+        {"a": article, "e": email},
+    )
+    try:
+        yield transaction.rollback
+    finally:
+        if transaction.is_active:
+            transaction.rollback()
+        connection.close()
 
 
 # 3 ------------------------------------------------------------------------------------------
@@ -715,14 +836,14 @@ def _feed_error(database_url: str, url: str) -> str | None:
         return session.scalar(select(Feed.last_error).where(Feed.url == url))
 
 
-def _announce_through_webhook(base: str) -> str:
+def _announce_through_webhook(base: str, categories: list[str] | None = None) -> str:
     """POST a published post to /api/v1/articles, signed as WordPress does; its guid."""
     guid = f"https://aze.media/?p=webhook-{time.time_ns()}"
     post = {
         "guid": guid,
         "url": "https://aze.media/breaking/",
         "title": "Breaking, via the webhook",
-        "categories": ["News"],
+        "categories": categories or ["News"],
         "published_at": datetime.now(UTC).isoformat(),
     }
     raw = json.dumps(post).encode()
