@@ -70,6 +70,7 @@ def create_app(settings: Settings | None = None, queue: TaskQueue | None = None)
         health,
         metrics,
         ops,
+        ops_suppressions,
         public,
         push_api,
         push_pages,
@@ -97,6 +98,7 @@ def create_app(settings: Settings | None = None, queue: TaskQueue | None = None)
         alerts_api.bp,
         editor_alerts.bp,
         ops.bp,
+        ops_suppressions.bp,
         metrics.bp,
         health.bp,
     ):
