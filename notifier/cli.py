@@ -242,6 +242,40 @@ def vapid_keys() -> None:
     click.echo(f"VAPID_PRIVATE_KEY={private}\nVAPID_PUBLIC_KEY={public}")
 
 
+@cli.command("dkim-record")
+@click.option(
+    "--new-key",
+    type=click.Path(dir_okay=False, writable=True),
+    help="Write a new 2048-bit RSA key to this file (kept private) and use it.",
+)
+def dkim_record(new_key: str | None) -> None:
+    """Print the DNS TXT record receivers check our DKIM signatures against."""
+    from notifier.channels.dkim import DkimSigner, new_private_key
+
+    if new_key:
+        if Path(new_key).exists():
+            raise click.ClickException(f"{new_key} exists; choose another file for a new key.")
+        Path(new_key).touch(mode=0o600)
+        Path(new_key).write_text(new_private_key(), encoding="ascii")
+        click.echo(f"Wrote a new key to {new_key}: set DKIM_PRIVATE_KEY={new_key}", err=True)
+        try:
+            settings = load_settings({**os.environ, "DKIM_PRIVATE_KEY": new_key})
+        except ConfigError as error:
+            raise click.ClickException(str(error)) from None
+    else:
+        settings = _settings()
+    if not settings.dkim_domain:
+        raise click.ClickException(
+            "Set DKIM_DOMAIN, DKIM_SELECTOR and DKIM_PRIVATE_KEY (or pass --new-key FILE)."
+        )
+    signer = DkimSigner(settings.dkim_domain, settings.dkim_selector, settings.dkim_private_key)
+    name = f"{settings.dkim_selector}._domainkey.{settings.dkim_domain}"
+    record = signer.public_record()
+    # TXT strings hold 255 characters at most; a 2048-bit key is longer, so it is split.
+    strings = " ".join(f'"{record[i : i + 255]}"' for i in range(0, len(record), 255))
+    click.echo(f"{name}. IN TXT ( {strings} )")
+
+
 def _password(from_stdin: bool) -> str:
     """One line of stdin (for scripts), or typed twice without echo."""
     if from_stdin:

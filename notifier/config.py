@@ -194,6 +194,54 @@ def _bounce_domain(env: Mapping[str, str]) -> str:
     return raw
 
 
+_LABEL = r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?"
+_SELECTOR = re.compile(rf"({_LABEL}\.)*{_LABEL}\Z")
+
+
+def _dkim(env: Mapping[str, str]) -> tuple[str, str, str]:
+    """(domain, selector, private key as PEM text), or three empty strings: signing is off.
+    DKIM_PRIVATE_KEY is the PEM text itself (newlines or \\n) or the path of a PEM file."""
+    domain = env.get("DKIM_DOMAIN", "").strip().lower().rstrip(".")
+    selector = env.get("DKIM_SELECTOR", "").strip().lower()
+    raw = env.get("DKIM_PRIVATE_KEY", "").strip()
+    if not (domain or selector or raw):
+        return "", "", ""
+    if not (domain and selector and raw):
+        raise ConfigError("Set DKIM_DOMAIN, DKIM_SELECTOR and DKIM_PRIVATE_KEY together, or none.")
+    if not _DOMAIN.match(domain):
+        raise ConfigError(f"DKIM_DOMAIN must be a domain name such as example.com, got {domain!r}.")
+    if not _SELECTOR.match(selector):
+        raise ConfigError(f"DKIM_SELECTOR must be a DNS label such as news2025, got {selector!r}.")
+    if raw.startswith("-----BEGIN"):
+        pem = raw.replace("\\n", "\n")
+    else:
+        try:
+            pem = Path(raw).read_text(encoding="ascii")
+        except (OSError, UnicodeDecodeError) as error:
+            raise ConfigError(
+                f"DKIM_PRIVATE_KEY is neither PEM text nor a readable PEM file ({error})."
+            ) from None
+    problem = _dkim_key_problem(pem)
+    if problem:
+        raise ConfigError(f"DKIM_PRIVATE_KEY {problem}.")
+    return domain, selector, pem
+
+
+def _dkim_key_problem(pem: str) -> str | None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    try:
+        key = serialization.load_pem_private_key(pem.encode("ascii", "replace"), password=None)
+    except (ValueError, TypeError) as error:
+        return f"is not an unencrypted PEM private key ({error})"
+    if not isinstance(key, rsa.RSAPrivateKey):
+        return "must be an RSA key (what every receiver verifies)"
+    if key.key_size < 1024:
+        return f"has {key.key_size} bits; receivers ignore RSA keys under 1024 bits (use 2048)"
+    return None
+
+
 def _host_port(env: Mapping[str, str], name: str, default: str) -> str:
     raw = env.get(name, "").strip() or default
     host, colon, port = raw.rpartition(":")
@@ -275,6 +323,9 @@ class Settings:
     soft_bounce_days: int = 3  # soft bounces on this many different days suppress an address
     soft_bounce_window_days: int = 14  # ... when they all fall within this many days
     bounce_report_days: int = 30  # the raw bounce and complaint reports are kept this long
+    dkim_domain: str = ""  # d= of our DKIM signature; "": messages are not signed by us
+    dkim_selector: str = ""  # s=: the key is published at <selector>._domainkey.<domain>
+    dkim_private_key: str = ""  # PEM text (DKIM_PRIVATE_KEY may name a file holding it)
     sweep_seconds: int = 60
     sweep_batch_limit: int = 50_000
     broker_visibility_timeout_seconds: int = 3600
@@ -391,6 +442,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         feed_urls = (f"{public_url}/dev/sample-feed.xml",)
     mail_from = env.get("MAIL_FROM", "Aze.Media <news@localhost>")
     vapid_private_key, vapid_public_key = _vapid_keys(env, data_dir)
+    dkim_domain, dkim_selector, dkim_private_key = _dkim(env)
     return Settings(
         database_url=env.get("DATABASE_URL", f"sqlite:///{data_dir / 'notifier.sqlite'}"),
         broker_url=env.get("CELERY_BROKER_URL", f"sqla+sqlite:///{data_dir / 'broker.sqlite'}"),
@@ -453,6 +505,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         soft_bounce_days=_int(env, "SOFT_BOUNCE_DAYS", 3, minimum=2),
         soft_bounce_window_days=_int(env, "SOFT_BOUNCE_WINDOW_DAYS", 14, minimum=2),
         bounce_report_days=_int(env, "BOUNCE_REPORT_DAYS", 30, minimum=1),
+        dkim_domain=dkim_domain,
+        dkim_selector=dkim_selector,
+        dkim_private_key=dkim_private_key,
         sweep_seconds=_int(env, "SWEEP_SECONDS", 60, minimum=1),
         sweep_batch_limit=_int(env, "SWEEP_BATCH_LIMIT", 50_000, minimum=1),
         broker_visibility_timeout_seconds=_int(

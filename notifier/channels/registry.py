@@ -12,6 +12,7 @@ from functools import cache
 
 from notifier.channels.base import Channel
 from notifier.channels.dev_mailbox import DevMailboxChannel
+from notifier.channels.dkim import DkimSigner
 from notifier.channels.pacing import Pacer, pacer_for
 from notifier.channels.push_backoff import SharedBackoff
 from notifier.channels.push_endpoints import EndpointPolicy
@@ -27,11 +28,18 @@ def pacer(settings: Settings) -> Pacer:
     return pacer_for(settings)
 
 
+def dkim_signer(settings: Settings) -> DkimSigner | None:
+    """The DKIM signer the settings ask for (DKIM_DOMAIN and the rest), or None."""
+    if not settings.dkim_domain:
+        return None
+    return DkimSigner(settings.dkim_domain, settings.dkim_selector, settings.dkim_private_key)
+
+
 def email_channel(settings: Settings) -> SmtpChannel | DevMailboxChannel:
     if settings.smtp_url:
         return SmtpChannel(settings.smtp_url, settings.smtp_timeout_seconds,
                            settings.smtp_connections, pacer(settings),
-                           settings.smtp_keepalive_seconds)  # fmt: skip
+                           settings.smtp_keepalive_seconds, dkim_signer(settings))  # fmt: skip
     return DevMailboxChannel(settings.dev_mailbox_dir)
 
 

@@ -18,6 +18,9 @@ PIPELINING (RFC 2920), MAIL, RCPT and DATA go out in one write, and the end of o
 data goes out in the same write as the next message's MAIL, RCPT and DATA: one round trip
 per message. A connection the server refuses while others serve steps aside and hands its
 messages to them (a server that allows us fewer connections than configured).
+
+With a DkimSigner every message is signed once, when its wire bytes are made (a message tried
+again after a dropped connection keeps its signature).
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ from email.message import EmailMessage
 from time import monotonic
 from urllib.parse import unquote, urlsplit
 
+from notifier.channels.dkim import DkimSigner
 from notifier.channels.pacing import Pacer
 from notifier.messages import EmailEnvelope, Outcome, SendResult
 
@@ -68,7 +72,7 @@ class SmtpChannel:
     `keepalive_seconds`: a closed session's connections wait this long for the next session
     of this channel (the next batch), so a TLS handshake and login are not paid per batch;
     0 closes them with the session. A connection the server dropped meanwhile is reopened
-    on first use like any dropped connection.
+    on first use like any dropped connection. `signer`: DKIM-signs every message sent.
     """
 
     name = "email"
@@ -80,6 +84,7 @@ class SmtpChannel:
         connections: int = 1,
         pacer: Pacer | None = None,
         keepalive_seconds: float = 0.0,
+        signer: DkimSigner | None = None,
     ) -> None:
         if connections < 1:
             raise ValueError("connections must be at least 1")
@@ -93,6 +98,7 @@ class SmtpChannel:
         self.connections = connections
         self.pacer = pacer
         self.keepalive_seconds = keepalive_seconds
+        self.signer = signer
         self._tls: ssl.SSLContext | None = None
         self._idle: list[tuple[float, _Lane]] = []  # (when put back, lane), oldest first
         self._idle_lock = threading.Lock()
@@ -216,10 +222,11 @@ class _Mail:
         self.payload = _dot_stuffed(data)
 
     @classmethod
-    def of(cls, message: EmailEnvelope | EmailMessage) -> _Mail:
+    def of(cls, message: EmailEnvelope | EmailMessage, signer: DkimSigner | None = None) -> _Mail:
+        sign = signer.signed if signer is not None else bytes
         if isinstance(message, EmailEnvelope):
             international = not (message.mail_from.isascii() and message.to.isascii())
-            return cls(message.mail_from, [message.to], message.data, international)
+            return cls(message.mail_from, [message.to], sign(message.data), international)
         # What smtplib.SMTP.send_message does: envelope from Sender/From and To/Cc/Bcc,
         # Bcc not on the wire, UTF-8 headers (and SMTPUTF8) for non-ASCII addresses.
         sender = message["Sender"] or message["From"]
@@ -234,7 +241,7 @@ class _Mail:
         with io.BytesIO() as buffer:
             email.generator.BytesGenerator(buffer, policy=policy).flatten(message, linesep="\r\n")
             data = _NEWLINES.sub(b"\r\n", buffer.getvalue())  # as smtplib: no bare CR or LF
-        return cls(mail_from, rcpts, data, international)
+        return cls(mail_from, rcpts, sign(data), international)
 
 
 def _dot_stuffed(data: bytes) -> bytes:
@@ -565,7 +572,7 @@ class SmtpSession:
         """Send one message on `lane`, reconnecting once; its result (or _RETIRED)."""
         if job.mail is None:
             try:
-                job.mail = _Mail.of(job.message)
+                job.mail = _Mail.of(job.message, self.channel.signer)
             except (ValueError, TypeError, LookupError) as error:
                 return SendResult(Outcome.FAILED, f"cannot send this message: {error}")
         while True:
@@ -613,7 +620,7 @@ class SmtpSession:
         job = pending[1]
         if job.mail is None:
             try:
-                job.mail = _Mail.of(job.message)
+                job.mail = _Mail.of(job.message, self.channel.signer)
             except (ValueError, TypeError, LookupError):
                 return None  # its own turn reports it
         if not job.paced:
