@@ -17,6 +17,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    UniqueConstraint,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -76,6 +77,14 @@ class DeliveryOutcome(enum.StrEnum):
     COMPLAINED = "complained"  # accepted, then reported as spam by the reader (ARF, provider)
 
 
+class Cadence(enum.StrEnum):
+    """How a followed category reaches a reader by email (not following it is "off")."""
+
+    INSTANT = "instant"  # each article as it is published: today's behaviour, the default
+    DAILY = "daily"  # in one digest a day, at the reader's digest hour
+    WEEKLY = "weekly"  # in one digest a week, at the reader's digest weekday and hour
+
+
 class PushStatus(enum.StrEnum):
     ACTIVE = "active"  # receives pushes for its categories
     UNSUBSCRIBED = "unsubscribed"  # the reader turned push off (page, widget or manage link)
@@ -101,6 +110,19 @@ subscriber_categories = Table(
     Base.metadata,
     Column("subscriber_id", ForeignKey("subscribers.id", ondelete="CASCADE"), primary_key=True),
     Column("category_id", ForeignKey("categories.id", ondelete="CASCADE"), primary_key=True),
+    # Rows written through Subscriber.categories take the server default: instant.
+    Column(
+        "cadence",
+        Enum(
+            Cadence,
+            native_enum=False,
+            length=10,
+            name="cadence",
+            values_callable=lambda members: [m.value for m in members],
+        ),
+        nullable=False,
+        server_default=Cadence.INSTANT.value,
+    ),
     Index("ix_subscriber_categories_category", "category_id", "subscriber_id"),
 )
 
@@ -174,6 +196,12 @@ class Subscriber(Base):
     paused_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # Ops lifted a suppression then: bounces before it no longer count toward the limits.
     bounces_forgiven_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Digests come at this local hour (daily) and weekday (weekly, 0 = Monday) in this IANA
+    # zone, taken from the browser at sign-up and editable on the preferences page. Server
+    # defaults only: core inserts into older schemas (migration tests) must not name them.
+    timezone: Mapped[str] = mapped_column(String(64), server_default="UTC")
+    digest_hour: Mapped[int] = mapped_column(Integer, server_default="7")
+    digest_weekday: Mapped[int] = mapped_column(Integer, server_default="0")
 
     categories: Mapped[list[Category]] = relationship(
         secondary=subscriber_categories, order_by=Category.name
@@ -404,10 +432,45 @@ class UnsentTask(Base):
     handed_over_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # None: waiting
 
 
+class DigestSchedule(Base):
+    """When a reader's next daily or weekly digest is due, and since when its articles count.
+    A row exists while the reader has a category at that cadence; planning a digest moves
+    `next_at` past now in the same transaction, so a beat firing twice plans it once."""
+
+    __tablename__ = "digest_schedules"
+
+    subscriber_id: Mapped[int] = mapped_column(
+        ForeignKey("subscribers.id", ondelete="CASCADE"), primary_key=True
+    )
+    cadence: Mapped[str] = mapped_column(String(10), primary_key=True)
+    next_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    since: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class Digest(Base):
+    """One reader's digest for one period (unique: a second planning adds nothing), its
+    articles fixed when planned, so a retry or a takeover sends the same digest."""
+
+    __tablename__ = "digests"
+    __table_args__ = (
+        UniqueConstraint("subscriber_id", "cadence", "due_at", name="uq_digests_period"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscribers.id", ondelete="CASCADE"))
+    cadence: Mapped[str] = mapped_column(String(10))
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime)  # the period: its local digest time
+    since: Mapped[datetime] = mapped_column(UTCDateTime)  # articles first seen after this
+    until: Mapped[datetime] = mapped_column(UTCDateTime)  # … and up to this
+    article_ids: Mapped[str] = mapped_column(Text)  # JSON list, newest first
+    category_ids: Mapped[str] = mapped_column(Text)  # JSON list: the reader's digest categories
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
 class Delivery(Base):
     """One message for one recipient on one channel; the unique keys make re-planning harmless.
 
-    The notice is an article or an alert; the recipient is a subscriber (email) or a push
+    The notice is an article, an alert or a digest; the recipient is a subscriber (email) or a push
     subscription (push); never both of either.
     """
 
@@ -430,9 +493,15 @@ class Delivery(Base):
                 ("uq_deliveries_push_recipient", "article_id", "push_subscription_id"),
                 ("uq_deliveries_alert_recipient", "alert_id", "subscriber_id"),
                 ("uq_deliveries_alert_push_recipient", "alert_id", "push_subscription_id"),
+                ("uq_deliveries_digest_recipient", "digest_id", "subscriber_id"),
             )
         ),
-        CheckConstraint("(article_id IS NULL) <> (alert_id IS NULL)", name="one_notice"),
+        CheckConstraint(
+            "(CASE WHEN article_id IS NULL THEN 0 ELSE 1 END"
+            " + CASE WHEN alert_id IS NULL THEN 0 ELSE 1 END"
+            " + CASE WHEN digest_id IS NULL THEN 0 ELSE 1 END) = 1",
+            name="one_notice",
+        ),
         CheckConstraint(
             "(subscriber_id IS NULL) <> (push_subscription_id IS NULL)", name="one_recipient"
         ),
@@ -449,6 +518,7 @@ class Delivery(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     article_id: Mapped[int | None] = mapped_column(ForeignKey("articles.id", ondelete="CASCADE"))
     alert_id: Mapped[int | None] = mapped_column(ForeignKey("alerts.id", ondelete="CASCADE"))
+    digest_id: Mapped[int | None] = mapped_column(ForeignKey("digests.id", ondelete="CASCADE"))
     subscriber_id: Mapped[int | None] = mapped_column(
         ForeignKey("subscribers.id", ondelete="CASCADE")
     )

@@ -13,11 +13,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import literal, select
 from sqlalchemy.orm import Session, selectinload
 
 from notifier.domain.audiences import Audience
-from notifier.models import Alert, AlertStatus, Article, Category, Delivery
+from notifier.models import Alert, AlertStatus, Article, Cadence, Category, Delivery
 from notifier.sql import among
 from notifier.timeutil import utcnow
 
@@ -66,10 +66,16 @@ def address_chunk(
     follows: dict[int, set[int]] = defaultdict(set)
     membership = audience.membership
     member = membership.c[audience.recipient_column]
-    for recipient_id, category_id in session.execute(
-        select(member, membership.c.category_id).where(among(session, member, recipient_ids))
-    ):
+    instantly: dict[int, set[int]] = defaultdict(set)
+    cadence = membership.c[audience.cadence] if audience.cadence else None
+    for recipient_id, category_id, how in session.execute(
+        select(member, membership.c.category_id,
+               cadence if cadence is not None else literal(Cadence.INSTANT.value))
+        .where(among(session, member, recipient_ids))
+    ):  # fmt: skip
         follows[recipient_id].add(category_id)
+        if how == Cadence.INSTANT.value:
+            instantly[recipient_id].add(category_id)
     notices = _notices(session, rows)
     categories = _categories(session, follows, notices)
 
@@ -82,9 +88,11 @@ def address_chunk(
         _, article_id, alert_id, recipient_id = row
         notice = notices.get(("alert", alert_id) if alert_id else ("article", article_id))
         recipient = recipients.get(recipient_id)
+        # An article goes at once only for categories the reader takes instantly.
+        followed = instantly if isinstance(notice, Article) else follows
         entries.append(
             _addressee(
-                delivery_id, channel, notice, recipient, follows[recipient_id], categories,
+                delivery_id, channel, notice, recipient, followed[recipient_id], categories,
                 audience, now,
             )
         )  # fmt: skip

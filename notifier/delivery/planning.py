@@ -125,7 +125,8 @@ def _plan_channel(
 
 def _targeted_recipients(audience: Audience, notice: Notice, now: datetime):
     """(recipient id column, a SELECT of the recipients the notice targets that are active
-    and not paused at `now`)."""
+    and not paused at `now`; for an article, only those who take one of its categories
+    instantly)."""
     recipient = audience.recipient
     if notice.categories is None:
         return recipient.id, select(recipient.id).where(audience.receiving(now))
@@ -138,6 +139,8 @@ def _targeted_recipients(audience: Audience, notice: Notice, now: datetime):
         .where(notice.categories.c[notice.column] == notice.id)
         .where(audience.receiving(now))
     )
+    if notice.column == "article_id" and (instantly := audience.instantly()) is not None:
+        query = query.where(instantly)  # digest readers get it in their digest
     return recipient_id, query
 
 

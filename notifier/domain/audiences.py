@@ -11,6 +11,7 @@ from datetime import datetime
 from sqlalchemy import ColumnElement, Table, and_, or_
 
 from notifier.models import (
+    Cadence,
     PushStatus,
     PushSubscription,
     Subscriber,
@@ -33,6 +34,15 @@ class Audience:
     recipient: type
     active: object
     paused_until: str | None = None  # recipient column: none goes to them before that time
+    # membership column saying how a category reaches them (notifier.models.Cadence): an
+    # article goes at once only where it says instant; digests carry the others.
+    cadence: str | None = None
+
+    def instantly(self) -> ColumnElement[bool] | None:
+        """SQL on the membership table: the category reaches the recipient at once."""
+        if self.cadence is None:
+            return None
+        return self.membership.c[self.cadence] == Cadence.INSTANT.value
 
     def receiving(self, now: datetime) -> ColumnElement[bool]:
         """SQL: the recipient is active and not paused at `now`."""
@@ -54,6 +64,7 @@ SUBSCRIBERS = Audience(
     Subscriber,
     SubscriberStatus.ACTIVE,
     paused_until="paused_until",
+    cadence="cadence",
 )  # readers who confirmed an email address
 BROWSERS = Audience(
     push_subscription_categories, "push_subscription_id", PushSubscription, PushStatus.ACTIVE

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import select
@@ -79,6 +80,7 @@ def request_subscription(
     now: datetime,
     cooldown_seconds: int,
     utf8_local_parts: bool = True,
+    timezone: str | None = None,
 ) -> ConfirmationToSend | None:
     """Record the sign-up; say whether a confirmation email should go out now.
 
@@ -101,8 +103,20 @@ def request_subscription(
     if subscriber.status != SubscriberStatus.ACTIVE:
         # Nothing goes to an inactive address, so its wish can be kept as it stands.
         subscriber.categories = categories
+        # The browser's zone, for digest hours; one we do not know keeps UTC rather than
+        # refusing a sign-up over a hidden field (the reader can change it later).
+        if timezone and _known_zone(timezone):
+            subscriber.timezone = timezone
     subscriber.confirmation_sent_at = now
     return ConfirmationToSend(subscriber.id, tuple(c.id for c in categories))
+
+
+def _known_zone(name: str) -> bool:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return False
+    return len(name) <= 64
 
 
 def confirmable_subscriber(session: Session, request: ConfirmRequest) -> Subscriber:
@@ -142,7 +156,7 @@ def update_preferences(
     session: Session, subscriber_id: int, slugs: Iterable[str], now: datetime
 ) -> Subscriber:
     """Set a confirmed reader's categories from the preferences page; none means unsubscribe."""
-    subscriber = _confirmed_subscriber(session, subscriber_id)
+    subscriber = confirmed_subscriber(session, subscriber_id)
     slugs = list(slugs)
     if not slugs:
         return unsubscribe(session, subscriber_id, None, now, reason="unsubscribed on preferences")
@@ -162,7 +176,7 @@ def unsubscribe(
     reason: str,
 ) -> Subscriber:
     """Drop the given categories (None: all). With none left the reader is unsubscribed."""
-    subscriber = _confirmed_subscriber(session, subscriber_id)
+    subscriber = confirmed_subscriber(session, subscriber_id)
     if category_ids is None:
         subscriber.categories = []
     else:
@@ -180,7 +194,7 @@ def resubscribe(session: Session, request: ResubscribeRequest, now: datetime) ->
     """Undo an unsubscribe from the page it showed (a signed link, no form to fill): the
     categories it dropped come back. The address was proven when it was confirmed, and the
     link stops working once the reader's state changed again after it was made."""
-    subscriber = _confirmed_subscriber(session, request.subscriber_id)
+    subscriber = confirmed_subscriber(session, request.subscriber_id)
     if subscriber.status == SubscriberStatus.BOUNCED:
         raise SubscriptionError(
             "Email to this address bounced, so we stopped sending. Subscribe again from the "
@@ -227,7 +241,7 @@ def request_manage_link(
     return ManageLinkToSend(subscriber.id)
 
 
-def _confirmed_subscriber(session: Session, subscriber_id: int) -> Subscriber:
+def confirmed_subscriber(session: Session, subscriber_id: int) -> Subscriber:
     subscriber = session.get(Subscriber, subscriber_id)
     if subscriber is None or subscriber.confirmed_at is None:
         raise TokenError("This link is not valid.")

@@ -52,11 +52,11 @@ def subscribe_form():
     return _subscribe_page()
 
 
-def _ask_for_confirmation(email: str, chosen: list[str]) -> None:
+def _ask_for_confirmation(email: str, chosen: list[str], timezone: str | None = None) -> None:
     """Record the wish and mail the link (unless one went to the address moments ago)."""
     outcome = request_subscription(
         db(), email, chosen, utcnow(), settings().confirm_resend_seconds,
-        utf8_local_parts_ok(email),
+        utf8_local_parts_ok(email), timezone=timezone,
     )  # fmt: skip
     db().commit()
     enqueue(outcome)
@@ -66,7 +66,7 @@ def _ask_for_confirmation(email: str, chosen: list[str]) -> None:
 def subscribe():
     email, chosen = request.form.get("email", ""), request.form.getlist("categories")
     try:
-        _ask_for_confirmation(email, chosen)
+        _ask_for_confirmation(email, chosen, request.form.get("timezone"))
     except SubscriptionError as error:
         return _subscribe_page(email, chosen, str(error)), 400
     return render_template("pages/check_inbox.html", email=email, chosen=chosen, resent=None)
@@ -79,7 +79,7 @@ def resend_confirmation():
     CONFIRM_RESEND_SECONDS), so it tells nobody anything about an address."""
     email, chosen = request.form.get("email", ""), request.form.getlist("categories")
     try:
-        _ask_for_confirmation(email, chosen)
+        _ask_for_confirmation(email, chosen, request.form.get("timezone"))
     except SubscriptionError as error:
         return _subscribe_page(email, chosen, str(error)), 400
     return render_template("pages/check_inbox.html", email=email, chosen=chosen,

@@ -7,6 +7,14 @@ from __future__ import annotations
 from flask import Blueprint, render_template, request
 from werkzeug.datastructures import MultiDict
 
+from notifier.domain.cadence import (
+    WEEKDAYS,
+    email_cadences,
+    set_digest_time,
+    set_email_cadences,
+    sync_digest_schedules,
+    timezone_names,
+)
 from notifier.domain.categories import list_categories
 from notifier.domain.email_pause import PauseError, pause_email, paused_until, resume_email
 from notifier.domain.subscriptions import (
@@ -15,13 +23,14 @@ from notifier.domain.subscriptions import (
     unsubscribe,
     update_preferences,
 )
-from notifier.models import Category, Subscriber
+from notifier.models import Category, Subscriber, SubscriberStatus
 from notifier.timeutil import utcnow
 from notifier.tokens import TokenError
 from notifier.web.context import db, settings, tokens
 from notifier.web.public import message_page
 
 bp = Blueprint("subscription", __name__)
+UNSUBSCRIBED = "You are unsubscribed from everything."
 
 
 @bp.errorhandler(TokenError)
@@ -38,9 +47,25 @@ def _change(subscriber_id: int, form: MultiDict) -> str:
     if "resume" in form:
         resume_email(db(), subscriber_id)
         return "Email is on again: the next article in your categories comes to you."
+    if "digest_time" in form:
+        set_digest_time(db(), subscriber_id, form.get("timezone"), form.get("digest_hour"),
+                        form.get("digest_weekday"), now)  # fmt: skip
+        return "Saved: your digests come at the new time."
+    grid = {key.removeprefix("email-"): value for key, value in form.items()
+            if key.startswith("email-")}  # fmt: skip
+    if grid and "unsubscribe_all" not in form:
+        subscriber = set_email_cadences(db(), subscriber_id, grid, now)
+        return "Saved." if subscriber.status is SubscriberStatus.ACTIVE else UNSUBSCRIBED
     chosen = [] if "unsubscribe_all" in form else form.getlist("categories")
-    update_preferences(db(), subscriber_id, chosen, now)
-    return "Saved." if chosen else "You are unsubscribed from everything."
+    subscriber = update_preferences(db(), subscriber_id, chosen, now)
+    sync_digest_schedules(db(), subscriber, now)
+    return "Saved." if chosen else UNSUBSCRIBED
+
+
+def _asked_for(form: MultiDict) -> dict[str, str]:
+    """slug -> cadence as the failed form had it, so nothing chosen is lost."""
+    grid = {k.removeprefix("email-"): v for k, v in form.items() if k.startswith("email-")}
+    return grid or dict.fromkeys(form.getlist("categories"), "instant")
 
 
 @bp.route("/preferences/<token>", methods=["GET", "POST"])
@@ -57,10 +82,15 @@ def preferences(token: str):
         except (SubscriptionError, PauseError) as error:
             db().rollback()
             notice, status = str(error), 400
-            chosen = set(request.form.getlist("categories"))  # what was ticked, not lost
+            chosen = _asked_for(request.form)
+    by_id = {c.id: c.slug for c in list_categories(db())}
+    cadences = {by_id[i]: c.value for i, c in email_cadences(db(), subscriber_id).items()
+                if i in by_id and subscriber.status is SubscriberStatus.ACTIVE}  # fmt: skip
+    if chosen is not None:  # what was asked for, not what was saved
+        cadences = chosen
     page = render_template(
         "pages/preferences.html", subscriber=subscriber, categories=list_categories(db()),
-        chosen=chosen if chosen is not None else {c.slug for c in subscriber.categories},
+        cadences=cadences, timezones=timezone_names(), weekdays=WEEKDAYS,
         notice=notice, failed=status != 200, paused_until=paused_until(subscriber, utcnow()),
         pause_days=settings().email_pause_days,
     )  # fmt: skip

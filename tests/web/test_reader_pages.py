@@ -8,8 +8,9 @@ import re
 from datetime import timedelta
 
 import pytest
+from sqlalchemy import select
 
-from notifier.models import SubscriberStatus
+from notifier.models import Subscriber, SubscriberStatus
 from notifier.timeutil import utcnow
 from notifier.tokens import TokenError, Tokens
 from notifier.web import create_app
@@ -122,14 +123,25 @@ def test_subscribe_error_keeps_the_address_and_the_ticked_categories(client):
     assert _ticked(answer.text) == {"news", "culture"}
 
 
-def test_preferences_error_keeps_the_ticked_categories(client, session, tokens):
+def _chosen(page: str, slug: str) -> str:
+    """The option selected for a category in the preferences grid."""
+    select = page.split(f'name="email-{slug}"', 1)[1].split("</select>", 1)[0]
+    return select.split(" selected>", 1)[0].rsplit('value="', 1)[1].split('"', 1)[0]
+
+
+def test_preferences_error_keeps_the_chosen_cadences(client, session, tokens):
     reader = factories.subscriber(session, "r@example.com", "news")
     session.commit()
     path = f"/preferences/{tokens.manage_token(reader.id)}"
-    form = {"categories": ["culture", "no-such-category"], "csrf_token": csrf(client, path)}
+    form = {"email-culture": "daily", "email-no-such-category": "instant",
+            "csrf_token": csrf(client, path)}  # fmt: skip
     answer = client.post(path, data=form)
-    assert answer.status_code == 400 and "Unknown category: no-such-category" in answer.text
-    assert _ticked(answer.text) == {"culture"}, "what was ticked, not what was saved"
+    assert (
+        answer.status_code == 400
+        and "There is no category &#39;no-such-category&#39;" in answer.text
+    )
+    assert _chosen(answer.text, "culture") == "daily", "what was chosen, not what was saved"
+    assert _chosen(answer.text, "news") == "off"
     assert [c.slug for c in reload(session, reader).categories] == ["news"]
 
 
@@ -241,3 +253,39 @@ def test_a_resubscribe_token_expires(app, session, tokens, settings):
     assert read.category_ids == tuple(c.id for c in factories.categories(session, "news"))
     with pytest.raises(TokenError, match="too old"):
         tokens.read_resubscribe_token(token, max_age_seconds=-1)
+
+
+# ---- cadence and digest time -------------------------------------------------------------
+
+
+def test_the_browsers_time_zone_is_kept_at_sign_up_and_a_bad_one_falls_back_to_utc(client, session):
+    for address, zone, kept in [("baku@example.com", "Asia/Baku", "Asia/Baku"),
+                                ("odd@example.com", "Not/AZone", "UTC")]:  # fmt: skip
+        form = {"email": address, "categories": ["news"], "timezone": zone,
+                "csrf_token": csrf(client, "/")}  # fmt: skip
+        assert client.post("/subscribe", data=form).status_code == 200
+        reader = session.scalar(select(Subscriber).where(Subscriber.email == address))
+        assert reader.timezone == kept
+
+
+def test_the_preferences_grid_sets_each_categorys_cadence_and_the_digest_time(
+    client, session, tokens
+):
+    reader = factories.subscriber(session, "r@example.com", "news")
+    session.commit()
+    path = f"/preferences/{tokens.manage_token(reader.id)}"
+    form = {"email-news": "daily", "email-culture": "instant", "email-history": "off",
+            "csrf_token": csrf(client, path)}  # fmt: skip
+    answer = client.post(path, data=form)
+    assert answer.status_code == 200 and "Saved." in answer.text
+    assert (_chosen(answer.text, "news"), _chosen(answer.text, "culture")) == ("daily", "instant")
+    assert _chosen(answer.text, "history") == "off"
+    form = {"digest_time": "1", "timezone": "America/New_York", "digest_hour": "18",
+            "digest_weekday": "4", "csrf_token": csrf(client, path)}  # fmt: skip
+    assert client.post(path, data=form).status_code == 200
+    reader = reload(session, reader)
+    assert (reader.timezone, reader.digest_hour, reader.digest_weekday) == (
+        "America/New_York", 18, 4)  # fmt: skip
+    form["timezone"] = "Mars/Olympus"
+    answer = client.post(path, data=form)
+    assert answer.status_code == 400 and "not a time zone we know" in answer.text
