@@ -28,6 +28,7 @@ from notifier.delivery.queueing import queue_in_chunks
 from notifier.delivery.recording import retry_policy
 from notifier.delivery.unsent import NotHandedOver, forget_unsent, keep_unsent
 from notifier.domain.alerts import release_due_alerts, unplanned_alert_ids
+from notifier.domain.bounces import drop_old_raw_reports
 from notifier.domain.deliveries import overdue_delivery_ids, unplanned_article_ids
 from notifier.domain.feeds import sync_feeds
 from notifier.logs import redact
@@ -260,6 +261,8 @@ def sweep(self) -> dict:
         forget_recoveries(session, keep_after)
         forget_task_failures(session, keep_after)
         forget_unsent(session, keep_after)
+        # Raw bounce reports go on time even when no new report arrives to trigger it.
+        drop_old_raw_reports(session, now, settings.bounce_report_days)
         session.commit()
     for article_id in articles:
         send_or_keep(fan_out_article, article_id)

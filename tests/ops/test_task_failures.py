@@ -125,3 +125,22 @@ def test_the_sweeper_reports_what_it_requeued(sweeping_settings, pg_database_url
     assert report["sweeper"]["requeued_last_day"] == {"articles": 0, "alerts": 0,
                                                       "deliveries": 1}  # fmt: skip
     assert report["sweeper"]["last_requeued"]["deliveries"] == 0
+
+
+def test_the_sweeper_drops_raw_bounce_reports_past_their_days(sweeping_settings, pg_database_url):
+    """No new report needs to arrive: the sweeper alone keeps BOUNCE_REPORT_DAYS."""
+    from notifier.models import BounceKind, BounceReport
+    from notifier.tasks import sweep
+
+    make_celery(sweeping_settings)
+    keep = sweeping_settings.bounce_report_days
+    with session_scope(pg_database_url) as session:
+        for name, age in (("old", keep + 1), ("new", keep - 1)):
+            session.add(BounceReport(received_at=utcnow() - timedelta(days=age),
+                                     source="listener", kind=BounceKind.HARD, reason="550",
+                                     digest=name * 16, raw=f"the {name} report"))  # fmt: skip
+        session.commit()
+    sweep.run()
+    with session_scope(pg_database_url) as session:
+        raws = dict(session.execute(select(BounceReport.digest, BounceReport.raw)).all())
+    assert raws == {"old" * 16: None, "new" * 16: "the new report"}, "the summary rows stay"
