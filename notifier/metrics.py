@@ -95,6 +95,22 @@ SWEEP_REQUEUED = Counter(
 )
 """The sweeper is a safety net: zero in normal operation."""
 
+BOUNCE_REPORTS = Counter(
+    "notifier_bounce_reports",
+    "Returned messages processed, by way in (listener, ...) and kind (hard, soft, complaint, "
+    "delay, auto_reply, unrelated, replay).",
+    ["source", "kind"],
+)
+"""What comes back: a rise in hard or complaint is a reputation problem on its way."""
+
+BOUNCE_REPORTS_UNPROCESSED = Counter(
+    "notifier_bounce_reports_unprocessed",
+    "Returned messages the bounce listener could not process (answered 451, so the sender "
+    "retries), by cause: database (unreachable) or error (anything else, kept with its cause).",
+    ["source", "cause"],
+)
+"""Zero in normal operation; each is also a task failure (task="listener") with its cause."""
+
 DB_STATEMENTS = Counter(
     "notifier_db_statements",
     "SQL statements sent to the database by notifier processes (fan-out cost per delivery).",
@@ -191,6 +207,14 @@ def _notice_time(session: Session, delivery: Delivery) -> datetime | None:
 
 def task_failed(task_name: str) -> None:
     TASK_FAILURES.labels(task_name.rpartition(".")[2]).inc()
+
+
+def bounce_report_processed(source: str, kind: str, replay: bool) -> None:
+    BOUNCE_REPORTS.labels(source, "replay" if replay else kind).inc()
+
+
+def bounce_report_unprocessed(source: str, cause: str) -> None:
+    BOUNCE_REPORTS_UNPROCESSED.labels(source, cause).inc()
 
 
 def sweep_requeued(counts: dict[str, int]) -> None:

@@ -2,8 +2,9 @@
 
 It accepts mail only for BOUNCE_DOMAIN (anything else: 550, so it is never an open relay)
 and no larger than BOUNCE_MAX_BYTES, and answers 250 only once the report is processed and
-committed. When the database cannot be reached it answers 451: the sending MTA keeps the
-message and tries again, so nothing returned to us is lost.
+committed. When the database cannot be reached, or a report cannot be processed, it answers
+451: the sending MTA keeps the message and tries again, so nothing returned to us is lost,
+and the failure is kept with its cause (notifier.inbound.unprocessed).
 """
 
 from __future__ import annotations
@@ -15,10 +16,12 @@ from collections.abc import Callable
 from aiosmtpd.controller import Controller
 from aiosmtpd.lmtp import LMTP
 from aiosmtpd.smtp import SMTP, Envelope, Session
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from notifier.config import Settings
 from notifier.inbound.processing import BounceProcessor
+from notifier.inbound.unprocessed import UnprocessedReports
+from notifier.timeutil import utcnow
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +32,11 @@ class BounceHandler:
     def __init__(self, processor: BounceProcessor, domain: str) -> None:
         self.processor = processor
         self.domain = domain.lower()
+        self.unprocessed = UnprocessedReports(processor.settings.database_url)
+
+    def _unprocessed(self, error: BaseException, raw: bytes, recipients: tuple[str, ...],
+                     cause: str) -> None:  # fmt: skip
+        self.unprocessed.add(error, raw, len(recipients), cause, utcnow())
 
     async def handle_RCPT(self, server, session: Session, envelope: Envelope, address: str,
                           rcpt_options: list[str]) -> str:  # fmt: skip
@@ -40,13 +48,19 @@ class BounceHandler:
     async def handle_DATA(self, server, session: Session, envelope: Envelope) -> str:
         raw = envelope.original_content or b""
         recipients = tuple(envelope.rcpt_tos)
+        loop = asyncio.get_running_loop()
         try:
-            processed = await asyncio.get_running_loop().run_in_executor(
+            processed = await loop.run_in_executor(
                 None, self.processor.process, raw, "listener", recipients
             )
-        except SQLAlchemyError as error:
-            log.error("bounce report not processed, the sender will retry: %s", error)
+        except (OperationalError, InterfaceError) as error:  # the database is away
+            await loop.run_in_executor(None, self._unprocessed, error, raw, recipients, "database")
             return "451 4.3.0 cannot store the report now, try again later"
+        except Exception as error:  # a report we cannot read: recorded and shown, not hidden
+            await loop.run_in_executor(None, self._unprocessed, error, raw, recipients, "error")
+            return "451 4.3.0 the report could not be processed, try again later"
+        if self.unprocessed.waiting:  # the database is back: what failed while away is kept
+            await loop.run_in_executor(None, self.unprocessed.write_waiting)
         log.info("bounce report %s: %s (delivery %s)%s", processed.report_id, processed.kind,
                  processed.delivery_id, " replay" if processed.replay else "")  # fmt: skip
         return "250 OK report taken"

@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 from sqlalchemy.orm import Session
 
+from notifier import metrics
 from notifier.config import Settings
 from notifier.domain.bounces import BouncePolicy, Processed, drop_old_raw_reports, process_report
 from notifier.timeutil import utcnow
@@ -48,4 +49,5 @@ class BounceProcessor:
                                        recipients)  # fmt: skip
             drop_old_raw_reports(session, now, self.settings.bounce_report_days)
             session.commit()
+        metrics.bounce_report_processed(source, processed.kind.value, processed.replay)
         return processed

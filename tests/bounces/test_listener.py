@@ -146,3 +146,83 @@ def test_a_dsn_through_the_listener_bounces_suppresses_and_ops_can_lift_it(
         "bob@example.com",
     ]
     assert session.scalar(select(Suppression).where(Suppression.lifted_at.is_(None))) is None
+
+
+def _failed_listener_reports(settings):
+    from notifier.models import TaskFailure
+
+    with session_factory(settings.database_url)() as session:
+        return session.scalars(
+            select(TaskFailure).where(TaskFailure.task_name == "notifier.bounces.listener")
+        ).all()
+
+
+@on_postgresql
+def test_a_report_stored_while_the_database_is_away_is_answered_451_and_recorded(
+    bounce_settings, pg_url
+):
+    from tests.test_metrics import in_process
+
+    # The listener's own database is unreachable (nothing listens on port 1); the failure is
+    # recorded where status, /ops/ and /metrics read it.
+    away = session_factory(pg_url.rsplit("@", 1)[0] + "@127.0.0.1:1/test")
+    controller = bounce_listener(bounce_settings, away)
+    controller.start()
+    before = in_process("notifier_bounce_reports_unprocessed_total", source="listener",
+                        cause="database")  # fmt: skip
+    try:
+        raw = load("postfix_user_unknown.eml", "ann@example.com", "bounces@bounces.aze.test",
+                   "<article1.d1@aze.test>")  # fmt: skip
+        with (
+            smtplib.SMTP(controller.hostname, controller.port) as connection,
+            pytest.raises(smtplib.SMTPDataError) as refused,
+        ):
+            connection.sendmail("", ["postmaster@bounces.aze.test"], raw)
+    finally:
+        controller.stop()
+    assert refused.value.smtp_code == 451, "the sender keeps the report and retries"
+    [failure] = _failed_listener_reports(bounce_settings)
+    assert failure.cause.startswith("OperationalError")
+    assert in_process("notifier_bounce_reports_unprocessed_total", source="listener",
+                      cause="database") == before + 1  # fmt: skip
+
+
+def test_a_report_that_cannot_be_processed_is_answered_451_and_recorded(bounce_settings, listener):
+    """A Message-ID naming a delivery id beyond any integer column: the lookup fails (SQLite:
+    OverflowError; PostgreSQL: DataError), and that is kept with its cause, not swallowed."""
+    from notifier.ops.status import gather_status
+    from notifier.web import create_app
+    from tests.test_metrics import in_process
+
+    before = in_process("notifier_bounce_reports_unprocessed_total", source="listener",
+                        cause="error")  # fmt: skip
+    raw = load("postfix_user_unknown.eml", "ann@example.com", "bounces@bounces.aze.test",
+               "<article1.d99999999999999999999999@aze.test>")  # fmt: skip
+    with pytest.raises(smtplib.SMTPDataError) as refused:
+        _hand_over(listener, raw, "postmaster@bounces.aze.test")
+    assert refused.value.smtp_code == 451
+    [failure] = _failed_listener_reports(bounce_settings)
+    assert "Error" in failure.cause and "report_sha256" in failure.arguments
+    assert in_process("notifier_bounce_reports_unprocessed_total", source="listener",
+                      cause="error") == before + 1  # fmt: skip
+    from notifier.celery_app import make_celery
+    from notifier.timeutil import utcnow
+
+    with session_factory(bounce_settings.database_url)() as session:
+        report = gather_status(session, make_celery(bounce_settings), bounce_settings, utcnow())
+    assert [g.task for g in report.task_failures_last_day] == ["listener"]
+    metrics = create_app(bounce_settings).test_client().get("/metrics").text
+    assert 'notifier_task_failures_recent{task="listener"} 1.0' in metrics
+
+
+def test_reports_processed_are_counted_by_kind(bounce_settings, listener):
+    from tests.test_metrics import in_process
+
+    before = in_process("notifier_bounce_reports_total", source="listener", kind="auto_reply")
+    raw = load("vacation_rfc3834.eml", "ann@example.com", "bounces@bounces.aze.test",
+               "<article1.d1@aze.test>")  # fmt: skip
+    _hand_over(listener, raw, "postmaster@bounces.aze.test")
+    _hand_over(listener, raw, "postmaster@bounces.aze.test")
+    assert in_process("notifier_bounce_reports_total", source="listener",
+                      kind="auto_reply") == before + 1  # fmt: skip
+    assert in_process("notifier_bounce_reports_total", source="listener", kind="replay") >= 1
