@@ -325,7 +325,8 @@ class Settings:
     bounce_report_days: int = 30  # the raw bounce and complaint reports are kept this long
     dkim_domain: str = ""  # d= of our DKIM signature; "": messages are not signed by us
     dkim_selector: str = ""  # s=: the key is published at <selector>._domainkey.<domain>
-    dkim_private_key: str = ""  # PEM text (DKIM_PRIVATE_KEY may name a file holding it)
+    # PEM text (DKIM_PRIVATE_KEY may name a file holding it); kept out of repr(settings)
+    dkim_private_key: str = field(default="", repr=False)
     sweep_seconds: int = 60
     sweep_batch_limit: int = 50_000
     broker_visibility_timeout_seconds: int = 3600

@@ -171,3 +171,19 @@ def test_the_key_is_pem_text_or_a_file(tmp_path, form):
                              DKIM_PRIVATE_KEY=value[form])  # fmt: skip
     assert (settings.dkim_domain, settings.dkim_selector) == ("aze.test", "news1")
     assert settings.dkim_private_key.strip() == KEY.strip()
+
+
+def test_an_international_message_verifies_and_its_address_is_covered():
+    """SMTPUTF8 mail (RFC 6532) carries UTF-8 headers; the signature covers them as sent."""
+    signer = DkimSigner("aze.test", "news1", KEY)
+    message = "From: Aze <news@aze.test>\r\nTo: zoë@例子.广告\r\nSubject: x\r\n\r\nHi.\r\n"
+    signed = signer.signed(message.encode())
+    assert _verifies(signed)
+    assert not _verifies(signed.replace("zoë".encode(), b"zoe"))
+
+
+def test_the_private_key_stays_out_of_the_settings_repr(tmp_path):
+    settings = make_settings(tmp_path, DKIM_DOMAIN="aze.test", DKIM_SELECTOR="news1",
+                             DKIM_PRIVATE_KEY=KEY)  # fmt: skip
+    assert settings.dkim_private_key.strip() == KEY.strip()
+    assert "PRIVATE KEY" not in repr(settings)
