@@ -32,6 +32,7 @@ from notifier.models import (
 )
 from notifier.tokens import BounceAddresses, TokenError
 
+MAX_ROW_ID = 2**31 - 1  # deliveries.id is an INTEGER column
 _OUR_MESSAGE_ID = re.compile(r"<[a-z]+\d+\.d(\d+)@([^>]+)>", re.IGNORECASE)
 
 
@@ -114,7 +115,10 @@ def _by_message_id(session: Session, read: ReadReport, domain: str) -> Delivery 
     found = _OUR_MESSAGE_ID.search(str(read.original.get("Message-ID", "")))
     if not found or found.group(2).lower() != domain.lower():
         return None
-    delivery = session.get(Delivery, int(found.group(1)))
+    delivery_id = int(found.group(1))
+    if delivery_id > MAX_ROW_ID:  # not one of ours: no such row can exist
+        return None
+    delivery = session.get(Delivery, delivery_id)
     if delivery is None or delivery.channel != "email" or delivery.subscriber_id is None:
         return None
     subscriber = session.get(Subscriber, delivery.subscriber_id)

@@ -187,9 +187,24 @@ def test_a_report_stored_while_the_database_is_away_is_answered_451_and_recorded
                       cause="database") == before + 1  # fmt: skip
 
 
-def test_a_report_that_cannot_be_processed_is_answered_451_and_recorded(bounce_settings, listener):
-    """A Message-ID naming a delivery id beyond any integer column: the lookup fails (SQLite:
-    OverflowError; PostgreSQL: DataError), and that is kept with its cause, not swallowed."""
+def test_a_report_naming_a_delivery_id_beyond_any_row_is_not_ours(bounce_settings, listener):
+    """Message-ID of our shape and domain, but an id no INTEGER column can hold: taken and
+    ignored (250), never a lookup error the sender would retry for days."""
+    raw = load("postfix_user_unknown.eml", "ann@example.com", "bounces@bounces.aze.test",
+               "<article1.d99999999999999999999999@aze.test>")  # fmt: skip
+    _hand_over(listener, raw, "postmaster@bounces.aze.test")
+    assert _failed_listener_reports(bounce_settings) == []
+
+
+def _broken_sessions():
+    """Stands in for a processor bug: anything but a database outage."""
+    raise RuntimeError("the processor failed")
+
+
+@pytest.mark.parametrize("lmtp", [False, True], ids=["smtp", "lmtp"])
+def test_a_report_that_cannot_be_processed_is_answered_451_and_recorded(bounce_settings, lmtp):
+    """Whatever goes wrong in processing is kept with its cause, not swallowed, and the sender
+    is told to try again (451), so the report is not lost either."""
     from notifier.ops.status import gather_status
     from notifier.web import create_app
     from tests.test_metrics import in_process
@@ -197,12 +212,17 @@ def test_a_report_that_cannot_be_processed_is_answered_451_and_recorded(bounce_s
     before = in_process("notifier_bounce_reports_unprocessed_total", source="listener",
                         cause="error")  # fmt: skip
     raw = load("postfix_user_unknown.eml", "ann@example.com", "bounces@bounces.aze.test",
-               "<article1.d99999999999999999999999@aze.test>")  # fmt: skip
-    with pytest.raises(smtplib.SMTPDataError) as refused:
-        _hand_over(listener, raw, "postmaster@bounces.aze.test")
+               "<article1.d1@aze.test>")  # fmt: skip
+    controller = bounce_listener(bounce_settings, _broken_sessions, lmtp=lmtp)
+    controller.start()
+    try:
+        with pytest.raises(smtplib.SMTPDataError) as refused:
+            _hand_over((controller, lmtp), raw, "postmaster@bounces.aze.test")
+    finally:
+        controller.stop()
     assert refused.value.smtp_code == 451
     [failure] = _failed_listener_reports(bounce_settings)
-    assert "Error" in failure.cause and "report_sha256" in failure.arguments
+    assert "RuntimeError" in failure.cause and "report_sha256" in failure.arguments
     assert in_process("notifier_bounce_reports_unprocessed_total", source="listener",
                       cause="error") == before + 1  # fmt: skip
     from notifier.celery_app import make_celery
