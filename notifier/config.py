@@ -323,6 +323,10 @@ class Settings:
     soft_bounce_days: int = 3  # soft bounces on this many different days suppress an address
     soft_bounce_window_days: int = 14  # ... when they all fall within this many days
     bounce_report_days: int = 30  # the raw bounce and complaint reports are kept this long
+    deliverability_days: int = 7  # bounce and complaint rates are shown for this many days
+    complaint_rate_warning_percent: float = 0.1  # complaints per email sent that warn ops
+    bounce_rate_warning_percent: float = 2.0  # bounces per email sent that warn ops
+    deliverability_min_sent: int = 100  # ... once a day (or notice) sent at least this many
     dkim_domain: str = ""  # d= of our DKIM signature; "": messages are not signed by us
     dkim_selector: str = ""  # s=: the key is published at <selector>._domainkey.<domain>
     # PEM text (DKIM_PRIVATE_KEY may name a file holding it); kept out of repr(settings)
@@ -506,6 +510,12 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         soft_bounce_days=_int(env, "SOFT_BOUNCE_DAYS", 3, minimum=2),
         soft_bounce_window_days=_int(env, "SOFT_BOUNCE_WINDOW_DAYS", 14, minimum=2),
         bounce_report_days=_int(env, "BOUNCE_REPORT_DAYS", 30, minimum=1),
+        deliverability_days=_int(env, "DELIVERABILITY_DAYS", 7, minimum=1),
+        complaint_rate_warning_percent=_float(
+            env, "COMPLAINT_RATE_WARNING_PERCENT", 0.1, minimum=0.001
+        ),
+        bounce_rate_warning_percent=_float(env, "BOUNCE_RATE_WARNING_PERCENT", 2.0, minimum=0.01),
+        deliverability_min_sent=_int(env, "DELIVERABILITY_MIN_SENT", 100, minimum=1),
         dkim_domain=dkim_domain,
         dkim_selector=dkim_selector,
         dkim_private_key=dkim_private_key,

@@ -73,3 +73,42 @@ def push_subscription(session: Session, browser, *slugs: str) -> PushSubscriptio
     )
     session.commit()
     return row
+
+
+def email_deliveries(
+    session: Session,
+    at: datetime,
+    *,
+    sent: int = 0,
+    bounced: int = 0,
+    complained: int = 0,
+    gone: int = 0,
+    story: Article | None = None,
+    alert_id: int | None = None,
+) -> Article | None:
+    """Email that went out at `at` to new readers, one row each, as the send path and the
+    bounce processor leave them: `sent` taken by the server (of which `bounced` came back and
+    `complained` were reported as spam), plus `gone` refused at once (5xx for the address)."""
+    from notifier.models import Delivery, DeliveryOutcome, DeliveryStatus
+
+    if story is None and alert_id is None:
+        story = article(session, "news")
+    ends = [DeliveryOutcome.BOUNCED] * bounced + [DeliveryOutcome.COMPLAINED] * complained
+    ends += [DeliveryOutcome.SENT] * (sent - len(ends))
+    ends += [DeliveryOutcome.GONE] * gone
+    readers = [
+        Subscriber(email=f"reader{next(_numbers)}@example.com", status=SubscriberStatus.ACTIVE)
+        for _ in ends
+    ]
+    session.add_all(readers)
+    session.flush()
+    for reader, end in zip(readers, ends, strict=True):
+        went = end is not DeliveryOutcome.GONE
+        session.add(Delivery(
+            article_id=story.id if story else None, alert_id=alert_id,
+            subscriber_id=reader.id, channel="email", attempts=1, outcome=end,
+            status=DeliveryStatus.SENT if went else DeliveryStatus.FAILED,
+            created_at=at, next_attempt_at=at, sent_at=at if went else None,
+        ))  # fmt: skip
+    session.flush()
+    return story
