@@ -41,6 +41,7 @@ from notifier.models import (
     Subscriber,
     SubscriberStatus,
 )
+from notifier.ops.deliverability import email_rates, rates_since
 from notifier.ops.feeds import feed_health
 from notifier.ops.queues import queue_depths
 from notifier.ops.recoveries import recovery_summary
@@ -372,7 +373,42 @@ def _ops_history_families(session: Session, now: datetime, settings: Settings) -
     )
     for cause, count in recovery_summary(session, now).last_day.items():
         recovered.add_metric([cause], count)
-    return [failures, requeued, recovered, *_unsent_families(session, now)]
+    return [
+        failures, requeued, recovered, *_unsent_families(session, now),
+        *_email_rate_families(session, now, settings),
+    ]  # fmt: skip
+
+
+def _email_rate_families(session: Session, now: datetime, settings: Settings) -> list[Metric]:
+    day = rates_since(session, now - timedelta(days=1))
+    families = [
+        GaugeMetricFamily(
+            f"notifier_email_{name}_last_day", f"Email {what} in the last 24 hours.", value=value
+        )
+        for name, what, value in (
+            ("sent", "sent (taken by the server, or refused at once as gone)", day.sent),
+            ("bounced", "sent that bounced (returned, or refused at once)", day.bounced),
+            ("complained", "sent that the reader reported as spam", day.complained),
+        )
+    ]
+    for name, value in (("bounce", day.bounce_percent), ("complaint", day.complaint_percent)):
+        families.append(GaugeMetricFamily(
+            f"notifier_email_{name}_rate_last_day",
+            f"Email {name}s per email sent in the last 24 hours, as a fraction (0 when none "
+            "was sent).",
+            value=(value or 0.0) / 100,
+        ))  # fmt: skip
+    warning = GaugeMetricFamily(
+        "notifier_email_rate_warning",
+        "1 if a day of the last DELIVERABILITY_DAYS is over COMPLAINT_RATE_WARNING_PERCENT "
+        "(rate=complaints) or BOUNCE_RATE_WARNING_PERCENT (rate=bounces), on at least "
+        "DELIVERABILITY_MIN_SENT emails: what makes `notifier status` unhealthy.",
+        labels=["rate"],
+    )
+    flagged = {w for d in email_rates(session, now, settings).days for w in d.warnings}
+    for rate in ("complaints", "bounces"):
+        warning.add_metric([rate], 1 if rate in flagged else 0)
+    return [*families, warning]
 
 
 def _unsent_families(session: Session, now: datetime) -> list[Metric]:

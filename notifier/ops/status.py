@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from notifier.config import Settings
 from notifier.delivery.unsent import UnsentSummary, unsent_summary
 from notifier.logs import redact
+from notifier.ops.deliverability import EmailRates, email_rates, percent
 from notifier.ops.failures import FailureGroup, deliveries_by_outcome, recent_failures
 from notifier.ops.feeds import FeedHealth, feed_health
 from notifier.ops.queues import queue_depths
@@ -54,6 +55,7 @@ class StatusReport:
     sweep: SweepSummary | None = None
     recovered: RecoverySummary | None = None
     unsent: UnsentSummary | None = None
+    email: EmailRates | None = None  # bounce and complaint rates
     database_error: str | None = None
     broker_error: str | None = None
     problems: list[str] = field(default_factory=list)
@@ -87,6 +89,7 @@ class StatusReport:
             "sweeper": _sweep_json(self.sweep),
             "recovered": _recovered_json(self.recovered),
             "unsent_tasks": _unsent_json(self.unsent),
+            "email_rates": _email_rates_json(self.email),
         }
 
 
@@ -160,6 +163,39 @@ def _unsent_json(unsent: UnsentSummary | None) -> dict | None:
     }
 
 
+def _rates_json(rates, warnings: tuple[str, ...]) -> dict:
+    return {
+        "sent": rates.sent,
+        "bounced": rates.bounced,
+        "complained": rates.complained,
+        "bounce_percent": rates.bounce_percent,
+        "complaint_percent": rates.complaint_percent,
+        "warnings": list(warnings),
+    }
+
+
+def _email_rates_json(email: EmailRates | None) -> dict | None:
+    """Per day (newest first) and the articles/alerts over a threshold; None: not read."""
+    if email is None:
+        return None
+    limits = email.limits
+    return {
+        "thresholds": {
+            "bounce_percent": limits.bounce_percent,
+            "complaint_percent": limits.complaint_percent,
+            "min_sent": limits.min_sent,
+        },
+        "days": [
+            {"day": d.day.isoformat(), **_rates_json(d.rates, d.warnings)} for d in email.days
+        ],
+        "notices_over_threshold": [
+            {"kind": n.kind, "id": n.id, "title": n.title, **_rates_json(n.rates, n.warnings)}
+            for n in email.notices
+            if n.warnings
+        ],
+    }
+
+
 def _read_database(report: StatusReport, session: Session, settings: Settings) -> None:
     now = report.now
     try:
@@ -174,6 +210,7 @@ def _read_database(report: StatusReport, session: Session, settings: Settings) -
         report.sweep = sweep_summary(session, now)
         report.recovered = recovery_summary(session, now)
         report.unsent = unsent_summary(session, now)
+        report.email = email_rates(session, now, settings)
     except SQLAlchemyError as error:
         session.rollback()
         report.database_error = _short(error)
@@ -218,6 +255,8 @@ def problems_of(report: StatusReport, settings: Settings) -> list[str]:
             problems.append(f"Feed {f.url} is unhealthy: {why}.")
     if report.unsent is not None and report.unsent.waiting:
         problems.append(unsent_problem(report.unsent, report.now))
+    if report.email is not None:
+        problems.extend(report.email.warnings)
     failed = sum(g.count for g in report.task_failures_window)
     if failed >= settings.task_failure_limit:
         worst = report.task_failures_window[0]
@@ -313,6 +352,8 @@ def render_text(report: StatusReport) -> str:
         lines.append(recovered_line(report.recovered))
     if report.unsent is not None:
         lines.append(unsent_line(report.unsent))
+    if report.email is not None:
+        lines.extend(email_rate_lines(report.email))
     if report.healthy:
         lines.append("Healthy.")
     else:
@@ -341,3 +382,23 @@ def unsent_line(unsent: UnsentSummary) -> str:
         f"{f' ({kinds})' if kinds else ''}, {unsent.waiting:,} waiting for it now "
         "(zero in normal operation)"
     )
+
+
+def email_rate_lines(email: EmailRates) -> list[str]:
+    """Email sent, bounced and complained about per day, and the articles/alerts flagged."""
+    lines = ["Email bounces and complaints (per day, newest first)"]
+    for d in email.days:
+        r, flag = d.rates, f"  OVER: {', '.join(d.warnings)}" if d.warnings else ""
+        lines.append(
+            f"  {d.day.isoformat()}  sent {r.sent:,}  bounced {r.bounced:,} "
+            f"({percent(r.bounce_percent)})  complained {r.complained:,} "
+            f"({percent(r.complaint_percent)}){flag}"
+        )
+    for n in (n for n in email.notices if n.warnings):
+        r = n.rates
+        lines.append(
+            f"  {n.kind} {n.id} {n.title[:60]!r}: sent {r.sent:,}, bounced "
+            f"{percent(r.bounce_percent)}, complained {percent(r.complaint_percent)}  OVER: "
+            f"{', '.join(n.warnings)}"
+        )
+    return lines

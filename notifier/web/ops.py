@@ -14,6 +14,7 @@ from notifier.delivery.queueing import queue_in_chunks
 from notifier.delivery.routes import CHANNELS
 from notifier.delivery.unsent import unsent_summary
 from notifier.models import Alert, AlertStatus, Article, Delivery, DeliveryStatus, Feed
+from notifier.ops.deliverability import email_rates
 from notifier.ops.delivery_chart import chart, hourly_outcomes
 from notifier.ops.failures import deliveries_by_outcome, recent_failures, retry_failed
 from notifier.ops.feeds import feed_health
@@ -83,7 +84,7 @@ def dashboard():
         feeds=feed_health(db(), now, s.feed_stale_seconds),
         traffic=traffic, outcomes=OUTCOMES, channels=CHANNELS,
         failures=recent_failures(db(), now), alerts=alerts, articles=articles,
-        scheduled=_scheduled(),
+        scheduled=_scheduled(), email_rates=email_rates(db(), now, s),
         task_failures=recent_task_failures(db(), now, 86400), sweep=sweep_summary(db(), now),
         recovered=recovery_summary(db(), now), unsent=unsent_summary(db(), now),
         notice=request.args.get("notice"), refresh_ms=int(s.ops_refresh_seconds * 1000),

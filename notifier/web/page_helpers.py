@@ -13,6 +13,7 @@ from markupsafe import Markup, escape
 from notifier.branding import Brand
 from notifier.config import Settings
 from notifier.local_time import local_time
+from notifier.ops.deliverability import percent
 from notifier.wording import plural
 
 
@@ -32,6 +33,7 @@ def install(app: Flask, settings: Settings) -> None:
 
     app.jinja_env.filters["when"] = when
     app.jinja_env.filters["plural"] = plural
+    app.jinja_env.filters["percent"] = percent
     app.jinja_env.globals.update(
         site_name=settings.site_name, site_timezone=settings.site_timezone,
         current_editor=current_editor, brand=Brand.of(settings),
