@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
+from zoneinfo import ZoneInfo
 
 from kombu.exceptions import ChannelError
 from kombu.exceptions import OperationalError as BrokerError
@@ -41,7 +42,7 @@ from notifier.models import (
     Subscriber,
     SubscriberStatus,
 )
-from notifier.ops.deliverability import email_rates, rates_since
+from notifier.ops.deliverability import Thresholds, daily_rates, rates_since
 from notifier.ops.feeds import feed_health
 from notifier.ops.queues import queue_depths
 from notifier.ops.recoveries import recovery_summary
@@ -405,7 +406,9 @@ def _email_rate_families(session: Session, now: datetime, settings: Settings) ->
         "DELIVERABILITY_MIN_SENT emails: what makes `notifier status` unhealthy.",
         labels=["rate"],
     )
-    flagged = {w for d in email_rates(session, now, settings).days for w in d.warnings}
+    days = daily_rates(session, now, settings.deliverability_days,
+                       ZoneInfo(settings.site_timezone), Thresholds.of(settings))  # fmt: skip
+    flagged = {w for d in days for w in d.warnings}
     for rate in ("complaints", "bounces"):
         warning.add_metric([rate], 1 if rate in flagged else 0)
     return [*families, warning]

@@ -132,6 +132,18 @@ def rates_since(session: Session, since: datetime) -> Rates:
     return Rates(*(int(value) for value in row))
 
 
+def alert_rates(session: Session, alert_id: int, limits: Thresholds) -> NoticeRates:
+    """One alert's email since it went out, for its page: the bounces and complaints it drew."""
+    row = session.execute(
+        select(func.count(), _sum(_bounced), _sum(_complained)).where(
+            _reached, Delivery.alert_id == alert_id
+        )
+    ).one()
+    rates = Rates(*(int(value) for value in row))
+    title = session.scalar(select(Alert.title).where(Alert.id == alert_id)) or ""
+    return NoticeRates("alert", alert_id, title, rates, tuple(rates.over(limits)))
+
+
 def notice_rates(
     session: Session, since: datetime, limits: Thresholds, limit: int = 20
 ) -> list[NoticeRates]:

@@ -14,7 +14,8 @@ from sqlalchemy.orm import Session
 from notifier.config import Settings
 from notifier.delivery.unsent import UnsentSummary, unsent_summary
 from notifier.logs import redact
-from notifier.ops.deliverability import EmailRates, email_rates, percent
+from notifier.ops.deliverability import EmailRates, email_rates
+from notifier.ops.deliverability_report import email_rate_lines, email_rates_json
 from notifier.ops.failures import FailureGroup, deliveries_by_outcome, recent_failures
 from notifier.ops.feeds import FeedHealth, feed_health
 from notifier.ops.queues import queue_depths
@@ -89,7 +90,7 @@ class StatusReport:
             "sweeper": _sweep_json(self.sweep),
             "recovered": _recovered_json(self.recovered),
             "unsent_tasks": _unsent_json(self.unsent),
-            "email_rates": _email_rates_json(self.email),
+            "email_rates": email_rates_json(self.email),
         }
 
 
@@ -160,39 +161,6 @@ def _unsent_json(unsent: UnsentSummary | None) -> dict | None:
         "waiting_since": _iso(unsent.waiting_since),
         "kept_last_day": unsent.kept_last_day,
         "last_cause": unsent.last_cause,
-    }
-
-
-def _rates_json(rates, warnings: tuple[str, ...]) -> dict:
-    return {
-        "sent": rates.sent,
-        "bounced": rates.bounced,
-        "complained": rates.complained,
-        "bounce_percent": rates.bounce_percent,
-        "complaint_percent": rates.complaint_percent,
-        "warnings": list(warnings),
-    }
-
-
-def _email_rates_json(email: EmailRates | None) -> dict | None:
-    """Per day (newest first) and the articles/alerts over a threshold; None: not read."""
-    if email is None:
-        return None
-    limits = email.limits
-    return {
-        "thresholds": {
-            "bounce_percent": limits.bounce_percent,
-            "complaint_percent": limits.complaint_percent,
-            "min_sent": limits.min_sent,
-        },
-        "days": [
-            {"day": d.day.isoformat(), **_rates_json(d.rates, d.warnings)} for d in email.days
-        ],
-        "notices_over_threshold": [
-            {"kind": n.kind, "id": n.id, "title": n.title, **_rates_json(n.rates, n.warnings)}
-            for n in email.notices
-            if n.warnings
-        ],
     }
 
 
@@ -382,23 +350,3 @@ def unsent_line(unsent: UnsentSummary) -> str:
         f"{f' ({kinds})' if kinds else ''}, {unsent.waiting:,} waiting for it now "
         "(zero in normal operation)"
     )
-
-
-def email_rate_lines(email: EmailRates) -> list[str]:
-    """Email sent, bounced and complained about per day, and the articles/alerts flagged."""
-    lines = ["Email bounces and complaints (per day, newest first)"]
-    for d in email.days:
-        r, flag = d.rates, f"  OVER: {', '.join(d.warnings)}" if d.warnings else ""
-        lines.append(
-            f"  {d.day.isoformat()}  sent {r.sent:,}  bounced {r.bounced:,} "
-            f"({percent(r.bounce_percent)})  complained {r.complained:,} "
-            f"({percent(r.complaint_percent)}){flag}"
-        )
-    for n in (n for n in email.notices if n.warnings):
-        r = n.rates
-        lines.append(
-            f"  {n.kind} {n.id} {n.title[:60]!r}: sent {r.sent:,}, bounced "
-            f"{percent(r.bounce_percent)}, complained {percent(r.complaint_percent)}  OVER: "
-            f"{', '.join(n.warnings)}"
-        )
-    return lines

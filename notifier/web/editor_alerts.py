@@ -23,6 +23,7 @@ from notifier.domain.alerts import (
 )
 from notifier.domain.categories import list_categories
 from notifier.models import Alert
+from notifier.ops.deliverability import Thresholds, alert_rates
 from notifier.task_queue import send_or_keep
 from notifier.timeutil import utcnow
 from notifier.web.auth import current_editor, editor_required
@@ -161,9 +162,11 @@ def show(alert_id: int):
     alert = db().get(Alert, alert_id)
     if alert is None:
         return render_template("pages/message.html", title="No such alert", message=""), 404
+    limits = Thresholds.of(settings())
     return render_template(
-        "pages/editor/alert_show.html", alert=alert, progress=alert_progress(db(), alert.id)
-    )
+        "pages/editor/alert_show.html", alert=alert, progress=alert_progress(db(), alert.id),
+        email=alert_rates(db(), alert.id, limits), limits=limits,
+    )  # fmt: skip
 
 
 @bp.get("/<int:alert_id>/progress")

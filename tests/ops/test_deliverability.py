@@ -132,3 +132,21 @@ def test_quiet_days_keep_status_healthy_on_this_count(session, settings):
         assert email_rates(other, utcnow(), settings).warnings == []
     metrics = admin_client(settings).get("/metrics", environ_base={"REMOTE_ADDR": "10.1.2.3"})
     assert 'notifier_email_rate_warning{rate="bounces"} 0.0' in metrics.text
+
+
+def test_the_alert_page_shows_the_bounces_and_complaints_it_drew(session, settings):
+    alert = Alert(title="Breaking", url="https://aze.media/b/")
+    quiet = Alert(title="Not yet", url="https://aze.media/q/")
+    session.add_all([alert, quiet])
+    session.flush()
+    factories.email_deliveries(session, utcnow(), sent=200, complained=1, alert_id=alert.id)
+    session.commit()
+    client = admin_client(settings)
+    page = client.get(f"/editor/alerts/{alert.id}").text
+    shown = re.search(r'<p id="email-rates" class="(\w+)">(.*?)</p>', page, re.S)
+    words = " ".join(html.unescape(shown.group(2)).split())
+    assert shown.group(1) == "error"
+    assert words.startswith("Email: 200 messages sent; 0 bounced (0.00 %), 1 spam complaint")
+    assert "(0.50 %). Too many complaints" in words
+    page = client.get(f"/editor/alerts/{quiet.id}").text
+    assert "No email of this alert has gone out yet." in page
