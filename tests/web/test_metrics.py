@@ -100,7 +100,11 @@ def test_gauges_reflect_the_rows(client, session, push_service):
     subscribers = {s.value: value(samples, "notifier_subscribers", status=s.value)
                    for s in SubscriberStatus}  # fmt: skip
     assert subscribers == {
-        "active": 2, "pending": 1, "unsubscribed": 1, "bounced": 0, "complained": 0
+        "active": 2,
+        "pending": 1,
+        "unsubscribed": 1,
+        "bounced": 0,
+        "complained": 0,
     }
     push = {s.value: value(samples, "notifier_push_subscriptions", status=s.value)
             for s in PushStatus}  # fmt: skip
