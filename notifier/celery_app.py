@@ -51,10 +51,17 @@ def _transport_options(settings: Settings) -> dict:
     return {}
 
 
-def make_celery(settings: Settings | None = None) -> Celery:
+class NotifierCelery(Celery):
+    """The Celery app, carrying the Settings it was made from: tasks and worker steps read
+    theirs from it rather than from the environment again."""
+
+    notifier_settings: Settings
+
+
+def make_celery(settings: Settings | None = None) -> NotifierCelery:
     settings = settings or load_settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)  # beat keeps its schedule there
-    app = Celery("notifier", broker=settings.broker_url, include=["notifier.tasks"])
+    app = NotifierCelery("notifier", broker=settings.broker_url, include=["notifier.tasks"])
     app.conf.update(
         task_serializer="json",
         accept_content=["json"],

@@ -227,9 +227,12 @@ def sample_article(title: str, categories: tuple[str, ...], summary: str, image_
     from notifier.sample_feed import add_sample_article
 
     settings = _settings()
-    guid = add_sample_article(
-        settings.sample_feed_path, title, list(categories), summary, image_url
-    )
+    try:
+        guid = add_sample_article(
+            settings.sample_feed_path, title, list(categories), summary, image_url
+        )
+    except ValueError as error:
+        raise click.ClickException(str(error)) from None
     click.echo(f"Added {guid} to {settings.sample_feed_path}; the next feed poll announces it.")
 
 

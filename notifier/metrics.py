@@ -186,6 +186,7 @@ def _outcome(delivery: Delivery) -> str:
 def _notice_time(session: Session, delivery: Delivery) -> datetime | None:
     """When the article was first seen or the alert started: one query per notice and
     session (a batch), not per delivery (the composer's copy is gone from the session)."""
+    key: tuple[str, int | None]
     if delivery.alert_id is not None:
         key = ("alert", delivery.alert_id)
         query = select(func.coalesce(Alert.started_at, Alert.created_at)).where(
@@ -270,9 +271,10 @@ class StateCollector:
         up = GaugeMetricFamily(
             "notifier_up", "1 if the part (database, broker) answered this scrape.", labels=["part"]
         )
+        parts: dict[str, tuple[Callable[[], list[Metric]], tuple[type[BaseException], ...]]]
         parts = {"database": (self._database, (SQLAlchemyError,))}
-        if self.celery is not None:  # a web app built with a stand-in queue has no broker
-            parts["broker"] = (self._broker, self._broker_errors())
+        if (celery := self.celery) is not None:  # a web app with a stand-in queue has no broker
+            parts["broker"] = (lambda: self._broker(celery), self._broker_errors(celery))
         for part, (read, outages) in parts.items():
             try:
                 families = read()
@@ -283,17 +285,18 @@ class StateCollector:
             yield from families or []
         yield up
 
-    def _broker(self) -> list[Metric]:
+    def _broker(self, celery: Celery) -> list[Metric]:
         depth = GaugeMetricFamily(
             "notifier_queue_depth", "Tasks waiting in the broker queue.", labels=["queue"]
         )
-        for queue, count in queue_depths(self.celery).items():
+        for queue, count in queue_depths(celery).items():
             depth.add_metric([queue], count)
         return [depth]
 
-    def _broker_errors(self) -> tuple[type[BaseException], ...]:
+    @staticmethod
+    def _broker_errors(celery: Celery) -> tuple[type[BaseException], ...]:
         """kombu's own, plus the transport's (redis, or SQLAlchemy for the SQLite broker)."""
-        with self.celery.connection_for_read() as connection:  # does not connect
+        with celery.connection_for_read() as connection:  # does not connect
             transport = (*connection.connection_errors, *connection.channel_errors)
         return (BrokerError, ChannelError, OSError, SQLAlchemyError, *transport)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 from datetime import datetime
+from typing import ClassVar
 
 from sqlalchemy import (
     Boolean,
@@ -35,6 +36,9 @@ NAMING = {
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
+    # Every model maps one plain table (none maps a join or a select), so its __table__ is a
+    # Table: Core statements (update, insert ... on conflict) take it as such.
+    __table__: ClassVar[Table]
 
 
 def _enum(enum_class: type[enum.Enum]) -> Enum:

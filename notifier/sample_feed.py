@@ -35,6 +35,8 @@ def add_sample_article(
     """Prepend a new item, as WordPress does when a post is published; returns its guid."""
     tree = ET.parse(ensure_sample_feed(path))
     channel = tree.getroot().find("channel")
+    if channel is None:
+        raise ValueError(f"{path} is not an RSS feed (no <channel>): delete it for a fresh one.")
     guid = f"urn:uuid:{uuid.uuid4()}"
     item = ET.Element("item")
     ET.SubElement(item, "title").text = title

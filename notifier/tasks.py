@@ -37,7 +37,7 @@ from notifier.models import Alert
 from notifier.ops.recoveries import forget_recoveries
 from notifier.ops.sweeps import forget_sweeps, record_sweep
 from notifier.ops.task_failures import describe, forget_task_failures
-from notifier.polling.fetch import FeedFetchError, fetch, finish_poll, start_poll
+from notifier.polling.fetch import FeedFetchError, FetchedFeed, fetch, finish_poll, start_poll
 from notifier.timeutil import utcnow
 
 log = logging.getLogger(__name__)
@@ -79,7 +79,7 @@ def enqueue_send(delivery_ids: list[int], countdown: float = 0.0) -> None:
     """How the delivery path hands a chunk to the broker (see notifier.delivery.queueing),
     which keeps the chunk when the broker does not take it."""
     try:
-        send_deliveries.apply_async((list(delivery_ids),), countdown=countdown or None)
+        send_deliveries.apply_async((list(delivery_ids),), countdown=countdown)  # 0: at once
     except BrokerError as error:
         log.warning("the broker did not take a chunk of %s deliveries; kept for when it "
                     "answers: %s", len(delivery_ids), describe(error))  # fmt: skip
@@ -130,6 +130,7 @@ def poll_feed(self, feed_id: int) -> list[int]:
         session.commit()
     if request is None:
         return []
+    outcome: FetchedFeed | FeedFetchError | None
     try:
         outcome = fetch(request, settings)  # no transaction open meanwhile
     except FeedFetchError as error:

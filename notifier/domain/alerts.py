@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import TypeGuard
 from urllib.parse import urlsplit
 
 from sqlalchemy import func, select, update
@@ -51,7 +52,7 @@ class AlertDraft:
     category_names: tuple[str, ...] = field(default=())
 
 
-def _strings(value: object) -> bool:
+def _strings(value: object) -> TypeGuard[list[str] | tuple[str, ...]]:
     return isinstance(value, list | tuple) and all(isinstance(v, str) for v in value)
 
 
@@ -65,18 +66,24 @@ def _text(data: Mapping[str, object], name: str) -> str:
     return value
 
 
-def absolute_http_url(value: str, name: str, label: str, required: bool) -> str | None:
+def _http_url(value: str, name: str, label: str) -> str:
+    """An absolute http(s) address, stripped; AlertError with a sentence otherwise."""
     if len(value) > URL_MAX:
         raise AlertError(f"The {label} is longer than {URL_MAX} characters.", name)
     value = value.strip()
-    if not value and not required:
-        return None
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise AlertError(
             f"The {label} must be a web address starting with http:// or https://.", name
         )
     return value
+
+
+def _optional_http_url(value: str, name: str, label: str) -> str | None:
+    """As _http_url, but blank (or only spaces) means none."""
+    if len(value) <= URL_MAX and not value.strip():
+        return None
+    return _http_url(value, name, label)
 
 
 def _send_at(value: str, now: datetime) -> datetime | None:
@@ -117,9 +124,11 @@ def _target(
 ) -> tuple[bool, list[str], tuple[str, ...]]:
     """(all readers?, category slugs, category names)."""
     target_all, slugs = data.get("all"), data.get("categories")
+    if slugs is None:  # absent or null: no categories
+        slugs = []
     if target_all is not None and not isinstance(target_all, bool):
         raise AlertError('"all" must be true or false.', "categories")
-    if slugs is not None and (not _strings(slugs) or len(slugs) > CATEGORY_SLUGS_MAX):
+    if not _strings(slugs) or len(slugs) > CATEGORY_SLUGS_MAX:
         raise AlertError(  # only a script can send this: it knows what a slug is
             f"Categories must be a list of slugs, at most {CATEGORY_SLUGS_MAX}.", "categories"
         )
@@ -138,12 +147,13 @@ def validate_alert(
     session: Session, data: Mapping[str, object], default_url: str, now: datetime
 ) -> AlertDraft:
     """Check what an editor or a script asked for; raise AlertError with a sentence."""
-    if not isinstance(data.get("title"), str):
+    raw_title = data.get("title")
+    if not isinstance(raw_title, str):
         raise AlertError("Please write a headline (title, as text).", "title")
-    title, body = single_line(data["title"]), _text(data, "body")
+    title, body = single_line(raw_title), _text(data, "body")
     if not title:
         raise AlertError("Please write a headline.", "title")
-    if len(data["title"]) > TITLE_MAX:
+    if len(raw_title) > TITLE_MAX:
         raise AlertError(f"The headline is longer than {TITLE_MAX} characters.", "title")
     if len(body) > BODY_MAX:
         raise AlertError(f"The text is longer than {BODY_MAX} characters.", "body")
@@ -153,8 +163,8 @@ def validate_alert(
     return AlertDraft(
         title=title,
         body=" ".join(body.split()),
-        url=absolute_http_url(_text(data, "url") or default_url, "url", "link", required=True),
-        image_url=absolute_http_url(image, "image_url", "image", False),
+        url=_http_url(_text(data, "url") or default_url, "url", "link"),
+        image_url=_optional_http_url(image, "image_url", "image"),
         target_all=target_all,
         category_slugs=tuple(sorted(slugs)),
         channels=channels,

@@ -31,8 +31,8 @@ class Audience:
 
     membership: Table
     recipient_column: str  # column of `membership` and of deliveries naming the recipient
-    recipient: type
-    active: object
+    recipient: type[Subscriber] | type[PushSubscription]
+    active: SubscriberStatus | PushStatus
     paused_until: str | None = None  # recipient column: none goes to them before that time
     # membership column saying how a category reaches them (notifier.models.Cadence): an
     # article goes at once only where it says instant; digests carry the others.

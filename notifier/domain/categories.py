@@ -97,11 +97,12 @@ class CategoryIndex:
 
     def resolve_one(self, ref: CategoryRef) -> Category | None:
         name, slug = clean_name(ref.name), clean_slug(ref.slug)
-        if not name and not slug:
+        label = name or slug  # a category without a name is called by its slug
+        if not label:
             return None
         category = self._match(ref.term_id, slug, name)
         if category is None:
-            return self._create(name or slug, slug, ref.term_id)
+            return self._create(label, slug, ref.term_id)
         if ref.term_id is not None:
             self._learn(category, ref.term_id, slug, name)
         return category

@@ -32,7 +32,7 @@ def count_hard_bounces(session: Session, subscriber_id: int) -> int:
     )
     if forgiven is not None:
         statement = statement.where(Delivery.created_at > forgiven)
-    return session.scalar(statement)
+    return session.execute(statement).scalar_one()
 
 
 def unsent_deliveries(session: Session) -> list[tuple[int, str, datetime]]:

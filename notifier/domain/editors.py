@@ -7,6 +7,7 @@ login_attempts, so the limits hold across web processes.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from datetime import datetime, timedelta
 from functools import cache
@@ -89,10 +90,10 @@ def _address(email: object) -> str:
 
 
 def _role(role: object) -> EditorRole:
-    try:
-        return EditorRole(role)
-    except ValueError:
-        raise EditorError("The role must be editor or admin.") from None
+    if isinstance(role, str):
+        with contextlib.suppress(ValueError):
+            return EditorRole(role)
+    raise EditorError("The role must be editor or admin.")
 
 
 def editor_by_email(session: Session, email: str) -> Editor | None:

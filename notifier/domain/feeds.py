@@ -230,7 +230,7 @@ def store_article(
             "announce": announce,
         },
     ).scalar()
-    article = session.get(Article, inserted) if inserted else _known(session, item.guid)
+    article = session.get_one(Article, inserted) if inserted else _known(session, item.guid)
     if not inserted and any(getattr(article, k) != v for k, v in values.items()):
         for key, value in values.items():
             setattr(article, key, value)

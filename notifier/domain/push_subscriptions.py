@@ -64,7 +64,9 @@ def parse_browser_subscription(data: object, policy: EndpointCheck) -> BrowserSu
         policy.origin_of(endpoint)
     except ValueError as refused:
         raise PushSubscriptionError(str(refused)) from None
-    keys = data.get("keys") if isinstance(data.get("keys"), dict) else {}
+    keys = data.get("keys")
+    if not isinstance(keys, dict):
+        keys = {}
     p256dh, auth = (
         _decoded_key(keys.get("p256dh"), "p256dh"),
         _decoded_key(keys.get("auth"), "auth"),

@@ -2,10 +2,23 @@
 
 from __future__ import annotations
 
+from typing import Protocol, cast
+
 from celery import Celery
 from kombu.exceptions import ChannelError
 
 QUEUES = ("celery", "feeds")  # sending, and feed fetches (notifier.polling.node)
+
+
+class _DeclareOk(Protocol):
+    message_count: int
+
+
+class _QueueDeclaring(Protocol):
+    """What the channel of every kombu transport offers (AMQP's queue.declare), though
+    kombu's base channel type does not say so."""
+
+    def queue_declare(self, queue: str, passive: bool) -> _DeclareOk: ...
 
 
 def queue_depths(app: Celery, names: tuple[str, ...] = QUEUES) -> dict[str, int]:
@@ -13,7 +26,7 @@ def queue_depths(app: Celery, names: tuple[str, ...] = QUEUES) -> dict[str, int]
     depths = {}
     with app.connection_for_read() as connection:
         connection.ensure_connection(max_retries=1, timeout=3)
-        channel = connection.default_channel
+        channel = cast(_QueueDeclaring, connection.default_channel)
         for name in names:
             try:
                 depths[name] = channel.queue_declare(queue=name, passive=True).message_count

@@ -112,6 +112,10 @@ def _database_and_migrations(database_url: str, timeout: float) -> tuple[Check, 
     return database, Check("migrations", False, detail, elapsed)
 
 
+def _broker_errors(connection: Connection) -> tuple[type[BaseException], ...]:
+    return (KombuError, OSError, *connection.connection_errors, *connection.channel_errors)
+
+
 def _broker(broker_url: str, timeout: float) -> tuple[Check]:
     """Connect once (no retry) with short socket timeouts and open a channel (Redis: PING)."""
     started = time.monotonic()
@@ -119,9 +123,11 @@ def _broker(broker_url: str, timeout: float) -> tuple[Check]:
     connection = Connection(broker_url, connect_timeout=timeout, transport_options=options)
     try:
         with connection:
-            connection.ensure_connection(max_retries=0, timeout=timeout)
-            connection.channel().close()
-    except (KombuError, OSError, *connection.connection_errors, *connection.channel_errors) as e:
+            # kombu takes float seconds here (its stubs say int)
+            connection.ensure_connection(max_retries=0, timeout=timeout)  # type: ignore[arg-type]
+            with connection.channel():  # opened, then closed on leaving
+                pass
+    except _broker_errors(connection) as e:
         return (Check("broker", False, _reason(e), time.monotonic() - started),)
     return (Check("broker", True, "reachable", time.monotonic() - started),)
 

@@ -186,7 +186,12 @@ def _read_database(report: StatusReport, session: Session, settings: Settings) -
 
 def _read_broker(report: StatusReport, celery_app: Celery) -> None:
     connection = celery_app.connection_for_read()
-    errors = (KombuError, OSError, *connection.connection_errors, *connection.channel_errors)
+    errors: tuple[type[BaseException], ...] = (
+        KombuError,
+        OSError,
+        *connection.connection_errors,
+        *connection.channel_errors,
+    )
     try:
         report.queues = queue_depths(celery_app)
     except errors as error:
@@ -305,8 +310,8 @@ def render_text(report: StatusReport) -> str:
     if not report.failures_last_day:
         lines.append("  none")
     lines.append("Failed tasks (last day)")
-    for g in report.task_failures_last_day:
-        lines.append(f"  {g.task}  {g.count}  {g.cause}")
+    for t in report.task_failures_last_day:
+        lines.append(f"  {t.task}  {t.count}  {t.cause}")
     if not report.task_failures_last_day:
         lines.append("  none")
     if report.sweep is not None:

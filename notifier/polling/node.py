@@ -43,7 +43,7 @@ class FeedsNode(bootsteps.StartStopStep):
 
     def start(self, worker) -> None:
         settings = worker.app.notifier_settings
-        self.name = feeds_node_name(worker.hostname)
+        self.node_name = feeds_node_name(worker.hostname)
         # Its fetches under way end within FEED_TIMEOUT_SECONDS: then it has stopped.
         self.stop_grace = settings.feed_timeout_seconds + 10
         self.child = self._spawn()
@@ -51,18 +51,18 @@ class FeedsNode(bootsteps.StartStopStep):
 
     def _spawn(self) -> subprocess.Popen:
         env = {**os.environ, PARENT_PID_ENV: str(os.getpid())}
-        command = [sys.executable, "-m", "notifier.cli", "feeds-worker", "-n", self.name]
+        command = [sys.executable, "-m", "notifier.cli", "feeds-worker", "-n", self.node_name]
         return subprocess.Popen(command, env=env)
 
     def check(self) -> None:
         if self.child.poll() is not None:
-            log.error("feeds node %s exited (%s); starting it again", self.name,
+            log.error("feeds node %s exited (%s); starting it again", self.node_name,
                       self.child.returncode)  # fmt: skip
             self.child = self._spawn()
 
-    def stop(self, worker) -> None:
+    def stop(self, parent) -> None:  # parent: the worker, as Celery names it
         if getattr(self, "tref", None) is not None:
-            worker.timer.cancel(self.tref)
+            parent.timer.cancel(self.tref)
             self.tref = None
         child = getattr(self, "child", None)
         if child is None or child.poll() is not None:

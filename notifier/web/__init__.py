@@ -55,7 +55,10 @@ def create_app(settings: Settings | None = None, queue: TaskQueue | None = None)
         # Behind N reverse proxies: take the client address and scheme from their headers,
         # so login throttling sees readers, not the proxy.
         n = settings.trusted_proxies
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)
+        # Flask's documented way to add WSGI middleware; its stubs call wsgi_app a method.
+        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+            app.wsgi_app, x_for=n, x_proto=n, x_host=n
+        )
     csrf = CSRFProtect(app)
 
     from notifier.web import (

@@ -8,7 +8,7 @@ from notifier.domain.api_tokens import ApiTokenError, issue_token, list_tokens, 
 from notifier.domain.editors import EditorError, create_editor, disable_editor, list_editors
 from notifier.models import EditorRole
 from notifier.timeutil import utcnow
-from notifier.web.auth import admin_required, current_editor
+from notifier.web.auth import admin_required, current_editor, signed_in_editor
 from notifier.web.context import db
 
 bp = Blueprint("admin", __name__, url_prefix="/editor/admin")
@@ -50,7 +50,7 @@ def add_editor():
 @bp.post("/editors/<int:editor_id>/disable")
 @admin_required
 def disable(editor_id: int):
-    if editor_id == current_editor().id:  # the page offers no button for it either
+    if editor_id == signed_in_editor().id:  # the page offers no button for it either
         return _editors_page(400, "You cannot disable your own account; ask another admin.")
     try:
         editor = disable_editor(db(), editor_id, utcnow())
@@ -73,7 +73,7 @@ def tokens():
 def add_token():
     try:
         token, plaintext = issue_token(
-            db(), request.form.get("name"), current_editor().id, utcnow()
+            db(), request.form.get("name"), signed_in_editor().id, utcnow()
         )
     except ApiTokenError as error:
         db().rollback()

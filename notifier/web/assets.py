@@ -15,8 +15,15 @@ from notifier.web.context import settings
 bp = Blueprint("assets", __name__)
 
 
+def _static_folder() -> str:
+    folder = current_app.static_folder
+    if folder is None:
+        raise RuntimeError("create_app gives the app a static folder; this one has none")
+    return folder
+
+
 def _script(name: str, **headers: str):
-    response = send_from_directory(current_app.static_folder, name, max_age=0)
+    response = send_from_directory(_static_folder(), name, max_age=0)
     response.headers["Content-Type"] = "text/javascript; charset=utf-8"
     response.headers["Cache-Control"] = "no-cache"  # a stale service worker outlives deploys
     response.headers.update(headers)
@@ -50,7 +57,7 @@ def ico_from_png(path: Path) -> bytes:
 @bp.get("/favicon.ico")
 def favicon():
     """Browsers ask for it on every page that names no icon (JSON, the raw mail source)."""
-    body = ico_from_png(Path(current_app.static_folder) / ICON)
+    body = ico_from_png(Path(_static_folder()) / ICON)
     return Response(body, content_type="image/x-icon", headers={"Cache-Control": "max-age=86400"})
 
 

@@ -44,9 +44,10 @@ def utf8_local_parts_ok(raw_email: object) -> bool:
     """False only when `raw_email` has a non-ASCII local part and the mail server is known
     not to offer SMTPUTF8 (the dev mailbox takes anything; an unreachable server is asked
     again later, and the confirmation is retried meanwhile)."""
-    if not isinstance(raw_email, str) or raw_email.isascii() or not settings().smtp_url:
+    smtp_url = settings().smtp_url
+    if not isinstance(raw_email, str) or raw_email.isascii() or not smtp_url:
         return True
     from notifier.channels.smtp import SmtpChannel, offers_smtputf8
 
-    channel = SmtpChannel(settings().smtp_url, min(settings().smtp_timeout_seconds, 5.0))
+    channel = SmtpChannel(smtp_url, min(settings().smtp_timeout_seconds, 5.0))
     return offers_smtputf8(channel, settings().smtputf8_check_seconds) is not False

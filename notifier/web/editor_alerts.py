@@ -26,7 +26,7 @@ from notifier.models import Alert
 from notifier.ops.deliverability import Thresholds, alert_rates
 from notifier.task_queue import send_or_keep
 from notifier.timeutil import utcnow
-from notifier.web.auth import current_editor, editor_required
+from notifier.web.auth import editor_required, signed_in_editor
 from notifier.web.context import composer, db, queue, settings
 from notifier.web.security_headers import allow_inline_styles
 from notifier.wording import plural
@@ -75,7 +75,7 @@ def _draft() -> AlertDraft:
 
 def _preview_page(draft: AlertDraft, notice: str | None = None):
     allow_inline_styles()  # the email preview, in a sandboxed iframe
-    editor = current_editor()
+    editor = signed_in_editor()
     alert = _unsaved_alert(draft)
     email = composer().alert_preview(alert, editor.email, list(draft.category_names))
     push = composer().alert_push(alert, None).payload
@@ -134,8 +134,8 @@ def send_test():
     alert = _unsaved_alert(draft)
     fields = {"title": alert.title, "body": alert.body, "url": alert.url,
               "image_url": alert.image_url}  # fmt: skip
-    queue().send_alert_test(fields, current_editor().email, list(draft.category_names))
-    return _preview_page(draft, notice=f"A test went to {current_editor().email} only.")
+    queue().send_alert_test(fields, signed_in_editor().email, list(draft.category_names))
+    return _preview_page(draft, notice=f"A test went to {signed_in_editor().email} only.")
 
 
 @bp.post("/")
@@ -147,7 +147,7 @@ def send():
         return _compose_page(error, 400)
     key = request.form.get("idempotency_key", "").strip()[:100]
     alert, created = create_alert(
-        db(), draft, utcnow(), created_by_id=current_editor().id,
+        db(), draft, utcnow(), created_by_id=signed_in_editor().id,
         idempotency_key=f"form:{key}" if key else None,
     )  # fmt: skip
     db().commit()

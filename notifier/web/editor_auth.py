@@ -17,7 +17,14 @@ from flask.blueprints import BlueprintSetupState
 from notifier.domain.editors import LoginRefused, LoginThrottled, authenticate, login_address
 from notifier.models import EditorRole
 from notifier.timeutil import utcnow
-from notifier.web.auth import current_editor, editor_required, log_in, log_out, safe_next
+from notifier.web.auth import (
+    current_editor,
+    editor_required,
+    log_in,
+    log_out,
+    safe_next,
+    signed_in_editor,
+)
 from notifier.web.context import db, settings, tokens
 
 bp = Blueprint("editor_auth", __name__, url_prefix="/editor")
@@ -97,7 +104,7 @@ def logout():
 @bp.get("/")
 @editor_required
 def home():
-    editor = current_editor()
+    editor = signed_in_editor()
     return render_template(
         "pages/editor/home.html", editor=editor, is_admin=editor.role is EditorRole.ADMIN
     )
