@@ -551,6 +551,16 @@ class Delivery(Base):
     claim_token: Mapped[str | None] = mapped_column(String(32))
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
+    @property
+    def recipient_id(self) -> int:
+        """The reader (email) or browser (push) it goes to; CHECK one_recipient sets one."""
+        recipient_id = (
+            self.subscriber_id if self.subscriber_id is not None else self.push_subscription_id
+        )
+        if recipient_id is None:
+            raise ValueError(f"delivery {self.id} has no recipient")
+        return recipient_id
+
 
 class BounceKind(enum.StrEnum):
     """What a message that came back to a bounce address turned out to be."""

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import copy
 import email.generator
+import email.policy
 import email.utils
 import functools
 import io
@@ -237,7 +238,9 @@ class _Mail:
         if message["Bcc"] is not None:
             message = copy.copy(message)
             del message["Bcc"]
-        policy = message.policy.clone(utf8=True) if international else message.policy
+        policy = message.policy
+        if international and isinstance(policy, email.policy.EmailPolicy):  # an EmailMessage's
+            policy = policy.clone(utf8=True)
         with io.BytesIO() as buffer:
             email.generator.BytesGenerator(buffer, policy=policy).flatten(message, linesep="\r\n")
             data = _NEWLINES.sub(b"\r\n", buffer.getvalue())  # as smtplib: no bare CR or LF
@@ -309,8 +312,11 @@ class _Lane:
 
     def open(self) -> str | None:
         """Connect; None, or why the server cannot be used."""
+        channel = self._channel()
+        if channel is None:  # its session ended: nothing is sent on its lanes any more
+            return "the SMTP channel was closed"
         try:
-            client = self._channel().connect()
+            client = channel.connect()
         except smtplib.SMTPResponseException as error:
             return f"SMTP server refused us: {_reply(error.smtp_code, error.smtp_error)}"
         except smtplib.SMTPException as error:  # e.g. no STARTTLS or AUTH on offer
@@ -351,20 +357,27 @@ class _Lane:
         lines.append(b"DATA\r\n")
         return lines
 
+    def _connected(self) -> smtplib.SMTP:
+        if self.client is None:  # dropped: to the caller, like any connection lost
+            raise smtplib.SMTPServerDisconnected("not connected")
+        return self.client
+
     def reply(self) -> tuple[int, bytes]:
-        code, message = self.client.getreply()
+        code, message = self._connected().getreply()
         if code == 421:
             raise _Closing(code, message)
         return code, message
 
-    def transact(self, job: _Job, take_next: Callable[[], _Job | None]) -> SendResult:
-        """One mail transaction. Raises _Closing (421) or OSError when the connection fails;
-        `take_next` may hand over the next message, whose commands then follow the data."""
-        mail = job.mail
+    def transact(
+        self, job: _Job, mail: _Mail, take_next: Callable[[], tuple[_Job, _Mail] | None]
+    ) -> SendResult:
+        """One mail transaction (`mail`: the job's, prepared). Raises _Closing (421) or
+        OSError when the connection fails; `take_next` may hand over the next message, whose
+        commands then follow the data."""
         if mail.smtputf8 and not self.smtputf8:
             detail = "a non-ASCII address needs SMTPUTF8, which the SMTP server does not offer"
             return SendResult(Outcome.FAILED, detail)
-        client = self.client
+        client = self._connected()
         commands = self.commands(mail)
         if self.pipelining:  # RFC 2920: the whole group in one write, then every reply
             if not job.announced:
@@ -400,8 +413,9 @@ class _Lane:
         if following is None:
             client.send(mail.payload)
         else:  # the end of this data and the next message's group: one write
-            client.send(b"".join((mail.payload, *self.commands(following.mail))))
-            following.announced = True
+            next_job, next_mail = following
+            client.send(b"".join((mail.payload, *self.commands(next_mail))))
+            next_job.announced = True
         code, reply = self.reply()
         if not _ok(code):
             return SendResult(Outcome.FAILED if code >= 500 else Outcome.RETRY, _reply(code, reply))
@@ -570,9 +584,10 @@ class SmtpSession:
         self, lane: _Lane, job: _Job, pending: deque[_Job], run: _Run | None
     ) -> SendResult:
         """Send one message on `lane`, reconnecting once; its result (or _RETIRED)."""
-        if job.mail is None:
+        mail = job.mail
+        if mail is None:
             try:
-                job.mail = _Mail.of(job.message, self.channel.signer)
+                mail = job.mail = _Mail.of(job.message, self.channel.signer)
             except (ValueError, TypeError, LookupError) as error:
                 return SendResult(Outcome.FAILED, f"cannot send this message: {error}")
         while True:
@@ -593,7 +608,7 @@ class SmtpSession:
                     self.unavailable = refused
                     return SendResult(Outcome.RETRY, refused)
             try:
-                return lane.transact(job, lambda: self._following(lane, pending, run))
+                return lane.transact(job, mail, lambda: self._following(lane, pending, run))
             except _Closing as error:
                 detail = error.detail
             except (OSError, smtplib.SMTPException) as error:
@@ -603,7 +618,9 @@ class SmtpSession:
                 return SendResult(Outcome.RETRY, detail)
             job.attempt += 1
 
-    def _following(self, lane: _Lane, pending: deque[_Job], run: _Run | None) -> _Job | None:
+    def _following(
+        self, lane: _Lane, pending: deque[_Job], run: _Run | None
+    ) -> tuple[_Job, _Mail] | None:
         """The message to pipeline after the current one's data, if one is at hand now and
         may go at once (prepared, paced without a wait, sendable on this connection)."""
         if len(pending) < 2:
@@ -618,17 +635,18 @@ class SmtpSession:
                 return None
             pending.append(job)
         job = pending[1]
-        if job.mail is None:
+        mail = job.mail
+        if mail is None:
             try:
-                job.mail = _Mail.of(job.message, self.channel.signer)
+                mail = job.mail = _Mail.of(job.message, self.channel.signer)
             except (ValueError, TypeError, LookupError):
                 return None  # its own turn reports it
         if not job.paced:
             job.delay = self._reserve()
             job.paced = True
-        if job.delay > 0 or (job.mail.smtputf8 and not lane.smtputf8):
+        if job.delay > 0 or (mail.smtputf8 and not lane.smtputf8):
             return None
-        return job
+        return job, mail
 
     def _reserve(self) -> float:
         pacer = self.channel.pacer

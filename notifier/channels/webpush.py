@@ -41,7 +41,7 @@ import struct
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from email.utils import parsedate_to_datetime
 
@@ -217,7 +217,8 @@ class _Call:
 
     def _hand_over(self) -> None:
         group, self._group = self._group, None
-        self.results.put(group)
+        if group is not None:  # always: done() filled it before it asked for this call
+            self.results.put(group)
 
 
 class WebPushSession:
@@ -238,7 +239,7 @@ class WebPushSession:
 
     def send_many(
         self, messages: Iterable[tuple[int, PushMessage]]
-    ) -> Iterator[tuple[int, SendResult]]:
+    ) -> Generator[tuple[int, SendResult], None, None]:
         """Send (key, message) pairs concurrently; yield (key, result) as each completes.
 
         `messages` is pulled in this thread, at most `lookahead` ahead of the results. If

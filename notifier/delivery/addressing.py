@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import literal, select
+from sqlalchemy import Row, literal, select
 from sqlalchemy.orm import Session, selectinload
 
 from notifier.domain.audiences import Audience
@@ -26,7 +26,7 @@ from notifier.timeutil import utcnow
 class Addressee:
     delivery_id: int
     notice: Article | Alert
-    recipient: object  # a subscribers (email) or push_subscriptions (push) row
+    recipient: Row  # a subscribers (email) or push_subscriptions (push) row: plain, not ORM
     matched: tuple[Category, ...]  # the notice's categories the recipient follows, by name
 
     @property
@@ -127,8 +127,8 @@ def _notices(session: Session, rows) -> dict[tuple[str, int], Article | Alert]:
         for article in session.scalars(query.options(selectinload(Article.categories))):
             found[("article", article.id)] = article
     if alert_ids:
-        query = select(Alert).where(Alert.id.in_(alert_ids))
-        for alert in session.scalars(query.options(selectinload(Alert.categories))):
+        alert_query = select(Alert).where(Alert.id.in_(alert_ids))
+        for alert in session.scalars(alert_query.options(selectinload(Alert.categories))):
             found[("alert", alert.id)] = alert
     return found
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
+from typing import cast
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import CursorResult, and_, or_, select, update
 from sqlalchemy.orm import Session
 
 from notifier.models import Delivery, DeliveryOutcome, DeliveryStatus
@@ -146,7 +147,8 @@ def mark_sent(
     """Accepted by the server: one statement for a whole group of deliveries. With the
     claim's token, rows taken over meanwhile are left to their new holder. Returns the rows
     recorded."""
-    return session.execute(
+    # An UPDATE gives a CursorResult (it has the rowcount); Session.execute is typed for any.
+    result = session.execute(
         update(DELIVERIES)
         .where(*held_by(session, delivery_ids, token))
         .values(
@@ -158,7 +160,8 @@ def mark_sent(
             claimed_by=None,
             claim_token=None,
         )
-    ).rowcount
+    )
+    return cast(CursorResult, result).rowcount
 
 
 def mark_skipped(

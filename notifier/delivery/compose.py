@@ -12,7 +12,7 @@ from datetime import datetime
 from email.message import EmailMessage
 from urllib.parse import urlsplit
 
-from sqlalchemy import select
+from sqlalchemy import Row, select
 from sqlalchemy.orm import Session
 
 from notifier.branding import Brand
@@ -24,7 +24,6 @@ from notifier.models import (
     Alert,
     Article,
     Category,
-    PushSubscription,
     Subscriber,
 )
 from notifier.tokens import BounceAddresses, EmailView, Tokens
@@ -168,8 +167,9 @@ class Composer:
             topic=article_topic(notice.guid),
         )
 
-    def alert_push(self, alert: Alert, subscription: PushSubscription | None) -> PushMessage:
-        """Breaking news: Urgency high and a short TTL (stale breaking news is no news)."""
+    def alert_push(self, alert: Alert, subscription: Row | None) -> PushMessage:
+        """Breaking news: Urgency high and a short TTL (stale breaking news is no news).
+        `subscription` is a push_subscriptions row; None for an editor's preview."""
         payload = self.renderer.render_push(
             "alert",
             {

@@ -39,6 +39,7 @@ import re
 import secrets
 import time
 from collections.abc import Sequence
+from typing import NamedTuple
 
 from notifier.email_headers import header_line
 from notifier.messages import EmailEnvelope, RenderedEmail, wire_address
@@ -82,8 +83,16 @@ def _address_line(name: str, value: str) -> bytes:
     return _POLICY.header_factory(name, value).fold(policy=_POLICY).encode("ascii")
 
 
+class _Split(NamedTuple):
+    """A string cut at its slot tokens: the text before the first slot, then each slot's
+    index with the text that follows it up to the next slot."""
+
+    head: str
+    slots: list[tuple[int, str]]
+
+
 class _Splitter:
-    """Cuts a string at the slot tokens: static pieces and slot indexes, alternating."""
+    """Cuts a string at the slot tokens."""
 
     def __init__(self, slots: Sequence[str]) -> None:
         self.index = {slot: i for i, slot in enumerate(slots)}
@@ -91,13 +100,12 @@ class _Splitter:
         alternatives = "|".join(re.escape(s) for s in longest_first)
         self.pattern = re.compile(f"({alternatives})") if slots else None
 
-    def split(self, text: str) -> list[str | int]:
+    def split(self, text: str) -> _Split:
         if self.pattern is None:
-            return [text]
-        pieces: list[str | int] = []
-        for i, piece in enumerate(self.pattern.split(text)):
-            pieces.append(self.index[piece] if i % 2 else piece)
-        return pieces
+            return _Split(text, [])
+        head, *rest = self.pattern.split(text)  # static, slot, static, slot, ..., static
+        slots = [self.index[slot] for slot in rest[0::2]]
+        return _Split(head, list(zip(slots, rest[1::2], strict=True)))
 
 
 class _Template:
@@ -110,15 +118,14 @@ class _Template:
         self.positions = positions  # (index in pieces, slot number)
 
     @classmethod
-    def of(cls, pieces: Sequence[str | int]) -> _Template:
-        static: list = []
+    def of(cls, split: _Split) -> _Template:
+        static: list = [split.head] if split.head else []
         positions: list[tuple[int, int]] = []
-        for piece in pieces:
-            if isinstance(piece, int):
-                positions.append((len(static), piece))
-                static.append(None)
-            elif piece:
-                static.append(piece)
+        for slot, text in split.slots:
+            positions.append((len(static), slot))
+            static.append(None)
+            if text:
+                static.append(text)
         return cls(static, positions)
 
     def fill(self, values: Sequence) -> list:
@@ -146,15 +153,12 @@ class _Body:
         content = _NEWLINES.sub("\r\n", content)
         if not content.endswith("\r\n"):
             content += "\r\n"
-        pieces = splitter.split(content)
-        head = pieces[0].encode()
-        cut = len(head) if len(pieces) == 1 else len(head) // _B64_CHUNK * _B64_CHUNK
+        split = splitter.split(content)
+        head = split.head.encode()
+        cut = len(head) if not split.slots else len(head) // _B64_CHUNK * _B64_CHUNK
         self.prefix = _base64_lines(head[:cut])
         self.carry = head[cut:]  # the part of a chunk before the first slot
-        self.stretches = [
-            (slot, _Stretch(static.encode()))
-            for slot, static in zip(pieces[1::2], pieces[2::2], strict=True)
-        ]
+        self.stretches = [(slot, _Stretch(static.encode())) for slot, static in split.slots]
 
     def encode(self, values: Sequence[bytes]) -> list[bytes]:
         if not self.stretches:
@@ -253,11 +257,11 @@ class EmailLayout:
         sender = from_header.addresses[0].addr_spec
         domain = sender.rpartition("@")[2] or "localhost"
 
-        subject_pieces = splitter.split(single_line(rendered.subject))
+        subject_split = splitter.split(single_line(rendered.subject))
         subject: bytes | _Template = (
-            _fold("Subject", subject_pieces[0])
-            if len(subject_pieces) == 1
-            else _Template.of(subject_pieces)
+            _Template.of(subject_split)
+            if subject_split.slots
+            else _fold("Subject", subject_split.head)
         )
         headers: list[bytes | tuple[str, _Template]] = []
         for name, value in rendered.headers.items():
@@ -265,15 +269,15 @@ class EmailLayout:
                 raise ValueError(f"not a header name: {name!r}")
             if name.lower() in _RESERVED:
                 raise ValueError(f"the layout writes the {name} header itself")
-            pieces = splitter.split(single_line(value))
-            if len(pieces) == 1:
-                line = _fold(name, pieces[0])
+            split = splitter.split(single_line(value))
+            if not split.slots:
+                line = _fold(name, split.head)
                 if headers and isinstance(headers[-1], bytes):
                     headers[-1] += line
                 else:
                     headers.append(line)
             else:
-                headers.append((name, _Template.of(pieces)))
+                headers.append((name, _Template.of(split)))
         return cls(
             mail_from=mail_from,
             sender=sender,

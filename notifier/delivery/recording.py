@@ -195,7 +195,7 @@ class Recorder:
             mark_skipped(self.session, ids, reason, token)
         finals = []
         for delivery_id, result in self.others:
-            delivery = self.session.get(Delivery, delivery_id)
+            delivery = self.session.get_one(Delivery, delivery_id)
             if token is not None and delivery.claim_token != token:
                 self.report.fenced += 1
                 continue
