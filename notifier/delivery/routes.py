@@ -40,8 +40,8 @@ def _address_bounced(
 ) -> None:
     """The mail server said the address does not exist: after EMAIL_BOUNCE_LIMIT such
     answers the address is suppressed."""
-    bounces = count_hard_bounces(session, delivery.subscriber_id)
-    suppress_bounced_address(session, delivery.subscriber_id, bounces,
+    bounces = count_hard_bounces(session, delivery.recipient_id)
+    suppress_bounced_address(session, delivery.recipient_id, bounces,
                              settings.email_bounce_limit, detail, now)  # fmt: skip
 
 
@@ -49,7 +49,7 @@ def _browser_gone(
     session: Session, delivery: Delivery, detail: str, now: datetime, settings: Settings
 ) -> None:
     """The push service said 404/410: the browser dropped the subscription."""
-    mark_push_gone(session, delivery.push_subscription_id, detail, now)
+    mark_push_gone(session, delivery.recipient_id, detail, now)
 
 
 ROUTES: dict[str, Route] = {

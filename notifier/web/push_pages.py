@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from flask import Blueprint, render_template, request
 
 from notifier.domain.categories import list_categories
@@ -30,7 +32,8 @@ def manage(token: str):
     row = db().get(PushSubscription, tokens().read_push_manage_token(token))
     if row is None:
         raise TokenError("This link is not valid.")
-    notice, status, chosen = None, 200, None
+    notice, status = None, 200
+    chosen: Collection[str] | None = None  # the slugs ticked on the page shown
     if request.method == "POST":
         chosen = [] if "turn_off" in request.form else request.form.getlist("categories")
         try:
