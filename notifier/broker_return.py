@@ -16,12 +16,14 @@ import functools
 from celery import bootsteps
 from celery.worker.consumer import Consumer
 
+from notifier.celery_app import settings_of
+
 
 class ReconnectingConsumer(Consumer):
     """Celery's consumer, trying a lost broker again every BROKER_RECONNECT_SECONDS."""
 
     def ensure_connected(self, conn):
-        most = self.app.notifier_settings.broker_reconnect_seconds
+        most = settings_of(self.app).broker_reconnect_seconds
         conn.ensure_connection = functools.partial(
             conn.ensure_connection, interval_start=min(1.0, most), interval_step=1.0,
             interval_max=most,
@@ -37,4 +39,4 @@ class HandOverOnConnect(bootsteps.StartStopStep):
     def start(self, consumer) -> None:
         from notifier.recovery import hand_over_unsent
 
-        hand_over_unsent(consumer.app.notifier_settings)
+        hand_over_unsent(settings_of(consumer.app))

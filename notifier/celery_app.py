@@ -58,6 +58,13 @@ class NotifierCelery(Celery):
     notifier_settings: Settings
 
 
+def settings_of(app: Celery) -> Settings:
+    """The Settings of an app make_celery made (a worker's steps get the app as a Celery)."""
+    if not isinstance(app, NotifierCelery):
+        raise TypeError(f"{app!r} was not made by notifier.celery_app.make_celery")
+    return app.notifier_settings
+
+
 def make_celery(settings: Settings | None = None) -> NotifierCelery:
     settings = settings or load_settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)  # beat keeps its schedule there
@@ -214,8 +221,9 @@ def _record_heartbeats(app: Celery, settings: Settings) -> None:
         def stop(self, worker) -> None:
             if getattr(self, "tref", None) is not None:
                 worker.timer.cancel(self.tref)
-            if getattr(self, "marker", None) is not None:
-                self.marker.close()
+            marker = getattr(self, "marker", None)
+            if marker is not None:
+                marker.close()
 
     app.steps["worker"].add(DatabaseHeartbeat)
     app.steps["worker"].add(Takeover)

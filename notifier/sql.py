@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import cast
 
-from sqlalchemy import Integer, Table, any_, literal
+from sqlalchemy import CursorResult, Integer, Result, Table, any_, literal
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -14,6 +15,12 @@ def insert_ignoring_conflicts(session: Session, table: Table):
     dialect = session.get_bind().dialect.name
     module = postgresql if dialect == "postgresql" else sqlite
     return module.insert(table).on_conflict_do_nothing()
+
+
+def rows_changed(result: Result) -> int:
+    """The rows an UPDATE or DELETE run through Session.execute changed: it returns a
+    CursorResult, which has the count, though it is typed as any Result."""
+    return cast(CursorResult, result).rowcount
 
 
 def among(session: Session, column, ids: Iterable[int]):

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
-from typing import cast
 
-from sqlalchemy import CursorResult, and_, or_, select, update
+from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session
 
 from notifier.models import Delivery, DeliveryOutcome, DeliveryStatus
-from notifier.sql import among
+from notifier.sql import among, rows_changed
 
 DELIVERIES = Delivery.__table__
 
@@ -147,7 +146,6 @@ def mark_sent(
     """Accepted by the server: one statement for a whole group of deliveries. With the
     claim's token, rows taken over meanwhile are left to their new holder. Returns the rows
     recorded."""
-    # An UPDATE gives a CursorResult (it has the rowcount); Session.execute is typed for any.
     result = session.execute(
         update(DELIVERIES)
         .where(*held_by(session, delivery_ids, token))
@@ -161,7 +159,7 @@ def mark_sent(
             claim_token=None,
         )
     )
-    return cast(CursorResult, result).rowcount
+    return rows_changed(result)
 
 
 def mark_skipped(

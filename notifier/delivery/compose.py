@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import email.generator
+import email.policy
 import email.utils
 import hashlib
 import io
@@ -106,13 +107,13 @@ class Composer:
             "unsubscribe_url": unsubscribe_url,
             "manage_url": manage_url,
         }
-        host, notice = _host(self.settings.public_url), f"{addressee.kind}{addressee.notice.id}"
+        host, notice_tag = _host(self.settings.public_url), f"{kind}{notice.id}"
         headers = {
             "List-Unsubscribe": f"<{unsubscribe_url}>",
             "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
             "List-Id": f"{self.settings.site_name} <news.{host}>",
             # Gmail's feedback loop counts complaints per value: one campaign per notice.
-            "Feedback-ID": f"{notice}:{addressee.kind}:{host}:notifier",
+            "Feedback-ID": f"{notice_tag}:{kind}:{host}:notifier",
         }
         return self.renderer.render_email(addressee.kind, to, context, headers)
 
@@ -249,7 +250,10 @@ def _as_envelope(message: EmailMessage) -> EmailEnvelope:
     reader's email goes out as an envelope whose sender the composer chooses."""
     to = email.utils.getaddresses([str(message["To"])])[0][1]
     sender = email.utils.parseaddr(str(message["From"]))[1]
-    policy = message.policy.clone(utf8=not (to.isascii() and sender.isascii()), linesep="\r\n")
+    policy = message.policy
+    if not isinstance(policy, email.policy.EmailPolicy):  # RenderedEmail.to_mime's always is
+        raise TypeError(f"an email.policy.EmailPolicy message is needed, not {policy!r}")
+    policy = policy.clone(utf8=not (to.isascii() and sender.isascii()), linesep="\r\n")
     with io.BytesIO() as buffer:
         email.generator.BytesGenerator(buffer, policy=policy).flatten(message)
         return EmailEnvelope(mail_from=sender, to=to, data=buffer.getvalue())

@@ -12,7 +12,7 @@ harmless: the claims send each delivery once, and planning twice adds nothing.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Sequence, Sized
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -41,7 +41,8 @@ def keep_unsent(
     """Keep a task the broker refused, to run at `run_at` (now by default); the caller
     commits. A chunk of deliveries names its rows: `args` is `[delivery_ids]`."""
     run_at = run_at or now
-    deliveries = len(args[0]) if task_name == SEND_DELIVERIES and args else 0
+    ids = args[0] if task_name == SEND_DELIVERIES and args else ()
+    deliveries = len(ids) if isinstance(ids, Sized) else 0
     row = UnsentTask(task_name=task_name, arguments=json.dumps(list(args)), deliveries=deliveries,
                      cause=cause[:500], kept_at=now, run_at=run_at,
                      turn_at=max(turn_at or run_at, run_at))  # fmt: skip

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import email.utils
 import re
 from dataclasses import dataclass
 from email.message import Message
@@ -55,7 +56,9 @@ class ReadReport:
 def read_report(raw: bytes) -> ReadReport:
     """Classify one returned message (never raises on malformed input: that is unrelated)."""
     message = email.message_from_bytes(raw, policy=email.policy.compat32)
-    report_type = (message.get_param("report-type", header="content-type") or "").lower()
+    # An RFC 2231 parameter comes as a (charset, language, value) tuple: its value counts.
+    param = message.get_param("report-type", header="content-type")
+    report_type = email.utils.collapse_rfc2231_value(param).lower() if param else ""
     if message.get_content_type() == "multipart/report" and report_type == "delivery-status":
         return _delivery_status(message)
     if message.get_content_type() == "multipart/report" and report_type == "feedback-report":
@@ -149,6 +152,7 @@ def _plain_bounce(message: Message) -> ReadReport:
     text = _text_of(message)
     original = _original(message) or _quoted_headers(text)
     found = _STATUS.search(text)
+    status: str | None
     if found:
         status = found.group(0)
     else:
@@ -181,7 +185,8 @@ def _recipient_blocks(part: Message) -> list[Message]:
     about the message as a whole)."""
     payload = part.get_payload()
     if isinstance(payload, list) and payload:
-        return [block for block in payload[1:] if isinstance(block, Message)] or payload
+        blocks = [block for block in payload if isinstance(block, Message)]
+        return [block for block in payload[1:] if isinstance(block, Message)] or blocks
     text = payload if isinstance(payload, str) else ""
     groups = [g for g in re.split(r"\r?\n\s*\r?\n", text.strip()) if g.strip()]
     return [HeaderParser().parsestr(g) for g in groups[1:] or groups]
@@ -189,7 +194,7 @@ def _recipient_blocks(part: Message) -> list[Message]:
 
 def _fields_of(part: Message) -> Message:
     payload = part.get_payload()
-    if isinstance(payload, list) and payload:
+    if isinstance(payload, list) and payload and isinstance(payload[0], Message):
         return payload[0]
     return HeaderParser().parsestr(payload if isinstance(payload, str) else "")
 
@@ -200,11 +205,11 @@ def _original(message: Message) -> Message | None:
         kind = part.get_content_type()
         if kind == "message/rfc822":
             payload = part.get_payload()
-            if isinstance(payload, list) and payload:
+            if isinstance(payload, list) and payload and isinstance(payload[0], Message):
                 return payload[0]
         if kind == "text/rfc822-headers":
-            data = part.get_payload(decode=True) or b""
-            return BytesHeaderParser().parsebytes(data)
+            data = part.get_payload(decode=True)
+            return BytesHeaderParser().parsebytes(data if isinstance(data, bytes) else b"")
     return None
 
 

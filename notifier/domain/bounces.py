@@ -30,6 +30,7 @@ from notifier.models import (
     Subscriber,
     SuppressionReason,
 )
+from notifier.sql import rows_changed
 from notifier.tokens import BounceAddresses, TokenError
 
 MAX_ROW_ID = 2**31 - 1  # deliveries.id is an INTEGER column
@@ -131,7 +132,7 @@ def _apply(
     policy: BouncePolicy,
 ) -> bool:  # fmt: skip
     """What the report does to the delivery and its reader; True if it suppressed them."""
-    subscriber = session.get(Subscriber, delivery.subscriber_id)
+    subscriber = session.get_one(Subscriber, delivery.subscriber_id)  # bounces are email's
     if report.kind == BounceKind.HARD:
         _mark(delivery, DeliveryOutcome.BOUNCED, f"bounced: {report.status} {report.reason}")
         session.flush()
@@ -189,7 +190,7 @@ def drop_old_raw_reports(session: Session, now: datetime, keep_days: int) -> int
         .where(BounceReport.raw.is_not(None))
         .values(raw=None)
     )
-    return result.rowcount or 0
+    return rows_changed(result)
 
 
 def report_counts(session: Session, since: datetime) -> dict[BounceKind, int]:

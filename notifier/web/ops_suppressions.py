@@ -21,7 +21,7 @@ from notifier.ops.suppression_list import (
     suppressions_csv,
 )
 from notifier.timeutil import utcnow
-from notifier.web.auth import admin_required, current_editor
+from notifier.web.auth import admin_required, signed_in_editor
 from notifier.web.context import db, settings
 
 bp = Blueprint("ops_suppressions", __name__, url_prefix="/ops/suppressions")
@@ -77,7 +77,7 @@ def show(suppression_id: int):
 def reveal(suppression_id: int):
     """The address in full, for this answer only; who looked is logged."""
     row = _suppression(suppression_id)
-    editor = current_editor()
+    editor = signed_in_editor()
     log.warning("admin %s (editor %s) revealed the address of suppression %s",
                 editor.email, editor.id, row.id)  # fmt: skip
     return _detail_page(row, revealed=True)
@@ -89,12 +89,12 @@ def remove(suppression_id: int):
     """Remove from suppression: the reader gets email again (for the categories it kept)."""
     _suppression(suppression_id)  # 404 for an unknown one, 400 below for one lifted already
     try:
-        row = lift(db(), suppression_id, current_editor().email, utcnow())
+        row = lift(db(), suppression_id, signed_in_editor().email, utcnow())
     except SuppressionError as error:
         db().rollback()
         return _list_page(SuppressionQuery(), 400, str(error))
     db().commit()
-    log.warning("admin editor %s lifted suppression %s", current_editor().id, row.id)
+    log.warning("admin editor %s lifted suppression %s", signed_in_editor().id, row.id)
     notice = f"Removed {mask_address(row.email)} from suppression."
     return redirect(url_for("ops_suppressions.index", notice=notice), 303)
 
@@ -109,7 +109,7 @@ def export():
         return _list_page(SuppressionQuery(), 400, str(error))
     wanted = SuppressionQuery(query.search, query.include_lifted, limit=EXPORT_LIMIT)
     rows = list_suppressions(db(), wanted)
-    log.warning("admin editor %s exported %s suppressions", current_editor().id, len(rows))
+    log.warning("admin editor %s exported %s suppressions", signed_in_editor().id, len(rows))
     return Response(
         suppressions_csv(rows), mimetype="text/csv",
         headers={"Content-Disposition": "attachment; filename=suppressions.csv"},
