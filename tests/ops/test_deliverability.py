@@ -10,6 +10,7 @@ from datetime import timedelta
 from zoneinfo import ZoneInfo
 
 from click.testing import CliRunner
+from sqlalchemy import select
 
 from notifier.cli import cli
 from notifier.db import session_scope
@@ -150,3 +151,23 @@ def test_the_alert_page_shows_the_bounces_and_complaints_it_drew(session, settin
     assert "(0.50 %). Too many complaints" in words
     page = client.get(f"/editor/alerts/{quiet.id}").text
     assert "No email of this alert has gone out yet." in page
+
+
+def test_a_complaint_through_the_bounce_processor_raises_the_rate_of_the_day_it_was_sent(
+    session, settings
+):
+    from tests.bounces.test_bounces import _returned
+
+    # BOUNCE_DOMAIN is empty by default: a deployment that reads its returned mail sets it.
+    bounce_settings = settings.with_overrides(bounce_domain="bounces.aze.test")
+    sent_at = utcnow() - timedelta(days=1)
+    factories.email_deliveries(session, sent_at, sent=100)
+    session.commit()
+    assert email_rates(session, utcnow(), settings).warnings == []
+    delivery = session.scalars(select(Delivery).order_by(Delivery.id)).first()
+    _returned(session, bounce_settings, "yahoo_arf_complaint.eml", delivery)
+    rates = email_rates(session, utcnow(), settings)
+    [flagged] = [d for d in rates.days if d.warnings]
+    assert flagged.day == sent_at.astimezone(ZoneInfo(settings.site_timezone)).date()
+    assert (flagged.rates.sent, flagged.rates.complained) == (100, 1)
+    assert rates.days[0].rates.sent == 0  # the complaint came today; the email went yesterday
