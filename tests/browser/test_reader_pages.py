@@ -8,12 +8,14 @@ test-output/screenshots/."""
 from __future__ import annotations
 
 import re
+import time
 
 import pytest
 from playwright.sync_api import expect
 
 from notifier.celery_app import make_celery
 from notifier.db import session_scope
+from notifier.models import Article
 from notifier.task_queue import TaskQueue
 from notifier.web import create_app
 from tests import factories
@@ -57,13 +59,25 @@ def _mails_to(smtp, count: int) -> list:
     return smtp.handler.to(READER)
 
 
-def _publish(settings, database_url: str, title: str) -> None:
+def _publish(settings, database_url: str, title: str) -> int:
     """A new article in News, fanned out by the real worker (as a feed poll would)."""
     with session_scope(database_url) as session:
         story = factories.article(session, "news", title=title)
         session.commit()
         story_id = story.id
     TaskQueue(make_celery(settings)).fan_out_article(story_id)
+    return story_id
+
+
+def _wait_fanned_out(database_url: str, story_id: int, seconds: float = 30.0) -> None:
+    """Until the worker has planned the article: what a pause leaves out is decided then."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        with session_scope(database_url) as session:
+            if session.get(Article, story_id).fanned_out_at is not None:
+                return
+        time.sleep(0.1)
+    raise AssertionError(f"article {story_id} was not fanned out within {seconds} s")
 
 
 @pytest.mark.parametrize("width", [PHONE, DESKTOP])
@@ -107,7 +121,8 @@ def test_a_reader_subscribes_confirms_changes_pauses_leaves_and_comes_back(
     expect(page.locator(".lead")).to_contain_text("email paused until")
     check_page(page, "reader-preferences-paused", every_impact=True)
 
-    _publish(settings, pg_database_url, "While you were away")
+    away = _publish(settings, pg_database_url, "While you were away")
+    _wait_fanned_out(pg_database_url, away)  # published and planned during the pause
     page.get_by_role("button", name="Resume email now").click()
     expect(page.get_by_role("status")).to_contain_text("Email is on again")
     _publish(settings, pg_database_url, "Welcome back story")
