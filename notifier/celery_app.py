@@ -104,6 +104,10 @@ def make_celery(settings: Settings | None = None) -> NotifierCelery:
                 "task": "notifier.tasks.release_alerts",
                 "schedule": timedelta(seconds=settings.alert_scheduler_seconds),
             },
+            "plan-digests": {
+                "task": "notifier.tasks.plan_digests",
+                "schedule": timedelta(seconds=settings.digest_planner_seconds),
+            },
             "sweep": {
                 "task": "notifier.tasks.sweep",
                 "schedule": timedelta(seconds=settings.sweep_seconds),

@@ -344,6 +344,9 @@ class Settings:
     push_alert_ttl_seconds: int = 3600
     push_backoff_refresh_seconds: float = 0.25
     alert_scheduler_seconds: int = 5
+    digest_planner_seconds: int = 60  # how often beat plans the digests that are due
+    digest_plan_batch: int = 500  # digest schedules planned per transaction
+    digest_category_cap: int = 10  # articles per category in a digest; more: a link to the site
     webhook_secret: str = ""
     webhook_max_new_categories: int = 10
     push_connect_timeout_seconds: float = 5.0
@@ -535,6 +538,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         push_alert_ttl_seconds=_int(env, "PUSH_ALERT_TTL_SECONDS", 3600),
         push_backoff_refresh_seconds=_float(env, "PUSH_BACKOFF_REFRESH_SECONDS", 0.25, 0.01),
         alert_scheduler_seconds=_int(env, "ALERT_SCHEDULER_SECONDS", 5, minimum=1),
+        digest_planner_seconds=_int(env, "DIGEST_PLANNER_SECONDS", 60, minimum=1),
+        digest_plan_batch=_int(env, "DIGEST_PLAN_BATCH", 500, minimum=1),
+        digest_category_cap=_int(env, "DIGEST_CATEGORY_CAP", 10, minimum=1),
         webhook_secret=env.get("WEBHOOK_SECRET", ""),
         webhook_max_new_categories=_int(env, "WEBHOOK_MAX_NEW_CATEGORIES", 10),
         push_connect_timeout_seconds=_float(env, "PUSH_CONNECT_TIMEOUT_SECONDS", 5.0, 0.1),

@@ -37,6 +37,7 @@ from notifier.models import (
     Article,
     Delivery,
     DeliveryStatus,
+    Digest,
     PushStatus,
     PushSubscription,
     Subscriber,
@@ -187,7 +188,10 @@ def _notice_time(session: Session, delivery: Delivery) -> datetime | None:
     """When the article was first seen or the alert started: one query per notice and
     session (a batch), not per delivery (the composer's copy is gone from the session)."""
     key: tuple[str, int | None]
-    if delivery.alert_id is not None:
+    if delivery.digest_id is not None:
+        key = ("digest", delivery.digest_id)
+        query = select(Digest.due_at).where(Digest.id == delivery.digest_id)
+    elif delivery.alert_id is not None:
         key = ("alert", delivery.alert_id)
         query = select(func.coalesce(Alert.started_at, Alert.created_at)).where(
             Alert.id == delivery.alert_id

@@ -23,6 +23,7 @@ from notifier.config import Settings
 from notifier.db import session_scope
 from notifier.delivery import dispatch, fanout
 from notifier.delivery.compose import Composer
+from notifier.delivery.digest_planning import plan_and_queue_digests
 from notifier.delivery.outlets import outlets
 from notifier.delivery.queueing import queue_in_chunks
 from notifier.delivery.recording import retry_policy
@@ -179,6 +180,15 @@ def release_alerts(self) -> list[int]:
     for alert_id in alert_ids:
         send_or_keep(fan_out_alert, alert_id)
     return alert_ids
+
+
+@shared_task(bind=True, name="notifier.tasks.plan_digests")
+@retried_through_outages
+def plan_digests(self) -> int:
+    """Beat: the daily and weekly digests that are due, planned once each and queued."""
+    settings = _settings(self)
+    with session_scope(settings.database_url) as session:
+        return plan_and_queue_digests(session, settings, enqueue_send, utcnow())
 
 
 @shared_task(bind=True, name="notifier.tasks.send_alert_test")

@@ -16,6 +16,7 @@ from datetime import datetime
 from sqlalchemy import Row, literal, select
 from sqlalchemy.orm import Session, selectinload
 
+from notifier.delivery.digest_content import DigestNotice, load_digests
 from notifier.domain.audiences import Audience
 from notifier.models import Alert, AlertStatus, Article, Cadence, Category, Delivery
 from notifier.sql import among
@@ -25,12 +26,14 @@ from notifier.timeutil import utcnow
 @dataclass(frozen=True)
 class Addressee:
     delivery_id: int
-    notice: Article | Alert
+    notice: Article | Alert | DigestNotice
     recipient: Row  # a subscribers (email) or push_subscriptions (push) row: plain, not ORM
     matched: tuple[Category, ...]  # the notice's categories the recipient follows, by name
 
     @property
     def kind(self) -> str:
+        if isinstance(self.notice, DigestNotice):
+            return "digest"
         return "alert" if isinstance(self.notice, Alert) else "article"
 
 
@@ -53,7 +56,7 @@ def address_chunk(
     deliveries = Delivery.__table__.c
     rows = session.execute(
         select(deliveries.id, deliveries.article_id, deliveries.alert_id,
-               deliveries[audience.recipient_column])
+               deliveries[audience.recipient_column], deliveries.digest_id)
         .where(among(session, deliveries.id, delivery_ids))
     ).all()  # fmt: skip
     recipient_ids = {row[3] for row in rows if row[3] is not None}
@@ -85,8 +88,8 @@ def address_chunk(
         row = by_id.get(delivery_id)
         if row is None:
             continue  # deleted with its notice or recipient: nothing to send, nothing to record
-        _, article_id, alert_id, recipient_id = row
-        notice = notices.get(("alert", alert_id) if alert_id else ("article", article_id))
+        _, article_id, alert_id, recipient_id, digest_id = row
+        notice = notices.get(_notice_key(article_id, alert_id, digest_id))
         recipient = recipients.get(recipient_id)
         # An article goes at once only for categories the reader takes instantly.
         followed = instantly if isinstance(notice, Article) else follows
@@ -108,6 +111,8 @@ def _addressee(delivery_id, channel, notice, recipient, followed, categories, au
         return Unwanted(delivery_id, f"{channel} recipient is {recipient.status.value}")
     if (until := audience.paused(recipient, now)) is not None:
         return Unwanted(delivery_id, f"the reader paused email until {until.isoformat()}")
+    if isinstance(notice, DigestNotice) and not notice.groups:
+        return Unwanted(delivery_id, "every article of the digest was deleted")
     if getattr(notice, "target_all", False):
         targeted = followed
     else:
@@ -118,10 +123,19 @@ def _addressee(delivery_id, channel, notice, recipient, followed, categories, au
     return Addressee(delivery_id, notice, recipient, tuple(matched))
 
 
-def _notices(session: Session, rows) -> dict[tuple[str, int], Article | Alert]:
+def _notice_key(article_id, alert_id, digest_id) -> tuple[str, int]:
+    if digest_id is not None:
+        return ("digest", digest_id)
+    return ("alert", alert_id) if alert_id else ("article", article_id)
+
+
+def _notices(session: Session, rows) -> dict[tuple[str, int], Article | Alert | DigestNotice]:
     article_ids = {row[1] for row in rows if row[1] is not None}
     alert_ids = {row[2] for row in rows if row[2] is not None}
-    found: dict[tuple[str, int], Article | Alert] = {}
+    digest_ids = {row[4] for row in rows if row[4] is not None}
+    found: dict[tuple[str, int], Article | Alert | DigestNotice] = {}
+    if digest_ids:
+        found.update({("digest", i): d for i, d in load_digests(session, digest_ids).items()})
     if article_ids:
         query = select(Article).where(Article.id.in_(article_ids))
         for article in session.scalars(query.options(selectinload(Article.categories))):
@@ -140,8 +154,10 @@ def _categories(session: Session, follows, notices) -> dict[int, Category]:
     return {c.id: c for c in session.scalars(select(Category).where(Category.id.in_(ids)))}
 
 
-def notice_time(notice: Article | Alert) -> datetime | None:
-    """When readers' wait began: the article first seen, or the alert started."""
+def notice_time(notice: Article | Alert | DigestNotice) -> datetime | None:
+    """When readers' wait began: the article first seen, the alert started, the digest due."""
+    if isinstance(notice, DigestNotice):
+        return notice.due_at
     if isinstance(notice, Alert):
         return notice.started_at or notice.created_at
     return notice.first_seen_at

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from notifier.branding import Brand
 from notifier.config import Settings
 from notifier.delivery.addressing import Addressee
+from notifier.delivery.digest_content import DigestNotice, digest_context
 from notifier.delivery.rendering import MessageRenderer
 from notifier.messages import EmailEnvelope, PushMessage, RenderedEmail
 from notifier.models import (
@@ -99,15 +100,19 @@ class Composer:
         self, addressee: Addressee, to: str, unsubscribe_url: str, manage_url: str
     ) -> RenderedEmail:
         kind, notice = addressee.kind, addressee.notice
-        view_url = self.urls.email_view(kind, notice.id, [c.id for c in addressee.matched])
-        context = {
-            **self._site(view_url),
-            kind: notice,
+        if isinstance(notice, DigestNotice):
+            context = {**self._site(), **digest_context(notice, self.settings)}
+            campaign = f"digest-{notice.cadence}"  # one per cadence, not per reader
+        else:
+            view_url = self.urls.email_view(kind, notice.id, [c.id for c in addressee.matched])
+            context = {**self._site(view_url), kind: notice}
+            campaign = f"{kind}{notice.id}"
+        context |= {
             "matched_categories": [c.name for c in addressee.matched],
             "unsubscribe_url": unsubscribe_url,
             "manage_url": manage_url,
         }
-        host, notice_tag = _host(self.settings.public_url), f"{kind}{notice.id}"
+        host, notice_tag = _host(self.settings.public_url), campaign
         headers = {
             "List-Unsubscribe": f"<{unsubscribe_url}>",
             "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
@@ -122,8 +127,10 @@ class Composer:
         from notifier.delivery.email_layout import EmailLayout
 
         notice = addressee.notice
-        key = (addressee.kind, notice.id, _content_key(notice),
-               tuple(c.id for c in addressee.matched))  # fmt: skip
+        # Digests with the same articles share one rendering, whoever they are for.
+        notice_key = notice.content_key if isinstance(notice, DigestNotice) else (
+            notice.id, _content_key(notice))  # fmt: skip
+        key = (addressee.kind, notice_key, tuple(c.id for c in addressee.matched))
         layout = _cached(self._layouts, key)
         if layout is None:
             rendered = self._render_email(addressee, "reader@invalid", UNSUBSCRIBE_SLOT,
