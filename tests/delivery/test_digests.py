@@ -201,3 +201,20 @@ def test_two_beats_at_once_plan_one_digest(session, settings, database_url):
         other.commit()
     assert first[0] == 1 and len(first[1]) == 1
     assert session.scalar(select(func.count()).select_from(Digest)) == 1
+
+
+def test_a_digest_the_server_deferred_is_retried_with_the_same_articles(session, settings, smtp):
+    reader = _reader(session, "retry@example.com", "Europe/London", economy="daily")
+    _article(session, "Kept", "economy", seen=START + timedelta(hours=1))
+    ids = _beat(session, settings, START + timedelta(hours=7))
+    _article(session, "Later", "economy", seen=START + timedelta(hours=8))
+    bound = outlets(settings, Composer(settings))
+    smtp.handler.temporary_failures = 1  # the server answers 451 once
+
+    # Sent on the clock of that morning: a digest is as fresh as its planning.
+    first = send_deliveries(session, ids, bound, settings, now=lambda: START + timedelta(hours=7))
+    assert (first.sent, list(first.retry_in)) == (0, ids)
+    later = START + timedelta(hours=8)  # past the backoff
+    assert send_deliveries(session, ids, bound, settings, now=lambda: later).sent == 1
+    (message,) = smtp.handler.to(reader.email)
+    assert _titles(message) == ["Kept"]  # fixed when planned, not read again at sending
