@@ -64,6 +64,21 @@ CONTEXTS = {
         "unsubscribe_url": "http://127.0.0.1:8000/unsubscribe/TOKEN-U",
         "manage_url": "http://127.0.0.1:8000/preferences/TOKEN-M",
     },
+    "digest": {
+        **SITE,
+        "groups": [
+            {"name": "Economy", "articles": [article_value(), article_value(title="Manat holds")],
+             "more": 3, "more_url": "https://aze.media/category/economy/"},
+            {"name": "News", "articles": [article_value(summary="")], "more": 0,
+             "more_url": "https://aze.media/category/news/"},
+        ],
+        "cadence": "daily",
+        "other_cadence": "weekly",
+        "article_count": 3,
+        "matched_categories": ["Economy", "News"],
+        "unsubscribe_url": "http://127.0.0.1:8000/unsubscribe/TOKEN-U",
+        "manage_url": "http://127.0.0.1:8000/preferences/TOKEN-M",
+    },
     "confirm": {
         **SITE,
         "categories": ["Energy", "News"],
@@ -420,6 +435,7 @@ def test_service_emails_for_an_unknown_subscriber_are_none(session, composer):
 PREHEADERS = {
     "article": "Rail and sea freight are up.",
     "alert": "Both sides agreed at dawn.",
+    "digest": "3 new articles in Economy, News: Baku port traffic grows",
     "confirm": "One click to get new articles in Energy, News from Aze.Media.",
     "manage_link": "Your link to change categories, pause email or unsubscribe.",
 }
