@@ -67,10 +67,18 @@ CONTEXTS = {
     "digest": {
         **SITE,
         "groups": [
-            {"name": "Economy", "articles": [article_value(), article_value(title="Manat holds")],
-             "more": 3, "more_url": "https://aze.media/category/economy/"},
-            {"name": "News", "articles": [article_value(summary="")], "more": 0,
-             "more_url": "https://aze.media/category/news/"},
+            {
+                "name": "Economy",
+                "articles": [article_value(), article_value(title="Manat holds")],
+                "more": 3,
+                "more_url": "https://aze.media/category/economy/",
+            },
+            {
+                "name": "News",
+                "articles": [article_value(summary="")],
+                "more": 0,
+                "more_url": "https://aze.media/category/news/",
+            },
         ],
         "cadence": "daily",
         "other_cadence": "weekly",
