@@ -146,6 +146,8 @@ class Composer:
         notice, subscription = addressee.notice, addressee.recipient
         if isinstance(notice, Alert):
             return self.alert_push(notice, subscription)
+        if isinstance(notice, DigestNotice):
+            raise TypeError("digests go by email only; no push delivery names one")
         key = ("article", notice.id, _content_key(notice))
         payload = _cached(self._push_payloads, key)
         if payload is None:

@@ -71,7 +71,7 @@ def plan_due_digests(session: Session, now: datetime, batch: int) -> tuple[int, 
 
 
 def _plan_one(session: Session, schedule: DigestSchedule, now: datetime) -> int | None:
-    subscriber = session.get(Subscriber, schedule.subscriber_id)
+    subscriber = session.get_one(Subscriber, schedule.subscriber_id)  # its schedule row is locked
     cadence = Cadence(schedule.cadence)
     due_at, since = schedule.next_at, schedule.since
     # Moved on first: whatever follows, this period is planned once.
