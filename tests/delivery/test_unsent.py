@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import json
 import threading
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 from sqlalchemy import select
@@ -19,6 +19,7 @@ from notifier.db import session_scope
 from notifier.delivery.compose import Composer
 from notifier.delivery.dispatch import deliver
 from notifier.delivery.outlets import outlets
+from notifier.delivery.queueing import queue_when_due
 from notifier.delivery.unsent import NotHandedOver, forget_unsent, keep_unsent
 from notifier.models import Article, Delivery, DeliveryStatus, UnsentTask
 from notifier.ops.recoveries import recovery_summary
@@ -29,6 +30,7 @@ from tests import factories
 from tests.conftest import make_settings
 from tests.fault.harness import OwnRedis
 from tests.support.ops_views import shown_unsent
+from tests.support.queue import article_fanned_out
 
 READERS = 5
 CHUNK = 2  # small chunks, so five readers make three of them (the default is 500)
@@ -186,6 +188,27 @@ def test_a_paced_chunk_keeps_its_turn_when_handed_over(settings, broker):
     hand_over_unsent(paced)
     notes = {row.queued_at for row in _rows(paced, Delivery)}
     assert len(notes) == 2 and max(notes) > utcnow() + timedelta(seconds=2)
+
+
+def test_a_retry_the_broker_refused_is_handed_over_for_its_own_time(settings, broker):
+    """A batch's retry queued while the broker is down: handed over later, it still waits
+    for the moment it was due (an ETA), neither sooner nor as if new."""
+    article_id = _article(settings, readers=1)
+    with session_scope(settings.database_url) as session:
+        [delivery_id] = article_fanned_out(session, settings, article_id)[1]
+        due = utcnow() + timedelta(seconds=60)
+        queue_when_due(session, {delivery_id: due}, settings, enqueue_send)
+    [kept] = _rows(settings, UnsentTask)
+    assert abs((kept.run_at - due).total_seconds()) < 1
+
+    broker.start()
+    assert hand_over_unsent(settings) == 1
+    with broker.client() as client:
+        [message] = [json.loads(raw) for raw in client.lrange("celery", 0, -1)]
+    eta = datetime.fromisoformat(message["headers"]["eta"])
+    assert abs((eta - due).total_seconds()) < 2
+    [row] = _rows(settings, Delivery)
+    assert row.queued_at >= due - timedelta(seconds=1), "noted for when it runs"
 
 
 def test_the_sweeper_forgets_tasks_handed_over_long_ago_never_waiting_ones(settings):
