@@ -15,13 +15,18 @@ from tests.fault.scenarios import BROKER_LOST_TARGET, broker_down
 
 READERS = 700  # email readers of the fan-out: two chunks of the default 500
 SUBSCRIPTIONS = 200  # push readers of the webhook's article
+# Three pool processes, not the tests' usual two: with the fan-out and its first chunk
+# running, one is free and the worker waits for more work when the broker goes (the default
+# four do too). That is when a stopped Redis used to kill the whole worker (broker_return).
+CONCURRENCY = 3
 
 
 @pytest.mark.parametrize("broker", ["redis", "rabbitmq"])
 def test_work_the_stopped_broker_refused_goes_within_seconds_of_its_return(
     tmp_path, pg_database_url, broker, recoveries_shown, unsent_shown
 ):
-    figures = broker_down(tmp_path, pg_database_url, READERS, SUBSCRIPTIONS, broker=broker)
+    figures = broker_down(tmp_path, pg_database_url, READERS, SUBSCRIPTIONS, broker=broker,
+                          concurrency=CONCURRENCY)  # fmt: skip
     print(figures.line())
     notes = figures.notes
     second_chunk = READERS - 500
