@@ -18,7 +18,10 @@ the 429s: from the end of the 429s; for a restarted broker: from its answering a
 the webhook: from the webhook request), and for the webhook scenarios the seconds to the
 first push and whether the slow feed shows as failing in `notifier status --json` and on
 /ops/. Each scenario starts its own Redis, proxies, SMTP and push servers, worker and beat
-(and RabbitMQ node), and stops them afterwards.
+(and RabbitMQ node), and stops them afterwards. The broker-down scenarios stop the broker
+(Redis keeping its data in an append-only file, or a RabbitMQ node of the bench's own) while
+a fan-out to three quarters of the readers (by email) is at its second chunk and while an
+article for the other quarter (by push) comes through the webhook, and start it again.
 """
 
 from __future__ import annotations
@@ -68,6 +71,12 @@ SCENARIOS: dict[str, tuple[str, str, Callable[..., Figures]]] = {
     "rabbit-restart": ("broker restarted (stopped, started on its data)", "RabbitMQ",
         lambda tmp, url, n, c: scenarios.rabbitmq_restarted(tmp, url, n, within=None,
                                                             concurrency=c)),
+    "broker-down": ("broker stopped mid fan-out and during a webhook article", "Redis (AOF)",
+        lambda tmp, url, n, c: scenarios.broker_down(tmp, url, n - n // 4, n // 4,
+                                                     within=None, concurrency=c)),
+    "rabbit-broker-down": ("broker stopped mid fan-out and during a webhook article",
+        "RabbitMQ", lambda tmp, url, n, c: scenarios.broker_down(
+            tmp, url, n - n // 4, n // 4, broker="rabbitmq", within=None, concurrency=c)),
     "smtp": ("SMTP refused 3 s, then 421 3 s", "Redis", lambda tmp, url, n, c:
         scenarios.smtp_outage(tmp, url, n)),
     "database": ("PostgreSQL away 3 s", "Redis", lambda tmp, url, n, c:

@@ -350,7 +350,7 @@ def broker_down(
         worker = stack.worker(concurrency=concurrency)
         smtp = stack.smtp.handler
         with web_server(create_app(stack.settings), port) as base:
-            with _planner_held_at(database_url, article, emails[-1]) as release:
+            with _planner_held_at(database_url, article, emails[chunk]) as release:
                 stack.fan_out(article)
                 wait_for(lambda: _planned(database_url, article) >= chunk
                          and smtp.message_count() > 0, 60,
@@ -360,7 +360,7 @@ def broker_down(
                 release()  # the planner goes on to the next chunk, with the broker down
             guid = _announce_through_webhook(base, ["Science"])
             wait_for(lambda: _planned(database_url, article) == readers
-                     and _unsent(database_url).waiting >= 2, 30,
+                     and _unsent(database_url).waiting >= 2, deadline(readers),
                      lambda: f"the refused chunk and fan-out were not kept: "
                      f"{_unsent(database_url)}\n{stack.logs()}")  # fmt: skip
             webhook_article = article_id_by_guid(database_url, guid)
@@ -377,7 +377,11 @@ def broker_down(
             def tallies() -> tuple[Tally, Tally]:
                 return tally(emails, smtp.by_recipient()), tally(endpoints, received())
 
+            handed_over: list[float] = []  # when no kept task waited any more
+
             def done() -> bool:
+                if not handed_over and _unsent(database_url).waiting == 0:
+                    handed_over.append(time.monotonic() - answering)
                 return (sum(t.lost for t in tallies()) == 0 and settled(database_url, article)
                         and settled(database_url, webhook_article))  # fmt: skip
 
@@ -396,6 +400,7 @@ def broker_down(
                 {"outage_seconds": round(answering - stopped, 1),
                  "sent_while_down": sent_while_down, "kept_while_down": kept.kept_last_day,
                  "kept_deliveries": kept.waiting_deliveries,
+                 "handed_over_seconds": round(handed_over[0], 1) if handed_over else None,
                  "waiting_at_end": _unsent(database_url).waiting,
                  "strangers": email_tally.strangers + push_tally.strangers,
                  "sweeper_requeued": stack.logged("sweep re-queued"),
