@@ -42,7 +42,12 @@ def test_sigkilled_worker_mid_fan_out_is_taken_over_within_a_minute(
     # Every row the dead processes held was taken over, and the operator can see it.
     shown = recoveries_shown()
     taken = notes["sending_at_kill"]
-    assert shown.counts == {"dead_worker": taken, "broker_lost": 0, "sweeper": 0}
+    assert shown.counts == {
+        "dead_worker": taken,
+        "broker_lost": 0,
+        "broker_unreachable": 0,
+        "sweeper": 0,
+    }
     assert shown.ops.startswith(f"Queued again in the last day: {taken:,} deliveries taken over")
     assert f": {taken:,} deliveries taken over from dead workers" in shown.status_line
 
