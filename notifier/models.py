@@ -578,10 +578,17 @@ class BounceReport(Base):
     raw message itself until BOUNCE_REPORT_DAYS pass (then only the summary stays)."""
 
     __tablename__ = "bounce_reports"
+    # A relay's webhook sends an event again until we answer 2xx: its id is seen only once.
+    __table_args__ = (
+        Index("uq_bounce_reports_source_event_id", "source", "event_id", unique=True),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     received_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
     source: Mapped[str] = mapped_column(String(40))  # "listener", "imap", "ses", ...
+    # The relay's own id of the event (SES feedback id and recipient, Postmark's ID, ...);
+    # None for returned mail, which is recognised by its digest.
+    event_id: Mapped[str | None] = mapped_column(String(200))
     kind: Mapped[BounceKind] = mapped_column(_enum(BounceKind))
     # The delivery the report named (signed bounce address or our Message-ID); None: no
     # delivery of ours, and then nothing is acted on.

@@ -14,6 +14,7 @@ import hashlib
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from email.message import Message
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
@@ -70,10 +71,70 @@ def process_report(
         return Processed(seen.id, seen.kind, seen.delivery_id, replay=True)
     read = read_report(raw)
     delivery = _delivery_named(session, read, addresses, envelope_recipients, policy)
+    return _keep_and_apply(session, read, source, digest, raw.decode("utf-8", "replace"), None,
+                           delivery, now, policy)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class ProviderReport:
+    """A bounce or complaint a relay's webhook reported (SES, Postmark, SendGrid, Mailgun),
+    already read from its payload: the second way into the same processor."""
+
+    source: str  # "ses", "postmark", "sendgrid", "mailgun"
+    event_id: str  # the relay's id of this event: the same event posted again is a replay
+    kind: BounceKind
+    recipient: str
+    reason: str  # the relay's diagnostic, or what it says of the complaint
+    raw: str  # the payload as it came: the evidence, kept like a returned message
+    status: str | None = None  # RFC 3463 code when the relay gives one
+    message_id: str | None = None  # the Message-ID of our email, when the relay echoes it
+    # Fields where the relay echoes an envelope sender or a value of ours: a signed bounce
+    # address (VERP) among them names the delivery.
+    bounce_addresses: tuple[str, ...] = ()
+
+
+def process_provider_report(
+    session: Session,
+    report: ProviderReport,
+    now: datetime,
+    policy: BouncePolicy,
+    addresses: BounceAddresses | None,
+) -> Processed:
+    """Tie, keep and apply one event a relay reported, as process_report does a returned
+    message; an event id seen before from the same relay changes nothing. The caller commits
+    (a replay racing this one fails on the unique event id and is then seen as a replay)."""
+    event_id = report.event_id[:200]
+    seen = session.scalar(
+        select(BounceReport).where(
+            BounceReport.source == report.source, BounceReport.event_id == event_id
+        )
+    )
+    if seen is not None:
+        return Processed(seen.id, seen.kind, seen.delivery_id, replay=True)
+    original = Message()
+    if report.message_id:
+        original["Message-ID"] = report.message_id
+    read = ReadReport(report.kind, _short(report.reason), report.recipient.strip().lower(),
+                      report.status, original)  # fmt: skip
+    delivery = _delivery_named(session, read, addresses, report.bounce_addresses, policy)
+    digest = hashlib.sha256(f"{report.source}\n{event_id}".encode()).hexdigest()
+    return _keep_and_apply(session, read, report.source, digest, report.raw, event_id, delivery,
+                           now, policy)  # fmt: skip
+
+
+def _short(text: str, limit: int = 500) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _keep_and_apply(
+    session: Session, read: ReadReport, source: str, digest: str, raw: str,
+    event_id: str | None, delivery: Delivery | None, now: datetime, policy: BouncePolicy,
+) -> Processed:  # fmt: skip
     report = BounceReport(
-        received_at=now, source=source, kind=read.kind, recipient=read.recipient,
-        status=read.status, reason=read.reason, digest=digest,
-        raw=raw.decode("utf-8", "replace"),
+        received_at=now, source=source, event_id=event_id, kind=read.kind,
+        recipient=read.recipient, status=read.status, reason=read.reason, digest=digest,
+        raw=raw,
         delivery_id=delivery.id if delivery else None,
         subscriber_id=delivery.subscriber_id if delivery else None,
     )  # fmt: skip

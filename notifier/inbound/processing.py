@@ -5,12 +5,21 @@ from __future__ import annotations
 
 import email.utils
 from collections.abc import Callable
+from datetime import datetime
 
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from notifier import metrics
 from notifier.config import Settings
-from notifier.domain.bounces import BouncePolicy, Processed, drop_old_raw_reports, process_report
+from notifier.domain.bounces import (
+    BouncePolicy,
+    Processed,
+    ProviderReport,
+    drop_old_raw_reports,
+    process_provider_report,
+    process_report,
+)
 from notifier.timeutil import utcnow
 from notifier.tokens import BounceAddresses
 
@@ -50,4 +59,25 @@ class BounceProcessor:
             drop_old_raw_reports(session, now, self.settings.bounce_report_days)
             session.commit()
         metrics.bounce_report_processed(source, processed.kind.value, processed.replay)
+        return processed
+
+    def process_provider(self, reports: list[ProviderReport]) -> list[Processed]:
+        """The events of one webhook call, in one short transaction. The same event posted
+        twice at once: the second commit fails on the unique event id, and its events are
+        then read again, as the replays they are."""
+        now = utcnow()
+        try:
+            processed = self._commit_provider(reports, now)
+        except IntegrityError:
+            processed = self._commit_provider(reports, now)
+        for report, result in zip(reports, processed, strict=True):
+            metrics.bounce_report_processed(report.source, result.kind.value, result.replay)
+        return processed
+
+    def _commit_provider(self, reports: list[ProviderReport], now: datetime) -> list[Processed]:
+        with self.sessions() as session:
+            processed = [process_provider_report(session, report, now, self.policy,
+                                                 self.addresses) for report in reports]  # fmt: skip
+            drop_old_raw_reports(session, now, self.settings.bounce_report_days)
+            session.commit()
         return processed
