@@ -328,6 +328,10 @@ class Settings:
     complaint_rate_warning_percent: float = 0.1  # complaints per email sent that warn ops
     bounce_rate_warning_percent: float = 2.0  # bounces per email sent that warn ops
     deliverability_min_sent: int = 100  # ... once a day (or notice) sent at least this many
+    # Relays' bounce webhooks; each is off (404) while its secret is empty. Kept out of repr.
+    postmark_webhook_token: str = field(default="", repr=False)  # in the webhook URL
+    mailgun_signing_key: str = field(default="", repr=False)  # HMAC key of Mailgun's calls
+    bounce_webhook_max_age_seconds: int = 600  # a signed webhook call older than this: refused
     dkim_domain: str = ""  # d= of our DKIM signature; "": messages are not signed by us
     dkim_selector: str = ""  # s=: the key is published at <selector>._domainkey.<domain>
     # PEM text (DKIM_PRIVATE_KEY may name a file holding it); kept out of repr(settings)
@@ -521,6 +525,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         ),
         bounce_rate_warning_percent=_float(env, "BOUNCE_RATE_WARNING_PERCENT", 2.0, minimum=0.01),
         deliverability_min_sent=_int(env, "DELIVERABILITY_MIN_SENT", 100, minimum=1),
+        postmark_webhook_token=env.get("POSTMARK_WEBHOOK_TOKEN", "").strip(),
+        mailgun_signing_key=env.get("MAILGUN_SIGNING_KEY", "").strip(),
+        bounce_webhook_max_age_seconds=_int(env, "BOUNCE_WEBHOOK_MAX_AGE_SECONDS", 600, minimum=10),
         dkim_domain=dkim_domain,
         dkim_selector=dkim_selector,
         dkim_private_key=dkim_private_key,

@@ -109,10 +109,14 @@ BOUNCE_REPORTS = Counter(
 BOUNCE_REPORTS_UNPROCESSED = Counter(
     "notifier_bounce_reports_unprocessed",
     "Returned messages the bounce listener could not process (answered 451, so the sender "
-    "retries), by cause: database (unreachable) or error (anything else, kept with its cause).",
+    "retries) and relays' webhook calls not processed, by source (listener, ses, postmark, "
+    "sendgrid, mailgun) and cause: database (unreachable), error (anything else), refused "
+    "(webhook secret or signature wrong) or payload (webhook body unreadable); each is kept "
+    "with its cause.",
     ["source", "cause"],
 )
-"""Zero in normal operation; each is also a task failure (task="listener") with its cause."""
+"""Zero in normal operation; each is also a task failure (task "listener" or
+"webhook_<relay>") with its cause."""
 
 DB_STATEMENTS = Counter(
     "notifier_db_statements",

@@ -31,16 +31,18 @@ class Unprocessed:
 
 
 class UnprocessedReports:
-    def __init__(self, database_url: str, source: str = "listener") -> None:
+    def __init__(self, database_url: str, source: str = "listener",
+                 task_name: str = TASK_NAME) -> None:  # fmt: skip
         self.database_url = database_url
         self.source = source
+        self.task_name = task_name  # relays' webhooks: notifier.bounces.webhook_<relay>
         self.waiting: deque[Unprocessed] = deque(maxlen=WAITING_LIMIT)
 
     def add(self, error: BaseException, raw: bytes, recipients: int, cause: str,
             now: datetime) -> None:  # fmt: skip
         """Count it now, keep it when the database lets us (cause: database or error)."""
         metrics.bounce_report_unprocessed(self.source, cause)
-        log.error("bounce report not processed (%s), the sender will retry: %s", cause,
+        log.error("bounce report from %s not processed (%s): %s", self.source, cause,
                   describe(error))  # fmt: skip
         digest = hashlib.sha256(raw).hexdigest()
         self.waiting.append(Unprocessed(error, digest, len(raw), recipients, now))
@@ -52,7 +54,7 @@ class UnprocessedReports:
             item = self.waiting[0]
             arguments = {"source": self.source, "report_sha256": item.digest,
                          "bytes": item.size, "recipients": item.recipients}  # fmt: skip
-            if not record_task_failure(self.database_url, TASK_NAME, item.digest[:64],
+            if not record_task_failure(self.database_url, self.task_name, item.digest[:64],
                                        item.error, arguments, item.failed_at):  # fmt: skip
                 return
             self.waiting.popleft()

@@ -66,6 +66,7 @@ def create_app(settings: Settings | None = None, queue: TaskQueue | None = None)
         alerts_api,
         api,
         assets,
+        bounce_webhooks,
         dev,
         editor_alerts,
         editor_auth,
@@ -83,6 +84,7 @@ def create_app(settings: Settings | None = None, queue: TaskQueue | None = None)
     csrf.exempt(api.bp)
     csrf.exempt(push_api.bp)
     csrf.exempt(alerts_api.bp)
+    csrf.exempt(bounce_webhooks.bp)  # relays sign their calls or carry a secret in the URL
     csrf.exempt(subscription_pages.one_click_unsubscribe)
     # The signed link is the secret, as for one-click unsubscribe.
     csrf.exempt(public.confirm)
@@ -104,6 +106,7 @@ def create_app(settings: Settings | None = None, queue: TaskQueue | None = None)
         ops_suppressions.bp,
         metrics.bp,
         health.bp,
+        bounce_webhooks.bp,
     ):
         app.register_blueprint(blueprint)
     if settings.dev_mode:
