@@ -243,6 +243,18 @@ def _dkim_key_problem(pem: str) -> str | None:
     return None
 
 
+def _sendgrid_key(env: Mapping[str, str]) -> str:
+    raw = env.get("SENDGRID_WEBHOOK_PUBLIC_KEY", "").strip()
+    if raw:
+        from notifier.inbound.webhooks.sendgrid import public_key
+
+        try:
+            public_key(raw)
+        except ValueError as problem:
+            raise ConfigError(f"SENDGRID_WEBHOOK_PUBLIC_KEY {problem}.") from None
+    return raw
+
+
 def _host_port(env: Mapping[str, str], name: str, default: str) -> str:
     raw = env.get(name, "").strip() or default
     host, colon, port = raw.rpartition(":")
@@ -331,6 +343,7 @@ class Settings:
     # Relays' bounce webhooks; each is off (404) while its secret is empty. Kept out of repr.
     postmark_webhook_token: str = field(default="", repr=False)  # in the webhook URL
     mailgun_signing_key: str = field(default="", repr=False)  # HMAC key of Mailgun's calls
+    sendgrid_webhook_public_key: str = ""  # ECDSA key that verifies SendGrid's signed calls
     bounce_webhook_max_age_seconds: int = 600  # a signed webhook call older than this: refused
     dkim_domain: str = ""  # d= of our DKIM signature; "": messages are not signed by us
     dkim_selector: str = ""  # s=: the key is published at <selector>._domainkey.<domain>
@@ -527,6 +540,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         deliverability_min_sent=_int(env, "DELIVERABILITY_MIN_SENT", 100, minimum=1),
         postmark_webhook_token=env.get("POSTMARK_WEBHOOK_TOKEN", "").strip(),
         mailgun_signing_key=env.get("MAILGUN_SIGNING_KEY", "").strip(),
+        sendgrid_webhook_public_key=_sendgrid_key(env),
         bounce_webhook_max_age_seconds=_int(env, "BOUNCE_WEBHOOK_MAX_AGE_SECONDS", 600, minimum=10),
         dkim_domain=dkim_domain,
         dkim_selector=dkim_selector,

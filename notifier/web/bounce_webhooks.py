@@ -21,7 +21,7 @@ from notifier.db import session_factory
 from notifier.domain.bounces import ProviderReport
 from notifier.inbound.processing import BounceProcessor
 from notifier.inbound.unprocessed import UnprocessedReports
-from notifier.inbound.webhooks import PayloadError, WebhookRefused, mailgun, postmark
+from notifier.inbound.webhooks import PayloadError, WebhookRefused, mailgun, postmark, sendgrid
 from notifier.timeutil import utcnow
 from notifier.web.context import settings
 
@@ -54,6 +54,22 @@ def postmark_events(token: str | None = None):
         return postmark.read_events(raw)
 
     return _receive(postmark.SOURCE, read)
+
+
+@bp.post("/sendgrid")
+def sendgrid_events():
+    configured = settings().sendgrid_webhook_public_key
+    if not configured:
+        return _off("SendGrid", "SENDGRID_WEBHOOK_PUBLIC_KEY")
+    key, max_age = sendgrid.public_key(configured), settings().bounce_webhook_max_age_seconds
+    signature = request.headers.get(sendgrid.SIGNATURE_HEADER)
+    timestamp = request.headers.get(sendgrid.TIMESTAMP_HEADER)
+
+    def read(raw: bytes) -> list[ProviderReport]:
+        sendgrid.check_signature(raw, signature, timestamp, key, time.time(), max_age)
+        return sendgrid.read_events(raw)
+
+    return _receive(sendgrid.SOURCE, read)
 
 
 def _receive(source: str, read: Callable[[bytes], list[ProviderReport]]):
