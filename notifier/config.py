@@ -246,7 +246,7 @@ def _dkim_key_problem(pem: str) -> str | None:
 def _sendgrid_key(env: Mapping[str, str]) -> str:
     raw = env.get("SENDGRID_WEBHOOK_PUBLIC_KEY", "").strip()
     if raw:
-        from notifier.inbound.webhooks.sendgrid import public_key
+        from notifier.inbound.webhooks.sendgrid_key import public_key
 
         try:
             public_key(raw)

@@ -11,7 +11,7 @@ import binascii
 import json
 
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from notifier.domain.bounces import ProviderReport
@@ -24,9 +24,11 @@ from notifier.inbound.webhooks import (
     strings_in,
     text,
 )
+from notifier.inbound.webhooks.sendgrid_key import public_key
 from notifier.models import BounceKind
 
 SOURCE = "sendgrid"
+__all__ = ["check_signature", "public_key", "read_events"]
 SIGNATURE_HEADER = "X-Twilio-Email-Event-Webhook-Signature"
 TIMESTAMP_HEADER = "X-Twilio-Email-Event-Webhook-Timestamp"
 # Why SendGrid dropped a message without sending it: an address that bounced or complained
@@ -36,22 +38,6 @@ DROPPED = {
     "invalid": BounceKind.HARD,
     "spam reporting address": BounceKind.COMPLAINT,
 }
-
-
-def public_key(text_or_pem: str) -> ec.EllipticCurvePublicKey:
-    """The verification key as SendGrid shows it (base64 DER) or as PEM; ValueError if not
-    an elliptic-curve public key."""
-    value = text_or_pem.strip()
-    try:
-        if value.startswith("-----BEGIN"):
-            key = serialization.load_pem_public_key(value.replace("\\n", "\n").encode())
-        else:
-            key = serialization.load_der_public_key(base64.b64decode(value, validate=True))
-    except (ValueError, binascii.Error, TypeError) as error:
-        raise ValueError(f"is not a public key ({error})") from None
-    if not isinstance(key, ec.EllipticCurvePublicKey):
-        raise ValueError("must be an elliptic-curve (ECDSA) public key")
-    return key
 
 
 def check_signature(
