@@ -47,6 +47,7 @@ from notifier.ops.deliverability import Thresholds, daily_rates, rates_since
 from notifier.ops.feeds import feed_health
 from notifier.ops.queues import queue_depths
 from notifier.ops.recoveries import recovery_summary
+from notifier.ops.skips import named_skip_counts
 from notifier.ops.sweeps import sweep_summary
 from notifier.ops.task_failures import task_failures_by_task
 from notifier.ops.workers import worker_states
@@ -387,8 +388,24 @@ def _ops_history_families(session: Session, now: datetime, settings: Settings) -
         recovered.add_metric([cause], count)
     return [
         failures, requeued, recovered, *_unsent_families(session, now),
-        *_email_rate_families(session, now, settings),
+        *_email_rate_families(session, now, settings), _skip_family(session, now),
     ]  # fmt: skip
+
+
+def _skip_family(session: Session, now: datetime) -> Metric:
+    from notifier.delivery.routes import CHANNELS  # the send path imports this module
+
+    skipped = GaugeMetricFamily(
+        "notifier_deliveries_skipped_last_day",
+        "Deliveries planned in the last 24 hours that were skipped on purpose, by channel and "
+        "reason: stale (the article was older than STALE_NEWS_HOURS when it could go) or other "
+        "(the reader left or paused, the alert was stopped, ...; /ops/ shows each reason).",
+        labels=["channel", "reason"],
+    )
+    counts = named_skip_counts(session, now - timedelta(days=1), CHANNELS)
+    for (channel, reason), count in sorted(counts.items()):
+        skipped.add_metric([channel, reason], count)
+    return skipped
 
 
 def _email_rate_families(session: Session, now: datetime, settings: Settings) -> list[Metric]:

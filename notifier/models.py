@@ -451,6 +451,22 @@ class DigestSchedule(Base):
     since: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
+class DigestLeftover(Base):
+    """An article whose instant email came too late (stale, see notifier.delivery.stale_news)
+    for a reader who also takes a digest: it goes in that reader's next digest, which takes
+    the row away in the transaction that plans it."""
+
+    __tablename__ = "digest_leftovers"
+
+    subscriber_id: Mapped[int] = mapped_column(
+        ForeignKey("subscribers.id", ondelete="CASCADE"), primary_key=True
+    )
+    article_id: Mapped[int] = mapped_column(
+        ForeignKey("articles.id", ondelete="CASCADE"), primary_key=True
+    )
+    left_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
 class Digest(Base):
     """One reader's digest for one period (unique: a second planning adds nothing), its
     articles fixed when planned, so a retry or a takeover sends the same digest."""
@@ -467,7 +483,8 @@ class Digest(Base):
     since: Mapped[datetime] = mapped_column(UTCDateTime)  # articles first seen after this
     until: Mapped[datetime] = mapped_column(UTCDateTime)  # … and up to this
     article_ids: Mapped[str] = mapped_column(Text)  # JSON list, newest first
-    category_ids: Mapped[str] = mapped_column(Text)  # JSON list: the reader's digest categories
+    # JSON list: the reader's digest categories (and those of stale articles left for it)
+    category_ids: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 

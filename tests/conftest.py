@@ -24,8 +24,8 @@ from tests.support.smtp import SmtpServer
 
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 TABLES = (
-    "suppressions, bounce_reports, deliveries, digests, digest_schedules, article_categories, "
-    "subscriber_categories, "
+    "suppressions, bounce_reports, deliveries, digest_leftovers, digests, digest_schedules, "
+    "article_categories, subscriber_categories, "
     "push_subscription_categories, alert_categories, alerts, articles, subscribers, "
     "push_subscriptions, feeds, api_tokens, "
     "editors, login_attempts, worker_heartbeats, push_service_backoffs, task_failures, sweep_runs,"

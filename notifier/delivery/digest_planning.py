@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from notifier.config import Settings
 from notifier.delivery.queueing import Enqueue, queue_in_chunks
+from notifier.delivery.stale_news import take_leftovers
 from notifier.domain.cadence import next_digest_at
 from notifier.models import (
     Article,
@@ -81,6 +82,11 @@ def _plan_one(session: Session, schedule: DigestSchedule, now: datetime) -> int 
         return None  # left, suppressed or unconfirmed: nothing to plan, nothing to skip
     category_ids = digest_category_ids(session, subscriber.id, cadence)
     article_ids = digest_article_ids(session, subscriber.id, category_ids, since, now)
+    # Articles whose instant email came too late (stale) ride along in this digest.
+    leftovers = take_leftovers(session, subscriber.id, now)
+    if leftovers:
+        article_ids, category_ids = _with_leftovers(session, subscriber.id, article_ids,
+                                                    category_ids, leftovers)  # fmt: skip
     if not article_ids:
         return None  # nothing new: no digest, no email
     digest_id = session.scalar(
@@ -99,6 +105,31 @@ def _plan_one(session: Session, schedule: DigestSchedule, now: datetime) -> int 
                 next_attempt_at=now)
         .returning(Delivery.id)
     )  # fmt: skip
+
+
+def _with_leftovers(
+    session: Session, subscriber_id: int, article_ids: list[int], category_ids: list[int],
+    leftovers: list[int],
+) -> tuple[list[int], list[int]]:  # fmt: skip
+    """The digest's articles and categories with the leftovers added (newest first), each
+    under the categories of it the reader still follows (a leftover they no longer follow
+    is dropped)."""
+    followed = select(subscriber_categories.c.category_id).where(
+        subscriber_categories.c.subscriber_id == subscriber_id
+    )
+    rows = session.execute(
+        select(article_categories.c.article_id, article_categories.c.category_id).where(
+            article_categories.c.article_id.in_(leftovers),
+            article_categories.c.category_id.in_(followed),
+        )
+    ).all()
+    kept = {article_id for article_id, _ in rows} | set(article_ids)
+    newest = func.coalesce(Article.published_at, Article.first_seen_at)
+    ordered = list(session.scalars(
+        select(Article.id).where(Article.id.in_(kept))
+        .order_by(newest.desc(), Article.id.desc())
+    ))  # fmt: skip
+    return ordered, sorted(set(category_ids) | {category_id for _, category_id in rows})
 
 
 def digest_category_ids(session: Session, subscriber_id: int, cadence: Cadence) -> list[int]:

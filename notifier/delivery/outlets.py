@@ -17,7 +17,9 @@ from notifier.delivery.addressing import Addressee, Unwanted, address_chunk, not
 from notifier.delivery.compose import Composer
 from notifier.delivery.dispatch import Outgoing, Outlet
 from notifier.delivery.routes import ROUTES, Route
+from notifier.delivery.stale_news import hold_back_stale
 from notifier.models import Delivery
+from notifier.timeutil import utcnow
 
 
 def outlets(settings: Settings, composer: Composer) -> dict[str, Outlet]:
@@ -34,10 +36,12 @@ def _outlet(route: Route, channel: Channel, composer: Composer, settings: Settin
     compose = partial(route.compose, composer)
 
     def address(session: Session, delivery_ids: list[int]) -> list[Outgoing | Unwanted]:
+        now = utcnow()
+        entries = address_chunk(session, route.name, route.audience, delivery_ids, now)
         return [
             Outgoing(e.delivery_id, partial(compose, e), notice_time(e.notice))
             if isinstance(e, Addressee) else e
-            for e in address_chunk(session, route.name, route.audience, delivery_ids)
+            for e in hold_back_stale(session, route.name, entries, settings.stale_news_hours, now)
         ]  # fmt: skip
 
     def recipient_gone(session: Session, delivery: Delivery, detail: str, now: datetime) -> None:

@@ -20,6 +20,7 @@ from notifier.ops.failures import deliveries_by_outcome, recent_failures, retry_
 from notifier.ops.feeds import feed_health
 from notifier.ops.queues import queue_depths
 from notifier.ops.recoveries import recovery_summary
+from notifier.ops.skips import skips_by_reason
 from notifier.ops.sweeps import sweep_summary
 from notifier.ops.task_failures import recent_task_failures
 from notifier.ops.workers import worker_states
@@ -84,6 +85,7 @@ def dashboard():
         feeds=feed_health(db(), now, s.feed_stale_seconds),
         traffic=traffic, outcomes=OUTCOMES, channels=CHANNELS,
         failures=recent_failures(db(), now), alerts=alerts, articles=articles,
+        skips=skips_by_reason(db(), now - timedelta(days=1)),
         scheduled=_scheduled(), email_rates=email_rates(db(), now, s),
         task_failures=recent_task_failures(db(), now, 86400), sweep=sweep_summary(db(), now),
         recovered=recovery_summary(db(), now), unsent=unsent_summary(db(), now),
