@@ -1,8 +1,8 @@
 """Digest leftovers: articles whose instant email came too late (stale) for a reader who also
 takes a digest; the next digest of that reader carries them and takes the row away.
 
-Revision ID: 0020
-Revises: 0019
+Revision ID: 0021
+Revises: 0020
 Create Date: 2026-12-06 23:30:00
 """
 
@@ -13,8 +13,8 @@ from alembic import op
 
 from notifier.timeutil import UTCDateTime
 
-revision = "0020"
-down_revision = "0019"
+revision = "0021"
+down_revision = "0020"
 branch_labels = None
 depends_on = None
 
