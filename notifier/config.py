@@ -255,6 +255,18 @@ def _sendgrid_key(env: Mapping[str, str]) -> str:
     return raw
 
 
+def _host_pattern(env: Mapping[str, str], name: str) -> str:
+    """A regular expression a whole host name must match (SNS's hosts by default)."""
+    from notifier.inbound.webhooks.sns import DEFAULT_CERT_HOSTS
+
+    raw = env.get(name, "").strip() or DEFAULT_CERT_HOSTS
+    try:
+        re.compile(raw)
+    except re.error as error:
+        raise ConfigError(f"{name} must be a regular expression for host names: {error}.") from None
+    return raw
+
+
 def _host_port(env: Mapping[str, str], name: str, default: str) -> str:
     raw = env.get(name, "").strip() or default
     host, colon, port = raw.rpartition(":")
@@ -344,6 +356,9 @@ class Settings:
     postmark_webhook_token: str = field(default="", repr=False)  # in the webhook URL
     mailgun_signing_key: str = field(default="", repr=False)  # HMAC key of Mailgun's calls
     sendgrid_webhook_public_key: str = ""  # ECDSA key that verifies SendGrid's signed calls
+    ses_sns_topic_arns: tuple[str, ...] = ()  # SNS topics whose SES notifications we take
+    ses_sns_cert_hosts: str = r"sns\.[a-z0-9-]+\.amazonaws\.com(\.cn)?"  # regex, whole host
+    sns_fetch_timeout_seconds: float = 10.0  # fetching a signing cert or confirming a topic
     bounce_webhook_max_age_seconds: int = 600  # a signed webhook call older than this: refused
     dkim_domain: str = ""  # d= of our DKIM signature; "": messages are not signed by us
     dkim_selector: str = ""  # s=: the key is published at <selector>._domainkey.<domain>
@@ -542,6 +557,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         postmark_webhook_token=env.get("POSTMARK_WEBHOOK_TOKEN", "").strip(),
         mailgun_signing_key=env.get("MAILGUN_SIGNING_KEY", "").strip(),
         sendgrid_webhook_public_key=_sendgrid_key(env),
+        ses_sns_topic_arns=_list(env, "SES_SNS_TOPIC_ARNS"),
+        ses_sns_cert_hosts=_host_pattern(env, "SES_SNS_CERT_HOSTS"),
+        sns_fetch_timeout_seconds=_float(env, "SNS_FETCH_TIMEOUT_SECONDS", 10.0, minimum=0.5),
         bounce_webhook_max_age_seconds=_int(env, "BOUNCE_WEBHOOK_MAX_AGE_SECONDS", 600, minimum=10),
         dkim_domain=dkim_domain,
         dkim_selector=dkim_selector,

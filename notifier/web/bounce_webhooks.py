@@ -11,6 +11,7 @@ cause, as the listener's failures are.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 
@@ -21,15 +22,49 @@ from notifier.db import session_factory
 from notifier.domain.bounces import ProviderReport
 from notifier.inbound.processing import BounceProcessor
 from notifier.inbound.unprocessed import UnprocessedReports
-from notifier.inbound.webhooks import PayloadError, WebhookRefused, mailgun, postmark, sendgrid
+from notifier.inbound.webhooks import (
+    PayloadError,
+    WebhookRefused,
+    mailgun,
+    postmark,
+    sendgrid,
+    ses,
+    sns,
+)
 from notifier.timeutil import utcnow
 from notifier.web.context import settings
 
 bp = Blueprint("bounce_webhooks", __name__, url_prefix="/webhooks/bounces")
+log = logging.getLogger(__name__)
 
 
 def _off(relay: str, setting: str):
     return jsonify(error=f"The {relay} bounce webhook is off: set {setting} to turn it on."), 404
+
+
+@bp.post("/ses")
+def ses_notifications():
+    """SNS posts SubscriptionConfirmation once (confirmed here), then Notifications."""
+    topics = settings().ses_sns_topic_arns
+    if not topics:
+        return _off("Amazon SES", "SES_SNS_TOPIC_ARNS")
+    certificates: sns.SigningCertificates = _parts()["sns"]
+    confirmed: list[str] = []
+
+    def read(raw: bytes) -> list[ProviderReport]:
+        message = sns.read_message(raw, topics)
+        certificates.verify(message)  # fetches the signing certificate before the database
+        if message["Type"] == "SubscriptionConfirmation":
+            certificates.confirm(message)
+            confirmed.append(message["TopicArn"])
+        if message["Type"] != "Notification":
+            return []
+        return ses.read_notification(message, raw)
+
+    answer = _receive(ses.SOURCE, read)
+    if confirmed:
+        log.info("SNS subscription to %s confirmed", confirmed[0])
+    return answer
 
 
 @bp.post("/mailgun")
@@ -83,6 +118,9 @@ def _receive(source: str, read: Callable[[bytes], list[ProviderReport]]):
     except PayloadError as problem:
         _unprocessed(source, problem, raw, "payload")
         return jsonify(error=str(problem)), 400
+    except sns.RelayUnreachable as error:  # SNS posts the message again later
+        _unprocessed(source, error, raw, "fetch")
+        return jsonify(error=f"Could not reach SNS: {error}."), 503
     try:
         processed = _processor().process_provider(reports)
     except (OperationalError, InterfaceError) as error:  # the relay will post it again
@@ -105,7 +143,9 @@ def _parts() -> dict:
         parts = current_app.extensions["bounce_webhooks"] = {
             "processor": BounceProcessor(config, session_factory(config.database_url)),
             "unprocessed": {},
-        }
+            "sns": sns.SigningCertificates(config.ses_sns_cert_hosts,
+                                           config.sns_fetch_timeout_seconds),
+        }  # fmt: skip
     return parts
 
 
