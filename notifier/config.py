@@ -267,6 +267,40 @@ def _host_pattern(env: Mapping[str, str], name: str) -> str:
     return raw
 
 
+IMAP_SECURITY = ("ssl", "starttls", "plain")
+_FOLDER = re.compile(r"[\x20-\x7e]{1,200}\Z")  # printable ASCII (no modified UTF-7 here)
+
+
+def _imap(env: Mapping[str, str]) -> dict[str, Any]:
+    """The bounce mailbox (notifier.inbound.imap_reader): IMAP_HOST empty turns it off."""
+    security = _choice(env, "IMAP_SECURITY", "ssl", IMAP_SECURITY)
+    values: dict[str, Any] = {
+        "imap_host": env.get("IMAP_HOST", "").strip(),
+        "imap_security": security,
+        "imap_port": _int(env, "IMAP_PORT", 993 if security == "ssl" else 143, minimum=1),
+        "imap_user": env.get("IMAP_USER", "").strip(),
+        "imap_password": env.get("IMAP_PASSWORD", ""),
+        "imap_folder": env.get("IMAP_FOLDER", "").strip() or "INBOX",
+        "imap_processed_folder": env.get("IMAP_PROCESSED_FOLDER", "").strip()
+        or "notifier-processed",
+        "imap_ca_file": env.get("IMAP_CA_FILE", "").strip(),
+        "imap_poll_seconds": _int(env, "IMAP_POLL_SECONDS", 60, minimum=1),
+        "imap_batch_size": _int(env, "IMAP_BATCH_SIZE", 100, minimum=1),
+        "imap_timeout_seconds": _float(env, "IMAP_TIMEOUT_SECONDS", 30.0, minimum=1.0),
+    }
+    if values["imap_port"] > 65535:
+        raise ConfigError(f"IMAP_PORT must be a port number, got {values['imap_port']}.")
+    for name in ("imap_folder", "imap_processed_folder"):
+        if not _FOLDER.match(values[name]):
+            raise ConfigError(f"{name.upper()} must be a folder name in printable ASCII, "
+                              f"got {values[name]!r}.")  # fmt: skip
+    if values["imap_folder"] == values["imap_processed_folder"]:
+        raise ConfigError("IMAP_PROCESSED_FOLDER must differ from IMAP_FOLDER.")
+    if values["imap_host"] and not (values["imap_user"] and values["imap_password"]):
+        raise ConfigError("IMAP_HOST is set: set IMAP_USER and IMAP_PASSWORD too.")
+    return values
+
+
 def _host_port(env: Mapping[str, str], name: str, default: str) -> str:
     raw = env.get(name, "").strip() or default
     host, colon, port = raw.rpartition(":")
@@ -360,6 +394,17 @@ class Settings:
     ses_sns_cert_hosts: str = r"sns\.[a-z0-9-]+\.amazonaws\.com(\.cn)?"  # regex, whole host
     sns_fetch_timeout_seconds: float = 10.0  # fetching a signing cert or confirming a topic
     bounce_webhook_max_age_seconds: int = 600  # a signed webhook call older than this: refused
+    imap_host: str = ""  # the bounce mailbox's IMAP server; "": no mailbox is read
+    imap_port: int = 993  # 993 with IMAP_SECURITY=ssl, 143 otherwise, unless set
+    imap_security: str = "ssl"  # ssl (IMAPS), starttls or plain
+    imap_user: str = ""
+    imap_password: str = field(default="", repr=False)
+    imap_folder: str = "INBOX"  # where returned mail arrives
+    imap_processed_folder: str = "notifier-processed"  # where the reader moves what it took
+    imap_ca_file: str = ""  # CA certificates to trust for the IMAP server; "": the system's
+    imap_poll_seconds: int = 60
+    imap_batch_size: int = 100  # messages of ours taken per poll (and fetched per command)
+    imap_timeout_seconds: float = 30.0
     dkim_domain: str = ""  # d= of our DKIM signature; "": messages are not signed by us
     dkim_selector: str = ""  # s=: the key is published at <selector>._domainkey.<domain>
     # PEM text (DKIM_PRIVATE_KEY may name a file holding it); kept out of repr(settings)
@@ -561,6 +606,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         ses_sns_cert_hosts=_host_pattern(env, "SES_SNS_CERT_HOSTS"),
         sns_fetch_timeout_seconds=_float(env, "SNS_FETCH_TIMEOUT_SECONDS", 10.0, minimum=0.5),
         bounce_webhook_max_age_seconds=_int(env, "BOUNCE_WEBHOOK_MAX_AGE_SECONDS", 600, minimum=10),
+        **_imap(env),
         dkim_domain=dkim_domain,
         dkim_selector=dkim_selector,
         dkim_private_key=dkim_private_key,

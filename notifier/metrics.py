@@ -109,14 +109,15 @@ BOUNCE_REPORTS = Counter(
 
 BOUNCE_REPORTS_UNPROCESSED = Counter(
     "notifier_bounce_reports_unprocessed",
-    "Returned messages the bounce listener could not process (answered 451, so the sender "
-    "retries) and relays' webhook calls not processed, by source (listener, ses, postmark, "
+    "Returned messages the bounce listener (answered 451, so the sender retries) or the "
+    "mailbox reader (left in the mailbox, read again) could not process and relays' webhook "
+    "calls not processed, by source (listener, imap, ses, postmark, "
     "sendgrid, mailgun) and cause: database (unreachable), error (anything else), refused "
     "(webhook secret or signature wrong) or payload (webhook body unreadable); each is kept "
     "with its cause.",
     ["source", "cause"],
 )
-"""Zero in normal operation; each is also a task failure (task "listener" or
+"""Zero in normal operation; each is also a task failure (task "listener", "imap" or
 "webhook_<relay>") with its cause."""
 
 DB_STATEMENTS = Counter(

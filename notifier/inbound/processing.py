@@ -52,10 +52,21 @@ class BounceProcessor:
         self.addresses = bounce_addresses(settings)
 
     def process(self, raw: bytes, source: str, recipients: tuple[str, ...] = ()) -> Processed:
+        processed = self.process_if(raw, source, recipients, lambda _: True)
+        assert processed is not None  # kept whatever it is
+        return processed
+
+    def process_if(self, raw: bytes, source: str, recipients: tuple[str, ...],
+                   ours: Callable[[Processed], bool]) -> Processed | None:  # fmt: skip
+        """Process and commit only what `ours` accepts (the mailbox reader keeps no record of
+        another's mail it merely looked at); None, with nothing written, otherwise."""
         now = utcnow()
         with self.sessions() as session:
             processed = process_report(session, raw, source, now, self.policy, self.addresses,
                                        recipients)  # fmt: skip
+            if not ours(processed):
+                session.rollback()
+                return None
             drop_old_raw_reports(session, now, self.settings.bounce_report_days)
             session.commit()
         metrics.bounce_report_processed(source, processed.kind.value, processed.replay)

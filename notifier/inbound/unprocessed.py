@@ -1,6 +1,7 @@
-"""Returned messages the listener could not process, kept with their cause as task failures
-(task "listener"), so they show in `notifier status`, /ops/ and /metrics like any work that
-did not happen. The sender still holds each message (it was answered 451) and retries.
+"""Returned messages the listener or the mailbox reader could not process, kept with their
+cause as task failures (task "listener" or "imap"), so they show in `notifier status`, /ops/
+and /metrics like any work that did not happen. The sender still holds each message (the
+listener answered 451; the reader left it in the mailbox) and it is tried again.
 
 When the database is what failed, the failure cannot be written yet: it waits here (up to
 a limit) and is written as soon as the database answers again."""
@@ -35,7 +36,7 @@ class UnprocessedReports:
                  task_name: str = TASK_NAME) -> None:  # fmt: skip
         self.database_url = database_url
         self.source = source
-        self.task_name = task_name  # relays' webhooks: notifier.bounces.webhook_<relay>
+        self.task_name = task_name  # notifier.bounces.imap, .webhook_<relay>
         self.waiting: deque[Unprocessed] = deque(maxlen=WAITING_LIMIT)
 
     def add(self, error: BaseException, raw: bytes, recipients: int, cause: str,

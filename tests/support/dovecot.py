@@ -1,0 +1,168 @@
+"""A private Dovecot (Debian's dovecot-imapd) for the tests: its own config, sockets, ports,
+self-signed certificate and maildirs in a scratch folder, one account per test.
+
+Dovecot runs its login processes as dovenull and refuses to give mail to uid 0, so the
+maildirs belong to `nobody`; the scratch folder lives under /tmp (not pytest's 0700 tmp
+path) because those users must reach it. See shared notes/dovecot-on-these-machines.md.
+"""
+
+from __future__ import annotations
+
+import datetime
+import imaplib
+import ipaddress
+import os
+import pwd
+import secrets
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.support.smtp import free_port
+
+DOVECOT = "/usr/sbin/dovecot"
+
+
+@dataclass(frozen=True)
+class Dovecot:
+    folder: Path
+    imap_port: int  # IMAP with STARTTLS offered (plain login allowed too)
+    imaps_port: int  # IMAP over TLS from the first byte
+    ca_file: Path  # the self-signed certificate, to trust
+
+    def add_account(self) -> tuple[str, str]:
+        """A fresh user with an empty mailbox. One passwd-file per user: Dovecot looks at a
+        changed passwd-file at most once a second, so a user added to one shared file may
+        not be known yet."""
+        user, password = f"u{secrets.token_hex(6)}", secrets.token_hex(12)
+        path = self.folder / "users" / user
+        path.write_text(f"{user}:{{PLAIN}}{password}\n", encoding="ascii")
+        path.chmod(0o644)
+        return user, password
+
+    def client(self, user: str, password: str) -> imaplib.IMAP4:
+        """A plain logged-in client for the test's own look at the mailbox."""
+        imap = imaplib.IMAP4("127.0.0.1", self.imap_port, timeout=10)
+        try:
+            imap.login(user, password)
+        except imaplib.IMAP4.error:
+            imap.shutdown()
+            raise
+        return imap
+
+
+def _self_signed(folder: Path) -> tuple[Path, Path]:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name)
+        .public_key(key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(hours=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName(
+            [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )  # fmt: skip
+    cert_path, key_path = folder / "cert.pem", folder / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))  # fmt: skip
+    return cert_path, key_path
+
+
+def _config(folder: Path, imap_port: int, imaps_port: int, capability: str | None) -> str:
+    cert, key = _self_signed(folder)
+    capability_line = (
+        f"protocol imap {{\n  imap_capability = {capability}\n}}" if capability else ""
+    )
+    return f"""
+base_dir = {folder}/run
+state_dir = {folder}/state
+instance_name = test-{folder.name}
+log_path = {folder}/dovecot.log
+protocols = imap
+listen = 127.0.0.1
+ssl = yes
+ssl_cert = <{cert}
+ssl_key = <{key}
+disable_plaintext_auth = no
+auth_mechanisms = plain login
+default_internal_user = dovecot
+default_internal_group = dovecot
+default_login_user = dovenull
+first_valid_uid = 1
+passdb {{
+  driver = passwd-file
+  args = scheme=PLAIN username_format=%u {folder}/users/%u
+}}
+userdb {{
+  driver = static
+  args = uid=nobody gid=nogroup home={folder}/mail/%u
+}}
+mail_location = maildir:{folder}/mail/%u/Maildir
+service imap-login {{
+  inet_listener imap {{
+    port = {imap_port}
+  }}
+  inet_listener imaps {{
+    port = {imaps_port}
+  }}
+}}
+{capability_line}
+"""
+
+
+def _wait_for_greeting(port: int, process: subprocess.Popen, log: Path) -> None:
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            imaplib.IMAP4("127.0.0.1", port, timeout=2).shutdown()
+            return
+        except (OSError, imaplib.IMAP4.error):
+            if process.poll() is not None or time.monotonic() > deadline:
+                said = log.read_text() if log.exists() else "(no log)"
+                raise RuntimeError(f"dovecot did not start: {said}") from None
+            time.sleep(0.05)
+
+
+@contextmanager
+def running_dovecot(capability: str | None = None) -> Iterator[Dovecot]:
+    """Dovecot in the foreground (we own its pid); `capability` replaces what it offers after
+    login (to test a server without MOVE or UIDPLUS)."""
+    if not os.path.exists(DOVECOT):
+        pytest.skip(f"{DOVECOT} is not installed (Debian package dovecot-imapd)")
+    if os.geteuid() != 0:
+        pytest.skip("a private dovecot needs root here (it switches to dovenull and nobody)")
+    folder = Path(tempfile.mkdtemp(prefix="dovecot-", dir="/tmp"))
+    folder.chmod(0o755)
+    (folder / "mail").mkdir()
+    nobody = pwd.getpwnam("nobody")
+    os.chown(folder / "mail", nobody.pw_uid, nobody.pw_gid)
+    (folder / "users").mkdir()
+    imap_port, imaps_port = free_port(), free_port()
+    config = folder / "dovecot.conf"
+    config.write_text(_config(folder, imap_port, imaps_port, capability))
+    process = subprocess.Popen([DOVECOT, "-F", "-c", str(config)], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        _wait_for_greeting(imap_port, process, folder / "dovecot.log")
+        yield Dovecot(folder, imap_port, imaps_port, folder / "cert.pem")
+    finally:
+        process.terminate()
+        process.wait(20)
+        shutil.rmtree(folder, ignore_errors=True)
