@@ -112,6 +112,10 @@ def make_celery(settings: Settings | None = None) -> NotifierCelery:
                 "task": "notifier.tasks.sweep",
                 "schedule": timedelta(seconds=settings.sweep_seconds),
             },
+            "retain-deliveries": {
+                "task": "notifier.tasks.retain_deliveries",
+                "schedule": timedelta(seconds=settings.retention_seconds),
+            },
         },
     )
     app.notifier_settings = settings

@@ -411,6 +411,11 @@ class Settings:
     dkim_private_key: str = field(default="", repr=False)
     sweep_seconds: int = 60
     sweep_batch_limit: int = 50_000
+    delivery_retention_days: int = 30  # finished deliveries planned before this are removed
+    retention_seconds: int = 3600  # how often beat runs the retention job
+    retention_batch_size: int = 5000  # rows removed (and counted) per transaction
+    retention_batch_pause_seconds: float = 0.1  # rest between batches: others' turn
+    retention_run_seconds: int = 600  # one run stops after this long; the next goes on
     broker_visibility_timeout_seconds: int = 3600
     worker_concurrency: int = 4
     vapid_private_key: str = ""
@@ -612,6 +617,11 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         dkim_private_key=dkim_private_key,
         sweep_seconds=_int(env, "SWEEP_SECONDS", 60, minimum=1),
         sweep_batch_limit=_int(env, "SWEEP_BATCH_LIMIT", 50_000, minimum=1),
+        delivery_retention_days=_int(env, "DELIVERY_RETENTION_DAYS", 30, minimum=1),
+        retention_seconds=_int(env, "RETENTION_SECONDS", 3600, minimum=60),
+        retention_batch_size=_int(env, "RETENTION_BATCH_SIZE", 5000, minimum=1),
+        retention_batch_pause_seconds=_float(env, "RETENTION_BATCH_PAUSE_SECONDS", 0.1),
+        retention_run_seconds=_int(env, "RETENTION_RUN_SECONDS", 600, minimum=1),
         broker_visibility_timeout_seconds=_int(
             env, "BROKER_VISIBILITY_TIMEOUT_SECONDS", 3600, minimum=60
         ),

@@ -526,6 +526,11 @@ class Delivery(Base):
         CheckConstraint(
             "(subscriber_id IS NULL) <> (push_subscription_id IS NULL)", name="one_recipient"
         ),
+        # Retention walks old rows in planning-time order, a batch after the other
+        # (notifier.domain.retention). A B-tree: BRIN would be cheaper to write, but once
+        # removed rows' pages are reused by new ones its ranges span every date and it no
+        # longer narrows anything.
+        Index("ix_deliveries_created_at", "created_at", "id"),
         # Only rows that can still be due: sent ones leave it.
         Index(
             "ix_deliveries_due",
@@ -577,6 +582,58 @@ class Delivery(Base):
         if recipient_id is None:
             raise ValueError(f"delivery {self.id} has no recipient")
         return recipient_id
+
+
+class DeliverySummary(Base):
+    """Deliveries removed by retention, counted: per notice, channel, status, outcome and skip
+    reason, in the hour they were planned and the hour they ended. Readers of delivery counts
+    add these to the ledger's rows (notifier.domain.delivery_counts), so history, ops charts,
+    alert pages and rates show the same figures once the rows are gone."""
+
+    __tablename__ = "delivery_summaries"
+    __table_args__ = (
+        UniqueConstraint(
+            "notice_kind",
+            "notice_id",
+            "channel",
+            "status",
+            "outcome",
+            "reason",
+            "created_hour",
+            "ended_hour",
+            name="uq_delivery_summaries_key",
+        ),
+        Index("ix_delivery_summaries_ended_hour", "ended_hour"),
+        Index("ix_delivery_summaries_created_hour", "created_hour"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    notice_kind: Mapped[str] = mapped_column(String(10))  # article | alert | digest
+    notice_id: Mapped[int] = mapped_column(Integer)
+    channel: Mapped[str] = mapped_column(String(20))
+    status: Mapped[str] = mapped_column(String(20))  # a final DeliveryStatus
+    outcome: Mapped[str] = mapped_column(String(20))  # DeliveryOutcome (the status if none)
+    reason: Mapped[str] = mapped_column(String(200), default="")  # why skipped; "" otherwise
+    created_hour: Mapped[datetime] = mapped_column(UTCDateTime)  # planned in this hour (UTC)
+    # Went out (sent_at) or was last tried (next_attempt_at) in this hour (UTC).
+    ended_hour: Mapped[datetime] = mapped_column(UTCDateTime)
+    count: Mapped[int] = mapped_column(Integer)
+
+
+class RetentionRun(Base):
+    """One run of the retention job: what it removed, how long it took, and why it stopped
+    if it failed (nothing fails silently: /ops/, `notifier status` and /metrics show it)."""
+
+    __tablename__ = "retention_runs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # None: still running
+    cutoff: Mapped[datetime] = mapped_column(UTCDateTime)  # rows planned before it went
+    removed: Mapped[int] = mapped_column(Integer, default=0)
+    batches: Mapped[int] = mapped_column(Integer, default=0)
+    complete: Mapped[bool] = mapped_column(Boolean, default=False)  # False: time ran out first
+    error: Mapped[str | None] = mapped_column(Text)  # "ErrorType: message" when it failed
 
 
 class BounceKind(enum.StrEnum):

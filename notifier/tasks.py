@@ -36,9 +36,11 @@ from notifier.logs import redact
 from notifier.messages import Outcome
 from notifier.models import Alert
 from notifier.ops.recoveries import forget_recoveries
+from notifier.ops.retention_runs import forget_retention_runs
 from notifier.ops.sweeps import forget_sweeps, record_sweep
 from notifier.ops.task_failures import describe, forget_task_failures
 from notifier.polling.fetch import FeedFetchError, FetchedFeed, fetch, finish_poll, start_poll
+from notifier.retention import run_retention
 from notifier.timeutil import utcnow
 
 log = logging.getLogger(__name__)
@@ -272,6 +274,7 @@ def sweep(self) -> dict:
         forget_recoveries(session, keep_after)
         forget_task_failures(session, keep_after)
         forget_unsent(session, keep_after)
+        forget_retention_runs(session, keep_after)
         # Raw bounce reports go on time even when no new report arrives to trigger it.
         drop_old_raw_reports(session, now, settings.bounce_report_days)
         session.commit()
@@ -285,3 +288,11 @@ def sweep(self) -> dict:
         log.warning("sweep re-queued %s articles, %s alerts, %s deliveries", len(articles),
                     len(alerts), len(overdue))  # fmt: skip
     return counts
+
+
+@shared_task(bind=True, name="notifier.tasks.retain_deliveries")
+def retain_deliveries(self) -> dict:
+    """Beat: remove finished deliveries past DELIVERY_RETENTION_DAYS, counted into the summary
+    first (notifier.retention). A failure is recorded on its run and fails the task."""
+    run = run_retention(_settings(self))
+    return {"removed": run.removed, "batches": run.batches, "complete": run.complete}

@@ -29,7 +29,7 @@ TABLES = (
     "push_subscription_categories, alert_categories, alerts, articles, subscribers, "
     "push_subscriptions, feeds, api_tokens, "
     "editors, login_attempts, worker_heartbeats, push_service_backoffs, task_failures, sweep_runs,"
-    " recoveries, unsent_tasks"
+    " recoveries, unsent_tasks, delivery_summaries, retention_runs"
 )
 
 

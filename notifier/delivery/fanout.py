@@ -20,8 +20,11 @@ from notifier.timeutil import utcnow
 def fan_out_article(
     session: Session, article_id: int, settings: Settings, enqueue: Enqueue
 ) -> dict[str, int]:
-    """Deliveries planned per channel; {} for an article that no longer exists."""
-    if session.get(Article, article_id) is None:
+    """Deliveries planned per channel; {} for an article that no longer exists, or whose
+    planning already finished (`fanned_out_at`): its rows may have been removed by retention
+    since, so planning again would send it twice. Unsent rows are the sweeper's."""
+    article = session.get(Article, article_id)
+    if article is None or article.fanned_out_at is not None:
         return {}
     planned = plan_and_queue(session, Notice.article(article_id), list(CHANNELS), settings,
                              enqueue)  # fmt: skip

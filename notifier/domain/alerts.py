@@ -22,6 +22,7 @@ from notifier.models import (
     Delivery,
     DeliveryOutcome,
     DeliveryStatus,
+    DeliverySummary,
 )
 from notifier.text import single_line
 from notifier.timeutil import utcnow
@@ -321,22 +322,29 @@ def stop_alert(session: Session, alert_id: int, now: datetime) -> Alert:
 
 
 def alert_progress(session: Session, alert_id: int) -> dict[str, dict[str, int]]:
-    """Per channel: queued (not yet final), sent, failed, gone, skipped."""
+    """Per channel: queued (not yet final), sent, failed, gone, skipped: the ledger's rows
+    plus those retention removed (counted in delivery_summaries)."""
     rows = session.execute(
         select(Delivery.channel, Delivery.status, Delivery.outcome, func.count())
         .where(Delivery.alert_id == alert_id)
         .group_by(Delivery.channel, Delivery.status, Delivery.outcome)
-    )
+    ).all()
+    removed = session.execute(
+        select(DeliverySummary.channel, DeliverySummary.status, DeliverySummary.outcome,
+               func.sum(DeliverySummary.count))
+        .where(DeliverySummary.notice_kind == "alert", DeliverySummary.notice_id == alert_id)
+        .group_by(DeliverySummary.channel, DeliverySummary.status, DeliverySummary.outcome)
+    ).all()  # fmt: skip
     progress = {c: dict.fromkeys(("queued", "sent", "failed", "gone", "skipped"), 0)
                 for c in CHANNELS}  # fmt: skip
-    for channel, status, outcome, count in rows:
+    for channel, status, outcome, count in [*rows, *removed]:
         bucket = {
             DeliveryStatus.PENDING: "queued", DeliveryStatus.SENDING: "queued",
             DeliveryStatus.SENT: "sent", DeliveryStatus.SKIPPED: "skipped",
-        }.get(status, "failed")  # fmt: skip
-        if bucket == "failed" and outcome is DeliveryOutcome.GONE:
+        }.get(DeliveryStatus(status), "failed")  # fmt: skip
+        if bucket == "failed" and outcome == DeliveryOutcome.GONE:
             bucket = "gone"
-        progress[channel][bucket] += count
+        progress[channel][bucket] += int(count)
     return progress
 
 

@@ -7,6 +7,9 @@ mailbox provider. Bounced is a returned message (outcome bounced) or that refusa
 complained is a spam report (outcome complained). Each counts on the day it was sent (a gone
 one on the day of its last attempt), in the site's time zone, so a bounce arriving tomorrow
 raises the rate of the day its email went out.
+
+Each figure adds the emails retention removed from the ledger (delivery_summaries, counted by
+the hour they went out), so they stay the same once the rows are gone.
 """
 
 from __future__ import annotations
@@ -16,12 +19,19 @@ from datetime import UTC, date, datetime, time, timedelta
 from itertools import pairwise
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, case, func, literal, or_, select
+from sqlalchemy import and_, case, func, literal, or_, select, union_all
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
 from notifier.config import Settings
-from notifier.models import Alert, Article, Delivery, DeliveryOutcome, DeliveryStatus
+from notifier.models import (
+    Alert,
+    Article,
+    Delivery,
+    DeliveryOutcome,
+    DeliveryStatus,
+    DeliverySummary,
+)
 
 # When the email went out: sent_at, or the last attempt for one refused at once.
 _went_out_at = func.coalesce(Delivery.sent_at, Delivery.next_attempt_at)
@@ -31,6 +41,15 @@ _reached = and_(
 )
 _bounced = Delivery.outcome.in_([DeliveryOutcome.BOUNCED, DeliveryOutcome.GONE])
 _complained = Delivery.outcome == DeliveryOutcome.COMPLAINED
+
+# The same conditions on the counts retention kept of removed rows.
+_S = DeliverySummary
+_removed_reached = and_(
+    _S.channel == "email",
+    or_(_S.status == DeliveryStatus.SENT.value, _S.outcome == DeliveryOutcome.GONE.value),
+)
+_removed_bounced = _S.outcome.in_([DeliveryOutcome.BOUNCED.value, DeliveryOutcome.GONE.value])
+_removed_complained = _S.outcome == DeliveryOutcome.COMPLAINED.value
 
 
 @dataclass(frozen=True)
@@ -96,6 +115,19 @@ def _sum(condition: ColumnElement[bool]) -> ColumnElement[int]:
     return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
 
 
+def _removed_sum(condition: ColumnElement[bool]) -> ColumnElement[int]:
+    return func.coalesce(func.sum(case((condition, _S.count), else_=0)), 0)
+
+
+def _removed_rates(session: Session, *where: ColumnElement[bool]) -> Rates:
+    """Sent, bounced and complained among the removed emails matching `where`."""
+    row = session.execute(
+        select(_removed_sum(literal(True)), _removed_sum(_removed_bounced),
+               _removed_sum(_removed_complained)).where(_removed_reached, *where)
+    ).one()  # fmt: skip
+    return Rates(*(int(value) for value in row))
+
+
 def day_starts(now: datetime, days: int, zone: ZoneInfo) -> list[tuple[date, datetime]]:
     """The last `days` days in the zone (today last), each with its midnight in UTC."""
     today = now.astimezone(zone).date()
@@ -108,16 +140,24 @@ def daily_rates(
 ) -> list[DayRates]:
     """Sent, bounced and complained per day for the last `days` days, newest first."""
     bounds = day_starts(now, days, zone)
-    columns = []
+    columns, removed = [], []
+    hour = _S.ended_hour
     for (_, start), (_, stop) in pairwise(bounds):
         on_day = and_(_went_out_at >= start, _went_out_at < stop)
         columns += [_sum(on_day), _sum(and_(on_day, _bounced)), _sum(and_(on_day, _complained))]
+        on_day = and_(hour >= start, hour < stop)
+        removed += [_removed_sum(on_day), _removed_sum(and_(on_day, _removed_bounced)),
+                    _removed_sum(and_(on_day, _removed_complained))]  # fmt: skip
     row = session.execute(
         select(*columns).where(_reached, _went_out_at >= bounds[0][1], _went_out_at < bounds[-1][1])
     ).one()
+    kept = session.execute(
+        select(*removed).where(_removed_reached, hour >= bounds[0][1], hour < bounds[-1][1])
+    ).one()
     result = []
     for i, (day, _) in enumerate(bounds[:-1]):
-        rates = Rates(*(int(value) for value in row[3 * i : 3 * i + 3]))
+        ledger, gone = row[3 * i : 3 * i + 3], kept[3 * i : 3 * i + 3]
+        rates = Rates(*(int(a) + int(b) for a, b in zip(ledger, gone, strict=True)))
         result.append(DayRates(day, rates, tuple(rates.over(limits))))
     return result[::-1]
 
@@ -129,7 +169,12 @@ def rates_since(session: Session, since: datetime) -> Rates:
             _reached, _went_out_at >= since
         )
     ).one()
-    return Rates(*(int(value) for value in row))
+    return _plus(Rates(*(int(value) for value in row)),
+                 _removed_rates(session, _S.ended_hour >= since))  # fmt: skip
+
+
+def _plus(a: Rates, b: Rates) -> Rates:
+    return Rates(a.sent + b.sent, a.bounced + b.bounced, a.complained + b.complained)
 
 
 def alert_rates(session: Session, alert_id: int, limits: Thresholds) -> NoticeRates:
@@ -139,7 +184,8 @@ def alert_rates(session: Session, alert_id: int, limits: Thresholds) -> NoticeRa
             _reached, Delivery.alert_id == alert_id
         )
     ).one()
-    rates = Rates(*(int(value) for value in row))
+    removed = _removed_rates(session, _S.notice_kind == "alert", _S.notice_id == alert_id)
+    rates = _plus(Rates(*(int(value) for value in row)), removed)
     title = session.scalar(select(Alert.title).where(Alert.id == alert_id)) or ""
     return NoticeRates("alert", alert_id, title, rates, tuple(rates.over(limits)))
 
@@ -149,7 +195,23 @@ def notice_rates(
 ) -> list[NoticeRates]:
     """Per article and alert whose email went out since `since`: those over a threshold first,
     then the largest sends; digests (one per reader) count in the days only."""
-    sent, bounced, complained = func.count(), _sum(_bounced), _sum(_complained)
+    kind = case((Delivery.article_id.is_not(None), "article"), else_="alert")
+    ledger = (
+        select(kind.label("kind"), func.coalesce(Delivery.article_id, Delivery.alert_id)
+               .label("notice_id"), func.count().label("sent"), _sum(_bounced).label("bounced"),
+               _sum(_complained).label("complained"))
+        .where(_reached, _went_out_at >= since, Delivery.digest_id.is_(None))
+        .group_by(Delivery.article_id, Delivery.alert_id)
+    )  # fmt: skip
+    removed = (
+        select(_S.notice_kind, _S.notice_id, _removed_sum(literal(True)),
+               _removed_sum(_removed_bounced), _removed_sum(_removed_complained))
+        .where(_removed_reached, _S.ended_hour >= since, _S.notice_kind != "digest")
+        .group_by(_S.notice_kind, _S.notice_id)
+    )  # fmt: skip
+    both = union_all(ledger, removed).subquery()
+    sent, bounced = func.sum(both.c.sent), func.sum(both.c.bounced)
+    complained = func.sum(both.c.complained)
     warned = and_(
         sent >= limits.min_sent,
         or_(
@@ -158,19 +220,14 @@ def notice_rates(
         ),
     )
     rows = session.execute(
-        select(Delivery.article_id, Delivery.alert_id, sent, bounced, complained)
-        .where(_reached, _went_out_at >= since, Delivery.digest_id.is_(None))
-        .group_by(Delivery.article_id, Delivery.alert_id)
-        .order_by(case((warned, 0), else_=1), sent.desc(), Delivery.article_id, Delivery.alert_id)
+        select(both.c.kind, both.c.notice_id, sent, bounced, complained)
+        .group_by(both.c.kind, both.c.notice_id)
+        .order_by(case((warned, 0), else_=1), sent.desc(), both.c.kind.desc(), both.c.notice_id)
         .limit(limit)
     ).all()
     titles = _titles(session, rows)
     result = []
-    for article_id, alert_id, *counts in rows:
-        notice_id = article_id if article_id is not None else alert_id
-        if notice_id is None:  # never: CHECK one_notice gives every delivery one
-            continue
-        kind = "article" if article_id is not None else "alert"
+    for kind, notice_id, *counts in rows:
         rates = Rates(*(int(value) for value in counts))
         title = titles.get((kind, notice_id), "")
         result.append(NoticeRates(kind, notice_id, title, rates, tuple(rates.over(limits))))
@@ -178,8 +235,8 @@ def notice_rates(
 
 
 def _titles(session: Session, rows) -> dict[tuple[str, int], str]:
-    articles = [row[0] for row in rows if row[0]]
-    alerts = [row[1] for row in rows if row[1]]
+    articles = [row[1] for row in rows if row[0] == "article"]
+    alerts = [row[1] for row in rows if row[0] == "alert"]
     titles: dict[tuple[str, int], str] = {}
     if articles:
         query = select(Article.id, Article.title).where(Article.id.in_(articles))

@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import and_, case, func, select
 from sqlalchemy.orm import Session
 
-from notifier.models import Delivery, DeliveryStatus
+from notifier.models import Delivery, DeliveryStatus, DeliverySummary
 
 HOUR = timedelta(hours=1)
 
@@ -46,10 +46,29 @@ def hourly_outcomes(session: Session, now: datetime, hours: int) -> list[HourCou
             else_=0,
         )))  # fmt: skip
     row = session.execute(select(*columns).where(sent | failed)).one()
+    removed = _removed_per_hour(session, starts[0])
     return [
-        HourCount(start, int(row[2 * i] or 0), int(row[2 * i + 1] or 0))
+        HourCount(
+            start,
+            int(row[2 * i] or 0) + removed.get((start, DeliveryStatus.SENT.value), 0),
+            int(row[2 * i + 1] or 0) + removed.get((start, DeliveryStatus.FAILED.value), 0),
+        )
         for i, start in enumerate(starts)
     ]
+
+
+def _removed_per_hour(session: Session, since: datetime) -> dict[tuple[datetime, str], int]:
+    """(hour, sent|failed) -> deliveries retention removed that ended in that hour: counted by
+    the same hour (sent_at, else the last attempt) as the ledger's rows above."""
+    rows = session.execute(
+        select(DeliverySummary.ended_hour, DeliverySummary.status, func.sum(DeliverySummary.count))
+        .where(
+            DeliverySummary.ended_hour >= since,
+            DeliverySummary.status.in_([DeliveryStatus.SENT.value, DeliveryStatus.FAILED.value]),
+        )
+        .group_by(DeliverySummary.ended_hour, DeliverySummary.status)
+    )
+    return {(hour, status): int(count) for hour, status, count in rows}
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import String, func, literal, select, update
 from sqlalchemy.orm import Session
 
-from notifier.models import Delivery, DeliveryStatus
+from notifier.models import Delivery, DeliveryStatus, DeliverySummary
 
 # Errors quote what servers answered, so these run in linear time (runs taken whole,
 # a bounded search for the endpoint path).
@@ -84,12 +84,18 @@ def retry_failed(session: Session, delivery_ids: list[int], now: datetime) -> li
 
 
 def deliveries_by_outcome(session: Session, since: datetime) -> dict[tuple[str, str], int]:
-    """(channel, sent|failed|gone|skipped|queued) -> count, for deliveries made since."""
+    """(channel, sent|failed|gone|skipped|queued) -> count, for deliveries made since: the
+    ledger's rows plus those retention removed (counted by the hour they were planned in)."""
     rows = session.execute(
         select(Delivery.channel, Delivery.status, Delivery.outcome, func.count())
         .where(Delivery.created_at >= since)
         .group_by(Delivery.channel, Delivery.status, Delivery.outcome)
-    )
+    ).all()
+    removed = session.execute(
+        select(DeliverySummary.channel, DeliverySummary.outcome, func.sum(DeliverySummary.count))
+        .where(DeliverySummary.created_hour >= since)
+        .group_by(DeliverySummary.channel, DeliverySummary.outcome)
+    ).all()
     counts: dict[tuple[str, str], int] = {}
     for channel, status, outcome, count in rows:
         if status in (DeliveryStatus.PENDING, DeliveryStatus.SENDING):
@@ -97,4 +103,6 @@ def deliveries_by_outcome(session: Session, since: datetime) -> dict[tuple[str, 
         else:
             name = outcome.value if outcome is not None else status.value
         counts[(channel, name)] = counts.get((channel, name), 0) + count
+    for channel, name, count in removed:  # only final rows are removed: the outcome names it
+        counts[(channel, name)] = counts.get((channel, name), 0) + int(count)
     return counts
