@@ -9,7 +9,7 @@ from datetime import datetime
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from notifier.models import Delivery, DeliveryStatus
+from notifier.models import Delivery, DeliveryStatus, DeliverySummary
 from notifier.ops.failures import cause_of
 
 # Reasons with a series of their own in /metrics (a fixed set: a label per reader's pause
@@ -25,16 +25,25 @@ class SkipGroup:
 
 
 def skips_by_reason(session: Session, since: datetime) -> list[SkipGroup]:
-    """Skipped deliveries planned since `since`, by channel and reason, most first."""
+    """Skipped deliveries planned since `since`, by channel and reason, most first: the
+    ledger's rows plus those retention removed (counted by the hour they were planned in)."""
     rows = session.execute(
         select(Delivery.channel, Delivery.last_error, func.count())
         .where(Delivery.status == DeliveryStatus.SKIPPED, Delivery.created_at >= since)
         .group_by(Delivery.channel, Delivery.last_error)
-    )
+    ).all()
+    removed = session.execute(
+        select(DeliverySummary.channel, DeliverySummary.reason, func.sum(DeliverySummary.count))
+        .where(
+            DeliverySummary.status == DeliveryStatus.SKIPPED.value,
+            DeliverySummary.created_hour >= since,
+        )
+        .group_by(DeliverySummary.channel, DeliverySummary.reason)
+    ).all()
     counts: dict[tuple[str, str], int] = {}
-    for channel, reason, count in rows:
+    for channel, reason, count in [*rows, *removed]:
         key = (channel, cause_of(reason))
-        counts[key] = counts.get(key, 0) + count
+        counts[key] = counts.get(key, 0) + int(count)
     groups = [SkipGroup(channel, reason, n) for (channel, reason), n in counts.items()]
     return sorted(groups, key=lambda g: (-g.count, g.channel, g.reason))
 

@@ -35,6 +35,7 @@ from notifier.ops.deliverability import (
 )
 from notifier.ops.delivery_chart import hourly_outcomes
 from notifier.ops.failures import deliveries_by_outcome
+from notifier.ops.skips import skips_by_reason
 from notifier.retention import run_retention
 from notifier.timeutil import utcnow
 from tests import factories
@@ -95,6 +96,9 @@ def history(session, at: datetime) -> History:
 READERS = {
     "alert progress (history, alert page, API)": lambda s, h: alert_progress(s, h.alert_id),
     "outcomes since (ops dashboard, status)": lambda s, h: deliveries_by_outcome(
+        s, h.at - timedelta(days=1)
+    ),
+    "skips by reason (ops dashboard, metrics)": lambda s, h: skips_by_reason(
         s, h.at - timedelta(days=1)
     ),
     "hourly chart (ops dashboard)": lambda s, h: hourly_outcomes(s, h.at + timedelta(hours=2), 4),

@@ -6,8 +6,8 @@ outcome, skip reason, planned hour and ended hour), so every reader of delivery 
 the same figures after the rows are gone. retention_runs records each run. Retention walks
 old rows in (created_at, id) order, through the index added here.
 
-Revision ID: 0020
-Revises: 0019
+Revision ID: 0022
+Revises: 0021
 Create Date: 2026-12-06 23:30:00
 """
 
@@ -18,8 +18,8 @@ from alembic import op
 
 from notifier.timeutil import UTCDateTime
 
-revision = "0020"
-down_revision = "0019"
+revision = "0022"
+down_revision = "0021"
 branch_labels = None
 depends_on = None
 
