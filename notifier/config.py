@@ -430,6 +430,7 @@ class Settings:
     digest_plan_batch: int = 500  # digest schedules planned per transaction
     digest_category_cap: int = 10  # articles per category in a digest; more: a link to the site
     stale_news_hours: int = 12  # an article older than this at send time is not sent instantly
+    digest_link_max_age_seconds: int = 30 * 86400  # a digest's web version and switch links
     webhook_secret: str = ""
     webhook_max_new_categories: int = 10
     push_connect_timeout_seconds: float = 5.0
@@ -638,6 +639,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         digest_plan_batch=_int(env, "DIGEST_PLAN_BATCH", 500, minimum=1),
         digest_category_cap=_int(env, "DIGEST_CATEGORY_CAP", 10, minimum=1),
         stale_news_hours=_int(env, "STALE_NEWS_HOURS", 12, minimum=1),
+        digest_link_max_age_seconds=_int(
+            env, "DIGEST_LINK_MAX_AGE_SECONDS", 30 * 86400, minimum=60
+        ),
         webhook_secret=env.get("WEBHOOK_SECRET", ""),
         webhook_max_new_categories=_int(env, "WEBHOOK_MAX_NEW_CATEGORIES", 10),
         push_connect_timeout_seconds=_float(env, "PUSH_CONNECT_TIMEOUT_SECONDS", 5.0, 0.1),

@@ -20,6 +20,10 @@ class TokenError(ValueError):
     """The link is broken, forged or expired; the message is fit to show to a reader."""
 
 
+class TokenExpired(TokenError):
+    """The link was ours and good, but is older than its purpose allows (a 410, not a 404)."""
+
+
 def address_digest(secret_key: str, email: str) -> str:
     """Binds a link to an address without putting the address (or a guessable hash of it)
     in URLs and logs: keyed, so nobody without SECRET_KEY can test guesses against it."""
@@ -70,6 +74,15 @@ class EmailView:
     category_ids: tuple[int, ...]
 
 
+@dataclass(frozen=True)
+class CadenceSwitch:
+    """One click in a digest: this reader's categories of this digest go to `cadence`."""
+
+    subscriber_id: int
+    digest_id: int
+    cadence: str
+
+
 class _Uncompressed(URLSafeSerializer):
     """Signs without trying zlib first (our payloads are a few ids, which never compress;
     the attempt cost 60 µs a link, two links per email at fan-out) and with the signing key
@@ -107,6 +120,10 @@ class Tokens:
         self._device = URLSafeTimedSerializer(keys, salt="notifier.login-device")
         self._resubscribe = URLSafeTimedSerializer(keys, salt="notifier.resubscribe")
         self._email_view = _Uncompressed(keys, salt="notifier.email-view")
+        # Issued-at in the payload, not itsdangerous's timed signer: the fast signer stays
+        # (three such links per digest, 100,000 digests at once), and they still expire.
+        self._cadence_switch = _Uncompressed(keys, salt="notifier.cadence-switch")
+        self._digest_view = _Uncompressed(keys, salt="notifier.digest-view")
         self._confirm_max_age = confirm_max_age_seconds
         self._secret_key = secret_key
         self._secret_keys = tuple(keys)
@@ -185,6 +202,37 @@ class Tokens:
             raise TokenError("This link is not valid.")
         return view
 
+    def cadence_switch_token(
+        self, subscriber_id: int, digest_id: int, cadence: str, issued: datetime
+    ) -> str:
+        payload = {"s": subscriber_id, "d": digest_id, "c": cadence, "i": int(issued.timestamp())}
+        return self._cadence_switch.dumps(payload)
+
+    def read_cadence_switch_token(
+        self, token: str, max_age_seconds: int, now: datetime
+    ) -> CadenceSwitch:
+        data = _read_issued(self._cadence_switch, token, max_age_seconds, now,
+                            "This link to change your digest is")  # fmt: skip
+        try:
+            switch = CadenceSwitch(int(data["s"]), int(data["d"]), str(data["c"]))
+        except (KeyError, TypeError, ValueError):
+            raise TokenError("This link to change your digest is not valid.") from None
+        if switch.cadence not in ("instant", "daily", "weekly"):
+            raise TokenError("This link to change your digest is not valid.")
+        return switch
+
+    def digest_view_token(self, digest_id: int, issued: datetime) -> str:
+        return self._digest_view.dumps({"d": digest_id, "i": int(issued.timestamp())})
+
+    def read_digest_view_token(self, token: str, max_age_seconds: int, now: datetime) -> int:
+        """The digest the web-version link names."""
+        data = _read_issued(self._digest_view, token, max_age_seconds, now,
+                            "This link to a digest is")  # fmt: skip
+        try:
+            return int(data["d"])
+        except (KeyError, TypeError, ValueError):
+            raise TokenError("This link to a digest is not valid.") from None
+
     def push_manage_token(self, push_subscription_id: int) -> str:
         return self._push.dumps({"p": push_subscription_id})
 
@@ -208,6 +256,23 @@ class Tokens:
         if not _digest_matches(digest, self._secret_keys, email):
             return None
         return device_id
+
+
+def _read_issued(
+    serializer: URLSafeSerializer, token: str, max_age_seconds: int, now: datetime, what: str
+) -> dict:
+    """A signed payload with its issue time ("i", Unix seconds), refused once older than
+    `max_age_seconds` (TokenExpired) and when forged or broken (TokenError)."""
+    try:
+        data = serializer.loads(token)
+        issued = datetime.fromtimestamp(int(data["i"]), UTC)
+    except (BadSignature, KeyError, TypeError, ValueError, OverflowError, OSError):
+        raise TokenError(f"{what} not valid.") from None
+    if not isinstance(data, dict):
+        raise TokenError(f"{what} not valid.")
+    if (now - issued).total_seconds() > max_age_seconds:
+        raise TokenExpired(f"{what} too old: it worked for {max_age_seconds // 86400} days.")
+    return data
 
 
 class BounceAddresses:

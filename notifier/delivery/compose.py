@@ -28,6 +28,7 @@ from notifier.models import (
     Category,
     Subscriber,
 )
+from notifier.timeutil import utcnow
 from notifier.tokens import BounceAddresses, EmailView, Tokens
 from notifier.urls import PublicUrls
 from notifier.vapid import b64url
@@ -36,6 +37,8 @@ from notifier.vapid import b64url
 # inlining leave them alone, and unlikely in any article.
 UNSUBSCRIBE_SLOT = "NOTIFIERSLOT0UNSUBSCRIBEURL"
 MANAGE_SLOT = "NOTIFIERSLOT1MANAGEURL"
+# A digest's own per-reader links: its web version and the two one-click cadence switches.
+DIGEST_SLOTS = ("NOTIFIERSLOT2DIGESTVIEWURL", "NOTIFIERSLOT3INSTANTURL", "NOTIFIERSLOT4OTHERURL")
 LAYOUT_CACHE_SIZE = 64
 
 
@@ -68,8 +71,7 @@ class Composer:
     def email(self, addressee: Addressee) -> RenderedEmail:
         """The whole email rendered for one reader (previews, tests, unusual addresses)."""
         subscriber = addressee.recipient
-        unsubscribe_url, manage_url = self._email_links(addressee)
-        return self._render_email(addressee, subscriber.email, unsubscribe_url, manage_url)
+        return self._render_email(addressee, subscriber.email, *self._email_links(addressee))
 
     def email_envelope(self, addressee: Addressee) -> EmailEnvelope:
         """The email for one reader, from the notice's layout rendered once: only the links,
@@ -91,17 +93,34 @@ class Composer:
             return envelope
         return dataclasses.replace(envelope, mail_from=self.bounces.address(addressee.delivery_id))
 
-    def _email_links(self, addressee: Addressee) -> tuple[str, str]:
+    def _email_links(self, addressee: Addressee) -> tuple[str, ...]:
+        """The reader's own links, in the order of the layout's slots."""
         subscriber_id = addressee.recipient.id
         category_ids = [c.id for c in addressee.matched]
-        return self.urls.unsubscribe(subscriber_id, category_ids), self.urls.manage(subscriber_id)
+        links = self.urls.unsubscribe(subscriber_id, category_ids), self.urls.manage(subscriber_id)
+        if isinstance(addressee.notice, DigestNotice):
+            return links + self._digest_links(subscriber_id, addressee.notice)
+        return links
+
+    def _digest_links(self, subscriber_id: int, digest: DigestNotice) -> tuple[str, str, str]:
+        """View in browser, switch to instant, switch to the other digest (daily <-> weekly)."""
+        issued = utcnow()
+        other = "weekly" if digest.cadence == "daily" else "daily"
+        return (
+            self.urls.digest_view(digest.id, issued),
+            self.urls.cadence_switch(subscriber_id, digest.id, "instant", issued),
+            self.urls.cadence_switch(subscriber_id, digest.id, other, issued),
+        )
 
     def _render_email(
-        self, addressee: Addressee, to: str, unsubscribe_url: str, manage_url: str
-    ) -> RenderedEmail:
+        self, addressee: Addressee, to: str, unsubscribe_url: str, manage_url: str,
+        *digest_links: str,
+    ) -> RenderedEmail:  # fmt: skip
         kind, notice = addressee.kind, addressee.notice
         if isinstance(notice, DigestNotice):
-            context = {**self._site(), **digest_context(notice, self.settings)}
+            view_url, instant_url, other_url = digest_links
+            context = {**self._site(view_url), **digest_context(notice, self.settings)}
+            context |= {"switch_instant_url": instant_url, "switch_other_url": other_url}
             campaign = f"digest-{notice.cadence}"  # one per cadence, not per reader
         else:
             view_url = self.urls.email_view(kind, notice.id, [c.id for c in addressee.matched])
@@ -133,10 +152,11 @@ class Composer:
         key = (addressee.kind, notice_key, tuple(c.id for c in addressee.matched))
         layout = _cached(self._layouts, key)
         if layout is None:
-            rendered = self._render_email(addressee, "reader@invalid", UNSUBSCRIBE_SLOT,
-                                          MANAGE_SLOT)  # fmt: skip
-            layout = EmailLayout.prepare(rendered, self.settings.mail_from,
-                                         [UNSUBSCRIBE_SLOT, MANAGE_SLOT])  # fmt: skip
+            slots = [UNSUBSCRIBE_SLOT, MANAGE_SLOT]
+            if isinstance(notice, DigestNotice):
+                slots += DIGEST_SLOTS
+            rendered = self._render_email(addressee, "reader@invalid", *slots)
+            layout = EmailLayout.prepare(rendered, self.settings.mail_from, slots)
             _remember(self._layouts, key, layout)
         return layout
 

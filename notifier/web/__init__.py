@@ -68,6 +68,7 @@ def create_app(settings: Settings | None = None, queue: TaskQueue | None = None)
         assets,
         bounce_webhooks,
         dev,
+        digest_pages,
         editor_alerts,
         editor_auth,
         email_pages,
@@ -89,11 +90,13 @@ def create_app(settings: Settings | None = None, queue: TaskQueue | None = None)
     # The signed link is the secret, as for one-click unsubscribe.
     csrf.exempt(public.confirm)
     csrf.exempt(subscription_pages.resubscribe_now)
+    csrf.exempt(digest_pages.switch_now)
     protect_api(app, settings)
     for blueprint in (
         public.bp,
         subscription_pages.bp,
         email_pages.bp,
+        digest_pages.bp,
         api.bp,
         push_api.bp,
         push_pages.bp,

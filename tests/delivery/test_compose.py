@@ -86,6 +86,9 @@ CONTEXTS = {
         "matched_categories": ["Economy", "News"],
         "unsubscribe_url": "http://127.0.0.1:8000/unsubscribe/TOKEN-U",
         "manage_url": "http://127.0.0.1:8000/preferences/TOKEN-M",
+        "view_url": "http://127.0.0.1:8000/digest/TOKEN-V",
+        "switch_instant_url": "http://127.0.0.1:8000/digest/switch/TOKEN-I",
+        "switch_other_url": "http://127.0.0.1:8000/digest/switch/TOKEN-W",
     },
     "confirm": {
         **SITE,
