@@ -38,6 +38,14 @@ bp = Blueprint("bounce_webhooks", __name__, url_prefix="/webhooks/bounces")
 log = logging.getLogger(__name__)
 
 
+@bp.url_value_preprocessor
+def allow_relay_batches(_endpoint: str | None, _values: dict | None) -> None:
+    """A relay's call may carry a batch (SendGrid) or the bounce itself (Postmark's content):
+    up to BOUNCE_MAX_BYTES, not the 64 KiB of a form. Set here because URL preprocessors run
+    before every before_request function, the first of which already reads the body."""
+    request.max_content_length = settings().bounce_max_bytes
+
+
 def _off(relay: str, setting: str):
     return jsonify(error=f"The {relay} bounce webhook is off: set {setting} to turn it on."), 404
 

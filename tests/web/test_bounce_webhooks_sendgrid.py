@@ -159,3 +159,16 @@ def test_bad_json_a_switched_off_webhook_and_a_bad_key(client, settings, queue, 
     assert off.status_code == 404 and "SENDGRID_WEBHOOK_PUBLIC_KEY" in off.json["error"]
     with pytest.raises(ConfigError, match="SENDGRID_WEBHOOK_PUBLIC_KEY is not a public key"):
         make_settings(tmp_path, SENDGRID_WEBHOOK_PUBLIC_KEY="bm90IGEga2V5")
+
+
+def test_a_batch_larger_than_a_form_is_taken_up_to_bounce_max_bytes(client, session, settings):
+    reader = factories.subscriber(session, "ann@example.com", "news")
+    _, message_id = sent_email(session, reader)
+    opens = [event("open", "ann@example.com", message_id, f"o-{n}", useragent="x" * 200)
+             for n in range(400)]  # fmt: skip
+    batch = [*opens, hard_bounce("ann@example.com", message_id)]
+    assert 64 * 1024 < len(json.dumps(batch)) < settings.bounce_max_bytes
+    assert post(client, batch).json == {"processed": 1, "replays": 0}
+    too_big = [event("open", "ann@example.com", message_id, "o", useragent="x" * 1_100_000)]
+    assert post(client, too_big).status_code == 413
+    assert count(session, BounceReport) == 1
