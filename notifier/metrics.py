@@ -113,7 +113,8 @@ BOUNCE_REPORTS_UNPROCESSED = Counter(
     "mailbox reader (left in the mailbox, read again) could not process and relays' webhook "
     "calls not processed, by source (listener, imap, ses, postmark, "
     "sendgrid, mailgun) and cause: database (unreachable), error (anything else), refused "
-    "(webhook secret or signature wrong) or payload (webhook body unreadable); each is kept "
+    "(webhook secret or signature wrong), payload (webhook body unreadable) or fetch (SNS's "
+    "certificate or confirmation URL out of reach); each is kept "
     "with its cause.",
     ["source", "cause"],
 )
