@@ -51,6 +51,18 @@ def _transport_options(settings: Settings) -> dict:
     return {}
 
 
+def _mailbox_schedule(settings: Settings) -> dict:
+    """The bounce mailbox is read only when there is one (IMAP_HOST)."""
+    if not settings.imap_host:
+        return {}
+    return {
+        "read-bounce-mailbox": {
+            "task": "notifier.tasks.read_bounce_mailbox",
+            "schedule": timedelta(seconds=settings.imap_poll_seconds),
+        }
+    }
+
+
 class NotifierCelery(Celery):
     """The Celery app, carrying the Settings it was made from: tasks and worker steps read
     theirs from it rather than from the environment again."""
@@ -116,6 +128,7 @@ def make_celery(settings: Settings | None = None) -> NotifierCelery:
                 "task": "notifier.tasks.retain_deliveries",
                 "schedule": timedelta(seconds=settings.retention_seconds),
             },
+            **_mailbox_schedule(settings),
         },
     )
     app.notifier_settings = settings

@@ -191,8 +191,14 @@ def _celery_argv(settings: Settings, command: str, celery_args: tuple[str, ...])
 
 @cli.command()
 @click.option("--lmtp", is_flag=True, help="Speak LMTP (a local MTA's delivery) instead of SMTP.")
-def bounces(lmtp: bool) -> None:
+@click.option(
+    "--imap-once", is_flag=True, help="Instead: read the bounce mailbox once (as beat does), exit."
+)
+def bounces(lmtp: bool, imap_once: bool) -> None:
     """Take returned mail for BOUNCE_DOMAIN on BOUNCE_LISTEN and process each report."""
+    if imap_once:
+        _read_bounce_mailbox_once()
+        return
     settings = _settings(service=True)
     _export_metrics_dir(settings, "bounces")
     from notifier.db import session_factory
@@ -215,6 +221,33 @@ def bounces(lmtp: bool) -> None:
             time.sleep(0.2)
     finally:
         listener.stop()
+
+
+def _read_bounce_mailbox_once() -> None:
+    """One poll of the bounce mailbox, for operators: what was taken, left and failed; exit
+    code 1 with a sentence when the mailbox cannot be read or a message failed."""
+    settings = _settings()
+    if not settings.imap_host:
+        raise click.ClickException("IMAP_HOST is not set: there is no bounce mailbox to read.")
+    from notifier.db import session_factory
+    from notifier.inbound.imap_reader import read_bounce_mailbox
+    from notifier.inbound.mailbox import MailboxError
+
+    try:
+        poll = read_bounce_mailbox(settings, session_factory(settings.database_url))
+    except MailboxError as error:
+        raise click.ClickException(str(error)) from None
+    where = f"{settings.imap_user}@{settings.imap_host}/{settings.imap_folder}"
+    click.echo(f"{where}: {len(poll.taken)} taken (moved to {settings.imap_processed_folder}), "
+               f"{len(poll.left)} left alone, {len(poll.failed)} failed.")  # fmt: skip
+    for uid, processed in poll.taken.items():
+        click.echo(f"  UID {uid}: {processed.kind.value}, delivery {processed.delivery_id}"
+                   f"{' (seen before)' if processed.replay else ''}")  # fmt: skip
+    for uid, cause in poll.failed.items():
+        click.echo(f"  UID {uid}: failed, left in place: {cause}")
+    if poll.failed:
+        raise click.ClickException(f"{len(poll.failed)} message(s) could not be processed; "
+                                   "they stay in the mailbox (see `notifier status`).")  # fmt: skip
 
 
 @cli.command("sample-article")

@@ -20,7 +20,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 
 from notifier import holders, metrics
 from notifier.config import Settings
-from notifier.db import session_scope
+from notifier.db import session_factory, session_scope
 from notifier.delivery import dispatch, fanout
 from notifier.delivery.compose import Composer
 from notifier.delivery.digest_planning import plan_and_queue_digests
@@ -32,6 +32,7 @@ from notifier.domain.alerts import release_due_alerts, unplanned_alert_ids
 from notifier.domain.bounces import drop_old_raw_reports
 from notifier.domain.deliveries import overdue_delivery_ids, unplanned_article_ids
 from notifier.domain.feeds import sync_feeds
+from notifier.inbound.imap_reader import read_bounce_mailbox
 from notifier.logs import redact
 from notifier.messages import Outcome
 from notifier.models import Alert
@@ -191,6 +192,16 @@ def plan_digests(self) -> int:
     settings = _settings(self)
     with session_scope(settings.database_url) as session:
         return plan_and_queue_digests(session, settings, enqueue_send, utcnow())
+
+
+@shared_task(bind=True, name="notifier.tasks.read_bounce_mailbox")
+@retried_through_outages
+def poll_bounce_mailbox(self) -> dict[str, int]:
+    """Beat, with IMAP_HOST set: one read of the bounce mailbox. A mailbox out of reach fails
+    the task (kept with its cause); the next beat tries again."""
+    settings = _settings(self)
+    poll = read_bounce_mailbox(settings, session_factory(settings.database_url))
+    return {"taken": len(poll.taken), "left": len(poll.left), "failed": len(poll.failed)}
 
 
 @shared_task(bind=True, name="notifier.tasks.send_alert_test")

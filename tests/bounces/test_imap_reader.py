@@ -3,9 +3,7 @@ mailbox, one poll, and what happened to each message there and in the database."
 
 from __future__ import annotations
 
-import imaplib
 import re
-from collections.abc import Iterator
 
 import pytest
 from sqlalchemy import select
@@ -19,52 +17,11 @@ from notifier.inbound.mailbox import MailboxError
 from notifier.models import BounceKind, BounceReport, Subscriber, SubscriberStatus, TaskFailure
 from tests import factories
 from tests.bounces.corpus import CORPUS, load
-from tests.support.dovecot import Dovecot, running_dovecot
+from tests.support.dovecot import PROCESSED, append, folder_contents, running_dovecot
 from tests.support.queue import article_fanned_out
 
 on_postgresql = pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
-PROCESSED = "notifier-processed"  # the IMAP_PROCESSED_FOLDER default
 FLAGS_OF_A_PERSON = r"(\Flagged $Label1)"  # set on unrelated mail: must survive the poll
-
-
-@pytest.fixture(scope="session")
-def dovecot() -> Iterator[Dovecot]:
-    with running_dovecot() as server:
-        yield server
-
-
-@pytest.fixture
-def mailbox_settings(settings, dovecot):
-    """The defaults (IMAPS, INBOX, notifier-processed), trusting the test server's own
-    certificate, on a fresh account."""
-    user, password = dovecot.add_account()
-    return settings.with_overrides(
-        bounce_domain="bounces.aze.test", imap_host="127.0.0.1", imap_port=dovecot.imaps_port,
-        imap_user=user, imap_password=password, imap_ca_file=str(dovecot.ca_file),
-    )  # fmt: skip
-
-
-def _append(imap: imaplib.IMAP4, raw: bytes, flags: str | None = None) -> int:
-    status, data = imap.append("INBOX", flags, None, raw)
-    assert status == "OK", data
-    found = re.search(rb"APPENDUID \d+ (\d+)", data[0])
-    assert found, data
-    return int(found.group(1))
-
-
-def _folder(imap: imaplib.IMAP4, folder: str) -> dict[int, tuple[frozenset[str], bytes]]:
-    """UID -> (flags without \\Recent, message) as the mailbox holds them, read with PEEK."""
-    status, _ = imap.select(f'"{folder}"', readonly=True)
-    assert status == "OK"
-    status, data = imap.uid("FETCH", "1:*", "(UID FLAGS BODY.PEEK[])")
-    messages = {}
-    for item in data:
-        if isinstance(item, tuple):
-            uid = int(re.search(rb"UID (\d+)", item[0]).group(1))
-            flags = re.search(rb"FLAGS \(([^)]*)\)", item[0]).group(1).decode().split()
-            messages[uid] = (frozenset(flags) - {"\\Recent"}, item[1])
-    imap.unselect()
-    return messages
 
 
 def _send_article(session, settings, title):
@@ -89,15 +46,15 @@ def test_every_shape_in_the_corpus_read_from_the_mailbox(session, smtp, mailbox_
         [sent] = smtp.handler.received[-1:]
         raw = load(name, reader.email, sent.mail_from, sent.message["Message-ID"])
         unrelated = CORPUS[name].kind == BounceKind.UNRELATED
-        appended[name] = (_append(imap, raw, FLAGS_OF_A_PERSON if unrelated else None), raw,
+        appended[name] = (append(imap, raw, FLAGS_OF_A_PERSON if unrelated else None), raw,
                           reader.id)  # fmt: skip
-    before = _folder(imap, "INBOX")
+    before = folder_contents(imap, "INBOX")
 
     poll = read_bounce_mailbox(mailbox_settings, session_factory(mailbox_settings.database_url))
 
     session.expire_all()
     reports = {r.raw.encode(): r for r in session.scalars(select(BounceReport))}
-    inbox, processed = _folder(imap, "INBOX"), _folder(imap, PROCESSED)
+    inbox, processed = folder_contents(imap, "INBOX"), folder_contents(imap, PROCESSED)
     imap.logout()
     for name, (uid, raw, reader_id) in appended.items():
         expected = CORPUS[name]
@@ -139,12 +96,12 @@ def test_mail_of_someone_else_in_a_shared_mailbox_is_left_alone(mailbox_settings
         load("vacation_rfc3834.eml", "ann@example.com", "office@aze.test", "<a@b.test>"),
         load("unrelated_newsletter.eml", "ann@example.com", "office@aze.test", "<a@b.test>"),
     ]
-    uids = [_append(imap, raw, "(\\Answered)") for raw in theirs]
-    before = _folder(imap, "INBOX")
+    uids = [append(imap, raw, "(\\Answered)") for raw in theirs]
+    before = folder_contents(imap, "INBOX")
 
     poll = read_bounce_mailbox(mailbox_settings, session_factory(mailbox_settings.database_url))
 
-    assert _folder(imap, "INBOX") == before and _folder(imap, PROCESSED) == {}
+    assert folder_contents(imap, "INBOX") == before and folder_contents(imap, PROCESSED) == {}
     imap.logout()
     assert poll.left == dict.fromkeys(uids, "not ours") and poll.taken == {}
     with session_factory(mailbox_settings.database_url)() as session:
@@ -167,13 +124,13 @@ def test_without_move_only_our_messages_are_copied_and_removed(settings, capabil
             imap_security="plain", imap_user=user, imap_password=password,
         )  # fmt: skip
         imap = server.client(user, password)
-        theirs = _append(imap, load("unrelated_newsletter.eml", "a@example.com", "me@aze.test",
+        theirs = append(imap, load("unrelated_newsletter.eml", "a@example.com", "me@aze.test",
                                     "<a@b.test>"), "(\\Deleted)")  # fmt: skip
-        ours = _append(imap, _auto_reply())
+        ours = append(imap, _auto_reply())
         poll = read_bounce_mailbox(mailbox_settings,
                                    session_factory(mailbox_settings.database_url))  # fmt: skip
-        inbox = _folder(imap, "INBOX")
-        processed = _folder(imap, PROCESSED)
+        inbox = folder_contents(imap, "INBOX")
+        processed = folder_contents(imap, PROCESSED)
         imap.logout()
     assert poll.moved_by == moved_by and list(poll.taken) == [ours]
     assert "\\Deleted" in inbox[theirs][0]
@@ -199,9 +156,9 @@ def test_a_message_that_fails_processing_stays_and_is_recorded(mailbox_settings,
     before = in_process("notifier_bounce_reports_unprocessed_total", source="imap",
                         cause="error")  # fmt: skip
     imap = dovecot.client(mailbox_settings.imap_user, mailbox_settings.imap_password)
-    uid = _append(imap, _dsn())
+    uid = append(imap, _dsn())
     poll = read_bounce_mailbox(mailbox_settings, _broken_sessions)
-    inbox = _folder(imap, "INBOX")
+    inbox = folder_contents(imap, "INBOX")
     imap.logout()
 
     assert list(poll.failed) == [uid] and "RuntimeError" in poll.failed[uid]
@@ -226,11 +183,11 @@ def test_a_replayed_report_is_moved_without_acting_twice(mailbox_settings, dovec
     """Processed, but the move did not happen (the connection dropped): the next poll
     recognises the report and only moves it."""
     imap = dovecot.client(mailbox_settings.imap_user, mailbox_settings.imap_password)
-    first = _append(imap, _auto_reply())
+    first = append(imap, _auto_reply())
     read_bounce_mailbox(mailbox_settings, session_factory(mailbox_settings.database_url))
-    again = _append(imap, _auto_reply())
+    again = append(imap, _auto_reply())
     poll = read_bounce_mailbox(mailbox_settings, session_factory(mailbox_settings.database_url))
-    assert _folder(imap, "INBOX") == {} and len(_folder(imap, PROCESSED)) == 2
+    assert folder_contents(imap, "INBOX") == {} and len(folder_contents(imap, PROCESSED)) == 2
     imap.logout()
     assert poll.taken[again].replay and first not in poll.taken
     with session_factory(mailbox_settings.database_url)() as session:
@@ -240,12 +197,12 @@ def test_a_replayed_report_is_moved_without_acting_twice(mailbox_settings, dovec
 def test_a_poll_takes_at_most_a_batch_and_the_next_poll_the_rest(mailbox_settings, dovecot):
     mailbox_settings = mailbox_settings.with_overrides(imap_batch_size=2)
     imap = dovecot.client(mailbox_settings.imap_user, mailbox_settings.imap_password)
-    person = _append(imap, load("unrelated_newsletter.eml", "a@example.com", "me@aze.test",
+    person = append(imap, load("unrelated_newsletter.eml", "a@example.com", "me@aze.test",
                                 "<a@b.test>"))  # fmt: skip
-    ours = [_append(imap, _auto_reply() + f"\r\n{n}".encode()) for n in range(3)]
+    ours = [append(imap, _auto_reply() + f"\r\n{n}".encode()) for n in range(3)]
     sessions = session_factory(mailbox_settings.database_url)
     first, second = (read_bounce_mailbox(mailbox_settings, sessions) for _ in range(2))
-    assert list(_folder(imap, "INBOX")) == [person]
+    assert list(folder_contents(imap, "INBOX")) == [person]
     imap.logout()
     assert list(first.taken) == ours[:2] and list(second.taken) == ours[2:]
 
@@ -255,7 +212,7 @@ def test_starttls_and_plain_connections(mailbox_settings, dovecot, security):
     settings = mailbox_settings.with_overrides(imap_security=security,
                                                imap_port=dovecot.imap_port)  # fmt: skip
     imap = dovecot.client(settings.imap_user, settings.imap_password)
-    uid = _append(imap, _auto_reply())
+    uid = append(imap, _auto_reply())
     imap.logout()
     assert list(read_bounce_mailbox(settings, session_factory(settings.database_url)).taken) == [
         uid

@@ -13,6 +13,7 @@ import imaplib
 import ipaddress
 import os
 import pwd
+import re
 import secrets
 import shutil
 import subprocess
@@ -166,3 +167,30 @@ def running_dovecot(capability: str | None = None) -> Iterator[Dovecot]:
         process.terminate()
         process.wait(20)
         shutil.rmtree(folder, ignore_errors=True)
+
+
+PROCESSED = "notifier-processed"  # the IMAP_PROCESSED_FOLDER default
+
+
+def append(imap: imaplib.IMAP4, raw: bytes, flags: str | None = None) -> int:
+    """APPEND to INBOX; the new message's UID (Dovecot answers APPENDUID)."""
+    status, data = imap.append("INBOX", flags, None, raw)
+    assert status == "OK", data
+    found = re.search(rb"APPENDUID \d+ (\d+)", data[0])
+    assert found, data
+    return int(found.group(1))
+
+
+def folder_contents(imap: imaplib.IMAP4, folder: str) -> dict[int, tuple[frozenset[str], bytes]]:
+    """UID -> (flags without \\Recent, message) as the mailbox holds them, read with PEEK."""
+    status, _ = imap.select(f'"{folder}"', readonly=True)
+    assert status == "OK"
+    status, data = imap.uid("FETCH", "1:*", "(UID FLAGS BODY.PEEK[])")
+    messages = {}
+    for item in data:
+        if isinstance(item, tuple):
+            uid = int(re.search(rb"UID (\d+)", item[0]).group(1))
+            flags = re.search(rb"FLAGS \(([^)]*)\)", item[0]).group(1).decode().split()
+            messages[uid] = (frozenset(flags) - {"\\Recent"}, item[1])
+    imap.unselect()
+    return messages
