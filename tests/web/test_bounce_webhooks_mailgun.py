@@ -189,3 +189,19 @@ def test_a_signed_bounce_address_the_relay_echoes_names_the_delivery(settings, q
     assert post(client, signed(event)).json == {"processed": 1, "replays": 0}
     (report,) = session.query(BounceReport).all()
     assert report.delivery_id == delivery.id
+
+
+def test_a_refused_call_shows_on_the_ops_dashboard(settings, queue, session):
+    from notifier.domain.editors import create_editor
+    from tests.web.conftest import logged_in_client
+
+    app = create_app(settings.with_overrides(mailgun_signing_key=KEY), queue)
+    reader = factories.subscriber(session, "ann@example.com", "news")
+    _, message_id = sent_email(session, reader)
+    assert post(app.test_client(), signed(failed("ann@example.com", message_id), key="old-key")
+                ).status_code == 403  # fmt: skip
+    admin = create_editor(session, "admin@aze.media", "correct horse battery", "admin")
+    session.commit()
+    page = logged_in_client(app, admin).get("/ops/").text
+    assert "webhook_mailgun" in page
+    assert "The Mailgun signature does not match MAILGUN_SIGNING_KEY." in page
