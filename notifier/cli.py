@@ -472,6 +472,35 @@ def _status_this_worker(settings: Settings, as_json: bool) -> bool:
 
 
 @cli.command()
+def retention() -> None:
+    """Remove finished deliveries older than DELIVERY_RETENTION_DAYS now (what beat runs every
+    RETENTION_SECONDS), counting them into the summary first."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from notifier.retention import run_retention
+    from notifier.wording import plural
+
+    settings = _settings()
+    try:
+        run = run_retention(settings)
+    except SQLAlchemyError as error:
+        cause = str(getattr(error, "orig", None) or error).strip().splitlines()[0]
+        raise click.ClickException(
+            f"Retention stopped: the database refused it ({cause}). What it removed before "
+            "stays removed and counted; run it again once the database answers."
+        ) from None
+    seconds = ((run.finished_at or run.started_at) - run.started_at).total_seconds()
+    click.echo(
+        f"Removed {run.removed:,} deliveries planned before {run.cutoff:%Y-%m-%d %H:%M} UTC in "
+        f"{seconds:.1f} s ({plural(run.batches, 'batch', 'batches')} of at most "
+        f"{settings.retention_batch_size:,})."
+    )
+    if not run.complete:
+        click.echo(f"Stopped after RETENTION_RUN_SECONDS ({settings.retention_run_seconds}); "
+                   "run it again to go on.")  # fmt: skip
+
+
+@cli.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
 def dev(host: str, port: int) -> None:

@@ -47,6 +47,7 @@ from notifier.ops.deliverability import Thresholds, daily_rates, rates_since
 from notifier.ops.feeds import feed_health
 from notifier.ops.queues import queue_depths
 from notifier.ops.recoveries import recovery_summary
+from notifier.ops.retention_runs import retention_summary
 from notifier.ops.skips import named_skip_counts
 from notifier.ops.sweeps import sweep_summary
 from notifier.ops.task_failures import task_failures_by_task
@@ -318,6 +319,7 @@ class StateCollector:
                 *_feed_families(session, now, self.settings.feed_stale_seconds),
                 *_worker_families(session, now, self.settings.worker_stale_seconds),
                 *_ops_history_families(session, now, self.settings),
+                *_retention_families(session, now),
                 _by_status(
                     session, Subscriber.status, SubscriberStatus, "notifier_subscribers",
                     "Email subscribers by state.",
@@ -408,6 +410,33 @@ def _skip_family(session: Session, now: datetime) -> Metric:
     for (channel, reason), count in sorted(counts.items()):
         skipped.add_metric([channel, reason], count)
     return skipped
+
+
+def _retention_families(session: Session, now: datetime) -> list[Metric]:
+    """The retention job, read from its recorded runs (any host's beat may have run it)."""
+    summary = retention_summary(session, now)
+    last = summary.last
+    values = (
+        ("notifier_retention_last_run_timestamp_seconds",
+         "When the last retention run started (Unix time; 0: never ran).",
+         last.started_at.timestamp() if last else 0.0),
+        ("notifier_retention_last_run_duration_seconds",
+         "How long the last finished retention run took (0: none finished).",
+         summary.last_seconds or 0.0),
+        ("notifier_retention_last_run_removed",
+         "Deliveries the last retention run removed (counted into delivery_summaries first).",
+         last.removed if last else 0),
+        ("notifier_retention_last_run_failed",
+         "1 if the last retention run failed (its cause is on /ops/ and in `notifier status`).",
+         1 if summary.failed else 0),
+        ("notifier_retention_removed_last_day",
+         "Deliveries removed by retention runs started in the last 24 hours.",
+         summary.removed_last_day),
+        ("notifier_delivery_summary_rows",
+         "Rows of delivery_summaries: the counts of every delivery retention removed.",
+         summary.summary_rows),
+    )  # fmt: skip
+    return [GaugeMetricFamily(name, text, value=value) for name, text, value in values]
 
 
 def _email_rate_families(session: Session, now: datetime, settings: Settings) -> list[Metric]:

@@ -20,6 +20,7 @@ from notifier.ops.failures import FailureGroup, deliveries_by_outcome, recent_fa
 from notifier.ops.feeds import FeedHealth, feed_health
 from notifier.ops.queues import queue_depths
 from notifier.ops.recoveries import RecoverySummary, recovery_summary
+from notifier.ops.retention_runs import RetentionSummary, retention_summary
 from notifier.ops.sweeps import SweepSummary, sweep_summary
 from notifier.ops.task_failures import TaskFailureGroup, recent_task_failures
 from notifier.ops.workers import WorkerState, worker_states
@@ -56,6 +57,7 @@ class StatusReport:
     sweep: SweepSummary | None = None
     recovered: RecoverySummary | None = None
     unsent: UnsentSummary | None = None
+    retention: RetentionSummary | None = None
     email: EmailRates | None = None  # bounce and complaint rates
     database_error: str | None = None
     broker_error: str | None = None
@@ -90,6 +92,7 @@ class StatusReport:
             "sweeper": _sweep_json(self.sweep),
             "recovered": _recovered_json(self.recovered),
             "unsent_tasks": _unsent_json(self.unsent),
+            "retention": _retention_json(self.retention),
             "email_rates": email_rates_json(self.email),
         }
 
@@ -164,6 +167,22 @@ def _unsent_json(unsent: UnsentSummary | None) -> dict | None:
     }
 
 
+def _retention_json(retention: RetentionSummary | None) -> dict | None:
+    if retention is None:
+        return None
+    last = retention.last
+    return {
+        "last_run": _iso(last.started_at) if last else None,
+        "last_finished": _iso(last.finished_at) if last else None,
+        "last_removed": last.removed if last else None,
+        "last_seconds": retention.last_seconds,
+        "last_complete": last.complete if last else None,
+        "last_error": last.error if last else None,
+        "removed_last_day": retention.removed_last_day,
+        "summary_rows": retention.summary_rows,
+    }
+
+
 def _read_database(report: StatusReport, session: Session, settings: Settings) -> None:
     now = report.now
     try:
@@ -178,6 +197,7 @@ def _read_database(report: StatusReport, session: Session, settings: Settings) -
         report.sweep = sweep_summary(session, now)
         report.recovered = recovery_summary(session, now)
         report.unsent = unsent_summary(session, now)
+        report.retention = retention_summary(session, now)
         report.email = email_rates(session, now, settings)
     except SQLAlchemyError as error:
         session.rollback()
@@ -230,6 +250,8 @@ def problems_of(report: StatusReport, settings: Settings) -> list[str]:
         problems.append(unsent_problem(report.unsent, report.now))
     if report.email is not None:
         problems.extend(report.email.warnings)
+    if report.retention is not None and report.retention.failed:
+        problems.append(report.retention.line())
     failed = sum(g.count for g in report.task_failures_window)
     if failed >= settings.task_failure_limit:
         worst = report.task_failures_window[0]
@@ -325,6 +347,8 @@ def render_text(report: StatusReport) -> str:
         lines.append(recovered_line(report.recovered))
     if report.unsent is not None:
         lines.append(unsent_line(report.unsent))
+    if report.retention is not None:
+        lines.append(report.retention.line())
     if report.email is not None:
         lines.extend(email_rate_lines(report.email))
     if report.healthy:

@@ -20,6 +20,7 @@ from notifier.ops.failures import deliveries_by_outcome, recent_failures, retry_
 from notifier.ops.feeds import feed_health
 from notifier.ops.queues import queue_depths
 from notifier.ops.recoveries import recovery_summary
+from notifier.ops.retention_runs import retention_summary
 from notifier.ops.skips import skips_by_reason
 from notifier.ops.sweeps import sweep_summary
 from notifier.ops.task_failures import recent_task_failures
@@ -89,6 +90,7 @@ def dashboard():
         scheduled=_scheduled(), email_rates=email_rates(db(), now, s),
         task_failures=recent_task_failures(db(), now, 86400), sweep=sweep_summary(db(), now),
         recovered=recovery_summary(db(), now), unsent=unsent_summary(db(), now),
+        retention=retention_summary(db(), now),
         notice=request.args.get("notice"), refresh_ms=int(s.ops_refresh_seconds * 1000),
         chart=chart(hourly_outcomes(db(), now, s.ops_chart_hours), ZoneInfo(s.site_timezone)),
     )  # fmt: skip
