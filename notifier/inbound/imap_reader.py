@@ -99,6 +99,8 @@ def _read_chunk(
     for item in listed:
         if item.size > settings.bounce_max_bytes:
             poll.left[item.uid] = f"larger than BOUNCE_MAX_BYTES ({item.size} bytes)"
+            log.warning("bounce mailbox: UID %s left alone, %s bytes is over BOUNCE_MAX_BYTES",
+                        item.uid, item.size)  # fmt: skip
     bodies = mailbox.peek(small) if small else {}
     ours: list[int] = []
     for uid in small:

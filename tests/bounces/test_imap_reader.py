@@ -59,8 +59,10 @@ def test_every_shape_in_the_corpus_read_from_the_mailbox(session, smtp, mailbox_
     for name, (uid, raw, reader_id) in appended.items():
         expected = CORPUS[name]
         reader = session.get(Subscriber, reader_id)
+        # Only a complaint stops a reader's email at once; one bounce or an auto-reply never.
         complained = expected.kind == BounceKind.COMPLAINT
-        assert (reader.status == SubscriberStatus.COMPLAINED) == complained, name
+        wanted = SubscriberStatus.COMPLAINED if complained else SubscriberStatus.ACTIVE
+        assert reader.status == wanted, name
         if expected.kind == BounceKind.UNRELATED:
             assert poll.left[uid] == "not ours" and raw not in reports, name
             assert inbox[uid] == before[uid], f"{name} changed in INBOX"
@@ -151,6 +153,7 @@ def test_a_message_that_fails_processing_stays_and_is_recorded(mailbox_settings,
     from notifier.ops.status import gather_status
     from notifier.timeutil import utcnow
     from notifier.web import create_app
+    from tests.support.ops_views import admin_client
     from tests.test_metrics import in_process
 
     before = in_process("notifier_bounce_reports_unprocessed_total", source="imap",
@@ -173,10 +176,45 @@ def test_a_message_that_fails_processing_stays_and_is_recorded(mailbox_settings,
                       cause="error") == before + 1  # fmt: skip
     metrics = create_app(mailbox_settings).test_client().get("/metrics").text
     assert 'notifier_task_failures_recent{task="imap"} 1.0' in metrics
+    ops = admin_client(mailbox_settings).get("/ops/").text
+    row = re.search(r'<table class="ops" id="task-failures">.*?</table>', ops, re.S).group(0)
+    assert "<td>imap</td>" in row and "RuntimeError: the processor failed" in row
 
     # Once processing works again, the next poll takes it.
     poll = read_bounce_mailbox(mailbox_settings, session_factory(mailbox_settings.database_url))
     assert list(poll.taken) == [uid] and poll.failed == {}
+
+
+@on_postgresql
+def test_with_the_database_away_the_poll_stops_and_leaves_everything(mailbox_settings, dovecot,
+                                                                     pg_url):  # fmt: skip
+    """Every message would fail the same way: the first failure is recorded (cause
+    database, written once the database answers: here the task failures' own connection
+    works) and the rest are not even tried."""
+    away = session_factory(pg_url.rsplit("@", 1)[0] + "@127.0.0.1:1/test")
+    imap = dovecot.client(mailbox_settings.imap_user, mailbox_settings.imap_password)
+    uids = [append(imap, _dsn()), append(imap, _auto_reply())]
+    poll = read_bounce_mailbox(mailbox_settings, away)
+    assert list(folder_contents(imap, "INBOX")) == uids
+    imap.logout()
+    assert list(poll.failed) == uids[:1] and poll.failed[uids[0]].startswith("database")
+    assert poll.taken == {} and poll.left == {}
+    with session_factory(mailbox_settings.database_url)() as session:
+        [failure] = session.scalars(select(TaskFailure)).all()
+    assert failure.task_name == "notifier.bounces.imap"
+    assert failure.cause.startswith("OperationalError")
+
+
+def test_a_message_over_bounce_max_bytes_is_left_alone_unread(mailbox_settings, dovecot):
+    """BOUNCE_MAX_BYTES at its smallest (10,000), so a test message can be over it."""
+    mailbox_settings = mailbox_settings.with_overrides(bounce_max_bytes=10_000)
+    imap = dovecot.client(mailbox_settings.imap_user, mailbox_settings.imap_password)
+    big = append(imap, _auto_reply() + b"x" * 10_000)
+    small = append(imap, _auto_reply())
+    poll = read_bounce_mailbox(mailbox_settings, session_factory(mailbox_settings.database_url))
+    assert list(folder_contents(imap, "INBOX")) == [big]
+    imap.logout()
+    assert list(poll.taken) == [small] and "larger than BOUNCE_MAX_BYTES" in poll.left[big]
 
 
 def test_a_replayed_report_is_moved_without_acting_twice(mailbox_settings, dovecot):
