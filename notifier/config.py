@@ -425,6 +425,9 @@ class Settings:
     push_ttl_seconds: int = 86400
     push_alert_ttl_seconds: int = 3600
     push_backoff_refresh_seconds: float = 0.25
+    # A push held through a browser's quiet hours is dropped when its news would be older
+    # than this when they end (the article's published time, an alert's start).
+    quiet_hours_stale_hours: float = 4.0
     alert_scheduler_seconds: int = 5
     digest_planner_seconds: int = 60  # how often beat plans the digests that are due
     digest_plan_batch: int = 500  # digest schedules planned per transaction
@@ -634,6 +637,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         push_ttl_seconds=_int(env, "PUSH_TTL_SECONDS", 86400),
         push_alert_ttl_seconds=_int(env, "PUSH_ALERT_TTL_SECONDS", 3600),
         push_backoff_refresh_seconds=_float(env, "PUSH_BACKOFF_REFRESH_SECONDS", 0.25, 0.01),
+        quiet_hours_stale_hours=_float(env, "QUIET_HOURS_STALE_HOURS", 4.0),
         alert_scheduler_seconds=_int(env, "ALERT_SCHEDULER_SECONDS", 5, minimum=1),
         digest_planner_seconds=_int(env, "DIGEST_PLANNER_SECONDS", 60, minimum=1),
         digest_plan_batch=_int(env, "DIGEST_PLAN_BATCH", 500, minimum=1),

@@ -65,7 +65,7 @@ UNSENT_TASKS = ("send_deliveries", "fan_out_article", "fan_out_alert", "poll_fee
 
 DELIVERIES = Counter(
     "notifier_deliveries",
-    "Deliveries recorded, by channel and outcome (sent, retry, gone, failed, skipped).",
+    "Deliveries recorded, by channel and outcome (sent, retry, gone, failed, skipped, held).",
     ["channel", "outcome"],
 )
 """One per outcome committed: a delivery retried twice then sent counts retry 2, sent 1."""

@@ -229,6 +229,12 @@ class PushSubscription(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     status_changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The browser's IANA zone (sent by the page or widget) and its quiet hours in it: no push
+    # arrives from quiet_start:00 to quiet_end:00 local time (may span midnight); both None:
+    # none. Server default only for timezone, as on subscribers.
+    timezone: Mapped[str] = mapped_column(String(64), server_default="UTC")
+    quiet_start: Mapped[int | None] = mapped_column(Integer)
+    quiet_end: Mapped[int | None] = mapped_column(Integer)
 
     categories: Mapped[list[Category]] = relationship(
         secondary=push_subscription_categories, order_by=Category.name
@@ -332,6 +338,10 @@ class Alert(Base):
     api_token_id: Mapped[int | None] = mapped_column(ForeignKey("api_tokens.id"))
     # A retried API call or a double-clicked Send carries the same key: one alert.
     idempotency_key: Mapped[str | None] = mapped_column(String(200), unique=True)
+    # Its pushes go through readers' quiet hours (the editor ticked it): breaking news only.
+    override_quiet_hours: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default=text("false")
+    )
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     fanned_out_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # every chunk planned
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -539,6 +549,14 @@ class Delivery(Base):
             postgresql_where=text("status IN ('pending', 'sending')"),
             sqlite_where=text("status IN ('pending', 'sending')"),
         ),
+        # Counting a browser's pushes of its local day (PUSH_DAILY_CAP): only counted rows.
+        Index(
+            "ix_deliveries_push_day",
+            "push_subscription_id",
+            "push_day",
+            postgresql_where=text("push_day IS NOT NULL"),
+            sqlite_where=text("push_day IS NOT NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -572,6 +590,12 @@ class Delivery(Base):
     claimed_by: Mapped[str | None] = mapped_column(String(300))
     claim_token: Mapped[str | None] = mapped_column(String(32))
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Quiet hours held this push until then (next_attempt_at was set to it); when it comes
+    # due, it is dropped if its news has gone stale (notifier.delivery.push_gate).
+    held_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The browser's local day (YYYY-MM-DD) this push counted toward PUSH_DAILY_CAP on; set
+    # once, before it is sent, so a retry is not counted twice.
+    push_day: Mapped[str | None] = mapped_column(String(10))
 
     @property
     def recipient_id(self) -> int:

@@ -174,6 +174,15 @@
     });
   }
 
+  /** The browser's time zone, for quiet hours and the daily push cap (undefined: unknown). */
+  function browserZone() {
+    try {
+      return Intl.DateTimeFormat().resolvedOptions().timeZone || undefined;
+    } catch (error) {
+      return undefined;
+    }
+  }
+
   async function api(method, path, body) {
     var answer;
     try {
@@ -361,6 +370,7 @@
       answer = await api("POST", "/subscriptions", {
         subscription: subscription.toJSON(),
         categories: categories,
+        timezone: browserZone(),
       });
     } catch (error) {
       // The server refused it: do not leave a browser subscription nobody will use.

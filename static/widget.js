@@ -202,6 +202,15 @@
     });
   }
 
+  /** The browser's time zone, for quiet hours and the daily push cap (undefined: unknown). */
+  function browserZone() {
+    try {
+      return Intl.DateTimeFormat().resolvedOptions().timeZone || undefined;
+    } catch (error) {
+      return undefined;
+    }
+  }
+
   async function api(method, path, body) {
     var answer;
     try {
@@ -594,6 +603,7 @@
         answer = await api("POST", "/push/subscriptions", {
           subscription: sub.toJSON(),
           categories: categories,
+          timezone: browserZone(),
         });
       } catch (error) {
         if (created && error instanceof UserError && error.status) {
@@ -624,6 +634,7 @@
       var answer = await api("POST", "/push/subscriptions", {
         subscription: sub.toJSON(),
         categories: categories,
+        timezone: browserZone(),
       });
       await store(function (s) {
         var key = sub.options && sub.options.applicationServerKey;

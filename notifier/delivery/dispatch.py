@@ -21,6 +21,7 @@ from notifier.channels.base import Channel
 from notifier.config import Settings
 from notifier.delivery.addressing import Unwanted
 from notifier.delivery.claims import Lease, claim_deliveries, not_yet_due
+from notifier.delivery.holding import Held
 from notifier.delivery.queueing import Enqueue, queue_when_due
 from notifier.delivery.recording import BatchReport, OnGone, Recorder, retry_policy
 from notifier.domain.alerts import finish_if_done
@@ -46,7 +47,7 @@ class Outlet:
     """A channel bound to deliveries: who a chunk goes to, and what 'gone' means."""
 
     channel: Channel
-    address: Callable[[Session, list[int]], list[Outgoing | Unwanted]]
+    address: Callable[[Session, list[int]], list[Outgoing | Unwanted | Held]]
     recipient_gone: OnGone
 
 
@@ -118,6 +119,8 @@ def _send_through(
         for entry in entries:
             if isinstance(entry, Unwanted):
                 recorder.skip(entry.delivery_id, entry.reason)
+            elif isinstance(entry, Held):
+                recorder.hold(entry)
             elif lease.holds(session, entry.delivery_id, now()):
                 yield entry.delivery_id, entry.make()
             # else: another worker holds it now

@@ -5,6 +5,7 @@ for the reader.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from functools import partial
 
@@ -16,6 +17,7 @@ from notifier.config import Settings
 from notifier.delivery.addressing import Addressee, Unwanted, address_chunk, notice_time
 from notifier.delivery.compose import Composer
 from notifier.delivery.dispatch import Outgoing, Outlet
+from notifier.delivery.holding import Held
 from notifier.delivery.routes import ROUTES, Route
 from notifier.delivery.stale_news import hold_back_stale
 from notifier.models import Delivery
@@ -35,13 +37,17 @@ def outlets(settings: Settings, composer: Composer) -> dict[str, Outlet]:
 def _outlet(route: Route, channel: Channel, composer: Composer, settings: Settings) -> Outlet:
     compose = partial(route.compose, composer)
 
-    def address(session: Session, delivery_ids: list[int]) -> list[Outgoing | Unwanted]:
+    def address(session: Session, delivery_ids: list[int]) -> list[Outgoing | Unwanted | Held]:
         now = utcnow()
+        entries: Sequence[Addressee | Unwanted | Held]
         entries = address_chunk(session, route.name, route.audience, delivery_ids, now)
+        entries = hold_back_stale(session, route.name, entries, settings.stale_news_hours, now)
+        if route.gate is not None:  # push: the browser's quiet hours
+            entries = route.gate(session, entries, now, settings)
         return [
             Outgoing(e.delivery_id, partial(compose, e), notice_time(e.notice))
             if isinstance(e, Addressee) else e
-            for e in hold_back_stale(session, route.name, entries, settings.stale_news_hours, now)
+            for e in entries
         ]  # fmt: skip
 
     def recipient_gone(session: Session, delivery: Delivery, detail: str, now: datetime) -> None:

@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 from notifier import metrics
 from notifier.config import Settings
 from notifier.delivery.claims import Lease, mark_sent, mark_skipped
+from notifier.delivery.holding import Held, mark_held
 from notifier.logs import redact
 from notifier.messages import Outcome, SendResult
 from notifier.models import Delivery, DeliveryOutcome, DeliveryStatus
@@ -76,6 +77,7 @@ class BatchReport:
     sent: int = 0
     skipped: int = 0
     failed: int = 0
+    held: int = 0  # held back on purpose (quiet hours), due again later
     fenced: int = 0  # outcomes not recorded: the rows had been handed to another worker
     retry_in: dict[int, float] = field(default_factory=dict)  # delivery id -> seconds
     # Each row to try again (a retry, or a row this task got before it was due) -> when.
@@ -134,9 +136,11 @@ class Recorder:
         self.since: dict[int, datetime | None] = {}
         self.sent: list[int] = []
         self.skipped: dict[str, list[int]] = defaultdict(list)
+        self.held: dict[tuple[datetime, str], list[int]] = defaultdict(list)
         self.others: list[tuple[int, SendResult]] = []
         self.waiting = 0
         self.recorded = 0  # sent rows the last flush recorded (the rest were taken over)
+        self.held_recorded: dict[int, datetime] = {}  # held rows the last flush recorded
 
     def add(self, delivery_id: int, result: SendResult) -> None:
         if result.outcome is Outcome.SENT:
@@ -147,6 +151,11 @@ class Recorder:
 
     def skip(self, delivery_id: int, reason: str) -> None:
         self.skipped[reason].append(delivery_id)
+        self._count()
+
+    def hold(self, held: Held) -> None:
+        """Not yet: due again at `held.until` (quiet hours), no attempt spent."""
+        self.held[(held.until, held.reason)].append(held.delivery_id)
         self._count()
 
     def _count(self) -> None:
@@ -177,9 +186,11 @@ class Recorder:
                 pause = min(pause * 2, 5.0)
         self._count_outcomes(at, finals)
         for delivery_id in [*self.sent, *(i for ids in self.skipped.values() for i in ids),
+                            *(i for ids in self.held.values() for i in ids),
                             *(i for i, _ in self.others)]:  # fmt: skip
             self.lease.release(delivery_id)
         self.sent, self.skipped, self.others, self.waiting = [], defaultdict(list), [], 0
+        self.held = defaultdict(list)
 
     def _write(self, at: datetime) -> list[Delivery]:
         token = self.lease.token
@@ -193,6 +204,10 @@ class Recorder:
                             len(self.sent) - recorded, len(self.sent))  # fmt: skip
         for reason, ids in self.skipped.items():
             mark_skipped(self.session, ids, reason, token)
+        self.held_recorded = {}
+        for (until, reason), ids in self.held.items():
+            for delivery_id in mark_held(self.session, ids, until, reason, token):
+                self.held_recorded[delivery_id] = until
         finals = []
         for delivery_id, result in self.others:
             delivery = self.session.get_one(Delivery, delivery_id)
@@ -214,6 +229,9 @@ class Recorder:
         self.report.skipped += skipped
         metrics.deliveries_counted(self.channel, "sent", self.recorded)
         metrics.deliveries_counted(self.channel, "skipped", skipped)
+        self.report.held += len(self.held_recorded)
+        self.report.due_at.update(self.held_recorded)
+        metrics.deliveries_counted(self.channel, "held", len(self.held_recorded))
         metrics.latencies_observed(
             self.channel,
             [(at - since).total_seconds() for i in self.sent if (since := self.since.get(i))],

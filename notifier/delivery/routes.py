@@ -8,15 +8,17 @@ Route here, a template folder and its settings; docs/adding-a-channel.md walks t
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy.orm import Session
 
 from notifier.config import Settings
-from notifier.delivery.addressing import Addressee
+from notifier.delivery.addressing import Addressee, Unwanted
 from notifier.delivery.compose import Composer
+from notifier.delivery.holding import Held
+from notifier.delivery.push_gate import gate_quiet_hours
 from notifier.domain.audiences import BROWSERS, SUBSCRIBERS, Audience
 from notifier.domain.deliveries import count_hard_bounces
 from notifier.domain.push_subscriptions import mark_push_gone
@@ -33,6 +35,11 @@ class Route:
     recipient_gone: Callable[[Session, Delivery, str, datetime, Settings], None]
     rate: Callable[[Settings], float]  # sends per second, all workers together (0: unpaced)
     queued_first: bool = False  # planned and queued before the others (its messages go fastest)
+    # When an addressed message may go (push: the browser's quiet hours); None: at once.
+    gate: (
+        Callable[[Session, Sequence[Addressee | Unwanted], datetime, Settings],
+                 list[Addressee | Unwanted | Held]] | None
+    ) = None  # fmt: skip
 
 
 def _address_bounced(
@@ -58,7 +65,8 @@ ROUTES: dict[str, Route] = {
         Route("email", SUBSCRIBERS, Composer.email_envelope, _address_bounced,
               lambda settings: settings.email_rate_per_second),
         Route("push", BROWSERS, Composer.push, _browser_gone,
-              lambda settings: settings.push_rate_per_second, queued_first=True),
+              lambda settings: settings.push_rate_per_second, queued_first=True,
+              gate=gate_quiet_hours),
     )
 }  # fmt: skip
 

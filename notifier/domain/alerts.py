@@ -51,6 +51,7 @@ class AlertDraft:
     channels: tuple[str, ...]
     send_at: datetime | None = None
     category_names: tuple[str, ...] = field(default=())
+    override_quiet_hours: bool = False  # its pushes go through readers' quiet hours
 
 
 def _strings(value: object) -> TypeGuard[list[str] | tuple[str, ...]]:
@@ -161,6 +162,9 @@ def validate_alert(
     channels = _channels(data)
     target_all, slugs, names = _target(session, data)
     image = _text(data, "image_url") or _text(data, "image")
+    override = data.get("override_quiet_hours")
+    if override is not None and not isinstance(override, bool):
+        raise AlertError('"override_quiet_hours" must be true or false.', "override_quiet_hours")
     return AlertDraft(
         title=title,
         body=" ".join(body.split()),
@@ -171,6 +175,7 @@ def validate_alert(
         channels=channels,
         send_at=_send_at(_text(data, "send_at"), now),
         category_names=names,
+        override_quiet_hours=bool(override),
     )
 
 
@@ -197,6 +202,7 @@ def create_alert(
         send_email="email" in draft.channels,
         send_push="push" in draft.channels,
         send_at=draft.send_at,
+        override_quiet_hours=draft.override_quiet_hours,
         status=AlertStatus.SCHEDULED if draft.send_at else AlertStatus.QUEUED,
         created_at=now,
         status_changed_at=now,

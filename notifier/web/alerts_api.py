@@ -53,6 +53,7 @@ def describe(alert: Alert) -> dict:
         "status": alert.status.value,
         "title": alert.title,
         "channels": [c for c, on in (("email", alert.send_email), ("push", alert.send_push)) if on],
+        "override_quiet_hours": alert.override_quiet_hours,
         "send_at": alert.send_at.isoformat() if alert.send_at else None,
         "started_at": alert.started_at.isoformat() if alert.started_at else None,
         "finished_at": alert.finished_at.isoformat() if alert.finished_at else None,

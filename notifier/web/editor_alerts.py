@@ -52,7 +52,7 @@ def _form_data() -> dict:
         "title": form.get("title", ""), "body": form.get("body", ""), "url": form.get("url", ""),
         "image_url": form.get("image_url", ""), "all": form.get("target") == "all",
         "categories": form.getlist("categories"), "channels": form.getlist("channels"),
-        "send_at": send_at,
+        "send_at": send_at, "override_quiet_hours": bool(form.get("override_quiet_hours")),
     }  # fmt: skip
 
 

@@ -25,6 +25,12 @@ _STAMP = {"type": ["string", "null"], "format": "date-time"}
 # Optional text: absent, null and "" all mean "not given".
 _TEXT = {"type": ["string", "null"]}
 _OPTIONAL_DATE_TIME = {**_TEXT, "anyOf": [{"format": "date-time"}, {"maxLength": 0}]}
+_HOUR = {"type": "integer", "minimum": 0, "maximum": 23}
+_QUIET_HOURS = {
+    "type": ["object", "null"],
+    "required": ["start", "end"],
+    "properties": {"start": _HOUR, "end": _HOUR},
+}
 EXAMPLE_KEYS = {
     "p256dh": "BLMQ7f7UaF4NVWFyfwPQ6_uV4Kq6qXqi2C1nFFCyciCHoq6G21Mpu"
     "Jhnn_E2DOis2IAw4u38OCjdxev54yKhcHk",
@@ -100,6 +106,16 @@ def schemas() -> dict[str, Schema]:
                     "type": ["string", "null"],
                     "description": "The endpoint this one renews, if any",
                 },
+                "timezone": {
+                    "type": ["string", "null"],
+                    "minLength": 1,
+                    "description": "The browser's IANA time zone; absent or null: unchanged",
+                },
+                "quietHours": {
+                    **_QUIET_HOURS,
+                    "description": "No push from start:00 to end:00 local time (may span "
+                    "midnight); null: none; absent: unchanged",
+                },
             },
         },
         "EndpointRequest": {
@@ -114,6 +130,8 @@ def schemas() -> dict[str, Schema]:
                 "status": {"const": "subscribed"},
                 "categories": {"type": "array", "items": _ref("Category")},
                 "manageUrl": {"type": "string", "format": "uri"},
+                "timezone": {"type": "string"},
+                "quietHours": _QUIET_HOURS,
             },
         },
         "VapidPublicKey": {
@@ -139,6 +157,10 @@ def schemas() -> dict[str, Schema]:
                 "categories": {**_SLUGS, "type": ["array", "null"]},
                 "channels": {"type": "array", "minItems": 1, "items": {"enum": list(CHANNELS)}},
                 "send_at": {**_OPTIONAL_DATE_TIME, "description": "Schedule it; now when absent"},
+                "override_quiet_hours": {
+                    "type": ["boolean", "null"],
+                    "description": "Breaking news: its pushes go through readers' quiet hours",
+                },
             },
             "anyOf": [
                 {"required": ["all"], "properties": {"all": {"const": True}}},
@@ -155,6 +177,7 @@ def schemas() -> dict[str, Schema]:
                 "status",
                 "title",
                 "channels",
+                "override_quiet_hours",
                 "send_at",
                 "started_at",
                 "finished_at",
@@ -165,6 +188,7 @@ def schemas() -> dict[str, Schema]:
                 "status": {"enum": [s.value for s in AlertStatus]},
                 "title": {"type": "string"},
                 "channels": {"type": "array", "items": {"enum": list(CHANNELS)}},
+                "override_quiet_hours": {"type": "boolean"},
                 "send_at": _STAMP,
                 "started_at": _STAMP,
                 "finished_at": _STAMP,

@@ -12,6 +12,13 @@ from notifier.domain.push_subscriptions import (
     save_push_subscription,
     stop_push_subscription,
 )
+from notifier.domain.quiet_hours import (
+    QuietHours,
+    browser_timezone,
+    parse_quiet_hours,
+    quiet_hours_of,
+    set_quiet_hours,
+)
 from notifier.domain.subscriptions import SubscriptionError
 from notifier.models import PushStatus, PushSubscription
 from notifier.timeutil import utcnow
@@ -34,11 +41,22 @@ def json_object() -> dict:
 
 
 def describe(row: PushSubscription) -> dict:
+    quiet = quiet_hours_of(row.quiet_start, row.quiet_end)
     return {
         "status": "subscribed",
         "categories": [{"slug": c.slug, "name": c.name} for c in row.categories],
         "manageUrl": urls().push_manage(row.id),
+        "timezone": row.timezone,
+        "quietHours": {"start": quiet.start, "end": quiet.end} if quiet else None,
     }
+
+
+def _quiet_hours_change(body: dict) -> tuple[bool, QuietHours | None, str | None]:
+    """(quiet hours given?, quiet hours, zone or None when absent), checked before anything
+    is saved, so a bad value changes nothing. Absent fields keep what the browser had."""
+    zone = browser_timezone(body["timezone"]) if body.get("timezone") is not None else None
+    given = "quietHours" in body
+    return given, parse_quiet_hours(body["quietHours"]) if given else None, zone
 
 
 @bp.errorhandler(SubscriptionError)
@@ -59,11 +77,15 @@ def subscribe():
         return error("previousEndpoint must be the endpoint (text) this subscription renews.")
     policy = EndpointPolicy(settings().push_allowed_origins)
     browser = parse_browser_subscription(body.get("subscription"), policy)
+    quiet_given, quiet, zone = _quiet_hours_change(body)
     row, created = save_push_subscription(
         db(), browser, body.get("categories"), utcnow(),
         site_origin=request.headers.get("Origin"),
         user_agent=request.headers.get("User-Agent"),
     )  # fmt: skip
+    if quiet_given or zone is not None:
+        kept = quiet_hours_of(row.quiet_start, row.quiet_end)
+        set_quiet_hours(row, quiet if quiet_given else kept, zone)
     renewed = previous and previous != browser.endpoint
     if renewed and (old := find_push_subscription(db(), previous)):
         stop_push_subscription(db(), old, "replaced by a renewed subscription", utcnow())

@@ -100,6 +100,8 @@ def test_c_subscribe_change_and_turn_off(browser, notifier, fake_subscription):
     expect(state).to_contain_text("subscribed to Economy, News")
     assert notifier.subscribed_slugs(fake_subscription.endpoint) == ["economy", "news"]
     assert posted[0]["categories"] == ["economy", "news"]
+    zone = page.evaluate("Intl.DateTimeFormat().resolvedOptions().timeZone")
+    assert posted[0]["timezone"] == zone, "quiet hours and the daily cap are in its time zone"
     assert posted[0]["subscription"]["keys"] == {
         "p256dh": fake_subscription.p256dh,
         "auth": fake_subscription.auth,
