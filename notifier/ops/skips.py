@@ -14,7 +14,11 @@ from notifier.ops.failures import cause_of
 
 # Reasons with a series of their own in /metrics (a fixed set: a label per reader's pause
 # date would not be); every other reason counts as "other" there and shows whole on /ops/.
-NAMED_SKIP_REASONS = ("stale",)
+NAMED_SKIP_REASONS = (
+    "stale",
+    "quiet hours: stale by their end",  # notifier.delivery.push_gate
+    "quiet hours: stale when released",
+)
 
 
 @dataclass(frozen=True)
