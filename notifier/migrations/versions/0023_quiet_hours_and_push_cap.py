@@ -6,8 +6,8 @@ breaking alert through them. deliveries.held_until is when quiet hours held a pu
 (its next_attempt_at is then that time), and deliveries.push_day the browser's local day a
 push counted toward PUSH_DAILY_CAP on, with the index that counts them.
 
-Revision ID: 0022
-Revises: 0021
+Revision ID: 0023
+Revises: 0022
 Create Date: 2026-12-06 00:00:00
 """
 
@@ -18,8 +18,8 @@ from alembic import op
 
 from notifier.timeutil import UTCDateTime
 
-revision = "0022"
-down_revision = "0021"
+revision = "0023"
+down_revision = "0022"
 branch_labels = None
 depends_on = None
 
