@@ -6,13 +6,14 @@ Counters live in Redis when the broker is Redis, so every web process shares the
 otherwise (`notifier dev`). When Redis cannot be reached the limits are not applied rather
 than answering 500. Clients in RATE_LIMIT_TRUSTED_NETWORKS (a load balancer's health checks,
 a benchmark that subscribes thousands of readers from one address) are not limited.
+Relays' bounce webhooks count only the calls they refuse.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, cast
 
-from flask import Flask, request
+from flask import Flask, Response, request
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 
@@ -74,4 +75,17 @@ def install(app: Flask, settings: Settings) -> Limiter:
     app.view_functions[RESEND_VIEW] = cast(
         "RouteCallable", resends(app.view_functions[RESEND_VIEW])
     )
+    # Relays' bounce webhooks: a burst of bounces after a big send comes from a few relay
+    # addresses and is what they are for, so calls the relay signed are never counted; calls
+    # refused (4xx) count against the per-client limit, so a stranger cannot flood the
+    # failures ops sees.
+    refused_only = limiter.limit(
+        settings.rate_limit_per_client, scope="refused-bounce-webhooks", deduct_when=_refused
+    )
+    # flask-limiter documents limiting a whole blueprint so; its type overloads name views only.
+    refused_only(app.blueprints["bounce_webhooks"])  # type: ignore[call-overload]
     return limiter
+
+
+def _refused(response: Response) -> bool:
+    return 400 <= response.status_code < 500

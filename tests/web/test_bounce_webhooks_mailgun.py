@@ -205,3 +205,18 @@ def test_a_refused_call_shows_on_the_ops_dashboard(settings, queue, session):
     page = logged_in_client(app, admin).get("/ops/").text
     assert "webhook_mailgun" in page
     assert "The Mailgun signature does not match MAILGUN_SIGNING_KEY." in page
+
+
+def test_calls_mailgun_signed_are_never_rate_limited_refused_ones_are(settings, queue, session):
+    # A small RATE_LIMIT_PER_CLIENT, so the test need not post 600 calls to reach it.
+    limited = settings.with_overrides(mailgun_signing_key=KEY,
+                                      rate_limit_per_client="3 per minute")  # fmt: skip
+    client = create_app(limited, queue).test_client()
+    reader = factories.subscriber(session, "ann@example.com", "news")
+    _, message_id = sent_email(session, reader)
+    for number in range(6):  # a burst of bounces, more than the limit
+        event = failed("ann@example.com", message_id, "temporary", f"burst-{number}")
+        assert post(client, signed(event)).status_code == 200
+    forged = signed(failed("ann@example.com", message_id), key="guess")
+    assert [post(client, forged).status_code for _ in range(4)] == [403, 403, 403, 429]
+    assert len(failures(session, "mailgun")) == 3
