@@ -35,6 +35,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -121,14 +122,19 @@ class SmtpPhase:
 
 _COUNTER = re.compile(rb"mesg=(\d+)")
 _RCPT = re.compile(rb"X-Rcpt-Args: <([^>\r\n]*)>")
+_TRANSACTION = b"X-Client-Addr: "  # smtp-sink's first dump header of each transaction
 _READER = re.compile(rf"r(\d+)@{re.escape(EMAIL_DOMAIN)}".encode())
 
 
 class SmtpSink:
     """smtp-sink (or the aiosmtpd stand-in) on 127.0.0.1, its counter and dump read here."""
 
-    def __init__(self, workdir: Path, install: bool = True, say=print, kind: str = "auto"):
-        """kind: "auto" (smtp-sink, else the stand-in), "smtp-sink" (or fail), "aiosmtpd"."""
+    def __init__(self, workdir: Path, install: bool = True, say=print, kind: str = "auto",
+                 inspect: Callable[[bytes], None] | None = None):  # fmt: skip
+        """kind: "auto" (smtp-sink, else the stand-in), "smtp-sink" (or fail), "aiosmtpd".
+        inspect: called with each transaction as dumped (smtp-sink's X- headers, then the
+        message as received, LF line ends), in the dump reader's thread; the aiosmtpd
+        stand-in dumps no message, so it cannot inspect."""
         self.workdir = workdir
         self.say = say
         self.binary = None if kind == "aiosmtpd" else find_smtp_sink(install, say)
@@ -136,6 +142,8 @@ class SmtpSink:
             raise RuntimeError(
                 "Postfix's smtp-sink is not installed (Debian: apt-get install postfix)"
             )
+        if inspect is not None and self.binary is None:
+            raise RuntimeError("only Postfix's smtp-sink dumps the messages to inspect")
         self.process: subprocess.Popen | None = None
         self.port = 0
         self.total = 0  # messages accepted since the sink started
@@ -145,6 +153,8 @@ class SmtpSink:
         self._fifo_fd: int | None = None
         self._fifo_dir: Path | None = None
         self._stopping = False
+        self.inspect = inspect
+        self._transaction = b""  # the dump of the transaction being received (inspect)
 
     @property
     def description(self) -> str:
@@ -261,6 +271,8 @@ class SmtpSink:
             data, tail = data[:cut], data[cut:]
             if len(tail) > 1 << 16:  # no newline for long: nothing of ours can hide in it
                 tail = tail[-512:]
+            if self.inspect is not None:
+                self._inspect(data)
             recipients = _RCPT.findall(data)
             if not recipients:
                 continue
@@ -276,6 +288,24 @@ class SmtpSink:
                         phase.per_id[n] = min(phase.per_id[n] + 1, 255)
                     else:
                         phase.unknown += 1
+
+    def _inspect(self, data: bytes) -> None:
+        """Hand each complete transaction to `inspect`: one ends where the next one's first
+        smtp-sink header starts (a message line cannot: ours are base64 or headers)."""
+        *complete, self._transaction = (self._transaction + data).split(_TRANSACTION)
+        for transaction in complete:
+            if transaction:
+                self.inspect(_TRANSACTION + transaction)
+
+    def finish_inspection(self, timeout: float = 10.0) -> None:
+        """The last transaction has no next one to end it: once the dump has every accepted
+        recipient and has been quiet for a moment, hand it over too."""
+        self.wait_for_dump(timeout)
+        time.sleep(0.5)
+        with self.lock:
+            last, self._transaction = self._transaction, b""
+        if last and self.inspect is not None:
+            self.inspect(_TRANSACTION + last)
 
     def new_phase(self, ids: int) -> None:
         """Count from now on, expecting readers 1..ids."""
