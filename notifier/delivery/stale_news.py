@@ -74,13 +74,17 @@ def leave_for_digest(session: Session, pairs: Sequence[tuple[int, int]], now: da
         session.execute(insert_ignoring_conflicts(session, DigestLeftover.__table__), rows)
 
 
-def take_leftovers(session: Session, subscriber_id: int, now: datetime) -> list[int]:
-    """The articles left for this reader's next digest, taken away (the caller plans the
-    digest that carries them in the same transaction)."""
-    return sorted(
-        session.scalars(
-            delete(DigestLeftover)
-            .where(DigestLeftover.subscriber_id == subscriber_id, DigestLeftover.left_at <= now)
-            .returning(DigestLeftover.article_id)
-        )
-    )
+def take_leftovers(
+    session: Session, subscriber_ids: Sequence[int], now: datetime
+) -> dict[int, list[int]]:
+    """Per reader, the articles left for their next digest, taken away (the caller plans the
+    digests that carry them in the same transaction). One statement for a planner's batch."""
+    taken: dict[int, list[int]] = {}
+    for subscriber_id, article_id in session.execute(
+        delete(DigestLeftover)
+        .where(among(session, DigestLeftover.subscriber_id, subscriber_ids),
+               DigestLeftover.left_at <= now)
+        .returning(DigestLeftover.subscriber_id, DigestLeftover.article_id)
+    ):  # fmt: skip
+        taken.setdefault(subscriber_id, []).append(article_id)
+    return {subscriber_id: sorted(ids) for subscriber_id, ids in taken.items()}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import UTC, datetime, time, timedelta
+from typing import Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from sqlalchemy import delete, insert, select
@@ -43,7 +44,20 @@ def valid_timezone(name: object) -> str:
     return name.strip()
 
 
-def next_digest_at(cadence: Cadence, subscriber: Subscriber, after: datetime) -> datetime:
+class DigestTime(Protocol):
+    """Where and when a reader takes digests (a Subscriber, or the planner's plain values)."""
+
+    @property
+    def timezone(self) -> str: ...
+
+    @property
+    def digest_hour(self) -> int: ...
+
+    @property
+    def digest_weekday(self) -> int: ...
+
+
+def next_digest_at(cadence: Cadence, subscriber: DigestTime, after: datetime) -> datetime:
     """The first local digest time (hour, and weekday for weekly) strictly after `after`,
     in UTC. Wall-clock in the reader's zone, so it follows their summer time."""
     zone = ZoneInfo(subscriber.timezone)
