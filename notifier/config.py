@@ -434,6 +434,7 @@ class Settings:
     digest_category_cap: int = 10  # articles per category in a digest; more: a link to the site
     stale_news_hours: int = 12  # an article older than this at send time is not sent instantly
     digest_link_max_age_seconds: int = 30 * 86400  # a digest's web version and switch links
+    digest_layout_cache: int = 1000  # distinct digests kept rendered per worker process
     webhook_secret: str = ""
     webhook_max_new_categories: int = 10
     push_connect_timeout_seconds: float = 5.0
@@ -646,6 +647,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         digest_link_max_age_seconds=_int(
             env, "DIGEST_LINK_MAX_AGE_SECONDS", 30 * 86400, minimum=60
         ),
+        digest_layout_cache=_int(env, "DIGEST_LAYOUT_CACHE", 1000, minimum=1),
         webhook_secret=env.get("WEBHOOK_SECRET", ""),
         webhook_max_new_categories=_int(env, "WEBHOOK_MAX_NEW_CATEGORIES", 10),
         push_connect_timeout_seconds=_float(env, "PUSH_CONNECT_TIMEOUT_SECONDS", 5.0, 0.1),

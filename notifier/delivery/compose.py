@@ -58,6 +58,9 @@ class Composer:
                 settings.bounce_domain, settings.secret_key, settings.secret_key_fallbacks
             )
         self._layouts: OrderedDict[tuple, object] = OrderedDict()
+        # Digests are many notices with few distinct contents (one per set of articles):
+        # their own, larger cache, so one morning's hundreds of variants stay rendered.
+        self._digest_layouts: OrderedDict[tuple, object] = OrderedDict()
         self._push_payloads: OrderedDict[tuple, dict] = OrderedDict()
 
     def _site(self, view_url: str | None = None, web_version: bool = False) -> dict:
@@ -146,18 +149,22 @@ class Composer:
         from notifier.delivery.email_layout import EmailLayout
 
         notice = addressee.notice
-        # Digests with the same articles share one rendering, whoever they are for.
-        notice_key = notice.content_key if isinstance(notice, DigestNotice) else (
-            notice.id, _content_key(notice))  # fmt: skip
+        if isinstance(notice, DigestNotice):
+            # Digests with the same articles share one rendering, whoever they are for.
+            cache, size = self._digest_layouts, self.settings.digest_layout_cache
+            notice_key: tuple = notice.content_key
+        else:
+            cache, size = self._layouts, LAYOUT_CACHE_SIZE
+            notice_key = (notice.id, _content_key(notice))
         key = (addressee.kind, notice_key, tuple(c.id for c in addressee.matched))
-        layout = _cached(self._layouts, key)
+        layout = _cached(cache, key)
         if layout is None:
             slots = [UNSUBSCRIBE_SLOT, MANAGE_SLOT]
             if isinstance(notice, DigestNotice):
                 slots += DIGEST_SLOTS
             rendered = self._render_email(addressee, "reader@invalid", *slots)
             layout = EmailLayout.prepare(rendered, self.settings.mail_from, slots)
-            _remember(self._layouts, key, layout)
+            _remember(cache, key, layout, size)
         return layout
 
     def push(self, addressee: Addressee) -> PushMessage:
@@ -302,9 +309,9 @@ def _cached(cache: OrderedDict, key: tuple):
     return value
 
 
-def _remember(cache: OrderedDict, key: tuple, value) -> None:
+def _remember(cache: OrderedDict, key: tuple, value, size: int = LAYOUT_CACHE_SIZE) -> None:
     cache[key] = value
-    while len(cache) > LAYOUT_CACHE_SIZE:
+    while len(cache) > size:
         cache.popitem(last=False)
 
 

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from notifier.config import Settings
 from notifier.models import Article, Cadence, Category, Digest
+from notifier.sql import among
 
 
 @dataclass(frozen=True)
@@ -45,36 +46,49 @@ class DigestNotice:
 
 
 def load_digests(session: Session, digest_ids: Iterable[int]) -> dict[int, DigestNotice]:
-    """digest id -> its notice; a digest whose articles were all deleted has no groups."""
-    digests = list(session.scalars(select(Digest).where(Digest.id.in_(set(digest_ids)))))
-    wanted = {i for d in digests for i in json.loads(d.article_ids)}
+    """digest id -> its notice; a digest whose articles were all deleted has no groups.
+    Plain rows, not ORM objects: a chunk is hundreds of digests, most of them holding the
+    same few sets of articles, each grouped once."""
+    table = Digest.__table__.c
+    digests = session.execute(
+        select(table.id, table.cadence, table.due_at, table.article_ids, table.category_ids)
+        .where(among(session, table.id, sorted(set(digest_ids))))
+    ).all()  # fmt: skip
+    contents = {(d.article_ids, d.category_ids) for d in digests}
+    parsed = {key: (json.loads(key[0]), json.loads(key[1])) for key in contents}
+    wanted = {i for article_ids, _ in parsed.values() for i in article_ids}
     articles = {
         a.id: a
         for a in session.scalars(
             select(Article).where(Article.id.in_(wanted)).options(selectinload(Article.categories))
         )
     }
-    category_ids = {i for d in digests for i in json.loads(d.category_ids)}
+    category_ids = {i for _, ids in parsed.values() for i in ids}
     categories = {c.id: c for c in session.scalars(select(Category).where(
         Category.id.in_(category_ids)))}  # fmt: skip
-    return {d.id: _notice(d, articles, categories) for d in digests}
+    grouped = {key: _groups(*parsed[key], articles, categories) for key in contents}
+    return {
+        d.id: DigestNotice(d.id, d.cadence, d.due_at,
+                           tuple(parsed[(d.article_ids, d.category_ids)][0]),
+                           grouped[(d.article_ids, d.category_ids)])
+        for d in digests
+    }  # fmt: skip
 
 
-def _notice(digest: Digest, articles: dict, categories: dict) -> DigestNotice:
+def _groups(article_ids: list[int], category_ids: list[int], articles: dict,
+            categories: dict) -> tuple[DigestGroup, ...]:  # fmt: skip
     """Each article once, under the first of its categories (by name) the digest carries."""
-    carried = sorted((categories[i] for i in json.loads(digest.category_ids) if i in categories),
+    carried = sorted((categories[i] for i in category_ids if i in categories),
                      key=lambda c: c.name)  # fmt: skip
     grouped: dict[int, list[Article]] = {c.id: [] for c in carried}
-    for article_id in json.loads(digest.article_ids):  # newest first, as planned
+    for article_id in article_ids:  # newest first, as planned
         article = articles.get(article_id)
         if article is None:
             continue
         home = next((c for c in carried if c in article.categories), None)
         if home is not None:
             grouped[home.id].append(article)
-    groups = tuple(DigestGroup(c, tuple(grouped[c.id])) for c in carried if grouped[c.id])
-    return DigestNotice(digest.id, digest.cadence, digest.due_at,
-                        tuple(json.loads(digest.article_ids)), groups)  # fmt: skip
+    return tuple(DigestGroup(c, tuple(grouped[c.id])) for c in carried if grouped[c.id])
 
 
 def digest_context(notice: DigestNotice, settings: Settings) -> dict:
