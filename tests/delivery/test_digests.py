@@ -5,6 +5,7 @@ articles since their previous digest, once per period, nothing when there is not
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from itertools import combinations
 
 import pytest
 import time_machine
@@ -16,7 +17,14 @@ from notifier.delivery.digest_planning import plan_and_queue_digests, plan_due_d
 from notifier.delivery.dispatch import send_deliveries
 from notifier.delivery.outlets import outlets
 from notifier.domain.cadence import set_digest_time, set_email_cadences
-from notifier.models import Article, Delivery, DeliveryStatus, Digest, DigestSchedule
+from notifier.models import (
+    Article,
+    Category,
+    Delivery,
+    DeliveryStatus,
+    Digest,
+    DigestSchedule,
+)
 from tests import factories
 from tests.support.queue import RecordingQueue, article_fanned_out
 
@@ -222,3 +230,31 @@ def test_a_digest_the_server_deferred_is_retried_with_the_same_articles(session,
     assert send_deliveries(session, ids, bound, settings, now=lambda: later).sent == 1
     (message,) = smtp.handler.to(reader.email)
     assert _titles(message) == ["Kept"]  # fixed when planned, not read again at sending
+
+
+def test_readers_with_the_same_articles_share_one_rendering(session, settings, smtp):
+    """More distinct digests than the article layouts' cache holds, each for two readers
+    whose deliveries come apart: each distinct digest is rendered once, not once per reader
+    (nor again once the other digests pushed it out)."""
+    slugs = [c.slug for c in session.scalars(select(Category).order_by(Category.id))][:13]
+    pairs = list(combinations(slugs, 2))[:70]  # 70 distinct digests, over the 64 of articles
+    for slug in slugs:
+        _article(session, f"Only {slug}", slug, seen=START + timedelta(hours=1))
+    for copy in ("a", "b"):  # all the a readers' schedules first, then the b readers'
+        for n, pair in enumerate(pairs):
+            _reader(session, f"{copy}{n}@example.com", "Europe/London",
+                    **dict.fromkeys(pair, "daily"))  # fmt: skip
+    ids = _beat(session, settings, START + timedelta(hours=7))
+    composer = Composer(settings)
+    rendered: list[str] = []  # the kinds the renderer was asked for
+    render = composer.renderer.render_email
+    composer.renderer.render_email = lambda kind, *args: (
+        rendered.append(kind) or render(kind, *args)
+    )
+
+    report = send_deliveries(session, ids, outlets(settings, composer), settings)
+    assert report.sent == 2 * len(pairs)
+    assert rendered == ["digest"] * len(pairs)
+    (first,), (second,) = smtp.handler.to("a7@example.com"), smtp.handler.to("b7@example.com")
+    assert _titles(first) == _titles(second)
+    assert sorted(_titles(first)) == sorted(f"Only {slug}" for slug in pairs[7])
