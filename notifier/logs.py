@@ -50,7 +50,10 @@ _REQUESTS_ERROR = re.compile(
 )
 # Our own links carry signed tokens that act as keys (one-click unsubscribe, confirm,
 # preferences, push manage): an access log line must not hand them to whoever reads it.
-_TOKEN_PATH = re.compile(r"/(unsubscribe|confirm|preferences|push/manage)/[A-Za-z0-9._-]+")
+# Signed links, and the secret Postmark's webhook URL may carry in its path.
+_TOKEN_PATH = re.compile(
+    r"/(unsubscribe|confirm|preferences|push/manage|webhooks/bounces/postmark)/[A-Za-z0-9._-]+"
+)
 EMAIL_MASK = "<email>"
 PATH_MASK = "/<redacted>"
 

@@ -215,6 +215,7 @@ def test_web_server_access_and_error_logs_are_json(tmp_path, pg_database_url, re
         '127.0.0.1 "GET /confirm/eyJzIjoxfQ.Zz9.Qq HTTP/1.1" 200',
         '127.0.0.1 "GET /preferences/eyJzIjoxfQ.sig HTTP/1.1" 200',
         '127.0.0.1 "GET /push/manage/eyJwIjo1fQ.sig HTTP/1.1" 200',
+        '3.208.0.1 "POST /webhooks/bounces/postmark/eyJpm-webhook-token HTTP/1.1" 200',
     ],
 )
 def test_signed_link_tokens_never_reach_the_logs(line):
