@@ -115,7 +115,8 @@ BOUNCE_REPORTS_UNPROCESSED = Counter(
     "calls not processed, by source (listener, imap, ses, postmark, "
     "sendgrid, mailgun) and cause: database (unreachable), error (anything else), refused "
     "(webhook secret or signature wrong), payload (webhook body unreadable) or fetch (SNS's "
-    "certificate or confirmation URL out of reach); each is kept "
+    "certificate or confirmation URL out of reach), or unsubscribed (SNS removed our "
+    "subscription: SES's reports stop); each is kept "
     "with its cause.",
     ["source", "cause"],
 )

@@ -11,6 +11,7 @@ cause, as the listener's failures are.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -57,22 +58,35 @@ def ses_notifications():
     if not topics:
         return _off("Amazon SES", "SES_SNS_TOPIC_ARNS")
     certificates: sns.SigningCertificates = _parts()["sns"]
-    confirmed: list[str] = []
+    verified: list[dict[str, str]] = []
 
     def read(raw: bytes) -> list[ProviderReport]:
         message = sns.read_message(raw, topics)
         certificates.verify(message)  # fetches the signing certificate before the database
+        verified.append(message)
         if message["Type"] == "SubscriptionConfirmation":
             certificates.confirm(message)
-            confirmed.append(message["TopicArn"])
         if message["Type"] != "Notification":
             return []
         return ses.read_notification(message, raw)
 
     answer = _receive(ses.SOURCE, read)
-    if confirmed:
-        log.info("SNS subscription to %s confirmed", confirmed[0])
+    for message in verified:
+        _note_subscription(message)
     return answer
+
+
+def _note_subscription(message: dict[str, str]) -> None:
+    """A confirmed subscription is logged; one removed is kept as a failure for ops to see,
+    since SES's bounces and complaints stop reaching us from then on."""
+    if message["Type"] == "SubscriptionConfirmation":
+        log.info("SNS subscription to %s confirmed", message["TopicArn"])
+    elif message["Type"] == "UnsubscribeConfirmation":
+        removed = sns.SubscriptionRemoved(
+            f"SNS removed this service's subscription to {message['TopicArn']}: SES bounces and "
+            "complaints no longer arrive (subscribe the webhook URL to the topic again)"
+        )
+        _unprocessed(ses.SOURCE, removed, json.dumps(message).encode(), "unsubscribed")
 
 
 @bp.post("/mailgun")

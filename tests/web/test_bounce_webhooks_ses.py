@@ -243,3 +243,15 @@ def test_bad_json_and_a_switched_off_webhook(client, settings, queue, session):
     assert answer.status_code == 400 and answer.json == {"error": "The body is not JSON."}
     off = create_app(settings, queue).test_client().post(URL, data=b"{}")
     assert off.status_code == 404 and "SES_SNS_TOPIC_ARNS" in off.json["error"]
+
+
+def test_a_removed_subscription_shows_as_a_failure_for_ops(client, session, sns):
+    removal = {
+        **subscription_confirmation(sns),
+        "Type": "UnsubscribeConfirmation",
+        "Message": f"You have chosen to deactivate subscription {TOPIC}:c9135db0.",
+    }
+    assert post(client, sns.signed(removal)).status_code == 200
+    (failure,) = failures(session, "ses")
+    assert "SubscriptionRemoved" in failure.cause and TOPIC in failure.cause
+    assert [path for path in sns.requests if path != CERT_PATH] == []  # nothing confirmed

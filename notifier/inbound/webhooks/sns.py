@@ -46,6 +46,10 @@ CERT_MAX_BYTES = 64 * 1024
 CERT_CACHE_SIZE = 32  # SNS signs with one certificate per region at a time
 
 
+class SubscriptionRemoved(Exception):
+    """SNS confirmed that our subscription to a topic was removed: kept for ops to see."""
+
+
 class RelayUnreachable(Exception):
     """SNS's certificate or confirmation URL could not be fetched: answered 503, SNS retries."""
 
