@@ -423,15 +423,18 @@ class FaultyHandler(RecordingHandler):
 
     `holding` keeps DATA waiting before the message is accepted (nothing recorded yet);
     `stalling` records the message, then keeps the 250 reply back: the server has the message
-    but the sender does not know it yet (the at-least-once window a crash can hit).
+    but the sender does not know it yet (the at-least-once window a crash can hit);
+    `holding_rcpt` keeps RCPT TO waiting: the sender is mid-send but has handed over no
+    message, so one killed there is sent exactly once by whoever takes its row over.
     """
 
     data_delay: float = 0.0
     closing: bool = False  # answer "421 closing" to MAIL FROM
     holding: bool = False
     stalling: bool = False
+    holding_rcpt: bool = False
     rcpt_seen: Counter = field(default_factory=Counter)  # every RCPT TO, accepted or not
-    data_waiting: int = 0  # DATA commands held or stalled right now
+    data_waiting: int = 0  # DATA (or RCPT) commands held or stalled right now
     _parsed: Counter = field(default_factory=Counter, repr=False)
     _parsed_upto: int = 0
 
@@ -443,6 +446,7 @@ class FaultyHandler(RecordingHandler):
         return "250 OK"
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        await self._wait_while("holding_rcpt")
         with self.lock:
             self.rcpt_seen[address] += 1
         return await super().handle_RCPT(server, session, envelope, address, rcpt_options)
