@@ -431,6 +431,7 @@ class Settings:
     alert_scheduler_seconds: int = 5
     digest_planner_seconds: int = 60  # how often beat plans the digests that are due
     digest_plan_batch: int = 500  # digest schedules planned per transaction
+    digest_planners: int = 2  # planner tasks at once when more than a batch is due
     digest_category_cap: int = 10  # articles per category in a digest; more: a link to the site
     stale_news_hours: int = 12  # an article older than this at send time is not sent instantly
     digest_link_max_age_seconds: int = 30 * 86400  # a digest's web version and switch links
@@ -642,6 +643,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         alert_scheduler_seconds=_int(env, "ALERT_SCHEDULER_SECONDS", 5, minimum=1),
         digest_planner_seconds=_int(env, "DIGEST_PLANNER_SECONDS", 60, minimum=1),
         digest_plan_batch=_int(env, "DIGEST_PLAN_BATCH", 500, minimum=1),
+        digest_planners=_int(env, "DIGEST_PLANNERS", 2, minimum=1),
         digest_category_cap=_int(env, "DIGEST_CATEGORY_CAP", 10, minimum=1),
         stale_news_hours=_int(env, "STALE_NEWS_HOURS", 12, minimum=1),
         digest_link_max_age_seconds=_int(

@@ -187,11 +187,18 @@ def release_alerts(self) -> list[int]:
 
 @shared_task(bind=True, name="notifier.tasks.plan_digests")
 @retried_through_outages
-def plan_digests(self) -> int:
-    """Beat: the daily and weekly digests that are due, planned once each and queued."""
+def plan_digests(self, helping: bool = False) -> int:
+    """Beat: the daily and weekly digests that are due, planned once each and queued; with
+    more due than a batch, DIGEST_PLANNERS - 1 more of this task (`helping`) plan beside it."""
     settings = _settings(self)
+
+    def ask_for_help() -> None:
+        for _ in range(settings.digest_planners - 1):
+            send_or_keep(plan_digests, True)
+
     with session_scope(settings.database_url) as session:
-        return plan_and_queue_digests(session, settings, enqueue_send, utcnow())
+        return plan_and_queue_digests(session, settings, enqueue_send, utcnow(),
+                                      None if helping else ask_for_help)  # fmt: skip
 
 
 @shared_task(bind=True, name="notifier.tasks.read_bounce_mailbox")

@@ -66,7 +66,9 @@ def load_digests(session: Session, digest_ids: Iterable[int]) -> dict[int, Diges
     category_ids = {i for _, ids in parsed.values() for i in ids}
     categories = {c.id: c for c in session.scalars(select(Category).where(
         Category.id.in_(category_ids)))}  # fmt: skip
-    grouped = {key: _groups(*parsed[key], articles, categories) for key in contents}
+    # Plain sets, not the ORM collection, for the one question asked per article and group.
+    homes = {a.id: {c.id for c in a.categories} for a in articles.values()}
+    grouped = {key: _groups(*parsed[key], articles, homes, categories) for key in contents}
     return {
         d.id: DigestNotice(d.id, d.cadence, d.due_at,
                            tuple(parsed[(d.article_ids, d.category_ids)][0]),
@@ -76,7 +78,7 @@ def load_digests(session: Session, digest_ids: Iterable[int]) -> dict[int, Diges
 
 
 def _groups(article_ids: list[int], category_ids: list[int], articles: dict,
-            categories: dict) -> tuple[DigestGroup, ...]:  # fmt: skip
+            homes: dict[int, set[int]], categories: dict) -> tuple[DigestGroup, ...]:  # fmt: skip
     """Each article once, under the first of its categories (by name) the digest carries."""
     carried = sorted((categories[i] for i in category_ids if i in categories),
                      key=lambda c: c.name)  # fmt: skip
@@ -85,7 +87,7 @@ def _groups(article_ids: list[int], category_ids: list[int], articles: dict,
         article = articles.get(article_id)
         if article is None:
             continue
-        home = next((c for c in carried if c in article.categories), None)
+        home = next((c for c in carried if c.id in homes[article_id]), None)
         if home is not None:
             grouped[home.id].append(article)
     return tuple(DigestGroup(c, tuple(grouped[c.id])) for c in carried if grouped[c.id])

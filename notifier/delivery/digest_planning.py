@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -43,14 +43,22 @@ SCHEDULES = DigestSchedule.__table__
 
 
 def plan_and_queue_digests(
-    session: Session, settings: Settings, enqueue: Enqueue, now: datetime
-) -> int:
+    session: Session, settings: Settings, enqueue: Enqueue, now: datetime,
+    ask_for_help: Callable[[], object] | None = None,
+) -> int:  # fmt: skip
     """What the beat task does: plan due digests a batch of schedules at a time, commit,
-    queue their deliveries; until none is due. Digests planned (emails queued)."""
+    queue their deliveries; until none is due. Digests planned (emails queued).
+
+    `ask_for_help`: called once if the first batch was full (more is due than one batch): it
+    starts more planners, which take the schedules this one has not locked, so a morning
+    hour is planned by several processes at once."""
     queued, size = 0, settings.delivery_chunk_size
     while True:
         schedules, delivery_ids = plan_due_digests(session, now, settings.digest_plan_batch)
         session.commit()  # schedules moved on, digests planned (and noted queued): then tasks
+        if ask_for_help is not None and schedules == settings.digest_plan_batch:
+            ask_for_help()
+            ask_for_help = None
         for start in range(0, len(delivery_ids), size):
             hand_over(session, delivery_ids[start : start + size], enqueue, noted=True)
         queued += len(delivery_ids)
