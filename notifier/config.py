@@ -428,6 +428,9 @@ class Settings:
     # A push held through a browser's quiet hours is dropped when its news would be older
     # than this when they end (the article's published time, an alert's start).
     quiet_hours_stale_hours: float = 4.0
+    # Pushes per browser per local day (its time zone): article pushes beyond it are skipped;
+    # breaking alerts count but always go. 0: no cap.
+    push_daily_cap: int = 5
     alert_scheduler_seconds: int = 5
     digest_planner_seconds: int = 60  # how often beat plans the digests that are due
     digest_plan_batch: int = 500  # digest schedules planned per transaction
@@ -640,6 +643,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         push_alert_ttl_seconds=_int(env, "PUSH_ALERT_TTL_SECONDS", 3600),
         push_backoff_refresh_seconds=_float(env, "PUSH_BACKOFF_REFRESH_SECONDS", 0.25, 0.01),
         quiet_hours_stale_hours=_float(env, "QUIET_HOURS_STALE_HOURS", 4.0),
+        push_daily_cap=_int(env, "PUSH_DAILY_CAP", 5),
         alert_scheduler_seconds=_int(env, "ALERT_SCHEDULER_SECONDS", 5, minimum=1),
         digest_planner_seconds=_int(env, "DIGEST_PLANNER_SECONDS", 60, minimum=1),
         digest_plan_batch=_int(env, "DIGEST_PLAN_BATCH", 500, minimum=1),

@@ -1,5 +1,6 @@
 """When a claimed push may go: a browser's quiet hours hold it until they end (or drop it
-when its news would be stale by then), unless it is an alert the editor let through them.
+when its news would be stale by then), unless it is an alert the editor let through them;
+then the daily cap counts it, or skips an article push past it (notifier.delivery.push_cap).
 
 Runs at send time on the addressed chunk, after the reader's wishes were checked
 (notifier.delivery.addressing) and before anything is composed; the rules themselves are
@@ -17,6 +18,7 @@ from sqlalchemy.orm import Session
 from notifier.config import Settings
 from notifier.delivery.addressing import Addressee, Unwanted
 from notifier.delivery.holding import Held
+from notifier.delivery.push_cap import gate_daily_cap
 from notifier.domain.quiet_hours import is_stale, quiet_hours_of, quiet_verdict
 from notifier.models import Alert, Article, Delivery
 from notifier.sql import among
@@ -43,6 +45,14 @@ def news_time(notice: object) -> datetime | None:
 
 def overrides_quiet_hours(notice: object) -> bool:
     return isinstance(notice, Alert) and bool(notice.override_quiet_hours)
+
+
+def gate_pushes(
+    session: Session, entries: Sequence[Addressee | Unwanted], now: datetime, settings: Settings
+) -> list[Entry]:
+    """Quiet hours first (a held push is not counted), then the daily cap on what goes."""
+    return gate_daily_cap(session, gate_quiet_hours(session, entries, now, settings), now,
+                          settings)  # fmt: skip
 
 
 def gate_quiet_hours(

@@ -18,7 +18,7 @@ from notifier.config import Settings
 from notifier.delivery.addressing import Addressee, Unwanted
 from notifier.delivery.compose import Composer
 from notifier.delivery.holding import Held
-from notifier.delivery.push_gate import gate_quiet_hours
+from notifier.delivery.push_gate import gate_pushes
 from notifier.domain.audiences import BROWSERS, SUBSCRIBERS, Audience
 from notifier.domain.deliveries import count_hard_bounces
 from notifier.domain.push_subscriptions import mark_push_gone
@@ -35,7 +35,7 @@ class Route:
     recipient_gone: Callable[[Session, Delivery, str, datetime, Settings], None]
     rate: Callable[[Settings], float]  # sends per second, all workers together (0: unpaced)
     queued_first: bool = False  # planned and queued before the others (its messages go fastest)
-    # When an addressed message may go (push: the browser's quiet hours); None: at once.
+    # When an addressed message may go (push: quiet hours, daily cap); None: at once.
     gate: (
         Callable[[Session, Sequence[Addressee | Unwanted], datetime, Settings],
                  list[Addressee | Unwanted | Held]] | None
@@ -66,7 +66,7 @@ ROUTES: dict[str, Route] = {
               lambda settings: settings.email_rate_per_second),
         Route("push", BROWSERS, Composer.push, _browser_gone,
               lambda settings: settings.push_rate_per_second, queued_first=True,
-              gate=gate_quiet_hours),
+              gate=gate_pushes),
     )
 }  # fmt: skip
 

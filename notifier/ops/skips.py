@@ -18,6 +18,7 @@ NAMED_SKIP_REASONS = (
     "stale",
     "quiet hours: stale by their end",  # notifier.delivery.push_gate
     "quiet hours: stale when released",
+    "daily cap",  # notifier.delivery.push_cap
 )
 
 
