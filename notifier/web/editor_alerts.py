@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from flask import Blueprint, jsonify, redirect, render_template, request, url_for
@@ -22,6 +22,7 @@ from notifier.domain.alerts import (
     validate_alert,
 )
 from notifier.domain.categories import list_categories
+from notifier.domain.push_reach import PushReach, alert_push_reach
 from notifier.models import Alert
 from notifier.ops.deliverability import Thresholds, alert_rates
 from notifier.task_queue import send_or_keep
@@ -84,6 +85,18 @@ def _preview_page(draft: AlertDraft, notice: str | None = None):
         "pages/editor/alert_preview.html", draft=draft, form=request.form, email=email,
         push=push, sizes=sizes, notice=notice, send_label=_send_label(draft, sizes),
         idempotency_key=request.form.get("idempotency_key") or uuid.uuid4().hex,
+        push_reach=_push_reach(draft), daily_cap=settings().push_daily_cap,
+    )  # fmt: skip
+
+
+def _push_reach(draft: AlertDraft) -> PushReach | None:
+    """Quiet hours and the daily cap as the push would meet them when it goes."""
+    if "push" not in draft.channels:
+        return None
+    return alert_push_reach(
+        db(), AUDIENCES["push"], draft.target_all, draft.category_slugs,
+        draft.override_quiet_hours, draft.send_at or utcnow(),
+        timedelta(hours=settings().quiet_hours_stale_hours), settings().push_daily_cap,
     )  # fmt: skip
 
 
