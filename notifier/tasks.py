@@ -189,11 +189,13 @@ def release_alerts(self) -> list[int]:
 @retried_through_outages
 def plan_digests(self, helping: bool = False) -> int:
     """Beat: the daily and weekly digests that are due, planned once each and queued; with
-    more due than a batch, DIGEST_PLANNERS - 1 more of this task (`helping`) plan beside it."""
+    more due than a batch, more of this task (`helping`) plan beside it: DIGEST_PLANNERS in
+    all, at most half of a worker's processes, so the others send what is planned."""
     settings = _settings(self)
 
     def ask_for_help() -> None:
-        for _ in range(settings.digest_planners - 1):
+        planners = min(settings.digest_planners, settings.worker_concurrency // 2)
+        for _ in range(planners - 1):
             send_or_keep(plan_digests, True)
 
     with session_scope(settings.database_url) as session:

@@ -731,6 +731,41 @@ def seed_email_subscribers(
     return [f"{prefix}-{n}@example.com" for n in range(1, count + 1)]
 
 
+def seed_digest_readers(
+    url: str, count: int, article_id: int, prefix: str = "morning"
+) -> list[str]:
+    """`count` confirmed readers taking the article's categories in a daily digest, their
+    digest due a minute ago, their period running since yesterday; in three statements."""
+    with engine_for(url).begin() as conn:
+        ids = conn.execute(
+            text(
+                "INSERT INTO subscribers (email, status, created_at, confirmed_at)"
+                " SELECT :prefix || '-' || g || '@example.com', 'active',"
+                "  now() AT TIME ZONE 'utc', now() AT TIME ZONE 'utc'"
+                " FROM generate_series(1, :count) AS g RETURNING id"
+            ),
+            {"prefix": prefix, "count": count},
+        ).scalars().all()  # fmt: skip
+        conn.execute(
+            text(
+                "INSERT INTO subscriber_categories (subscriber_id, category_id, cadence)"
+                " SELECT s, c.category_id, 'daily' FROM unnest(CAST(:ids AS integer[])) AS s,"
+                " article_categories c WHERE c.article_id = :article"
+            ),
+            {"ids": list(ids), "article": article_id},
+        )
+        conn.execute(
+            text(
+                "INSERT INTO digest_schedules (subscriber_id, cadence, next_at, since)"
+                " SELECT s, 'daily', now() AT TIME ZONE 'utc' - interval '1 minute',"
+                " now() AT TIME ZONE 'utc' - interval '1 day'"
+                " FROM unnest(CAST(:ids AS integer[])) AS s"
+            ),
+            {"ids": list(ids)},
+        )
+    return [f"{prefix}-{n}@example.com" for n in range(1, count + 1)]
+
+
 def seed_push_subscriptions(url: str, browsers: Iterable, category: str = "news") -> None:
     """Active push subscriptions of `category` for the push service's browser subscriptions."""
     rows = [{"endpoint": b.endpoint, "p256dh": b.p256dh, "auth": b.auth} for b in browsers]

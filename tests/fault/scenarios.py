@@ -39,6 +39,7 @@ from tests.fault.harness import (
     expired_leases,
     open_stack,
     seed_article,
+    seed_digest_readers,
     seed_email_subscribers,
     seed_push_subscriptions,
     settled,
@@ -138,6 +139,73 @@ def worker_killed(
             taken_over=stack.logged("took over"),
             sending_at_kill=states["sending"], unmarked_at_kill=at_kill - states["sent"],
         )  # fmt: skip
+
+
+def digest_worker_killed(
+    tmp: Path, database_url: str, readers: int = 2000, concurrency: int = 2,
+    record_batch: int = 10, connections: int = 2, within: float | None = KILL_TARGET,
+):  # fmt: skip
+    """The morning digest: `readers` daily digests due at once, beat ticking, planned in small
+    batches by the beat's planner and its helpers; the whole worker SIGKILLed while they
+    plan (some digests planned, some schedules still due) and send the first ones, a new
+    worker started at once. Seconds are counted from the kill."""
+    # Batches of 5 schedules (not 500): planning lasts long enough to be caught at it. Beat
+    # ticks every 2 s (not 60): the next tick plans what the killed planners left, without
+    # the test waiting a minute; each tick while planning adds a planner, as a beat firing
+    # twice does.
+    with _grouped_stack(tmp, database_url, record_batch, connections, DIGEST_PLAN_BATCH="5",
+                        DIGEST_PLANNER_SECONDS="2") as stack:  # fmt: skip
+        article = seed_article(database_url, "Morning story", "economy")
+        emails = seed_digest_readers(database_url, readers, article)
+        first = stack.worker("worker-1", concurrency)
+        group = first.group()
+        stack.beat()
+
+        def planning() -> bool:
+            states = digest_states(database_url)
+            return states["digests"] >= readers // 4 and states["schedules due"] > 0
+
+        wait_for(planning, deadline(readers), lambda: f"never caught planning\n{stack.logs()}")
+        first.kill_group(signal.SIGKILL)
+        killed = time.monotonic()
+        first.wait(10)
+        wait_for(lambda: not first.group(), 10, "killed processes are still alive")
+        at_kill = stack.smtp.handler.message_count()
+        states = digest_states(database_url)
+        stack.worker("worker-2", concurrency)
+        received = stack.smtp.handler.by_recipient
+        limit = deadline(readers) if within is None else within
+        wait_for(lambda: tally(emails, received()).lost == 0
+                 and digest_states(database_url)["deliveries sent"] == readers,
+                 limit, lambda: f"{tally(emails, received())}\n{stack.logs()}")  # fmt: skip
+        seconds = time.monotonic() - killed
+        time.sleep(1.0)  # a late duplicate would arrive now
+        counts = tally(emails, received())
+        return Figures(
+            "1 worker SIGKILL, morning digest", readers, counts.delivered, counts.duplicates,
+            counts.lost, seconds,
+            {"processes_killed": len(group), "sent_before_kill": at_kill,
+             "unmarked_at_kill": at_kill - states["deliveries sent"], "at_kill": dict(states),
+             "final": dict(digest_states(database_url)), "strangers": counts.strangers},
+        )  # fmt: skip
+
+
+def digest_states(url: str) -> Counter:
+    """Digests planned, per reader at most one, their deliveries by status, and schedules
+    still due."""
+    with engine_for(url).connect() as conn:
+        counts = Counter({
+            f"deliveries {status}": n for status, n in conn.execute(text(
+                "SELECT status, count(*) FROM deliveries WHERE digest_id IS NOT NULL"
+                " GROUP BY status"))
+        })  # fmt: skip
+        counts["digests"], counts["readers with a digest"] = conn.execute(
+            text("SELECT count(*), count(DISTINCT subscriber_id) FROM digests")
+        ).one()
+        counts["schedules due"] = conn.execute(text(
+            "SELECT count(*) FROM digest_schedules WHERE next_at <= now() AT TIME ZONE 'utc'"
+        )).scalar_one()  # fmt: skip
+    return counts
 
 
 def pool_child_killed(
