@@ -1,0 +1,289 @@
+"""A month of history, retention, and one fan-out on top: does the ledger's size slow news down?
+
+    .venv/bin/python bench/month.py                                # 100,000 readers, 40/day
+    .venv/bin/python bench/month.py --history-readers 10000        # a smaller history
+    .venv/bin/python bench/month.py --readers 20000 --history-readers 2000 --skip-empty
+
+Needs what bench/fanout.py needs (PostgreSQL, Redis, its sinks) and reuses its seeding, sinks
+and one-article fan-out (real `notifier worker` processes, the web app, the CMS webhook).
+
+1. Seeds the readers (half email, half push) and times one fan-out to all of them on an
+   empty ledger.
+2. Seeds, in SQL, DAYS+2 days of history: STORIES articles a day, each delivered (sent) to
+   HISTORY_READERS readers (half by email, half by push), oldest first, so the ledger holds
+   what it holds in steady state plus the two days retention is about to remove. Prints how
+   many rows, how long it took, and the database size.
+3. Runs retention for the oldest day (DELIVERY_RETENTION_DAYS = DAYS+1) at the same moment as
+   a fan-out: the retention run's time, and the fan-out's time against 4.
+4. Runs retention alone for the next day (DELIVERY_RETENTION_DAYS = DAYS): its time, rows
+   removed, the database size after it (PostgreSQL reuses the space of removed rows for new
+   ones: files do not shrink, they stop growing).
+5. One fan-out on the retained month-long ledger: its time against the empty ledger's.
+
+Targets (issue 18): the fan-out on a month of history at most 10 % slower than on an empty
+ledger; the fan-out during retention at most 10 % slower than without it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import threading
+import time
+from contextlib import ExitStack
+from datetime import timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import redis  # noqa: E402
+from sqlalchemy import create_engine, text  # noqa: E402
+
+from bench import fanout  # noqa: E402
+from bench.sinks import PushSink, SmtpSink, make_key_pool  # noqa: E402
+from notifier.config import Settings  # noqa: E402
+from notifier.retention import run_retention  # noqa: E402
+from notifier.timeutil import utcnow  # noqa: E402
+from notifier.vapid import generate_keypair  # noqa: E402
+from tests.conftest import make_settings  # noqa: E402
+from tests.support.databases import scratch_database  # noqa: E402
+from tests.support.smtp import free_port  # noqa: E402
+
+say = fanout.say
+
+ARTICLES = text(
+    "INSERT INTO articles (guid, link, title, summary, announce, first_seen_at, published_at, "
+    "fanned_out_at) SELECT 'bench-month-' || :day || '-' || s, "
+    "'https://aze.media/month/' || :day || '/' || s, 'History ' || :day || '/' || s, '', true, "
+    ":start + s * (interval '1 day' / :stories), :start + s * (interval '1 day' / :stories), "
+    ":start + s * (interval '1 day' / :stories) + interval '1 minute' "
+    "FROM generate_series(0, :stories - 1) AS s"
+)
+# One day's deliveries of one channel: every article of the day to every history reader.
+DELIVERIES = text(
+    "INSERT INTO deliveries ({recipient}, article_id, channel, status, outcome, attempts, "
+    "created_at, next_attempt_at, queued_at, sent_at) "
+    "SELECT r, a.id, :channel, 'sent', 'sent', 1, a.first_seen_at, a.first_seen_at, "
+    "a.first_seen_at, a.first_seen_at + interval '30 seconds' "
+    "FROM articles a CROSS JOIN generate_series(1, CAST(:readers AS integer)) AS r "
+    "WHERE a.guid LIKE 'bench-month-' || :day || '-%' ORDER BY a.id, r"
+)
+
+
+def seed_history(url: str, days: int, stories: int, emails: int, pushes: int) -> dict:
+    """Days of sent deliveries, oldest day first (ids follow time, as in production)."""
+    started = time.monotonic()
+    now = utcnow().replace(tzinfo=None)
+    engine = create_engine(url)
+    rows = 0
+    for day in range(days, 0, -1):  # `day` days ago
+        start = now - timedelta(days=day)
+        with engine.begin() as conn:
+            conn.execute(ARTICLES, {"day": day, "start": start, "stories": stories})
+            channels = (
+                ("subscriber_id", "email", emails),
+                ("push_subscription_id", "push", pushes),
+            )
+            for recipient, channel, readers in channels:
+                if readers:
+                    result = conn.execute(
+                        text(DELIVERIES.text.format(recipient=recipient)),
+                        {"day": day, "channel": channel, "readers": readers},
+                    )
+                    rows += result.rowcount
+        say(f"  history: {day} days ago seeded ({rows:,} rows so far, "
+            f"{time.monotonic() - started:.0f} s)")  # fmt: skip
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(text("VACUUM ANALYZE deliveries"))
+        conn.execute(text("ANALYZE"))
+    engine.dispose()
+    return {"rows": rows, "seconds": time.monotonic() - started}
+
+
+def sizes(url: str) -> dict:
+    engine = create_engine(url)
+    with engine.connect() as conn:
+        row = conn.execute(
+            text(
+                "SELECT pg_database_size(current_database()), "
+                "pg_total_relation_size('deliveries'), pg_relation_size('deliveries'), "
+                "(SELECT count(*) FROM deliveries), "
+                "(SELECT count(*) FROM delivery_summaries)"
+            )
+        ).one()
+    engine.dispose()
+    return dict(zip(("database", "deliveries_total", "deliveries_heap", "rows", "summaries"),
+                    row, strict=True))  # fmt: skip
+
+
+def _gb(n: int) -> str:
+    return f"{n / 2**30:.2f} GiB"
+
+
+class Retention(threading.Thread):
+    """A retention run in the background, timed."""
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(daemon=True)
+        self.settings = settings
+        self.removed = 0
+        self.batches = 0
+        self.seconds = 0.0
+        self.started_at = 0.0
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        self.started_at = time.monotonic()
+        try:
+            run = run_retention(self.settings)
+            self.removed, self.batches = run.removed, run.batches
+        except BaseException as error:  # reported by the main thread
+            self.error = error
+        self.seconds = time.monotonic() - self.started_at
+
+
+def fan_out(args, settings, url, smtp, push, seeded, logs, cleanup, during=None) -> dict:
+    """bench/fanout.py's one-article fan-out on its own web port; `during` (a Retention) is
+    started the moment the article is published."""
+    settings = settings.with_overrides(public_url=f"http://127.0.0.1:{free_port()}")
+    original = fanout.publish
+
+    def publish(base: str, token: str):
+        if during is not None:
+            during.start()
+        return original(base, token)
+
+    fanout.publish = publish
+    try:
+        figures = fanout.run_fast(args, settings, url, smtp, push, seeded, logs, cleanup)
+    finally:
+        fanout.publish = original
+    if figures["timed_out"]:
+        raise SystemExit(f"the fan-out did not finish: {figures['timed_out']}")
+    return figures
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--readers", type=int, default=100_000,
+                        help="readers of the fan-outs (half email, half push)")  # fmt: skip
+    parser.add_argument("--history-readers", type=int, default=None,
+                        help="readers of each history article (default: --readers)")  # fmt: skip
+    parser.add_argument("--stories", type=int, default=40, help="history articles a day")
+    parser.add_argument("--days", type=int, default=Settings.delivery_retention_days,
+                        help="the retention window (history: this + 2 days)")  # fmt: skip
+    parser.add_argument("--concurrency", type=int, default=Settings.worker_concurrency)
+    parser.add_argument("--redis-url",
+                        default=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/13"),
+                        help="broker; this Redis database is flushed")  # fmt: skip
+    parser.add_argument("--stall-timeout", type=float, default=300)
+    parser.add_argument("--no-install", action="store_true")
+    parser.add_argument("--smtp-sink", choices=("auto", "smtp-sink", "aiosmtpd"), default="auto")
+    parser.add_argument("--decrypt-every", type=int, default=1000)
+    args = parser.parse_args(argv)
+    if args.history_readers is None:
+        args.history_readers = args.readers
+    args.history_readers = min(args.history_readers, args.readers)
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    cleanup = ExitStack()
+    tmp = Path(tempfile.mkdtemp(prefix="notifier-month-"))
+    logs = tmp / "logs"
+    logs.mkdir()
+    emails, pushes = args.readers // 2, args.readers - args.readers // 2
+    h_emails = args.history_readers // 2
+    h_pushes = args.history_readers - h_emails
+    figures: dict = {}
+    with cleanup:
+        broker = redis.Redis.from_url(args.redis_url)
+        broker.flushdb()
+        cleanup.callback(broker.close)
+        cleanup.callback(broker.flushdb)
+        url = cleanup.enter_context(scratch_database("notifier_bench"))
+        smtp = SmtpSink(tmp, not args.no_install, say, args.smtp_sink).start()
+        cleanup.callback(smtp.stop)
+        pool, p256dh, auth = make_key_pool(max(1, min(fanout.KEY_POOL, pushes)))
+        vapid_private, vapid_public = generate_keypair()
+        push = PushSink(tmp, pool, vapid_public, args.decrypt_every).start()
+        cleanup.callback(push.stop)
+        settings = make_settings(
+            tmp, DATABASE_URL=url, CELERY_BROKER_URL=args.redis_url, SMTP_URL=smtp.url,
+            PUBLIC_URL=f"http://127.0.0.1:{free_port()}", PUSH_ALLOWED_ORIGINS=push.origin,
+            VAPID_PRIVATE_KEY=vapid_private, VAPID_PUBLIC_KEY=vapid_public,
+            FEED_POLL_SECONDS="3600", WORKER_CONCURRENCY=str(args.concurrency),
+        )  # fmt: skip
+        say(f"seeding {emails:,} email and {pushes:,} push readers")
+        seeded = fanout.seed(url, emails, pushes, push, p256dh, auth)
+
+        say("1. one fan-out on an empty ledger")
+        empty = fan_out(args, settings, url, smtp, push, seeded, logs, cleanup)
+        figures["empty"] = empty["seconds_to_last"]
+
+        days = args.days + 2
+        say(f"2. seeding {days} days x {args.stories} stories x {args.history_readers:,} readers")
+        history = seed_history(url, days, args.stories, h_emails, h_pushes)
+        figures["history"] = history
+        figures["size_seeded"] = sizes(url)
+        say(f"   {history['rows']:,} rows in {history['seconds']:.0f} s; database "
+            f"{_gb(figures['size_seeded']['database'])}")  # fmt: skip
+
+        say("3. retention of the oldest day during a fan-out")
+        oldest = Retention(settings.with_overrides(delivery_retention_days=args.days + 1))
+        during = fan_out(args, settings, url, smtp, push, seeded, logs, cleanup, during=oldest)
+        oldest.join()
+        if oldest.error:
+            raise oldest.error
+        figures["during"] = during["seconds_to_last"]
+        figures["retention_during"] = (oldest.removed, oldest.seconds)
+
+        say("4. retention of the next day alone")
+        alone = Retention(settings.with_overrides(delivery_retention_days=args.days))
+        alone.start()
+        alone.join()
+        if alone.error:
+            raise alone.error
+        figures["retention_alone"] = (alone.removed, alone.seconds, alone.batches)
+        figures["size_retained"] = sizes(url)
+
+        say("5. one fan-out on the retained month")
+        month = fan_out(args, settings, url, smtp, push, seeded, logs, cleanup)
+        figures["month"] = month["seconds_to_last"]
+    print(report(args, figures))
+    return 0
+
+
+def report(args, f: dict) -> str:
+    empty, month, during = f["empty"], f["month"], f["during"]
+    seeded, retained = f["size_seeded"], f["size_retained"]
+    removed_during, seconds_during = f["retention_during"]
+    removed, seconds, batches = f["retention_alone"]
+    lines = [
+        f"bench/month.py: {args.readers:,} readers (half email, half push), history of "
+        f"{args.days + 2} days x {args.stories} stories x {args.history_readers:,} readers",
+        f"  history seeded            {f['history']['rows']:,} delivery rows in "
+        f"{f['history']['seconds']:.0f} s; database {_gb(seeded['database'])}, deliveries "
+        f"{_gb(seeded['deliveries_total'])} with indexes",
+        f"  fan-out, empty ledger     {empty:.2f} s webhook to last message",
+        f"  fan-out, month of ledger  {month:.2f} s ({100 * (month / empty - 1):+.1f} % vs empty;"
+        f" target <= +10 %) on {retained['rows']:,} rows",
+        f"  fan-out during retention  {during:.2f} s ({100 * (during / month - 1):+.1f} % vs the "
+        f"month without it; target <= +10 %); that retention removed {removed_during:,} rows "
+        f"in {seconds_during:.1f} s",
+        f"  retention alone           {removed:,} rows in {seconds:.1f} s ({batches} batches, "
+        f"{removed / max(seconds, 1e-9):,.0f} rows/s with RETENTION_BATCH_PAUSE_SECONDS pauses)",
+        f"  after retention           database {_gb(retained['database'])}, deliveries "
+        f"{_gb(retained['deliveries_total'])} ({retained['rows']:,} rows; the space of removed "
+        f"rows is reused, files do not shrink), {retained['summaries']:,} summary rows",
+    ]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
