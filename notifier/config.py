@@ -626,7 +626,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         dkim_private_key=dkim_private_key,
         sweep_seconds=_int(env, "SWEEP_SECONDS", 60, minimum=1),
         sweep_batch_limit=_int(env, "SWEEP_BATCH_LIMIT", 50_000, minimum=1),
-        delivery_retention_days=_int(env, "DELIVERY_RETENTION_DAYS", 30, minimum=1),
+        # At least 3: a row may still be sent (a retry, a push held through quiet hours) up to
+        # a day after it was planned and count in that day's figures and push cap.
+        delivery_retention_days=_int(env, "DELIVERY_RETENTION_DAYS", 30, minimum=3),
         retention_seconds=_int(env, "RETENTION_SECONDS", 3600, minimum=60),
         retention_batch_size=_int(env, "RETENTION_BATCH_SIZE", 5000, minimum=1),
         retention_batch_pause_seconds=_float(env, "RETENTION_BATCH_PAUSE_SECONDS", 0.1),

@@ -207,3 +207,11 @@ def test_a_fan_out_never_waits_for_a_retention_batch(pg_database_url, tmp_path):
         assert sum(c.planned for c in chunks) == 50
         retention.commit()
     engine.dispose()
+
+
+def test_a_retention_shorter_than_three_days_is_refused_with_a_sentence(tmp_path):
+    from notifier.config import ConfigError
+
+    with pytest.raises(ConfigError, match="DELIVERY_RETENTION_DAYS must be at least 3, got 2"):
+        make_settings(tmp_path, DELIVERY_RETENTION_DAYS="2")
+    assert make_settings(tmp_path, DELIVERY_RETENTION_DAYS="3").delivery_retention_days == 3
