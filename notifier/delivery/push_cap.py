@@ -4,14 +4,16 @@ go.
 
 Why the ledger and a row lock, not an atomic counter: the count is the delivery rows that
 carry the day (`deliveries.push_day`), written and committed before anything is sent, while
-the browsers' push_subscriptions rows are locked (SELECT … FOR UPDATE, in id order so two
-workers never deadlock). Two workers gating pushes for one browser at once take turns: the
-second waits for the first's commit, then counts its rows, so they cannot both pass the
-last slot. A push counted once keeps its day when it is retried, taken over or held again,
-so nothing is counted twice; one that then fails or is skipped stops counting by its status,
-with no counter to give back. A Redis INCR would be atomic too, but would have to be undone
-by hand on every such path and expire per time zone, and could not be checked against what
-was actually sent. On SQLite (development) writers take turns on the whole database.
+the browsers' push_subscriptions rows are locked (SELECT … FOR NO KEY UPDATE, in id order so
+two gates never deadlock; NO KEY, so a fan-out inserting deliveries that reference those
+rows, which takes KEY SHARE, is not held up). Two workers gating pushes for one browser at
+once take turns: the second waits for the first's commit, then counts its rows, so they
+cannot both pass the last slot. A push counted once keeps its day when it is retried, taken
+over or held again, so nothing is counted twice; one that then fails or is skipped stops
+counting by its status, with no counter to give back. A Redis INCR would be atomic too, but
+would have to be undone by hand on every such path and expire per time zone, and could not
+be checked against what was actually sent. SQLite (development) has no row locks: there the
+cap is exact only with one sending process.
 """
 
 from __future__ import annotations
@@ -53,7 +55,7 @@ def gate_daily_cap(
         select(PushSubscription.id)
         .where(among(session, PushSubscription.id, browsers))
         .order_by(PushSubscription.id)
-        .with_for_update()
+        .with_for_update(key_share=True)
     ).all()  # held until the commit below: one worker at a time counts for these browsers
     days = {e.recipient.id: local_day(e.recipient.timezone, now) for e in pushes}
     counted = pushes_counted(session, {b: days[b] for b in browsers})

@@ -201,6 +201,12 @@ def test_turning_browser_notifications_on_says_what_it_waits_for(sized_browser, 
     page.goto(manage_url)  # the page every push links to
     expect(page.get_by_label("Science")).to_be_checked()
     check_page(page, "reader-push-manage", every_impact=True)
+    page.get_by_label("From").select_option("22")
+    page.get_by_label("Until").select_option("7")
+    page.get_by_label("Time zone").select_option("Asia/Baku")
+    page.get_by_role("button", name="Save quiet hours").click()
+    expect(page.get_by_role("status")).to_contain_text("no notifications from 22:00 to 07:00")
+    check_page(page, "reader-push-quiet-hours", every_impact=True)
 
 
 @pytest.mark.parametrize("width", [PHONE, DESKTOP])

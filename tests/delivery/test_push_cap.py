@@ -149,7 +149,7 @@ def test_two_workers_cannot_both_take_the_last_slot(
     thread = threading.Thread(target=gate_b)
     try:
         worker_a.execute(select(PushSubscription.id).where(PushSubscription.id == row.id)
-                         .with_for_update()).all()  # fmt: skip
+                         .with_for_update(key_share=True)).all()  # as the gate locks  # fmt: skip
         thread.start()
         thread.join(0.5)
         assert thread.is_alive(), "B waits for A's lock"

@@ -1,5 +1,6 @@
-"""Pushes dropped for quiet hours show on /ops/ with their reason and in /metrics as their
-own series, through the skip plumbing every skip goes through (notifier.ops.skips)."""
+"""Pushes dropped for quiet hours or past the daily cap show on /ops/ with their reason and
+in /metrics as their own series, through the skip plumbing every skip goes through
+(notifier.ops.skips)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import time_machine
 from notifier.delivery.compose import Composer
 from notifier.delivery.dispatch import send_deliveries
 from notifier.delivery.outlets import outlets
+from notifier.delivery.push_cap import DAILY_CAP
 from notifier.delivery.push_gate import STALE_BY_THEIR_END
 from notifier.domain.editors import create_editor
 from notifier.domain.quiet_hours import QuietHours, set_quiet_hours
@@ -39,6 +41,20 @@ def dropped(session, settings, push_service):
     return NOW
 
 
+@pytest.fixture
+def capped(session, settings, push_service):
+    """A London browser sent six articles in one day: the sixth is past PUSH_DAILY_CAP."""
+    factories.push_subscription(session, push_service.new_subscription(), "news")
+    bound = outlets(settings, Composer(settings))
+    for hour in range(settings.push_daily_cap + 1):
+        with time_machine.travel(NOW - timedelta(hours=8 - hour), tick=False):
+            story = factories.article(session, "news")
+            session.commit()
+            send_deliveries(session, article_fanned_out(session, settings, story.id)[1], bound,
+                            settings)  # fmt: skip
+    return NOW
+
+
 def test_ops_lists_quiet_hours_drops_by_reason(app, session, dropped):
     admin = create_editor(session, "admin@aze.media", "correct horse battery", "admin")
     session.commit()
@@ -53,4 +69,16 @@ def test_metrics_count_quiet_hours_drops(client, dropped):
         samples = scrape(client, environ_base=INSIDE)
     name = "notifier_deliveries_skipped_last_day"
     assert value(samples, name, channel="push", reason=STALE_BY_THEIR_END) == 2
+    assert value(samples, name, channel="push", reason="other") == 0
+
+
+def test_ops_and_metrics_show_daily_cap_skips(app, client, session, capped):
+    admin = create_editor(session, "admin@aze.media", "correct horse battery", "admin")
+    session.commit()
+    with time_machine.travel(capped + timedelta(minutes=5)):
+        page = logged_in_client(app, admin).get("/ops/").text
+        samples = scrape(client, environ_base=INSIDE)
+    assert f'<tr data-reason="{DAILY_CAP}"><td>push</td><td>{DAILY_CAP}</td><td>1</td></tr>' in page
+    name = "notifier_deliveries_skipped_last_day"
+    assert value(samples, name, channel="push", reason=DAILY_CAP) == 1
     assert value(samples, name, channel="push", reason="other") == 0
