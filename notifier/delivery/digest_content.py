@@ -7,6 +7,7 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cached_property
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
@@ -34,11 +35,12 @@ class DigestNotice:
     article_ids: tuple[int, ...]
     groups: tuple[DigestGroup, ...]
 
-    @property
+    # Computed once: the send path asks each reader's digest for both.
+    @cached_property
     def categories(self) -> tuple[Category, ...]:
         return tuple(group.category for group in self.groups)
 
-    @property
+    @cached_property
     def content_key(self) -> tuple:
         """Readers whose digests hold the same articles in the same groups share a rendering."""
         return (self.cadence, tuple((g.category.id, tuple(a.id for a in g.articles))
