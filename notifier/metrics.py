@@ -45,6 +45,7 @@ from notifier.models import (
 )
 from notifier.ops.deliverability import Thresholds, daily_rates, rates_since
 from notifier.ops.feeds import feed_health
+from notifier.ops.held import held_for_quiet_hours
 from notifier.ops.queues import queue_depths
 from notifier.ops.recoveries import recovery_summary
 from notifier.ops.retention_runs import retention_summary
@@ -394,7 +395,17 @@ def _ops_history_families(session: Session, now: datetime, settings: Settings) -
     return [
         failures, requeued, recovered, *_unsent_families(session, now),
         *_email_rate_families(session, now, settings), _skip_family(session, now),
+        _held_family(session, now),
     ]  # fmt: skip
+
+
+def _held_family(session: Session, now: datetime) -> Metric:
+    held = GaugeMetricFamily(
+        "notifier_push_held_for_quiet_hours",
+        "Pushes waiting for their browsers' quiet hours to end (due again then).",
+    )
+    held.add_metric([], held_for_quiet_hours(session, now).count)
+    return held
 
 
 def _skip_family(session: Session, now: datetime) -> Metric:

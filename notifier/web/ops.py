@@ -18,6 +18,7 @@ from notifier.ops.deliverability import email_rates
 from notifier.ops.delivery_chart import chart, hourly_outcomes
 from notifier.ops.failures import deliveries_by_outcome, recent_failures, retry_failed
 from notifier.ops.feeds import feed_health
+from notifier.ops.held import held_for_quiet_hours
 from notifier.ops.queues import queue_depths
 from notifier.ops.recoveries import recovery_summary
 from notifier.ops.retention_runs import retention_summary
@@ -87,6 +88,7 @@ def dashboard():
         traffic=traffic, outcomes=OUTCOMES, channels=CHANNELS,
         failures=recent_failures(db(), now), alerts=alerts, articles=articles,
         skips=skips_by_reason(db(), now - timedelta(days=1)),
+        held=held_for_quiet_hours(db(), now),
         scheduled=_scheduled(), email_rates=email_rates(db(), now, s),
         task_failures=recent_task_failures(db(), now, 86400), sweep=sweep_summary(db(), now),
         recovered=recovery_summary(db(), now), unsent=unsent_summary(db(), now),

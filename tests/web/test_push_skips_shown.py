@@ -82,3 +82,33 @@ def test_ops_and_metrics_show_daily_cap_skips(app, client, session, capped):
     name = "notifier_deliveries_skipped_last_day"
     assert value(samples, name, channel="push", reason=DAILY_CAP) == 1
     assert value(samples, name, channel="push", reason="other") == 0
+
+
+@pytest.fixture
+def held(session, settings, push_service):
+    """Three New York browsers quiet until 16:00 local (21:00 UTC), 30 minutes away."""
+    for _ in range(3):
+        row = factories.push_subscription(session, push_service.new_subscription(), "news")
+        set_quiet_hours(row, QuietHours(14, 16), "America/New_York")
+    session.commit()
+    bound = outlets(settings, Composer(settings))
+    with time_machine.travel(NOW, tick=False):
+        story = factories.article(session, "news")
+        session.commit()
+        send_deliveries(session, article_fanned_out(session, settings, story.id)[1], bound,
+                        settings)  # fmt: skip
+    return NOW
+
+
+def test_ops_and_metrics_show_pushes_held_for_quiet_hours(app, client, session, held):
+    admin = create_editor(session, "admin@aze.media", "correct horse battery", "admin")
+    session.commit()
+    with time_machine.travel(held + timedelta(minutes=5)):
+        page = logged_in_client(app, admin).get("/ops/").text
+        samples = scrape(client, environ_base=INSIDE)
+    [held_line] = [line for line in page.splitlines() if 'id="held"' in line]
+    assert "quiet hours: <span data-held>3</span>, the next due at" in held_line
+    assert 'datetime="2026-12-07T21:00:00+00:00"' in held_line  # 16:00 in New York
+    assert value(samples, "notifier_push_held_for_quiet_hours") == 3
+    with time_machine.travel(held + timedelta(minutes=31)):  # due now: no longer held back
+        assert value(scrape(client, environ_base=INSIDE), "notifier_push_held_for_quiet_hours") == 0
