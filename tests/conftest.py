@@ -22,7 +22,16 @@ from tests.support.databases import scratch_database
 from tests.support.feed_server import FeedServer
 from tests.support.smtp import SmtpServer
 
-REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+def _redis_url_for_this_process() -> str:
+    """TEST_REDIS_URL's database for the first (or only) test process; pytest-xdist's
+    worker gwN takes the Nth database below it, so processes never flush each other's."""
+    server, _, db = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15").rpartition("/")
+    worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw"))
+    return f"{server}/{(int(db or 0) - worker) % 16}"
+
+
+REDIS_URL = _redis_url_for_this_process()
 TABLES = (
     "suppressions, bounce_reports, deliveries, digest_leftovers, digests, digest_schedules, "
     "article_categories, subscriber_categories, "
