@@ -194,7 +194,7 @@ def test_web_server_access_and_error_logs_are_json(tmp_path, pg_database_url, re
         def answered() -> bool:
             try:
                 return requests.get(f"http://127.0.0.1:{port}/healthz", timeout=2).ok
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):  # up, but not answering yet
                 return False
 
         wait_until(answered, timeout=30, message=f"web never answered:\n{web.output()}")

@@ -75,5 +75,5 @@ def test_dev_command_runs_the_whole_loop_offline(tmp_path):
 def _up(base: str) -> bool:
     try:
         return requests.get(base, timeout=2).status_code == 200
-    except requests.ConnectionError:
+    except (requests.ConnectionError, requests.Timeout):  # up, but not answering yet
         return False
