@@ -15,6 +15,7 @@ import math
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -239,12 +240,21 @@ def sweep_requeued(counts: dict[str, int]) -> None:
         SWEEP_REQUEUED.labels(kind).inc(count)  # zero too: the series exists from the start
 
 
+@dataclass
+class FanoutTiming:
+    counts: bool = True
+
+
 @contextmanager
-def fanout_timer(notice: str) -> Iterator[None]:
-    """Time one fan-out; a run cut short by an outage (and retried) is not observed."""
+def fanout_timer(notice: str) -> Iterator[FanoutTiming]:
+    """Time one fan-out. Not observed: a run cut short by an outage (and retried), and a
+    repeat that found the planning already done (`timing.counts = False`): a task handed
+    to the broker twice is still one fan-out."""
     started = time.perf_counter()
-    yield
-    FANOUT_SECONDS.labels(notice).observe(time.perf_counter() - started)
+    timing = FanoutTiming()
+    yield timing
+    if timing.counts:
+        FANOUT_SECONDS.labels(notice).observe(time.perf_counter() - started)
 
 
 # Read by /metrics.

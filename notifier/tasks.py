@@ -152,8 +152,9 @@ def poll_feed(self, feed_id: int) -> list[int]:
 @retried_through_outages
 def fan_out_article(self, article_id: int) -> dict[str, int]:
     settings = _settings(self)
-    with metrics.fanout_timer("article"), session_scope(settings.database_url) as session:
+    with metrics.fanout_timer("article") as timing, session_scope(settings.database_url) as session:
         planned = fanout.fan_out_article(session, article_id, settings, enqueue_send)
+        timing.counts = bool(planned)
     if planned:
         log.info("article %s: %s deliveries planned and queued", article_id, planned,
                  extra={"article_id": article_id})  # fmt: skip
@@ -164,8 +165,9 @@ def fan_out_article(self, article_id: int) -> dict[str, int]:
 @retried_through_outages
 def fan_out_alert(self, alert_id: int) -> dict[str, int]:
     settings = _settings(self)
-    with metrics.fanout_timer("alert"), session_scope(settings.database_url) as session:
+    with metrics.fanout_timer("alert") as timing, session_scope(settings.database_url) as session:
         planned = fanout.fan_out_alert(session, alert_id, settings, enqueue_send)
+        timing.counts = bool(planned)
     if planned:
         log.info("alert %s: %s deliveries planned", alert_id, planned,
                  extra={"alert_id": alert_id})  # fmt: skip
