@@ -343,12 +343,16 @@ class _Link:
 
 
 class TcpProxy:
-    """Forward a loopback port to `target`. stop() closes the port and cuts every connection
-    (what a crashed or restarted server looks like to its clients); start() opens it again."""
+    """Forward a loopback port (or a port on `host`) to `target`. stop() closes the port and
+    cuts every connection (what a crashed or restarted server looks like to its clients);
+    start() opens it again."""
 
-    def __init__(self, target: tuple[str, int], port: int | None = None) -> None:
+    def __init__(
+        self, target: tuple[str, int], port: int | None = None, host: str = "127.0.0.1"
+    ) -> None:
         self.target = target
-        self.port = port or free_port()
+        self.host = host
+        self.port = port or free_port(host)
         self.connections = 0
         self._links: set[_Link] = set()
         self._lock = threading.Lock()
@@ -363,7 +367,7 @@ class TcpProxy:
         listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            listener.bind(("127.0.0.1", self.port))
+            listener.bind((self.host, self.port))
             listener.listen(256)
         except OSError:
             listener.close()

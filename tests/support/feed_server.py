@@ -13,7 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
 class FeedServer:
-    def __init__(self, drip_seconds: float = 0.0) -> None:
+    def __init__(self, drip_seconds: float = 0.0, host: str = "127.0.0.1") -> None:
         self.body = b""
         self.requests: list[dict[str, str]] = []
         self.drip_seconds = drip_seconds
@@ -59,7 +59,7 @@ class FeedServer:
             def log_message(self, *args) -> None:
                 pass
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd = ThreadingHTTPServer((host, 0), Handler)
         # Polled every 50 ms, not 0.5 s: stop() waits for one poll.
         self.thread = threading.Thread(
             target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
@@ -67,7 +67,8 @@ class FeedServer:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}/feed/"
+        host, port = self.httpd.server_address[:2]
+        return f"http://{host}:{port}/feed/"
 
     def start(self) -> FeedServer:
         self.thread.start()

@@ -92,6 +92,8 @@ class RequestRecord:
     """When the request line was read: under CPU load a request that reached the service
     before a 429 was answered may be answered well after it, so checks of what a client
     sent after learning of the 429 look at this time, not `monotonic`."""
+    peer: str = ""
+    """The client's address: which host sent it (tests/multihost)."""
 
 
 @dataclass
@@ -171,9 +173,10 @@ class _Server(ThreadingHTTPServer):
 
 
 class PushService:
-    """A threaded HTTP/1.1 push service on 127.0.0.1; use ``start()``/``stop()``."""
+    """A threaded HTTP/1.1 push service on 127.0.0.1 (or on `host`, e.g. a bridge address
+    other network namespaces reach); use ``start()``/``stop()``."""
 
-    def __init__(self, expected_vapid_key: str | None = None) -> None:
+    def __init__(self, expected_vapid_key: str | None = None, host: str = "127.0.0.1") -> None:
         self.expected_vapid_key = expected_vapid_key
         self.subscriptions: dict[str, BrowserSubscription] = {}
         self.all_received: list[ReceivedPush] = []
@@ -187,14 +190,15 @@ class PushService:
         self._failures: deque[Reply] = deque()
         self._failing: tuple[float, Reply] | None = None  # (until, reply) for every request
         self._sockets: set[socket.socket] = set()
-        self.httpd = _Server(("127.0.0.1", 0), self._handler_class())
+        self.httpd = _Server((host, 0), self._handler_class())
         self.thread = threading.Thread(
             target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
         )
 
     @property
     def origin(self) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        host, port = self.httpd.server_address[:2]
+        return f"http://{host}:{port}"
 
     def start(self) -> PushService:
         self.thread.start()
@@ -345,6 +349,7 @@ class PushService:
                     received_at=datetime.now(UTC),
                     headers=dict(self.headers.items()),
                     arrived=arrived,
+                    peer=str(self.client_address[0]),
                 )
                 with service._cond:
                     service.requests.append(record)

@@ -15,9 +15,9 @@ from email.message import EmailMessage
 from aiosmtpd.controller import Controller
 
 
-def free_port() -> int:
+def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
+        sock.bind((host, 0))
         return sock.getsockname()[1]
 
 
@@ -26,6 +26,7 @@ class Received:
     mail_from: str
     rcpt_tos: list[str]
     data: bytes
+    peer: str = ""  # the client's address: which host sent it (tests/multihost)
 
     @property
     def message(self) -> EmailMessage:
@@ -56,7 +57,12 @@ class RecordingHandler:
     async def handle_DATA(self, server, session, envelope):
         with self.changed:
             self.received.append(
-                Received(envelope.mail_from, list(envelope.rcpt_tos), envelope.original_content)
+                Received(
+                    envelope.mail_from,
+                    list(envelope.rcpt_tos),
+                    envelope.original_content,
+                    str(session.peer[0]) if session.peer else "",
+                )
             )
             self.changed.notify_all()
         return "250 Message accepted"
@@ -74,16 +80,17 @@ class RecordingHandler:
 
 
 class SmtpServer:
-    def __init__(self) -> None:
+    """On 127.0.0.1, or on `host` (a bridge address other network namespaces reach)."""
+
+    def __init__(self, host: str = "127.0.0.1") -> None:
         self.handler = RecordingHandler()
-        self.port = free_port()
-        self.controller = Controller(
-            self.handler, hostname="127.0.0.1", port=self.port, decode_data=False
-        )
+        self.host = host
+        self.port = free_port(host)
+        self.controller = Controller(self.handler, hostname=host, port=self.port, decode_data=False)
 
     @property
     def url(self) -> str:
-        return f"smtp://127.0.0.1:{self.port}"
+        return f"smtp://{self.host}:{self.port}"
 
     def start(self) -> SmtpServer:
         self.controller.start()
