@@ -53,12 +53,13 @@ def _list(env: Mapping[str, str], name: str) -> tuple[str, ...]:
 
 
 def _origin_rates(env: Mapping[str, str], name: str) -> tuple[tuple[str, float], ...]:
-    """`https://fcm.googleapis.com=1000,https://updates.push.services.mozilla.com=200`"""
+    """`https://fcm.googleapis.com=1000,https://updates.push.services.mozilla.com=200`; an
+    http:// origin too, as PUSH_ALLOWED_ORIGINS admits one (a local push service in tests)."""
     rates = []
     for part in _list(env, name):
         origin, equals, rate = part.rpartition("=")
         try:
-            value = float(rate) if equals and origin.startswith("https://") else -1.0
+            value = float(rate) if equals and origin.startswith(("https://", "http://")) else -1.0
         except ValueError:
             value = -1.0
         if value <= 0:
@@ -501,8 +502,11 @@ class Settings:
 
 
 # What a production process must be given, not generate: a generated SECRET_KEY or VAPID
-# pair differs per host (and per volume), and without SMTP_URL mail goes to the dev mailbox.
+# pair differs per host (and per volume), without SMTP_URL mail goes to the dev mailbox, and
+# the embedded SQLite database and broker are files in one host's data directory.
 PRODUCTION_NEEDS = {
+    "DATABASE_URL": "the PostgreSQL every host shares, e.g. postgresql+psycopg://u:p@db/notifier",
+    "CELERY_BROKER_URL": "the broker every host shares, e.g. redis://redis:6379/0",
     "SECRET_KEY": "a long random string shared by every process (openssl rand -hex 32)",
     "VAPID_PRIVATE_KEY": "the key pair `notifier vapid-keys` prints",
     "VAPID_PUBLIC_KEY": "the key pair `notifier vapid-keys` prints",

@@ -9,7 +9,9 @@ from notifier.cli import cli
 from notifier.config import ConfigError, check_production
 
 COMPLETE = {"SECRET_KEY": "k" * 40, "VAPID_PRIVATE_KEY": "private", "VAPID_PUBLIC_KEY": "public",
-            "SMTP_URL": "smtp://relay.example.com:25"}  # fmt: skip
+            "SMTP_URL": "smtp://relay.example.com:25",
+            "DATABASE_URL": "postgresql+psycopg://notifier@db.example.com/notifier",
+            "CELERY_BROKER_URL": "redis://redis.example.com:6379/0"}  # fmt: skip
 
 
 @pytest.mark.parametrize(

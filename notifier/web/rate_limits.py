@@ -2,10 +2,11 @@
 client per hour and per mailbox per day, so one client cannot mail-bomb 300 strangers (or
 one stranger through 50 "+tag" variants of their address).
 
-Counters live in Redis when the broker is Redis, so every web process shares them; in memory
-otherwise (`notifier dev`). When Redis cannot be reached the limits are not applied rather
-than answering 500. Clients in RATE_LIMIT_TRUSTED_NETWORKS (a load balancer's health checks,
-a benchmark that subscribes thousands of readers from one address) are not limited.
+Counters live in Redis (REDIS_URL, or the broker when it is Redis), so every web process on
+every host shares them; in memory, per process, without one (`notifier dev`). When Redis
+cannot be reached the limits are not applied rather than answering 500. Clients in
+RATE_LIMIT_TRUSTED_NETWORKS (a load balancer's health checks, a benchmark that subscribes
+thousands of readers from one address) are not limited.
 Relays' bounce webhooks count only the calls they refuse.
 """
 
@@ -45,11 +46,10 @@ def _mailbox_key() -> str:
 
 
 def install(app: Flask, settings: Settings) -> Limiter:
-    shared = settings.broker_url.startswith(("redis://", "rediss://"))
     limiter = Limiter(
         get_remote_address,  # after ProxyFix: the real client behind TRUSTED_PROXIES
         app=app,
-        storage_uri=settings.broker_url if shared else "memory://",
+        storage_uri=settings.redis_url or "memory://",
         key_prefix="notifier-limits",
         default_limits=[settings.rate_limit_per_client],
         strategy="moving-window",
