@@ -122,6 +122,33 @@ def web(host: str, port: int, workers: int) -> None:
     _Gunicorn().run()
 
 
+@cli.command("metrics-exporter")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=9108, show_default=True, type=click.IntRange(1, 65535))
+def metrics_exporter(host: str, port: int) -> None:
+    """Serve this host's counters on /metrics, for a host without `notifier web` (a worker
+    host): what its worker, feeds node and beat processes recorded. One gunicorn worker."""
+    settings = _settings(service=True)
+    _export_metrics_dir(settings, "exporter")
+    from gunicorn.app.base import BaseApplication
+
+    from notifier.logs import configure_logging, gunicorn_logconfig
+    from notifier.web.host_metrics import create_exporter_app
+
+    configure_logging(settings)
+
+    class _Gunicorn(BaseApplication):
+        def load_config(self) -> None:
+            self.cfg.set("bind", f"{host}:{port}")
+            self.cfg.set("workers", 1)
+            self.cfg.set("logconfig_dict", gunicorn_logconfig(settings))
+
+        def load(self):
+            return create_exporter_app(settings)
+
+    _Gunicorn().run()
+
+
 @cli.command(context_settings={"ignore_unknown_options": True})
 @click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
 def worker(celery_args: tuple[str, ...]) -> None:

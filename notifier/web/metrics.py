@@ -23,15 +23,22 @@ bp = Blueprint("metrics", __name__)
 def metrics() -> Response:
     extensions = current_app.extensions["notifier"]
     settings: Settings = extensions["settings"]
-    if not from_internal_network(settings):
-        return _plain(403, "Metrics are served to the internal network only.")
-    if settings.metrics_token and not _bearer_matches(settings.metrics_token):
-        return _plain(401, "A bearer token is required.", {"WWW-Authenticate": "Bearer"})
+    if (refusal := refused(settings)) is not None:
+        return refusal
     registry = CollectorRegistry()
     registry.register(RecordedCollector(settings.metrics_dir))
     registry.register(StateCollector(settings, getattr(extensions["queue"], "celery", None)))
     encode, content_type = choose_encoder(request.headers.get("Accept", ""))
     return Response(encode(registry), content_type=content_type)
+
+
+def refused(settings: Settings) -> Response | None:
+    """The answer for a client that may not read metrics, or None for one that may."""
+    if not from_internal_network(settings):
+        return _plain(403, "Metrics are served to the internal network only.")
+    if settings.metrics_token and not _bearer_matches(settings.metrics_token):
+        return _plain(401, "A bearer token is required.", {"WWW-Authenticate": "Bearer"})
+    return None
 
 
 def from_internal_network(settings: Settings) -> bool:
