@@ -115,6 +115,10 @@ def web(host: str, port: int, workers: int) -> None:
             self.cfg.set("accesslog", "-")
             self.cfg.set("logconfig_dict", gunicorn_logconfig(settings))
             self.cfg.set("child_exit", child_exit)
+            # gunicorn 25+ opens a control socket at one path per user ($HOME/.gunicorn):
+            # a second gunicorn of that user (an exporter, another web) would take it over.
+            # Nothing here uses gunicornc.
+            self.cfg.set("control_socket_disable", True)
 
         def load(self):
             return create_app(settings)
@@ -142,6 +146,7 @@ def metrics_exporter(host: str, port: int) -> None:
             self.cfg.set("bind", f"{host}:{port}")
             self.cfg.set("workers", 1)
             self.cfg.set("logconfig_dict", gunicorn_logconfig(settings))
+            self.cfg.set("control_socket_disable", True)  # see `web`
 
         def load(self):
             return create_exporter_app(settings)
