@@ -117,8 +117,9 @@ def web(host: str, port: int, workers: int) -> None:
             self.cfg.set("child_exit", child_exit)
             # gunicorn 25+ opens a control socket at one path per user ($HOME/.gunicorn):
             # a second gunicorn of that user (an exporter, another web) would take it over.
-            # Nothing here uses gunicornc.
-            self.cfg.set("control_socket_disable", True)
+            # Nothing here uses gunicornc. (Older gunicorn has no such setting.)
+            if "control_socket_disable" in self.cfg.settings:
+                self.cfg.set("control_socket_disable", True)
 
         def load(self):
             return create_app(settings)
@@ -146,7 +147,8 @@ def metrics_exporter(host: str, port: int) -> None:
             self.cfg.set("bind", f"{host}:{port}")
             self.cfg.set("workers", 1)
             self.cfg.set("logconfig_dict", gunicorn_logconfig(settings))
-            self.cfg.set("control_socket_disable", True)  # see `web`
+            if "control_socket_disable" in self.cfg.settings:  # see `web`
+                self.cfg.set("control_socket_disable", True)
 
         def load(self):
             return create_exporter_app(settings)
