@@ -100,6 +100,12 @@ class HostProcess:
                                      f"{self.output()[-3000:]}")  # fmt: skip
             time.sleep(0.1)
 
+    def kill(self) -> None:
+        """SIGKILL its whole session at once: what a host that dies does to it."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.popen.pid, signal.SIGKILL)
+        self.popen.wait(10)
+
     def stop(self, timeout: float = 20.0) -> None:
         """SIGTERM to its whole session (our own pgid), SIGKILL what outlives `timeout`."""
         if self.popen.poll() is None:

@@ -6,7 +6,8 @@ and nothing on 127.0.0.1 is shared. PostgreSQL and Redis listen on 127.0.0.1 in 
 namespace and are offered to the hosts by TCP forwarders on the bridge address; the SMTP
 server, the push service and the feed listen on the bridge address themselves, and see which
 host each message came from. Every process runs as production (NOTIFIER_ENV=production): it
-refuses to start unless SECRET_KEY, the VAPID pair and SMTP_URL come from settings.
+refuses to start unless SECRET_KEY, the VAPID pair, SMTP_URL, DATABASE_URL and the broker
+come from settings. At the end one worker host dies (SIGKILL) holding claimed pushes.
 """
 
 from __future__ import annotations
@@ -27,9 +28,14 @@ import requests
 from sqlalchemy import make_url, select
 
 from notifier.db import session_scope
-from notifier.models import Article, Delivery, Subscriber
+from notifier.models import Article, Delivery, DeliveryStatus, Subscriber
 from notifier.vapid import generate_keypair
-from tests.fault.harness import TcpProxy, seed_email_subscribers, seed_push_subscriptions
+from tests.fault.harness import (
+    TcpProxy,
+    seed_email_subscribers,
+    seed_push_subscriptions,
+    settled,
+)
 from tests.multihost import netns
 from tests.support.feed_server import FeedServer
 from tests.support.processes import wait_until
@@ -254,6 +260,44 @@ def _run(tmp_path, net, web_host, worker_a, worker_b, local_db, host_db, host_re
             status, body = _get_from(web_host, f"http://{address}:9108/metrics")
             assert status == 200, body
             assert _sent(body) == email_peers[address] + push_peers[address], (address, body)
+
+        # 3. A worker host dies mid-send (every process of it SIGKILLed while it holds
+        # claimed pushes): the other host takes its work over once its heartbeat is stale
+        # (WORKER_STALE_SECONDS, default 30 s), and every browser still gets the story.
+        push.latency = 0.5  # pushes answered slowly, so the kill finds some in flight
+        before, mails_before = len(push.requests), len(smtp.handler.received)
+        third = _announce(base, "A third story")
+        wait_until(lambda: _held_by(local_db, "host2@") > 0, timeout=60,
+                   message="host 2 never held a claimed push")  # fmt: skip
+        for process in worker_a.processes:
+            process.kill()
+        held = _held_by(local_db, "host2@")
+        push.latency = 0.0
+        killed = time.monotonic()
+
+        def third_pushes() -> Counter:
+            return Counter(b.endpoint for b in browsers for p in b.received
+                           if p.json()["title"] == "A third story")  # fmt: skip
+
+        def done() -> bool:
+            article = _article(local_db, third)
+            return len(third_pushes()) == BROWSERS and settled(local_db, article.id)
+
+        wait_until(done, timeout=120, message="the dead host's work was not taken over")
+        taken_over_after = time.monotonic() - killed
+        after = push.requests[before:]
+        late = [r for r in after if r.arrived > killed + 1]  # sent after the kill settled
+        assert late and {r.peer for r in late} == {worker_b.address}, [r.peer for r in late]
+        mails = Counter(r for m in smtp.handler.received[mails_before:] for r in m.rcpt_tos)
+        assert set(mails) == set(readers[1:]), mails  # all but the one who unsubscribed
+        duplicates = sum(third_pushes().values()) - BROWSERS + sum(mails.values()) - len(mails)
+        # Only a message accepted before the kill that the dead host had not recorded yet can
+        # go twice; every such message was among the rows it held.
+        assert 0 <= duplicates <= held, (duplicates, held)
+        print(
+            f"host 2 killed holding {held} claimed pushes; taken over and all sent "
+            f"{taken_over_after:.1f} s later, {duplicates} sent twice"
+        )
     except BaseException:
         for process in processes:
             print(f"----- {process.name} -----\n{process.output()[-4000:]}")
@@ -266,6 +310,14 @@ def _sent(exposition: str) -> int:
     lines = [line for line in exposition.splitlines()
              if line.startswith(prefix) and 'outcome="sent"' in line]  # fmt: skip
     return int(sum(float(line.rsplit(" ", 1)[1]) for line in lines))
+
+
+def _held_by(url: str, node: str) -> int:
+    """Deliveries claimed (status sending) by worker processes of `node` ("" for anyone)."""
+    with session_scope(url) as session:
+        claimed = select(Delivery).where(Delivery.status == DeliveryStatus.SENDING,
+                                         Delivery.claimed_by.startswith(node))  # fmt: skip
+        return len(session.scalars(claimed).all())
 
 
 def _answers(url: str) -> bool:
