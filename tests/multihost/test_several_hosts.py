@@ -221,10 +221,13 @@ def _run(tmp_path, net, web_host, worker_a, worker_b, local_db, host_db, host_re
         assert set(email_peers) | set(push_peers) == worker_addresses, (email_peers, push_peers)
 
         # The per-origin rate holds for both hosts together: no second has more than
-        # PUSH_RATE + 1 pushes (GCRA, no burst), although each host alone could send that.
+        # PUSH_RATE + 1 pushes booked (GCRA, no burst), although each host alone could send
+        # that; one more for the hosts' different delays between Redis's answer and the
+        # push reaching the service on a busy machine (channels/pacing.py). Two hosts pacing
+        # alone (no shared Redis) put 16 in one second here.
         arrivals = [r.arrived for r in push.requests]
         ordered = sorted(push.requests, key=lambda r: r.arrived)
-        assert _max_in_window(arrivals, 1.0) <= PUSH_RATE + 1, sorted(arrivals)
+        assert _max_in_window(arrivals, 1.0) <= PUSH_RATE + 2, sorted(arrivals)
         switches = sum(a.peer != b.peer for a, b in itertools.pairwise(ordered))
         assert len(push_peers) == 2 and switches >= 3, (
             "the two hosts never pushed at the same time, so the shared limit was not tested",
