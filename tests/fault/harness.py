@@ -493,9 +493,10 @@ class FaultyHandler(RecordingHandler):
 class FaultySmtp(SmtpServer):
     def __init__(self, data_delay: float = 0.0) -> None:
         self.handler = FaultyHandler(data_delay=data_delay)
+        self.host = "127.0.0.1"
         self.port = free_port()
         self.controller = Controller(
-            self.handler, hostname="127.0.0.1", port=self.port, decode_data=False
+            self.handler, hostname=self.host, port=self.port, decode_data=False
         )
 
 
