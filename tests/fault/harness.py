@@ -667,29 +667,35 @@ def open_stack(
     either way our own Redis keeps its other job (send-rate limits, REDIS_URL). With
     `redis_persistent` our Redis keeps its data over a restart (an append-only file)."""
     tmp.mkdir(parents=True, exist_ok=True)
-    own_redis = OwnRedis(tmp, persistent=redis_persistent).start()
-    vhost = OwnVhost().start() if broker == "rabbitmq" else None
-    rabbit = OwnRabbitMQ(tmp).start() if broker == "own-rabbitmq" else None
-    broker_url = vhost.url if vhost else rabbit.url if rabbit else own_redis.url
-    smtp = FaultySmtp(data_delay).start()
-    push = PushService().start()
-    pg = make_url(database_url)
-    pg_proxy = TcpProxy((pg.host or "127.0.0.1", pg.port or 5432)).start() if db_proxy else None
-    mail_proxy = TcpProxy(("127.0.0.1", smtp.port)) if smtp_proxy else None
-    if mail_proxy is not None and smtp_proxy_up:
-        mail_proxy.start()
-    overrides = {
-        **FAULT_ENV,
-        "DATABASE_URL": _with_port(database_url, pg_proxy.port) if pg_proxy else database_url,
-        "CELERY_BROKER_URL": broker_url,
-        "REDIS_URL": own_redis.url,
-        "SMTP_URL": f"smtp://127.0.0.1:{mail_proxy.port}" if mail_proxy else smtp.url,
-        "PUSH_ALLOWED_ORIGINS": push.origin,
-        **env,
-    }
-    settings = _settings(tmp, overrides)
-    stack = Stack(tmp, database_url, own_redis, smtp, push, pg_proxy, mail_proxy, settings,
-                  {**settings_env(settings), **overrides}, vhost=vhost, rabbit=rabbit)  # fmt: skip
+    # Until the Stack owns them, each service started is stopped if a later one fails: a
+    # server left running would fail whichever test this process runs next.
+    with contextlib.ExitStack() as started:
+        own_redis = _started(started, OwnRedis(tmp, persistent=redis_persistent))
+        vhost = _started(started, OwnVhost()) if broker == "rabbitmq" else None
+        rabbit = _started(started, OwnRabbitMQ(tmp)) if broker == "own-rabbitmq" else None
+        broker_url = vhost.url if vhost else rabbit.url if rabbit else own_redis.url
+        smtp = _started(started, FaultySmtp(data_delay))
+        push = _started(started, PushService())
+        pg = make_url(database_url)
+        pg_target = (pg.host or "127.0.0.1", pg.port or 5432)
+        pg_proxy = _started(started, TcpProxy(pg_target)) if db_proxy else None
+        mail_proxy = TcpProxy(("127.0.0.1", smtp.port)) if smtp_proxy else None
+        if mail_proxy is not None and smtp_proxy_up:
+            _started(started, mail_proxy)
+        overrides = {
+            **FAULT_ENV,
+            "DATABASE_URL": _with_port(database_url, pg_proxy.port) if pg_proxy else database_url,
+            "CELERY_BROKER_URL": broker_url,
+            "REDIS_URL": own_redis.url,
+            "SMTP_URL": f"smtp://127.0.0.1:{mail_proxy.port}" if mail_proxy else smtp.url,
+            "PUSH_ALLOWED_ORIGINS": push.origin,
+            **env,
+        }
+        settings = _settings(tmp, overrides)
+        env_of_processes = {**settings_env(settings), **overrides}
+        stack = Stack(tmp, database_url, own_redis, smtp, push, pg_proxy, mail_proxy, settings,
+                      env_of_processes, vhost=vhost, rabbit=rabbit)  # fmt: skip
+        started.pop_all()  # stack.close() stops them from here on
     try:
         yield stack
     except BaseException:
@@ -697,6 +703,13 @@ def open_stack(
         raise
     finally:
         stack.close()
+
+
+def _started(started: contextlib.ExitStack, service):
+    """`service.start()`, with its stop() registered on `started`."""
+    running = service.start()
+    started.callback(running.stop)
+    return running
 
 
 def _settings(tmp: Path, env: dict[str, str]) -> Settings:
