@@ -484,6 +484,8 @@ class Digest(Base):
     __tablename__ = "digests"
     __table_args__ = (
         UniqueConstraint("subscriber_id", "cadence", "due_at", name="uq_digests_period"),
+        # A reader's other digests reaching into a period being planned (digest_selection).
+        Index("ix_digests_subscriber_id_until", "subscriber_id", "until"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

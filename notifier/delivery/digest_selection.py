@@ -8,6 +8,7 @@ A digest holds the announced articles of the reader's digest categories first se
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from notifier.models import (
     Cadence,
     Delivery,
     DeliveryStatus,
+    Digest,
     Subscriber,
     SubscriberStatus,
     article_categories,
@@ -120,7 +122,11 @@ class PeriodArticles:
             Article.first_seen_at <= until,
         )
         ids = [c.id for c in candidates]
-        return cls(candidates, _emailed(session, [s.subscriber_id for s in due], ids))
+        readers_due = [s.subscriber_id for s in due]
+        emailed = _emailed(session, readers_due, ids)
+        for reader_id, digested in _digested(session, readers_due, set(ids), since).items():
+            emailed[reader_id] |= digested
+        return cls(candidates, emailed)
 
     def take_leftovers(self, leftovers: dict[int, list[int]], session: Session) -> None:
         """Articles whose instant email came too late, taken for these readers' digests."""
@@ -164,6 +170,25 @@ def _articles(session: Session, *where) -> list[_Article]:
         found.setdefault(article_id, (first_seen_at, newest_at, set()))[2].add(category_id)
     return [_Article(i, seen, newest_at, frozenset(categories))
             for i, (seen, newest_at, categories) in found.items()]  # fmt: skip
+
+
+def _digested(
+    session: Session, subscriber_ids: list[int], article_ids: set[int], since: datetime
+) -> dict[int, set[int]]:
+    """subscriber id -> the articles among `article_ids` already in another digest of theirs
+    reaching past `since`: a category moved from the daily to the weekly digest (the grid, or
+    the digest's own switch link) must not bring back what the daily digest carried. A
+    reader's previous digest of the same cadence ends where this period starts: not read."""
+    digested: dict[int, set[int]] = defaultdict(set)
+    if not article_ids:
+        return digested
+    for subscriber_id, listed in session.execute(
+        select(Digest.subscriber_id, Digest.article_ids)
+        .where(among(session, Digest.subscriber_id, subscriber_ids))
+        .where(Digest.until > since)
+    ):  # fmt: skip
+        digested[subscriber_id] |= article_ids.intersection(json.loads(listed))
+    return digested
 
 
 def _emailed(session: Session, subscriber_ids: list[int], article_ids: list[int]):

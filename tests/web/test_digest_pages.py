@@ -4,6 +4,7 @@ A GET changes nothing; bad links answer 404, old ones 410, each with a sentence.
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import UTC, datetime, timedelta
 
@@ -17,7 +18,7 @@ from notifier.delivery.dispatch import send_deliveries
 from notifier.delivery.outlets import outlets
 from notifier.domain.cadence import email_cadences, set_digest_time, set_email_cadences
 from notifier.domain.subscriptions import unsubscribe
-from notifier.models import Cadence, Category, DigestSchedule
+from notifier.models import Article, Cadence, Category, Digest, DigestSchedule
 from tests import factories
 from tests.support.queue import RecordingQueue
 
@@ -168,3 +169,26 @@ def test_bad_old_or_unwelcome_switch_links_answer_4xx_with_a_sentence(client, di
     session.commit()
     refused = client.post(link)
     assert refused.status_code == 409 and "unsubscribed" in refused.text
+
+
+def test_what_the_daily_digest_carried_does_not_come_back_in_the_weekly(
+    client, digests, settings, session
+):
+    """Switching Economy and News from the daily digest to the weekly (which already takes
+    Culture, its period begun before the daily digest went) brings only what is new."""
+    reader, message = next(iter(digests.values()))
+    assert client.post(_links(message, settings)["weekly"]).status_code == 200
+    factories.article(session, "economy", title="New port opens")
+    factories.article(session, "culture", title="Film week")
+    session.commit()
+    schedules = select(DigestSchedule).where(DigestSchedule.subscriber_id == reader.id)
+    weekly = session.scalars(schedules.where(DigestSchedule.cadence == "weekly")).one()
+    due = weekly.next_at + timedelta(seconds=1)
+    with time_machine.travel(due, tick=False):
+        plan_and_queue_digests(session, settings, RecordingQueue(), due)
+    session.expire_all()
+    [digest] = session.scalars(select(Digest).where(
+        Digest.subscriber_id == reader.id, Digest.cadence == "weekly"))  # fmt: skip
+    titles = {a.title for a in session.scalars(
+        select(Article).where(Article.id.in_(json.loads(digest.article_ids))))}  # fmt: skip
+    assert titles == {"New port opens", "Film week"}, "the daily digest's three stay sent once"
