@@ -15,9 +15,10 @@ push sink (bench/sinks.py, its own process) on 127.0.0.1, real `notifier worker`
 and the web app, then publishes one article in News + Economy through the CMS webhook
 (POST /api/v1/articles with an API token) and waits until every reader's message is
 accepted. Prints readers, emails/s, pushes/s, seconds from the webhook call to the first and
-to the last message accepted, worker peak RSS, database statements per 1,000 deliveries,
-delivered / lost / duplicated per channel (counted per recipient at the sinks). Then, on a
-sample of readers, the naive way (bench/naive.py: one task per reader, a new SMTP connection
+to the last message accepted, worker peak RSS, worker CPU ms per message (per email or per
+push with --channels email|push), database statements per 1,000 deliveries, delivered /
+lost / duplicated per channel (counted per recipient at the sinks). Then, on a sample of
+readers, the naive way (bench/naive.py: one task per reader, a new SMTP connection
 per email, `pywebpush.webpush()` per push) on the same sinks, and the ratio. Engine settings
 (DELIVERY_CHUNK_SIZE, SMTP_CONNECTIONS, ...) set in the environment reach the workers.
 """
@@ -82,6 +83,8 @@ TARGETS = {
     "first_push": 1.0,
     "ratio": 10,
     "rss_mb": 250,
+    "cpu_ms_per_email": 0.08,  # worker CPU per message, measured with --channels email
+    "cpu_ms_per_push": 0.15,  # and with --channels push
 }
 
 
@@ -377,6 +380,12 @@ def channel_check(
 # ---------------------------------------------------------------------------------------
 
 
+def worker_cpu_ms(seconds: float, messages: int) -> float | None:
+    """Worker CPU per message accepted (all worker processes, planning included): the
+    machine-independent cost of a message. Per channel when only one channel ran."""
+    return seconds * 1000 / messages if messages else None
+
+
 def publish(base: str, token: str) -> tuple[int, float]:
     body = {
         "guid": f"bench-fanout-{uuid.uuid4().hex}",
@@ -511,6 +520,7 @@ def run_fast(
         "push": pushed,
         "stray_messages": stray,
         "cpu_seconds": cpu_used,
+        "worker_cpu_ms_per_message": worker_cpu_ms(cpu_used["workers"], delivered),
         "machine": machine,
         "push_sink": {
             k: arrivals.push[k]
@@ -709,6 +719,21 @@ def table(figures: dict) -> str:
         f"{sum(cpu.values()):.1f}",
         ", ".join(f"{name} {seconds:.1f}" for name, seconds in cpu.items()),
     )
+    per_message = fast["worker_cpu_ms_per_message"]
+    if only:  # one channel: the workers' CPU is that channel's
+        name = present[0][0]
+        row(
+            f"worker CPU per {name}", _n(per_message, 3, " ms"),
+            f"{cpu['workers']:.2f} s of the worker processes' CPU / {fast[name + 's']:,}"
+            f" {name}s (planning, claiming, composing, sending, recording)",
+            f"<= {TARGETS[f'cpu_ms_per_{name}']} ms",
+            None if per_message is None else per_message <= TARGETS[f"cpu_ms_per_{name}"],
+        )  # fmt: skip
+    else:
+        row(
+            "worker CPU per message", _n(per_message, 3, " ms"),
+            "both channels together; run --channels email and --channels push for each alone",
+        )  # fmt: skip
     if fast["fanout_task_seconds"] is not None:
         row("fan-out task", f"{fast['fanout_task_seconds']:.2f} s", "plan + queue (histogram sum)")
     if naive:
