@@ -722,10 +722,11 @@ def table(figures: dict) -> str:
     per_message = fast["worker_cpu_ms_per_message"]
     if only:  # one channel: the workers' CPU is that channel's
         name = present[0][0]
+        plural = {"email": "emails", "push": "pushes"}[name]
         row(
             f"worker CPU per {name}", _n(per_message, 3, " ms"),
-            f"{cpu['workers']:.2f} s of the worker processes' CPU / {fast[name + 's']:,}"
-            f" {name}s (planning, claiming, composing, sending, recording)",
+            f"{cpu['workers']:.2f} s of the worker processes' CPU / {fast[plural]:,}"
+            f" {plural} (planning, claiming, composing, sending, recording)",
             f"<= {TARGETS[f'cpu_ms_per_{name}']} ms",
             None if per_message is None else per_message <= TARGETS[f"cpu_ms_per_{name}"],
         )  # fmt: skip
