@@ -91,36 +91,42 @@ class PushMessage:
     ttl: int
     urgency: str = "normal"  # RFC 8030: very-low, low, normal, high
     topic: str | None = None  # a newer push with the same topic replaces an undelivered one
+    # The payload already as compact UTF-8 JSON (what plaintext makes of it), when the sender
+    # made it from a template encoded once: then no JSON is encoded per browser.
+    encoded: bytes | None = field(default=None, compare=False, repr=False)
 
     def plaintext(self, limit: int = PUSH_MAX_PLAINTEXT) -> bytes:
         """The payload as UTF-8 JSON within `limit` bytes: the body is cut first (at a word),
         then the image dropped; the title and link always survive."""
+        if self.encoded is not None and len(self.encoded) <= limit:
+            return self.encoded
         payload = dict(self.payload)
-        data = _json(payload)
+        data = push_json(payload)
         body = str(payload.get("body") or "")
         if len(data) > limit and body:
             fits, too_long = 0, len(body)  # binary search: the longest cut body that fits
             while too_long - fits > 1:
                 middle = (fits + too_long) // 2
-                if len(_json({**payload, "body": truncate(body, middle)})) <= limit:
+                if len(push_json({**payload, "body": truncate(body, middle)})) <= limit:
                     fits = middle
                 else:
                     too_long = middle
             payload["body"] = truncate(body, fits) if fits > 1 else ""
-            data = _json(payload)
+            data = push_json(payload)
         for key in ("image", "icon", "manageUrl"):
             if len(data) > limit:
                 payload[key] = None
-                data = _json(payload)
+                data = push_json(payload)
         return data if len(data) <= limit else data[:0]
 
     def shrunk(self) -> PushMessage:
         """A smaller version for a push service that answered 413."""
         payload = {**self.payload, "image": None, "body": truncate(self.payload["body"], 120)}
-        return replace(self, payload=payload)
+        return replace(self, payload=payload, encoded=None)
 
 
-def _json(payload: dict) -> bytes:
+def push_json(payload: dict) -> bytes:
+    """Compact UTF-8 JSON, as a push payload goes out."""
     return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
 
 

@@ -113,3 +113,12 @@ def test_a_hostile_title_through_the_webhook_and_a_real_worker(
     assert message.get_all("Bcc") is None and message.get_all("X-Injected") is None
     assert {"List-Unsubscribe", "List-Unsubscribe-Post"} <= set(message.keys())
     assert message.is_multipart(), "the MIME headers stayed in the header block"
+
+
+@pytest.mark.parametrize("code", [c for c in range(128) if not chr(c).isspace()])
+def test_exactly_printable_ascii_goes_as_plain_text(code):
+    """Space to "~" stays as it is; every other ASCII character (controls, DEL) makes the
+    value encoded-words, and "=?" does too."""
+    value = f"a{chr(code)}b"
+    assert (header_value("X-Test", value) == value) is (0x20 <= code <= 0x7E)
+    assert header_value("X-Test", f"a=?{chr(code)}b") != f"a=?{chr(code)}b"

@@ -8,6 +8,7 @@ import email.policy
 import email.utils
 import hashlib
 import io
+import json
 from collections import OrderedDict
 from datetime import datetime
 from email.message import EmailMessage
@@ -21,7 +22,7 @@ from notifier.config import Settings
 from notifier.delivery.addressing import Addressee
 from notifier.delivery.digest_content import DigestNotice, digest_context
 from notifier.delivery.rendering import MessageRenderer
-from notifier.messages import EmailEnvelope, PushMessage, RenderedEmail
+from notifier.messages import EmailEnvelope, PushMessage, RenderedEmail, push_json
 from notifier.models import (
     Alert,
     Article,
@@ -61,7 +62,7 @@ class Composer:
         # Digests are many notices with few distinct contents (one per set of articles):
         # their own, larger cache, so one morning's hundreds of variants stay rendered.
         self._digest_layouts: OrderedDict[tuple, object] = OrderedDict()
-        self._push_payloads: OrderedDict[tuple, dict] = OrderedDict()
+        self._push_payloads: OrderedDict[tuple, _PushTemplate] = OrderedDict()
 
     def _site(self, view_url: str | None = None, web_version: bool = False) -> dict:
         """What every email template reads: the site and its brand, the link to the email's
@@ -175,9 +176,9 @@ class Composer:
             return self.alert_push(notice, subscription)
         if isinstance(notice, DigestNotice):
             raise TypeError("digests go by email only; no push delivery names one")
-        key = ("article", notice.id, _content_key(notice))
-        payload = _cached(self._push_payloads, key)
-        if payload is None:
+        key = ("article", notice.id, notice.guid, _content_key(notice))
+        template = _cached(self._push_payloads, key)
+        if template is None:
             payload = self.renderer.render_push(
                 "article",
                 {
@@ -191,17 +192,18 @@ class Composer:
                     "timestamp": _millis(notice.published_at or notice.first_seen_at),
                 },
             )
-            _remember(self._push_payloads, key, payload)
-        personal = {name: self.urls.push_manage(subscription.id) if value == MANAGE_SLOT
-                    else value for name, value in payload.items()}  # fmt: skip
+            template = _PushTemplate(payload, article_topic(notice.guid))
+            _remember(self._push_payloads, key, template)
+        manage_url = self.urls.push_manage(subscription.id)
         return PushMessage(
             endpoint=subscription.endpoint,
             p256dh=subscription.p256dh,
             auth=subscription.auth,
-            payload=personal,
+            payload=template.payload_for(manage_url),
             ttl=self.settings.push_ttl_seconds,
             urgency="normal",
-            topic=article_topic(notice.guid),
+            topic=template.topic,
+            encoded=template.encoded_for(manage_url),
         )
 
     def alert_push(self, alert: Alert, subscription: Row | None) -> PushMessage:
@@ -279,6 +281,29 @@ class Composer:
             return None
         context = {**self._site(), "manage_url": self.urls.manage(subscriber.id)}
         return self.renderer.render_email("manage_link", subscriber.email, context)
+
+
+class _PushTemplate:
+    """An article's push payload, rendered and JSON-encoded once with MANAGE_SLOT where each
+    browser's own manage link goes, and its Topic: per browser only the link is encoded."""
+
+    __slots__ = ("_pieces", "_slot_names", "payload", "topic")
+
+    def __init__(self, payload: dict, topic: str) -> None:
+        self.payload, self.topic = payload, topic
+        self._slot_names = [name for name, value in payload.items() if value == MANAGE_SLOT]
+        pieces = push_json(payload).split(MANAGE_SLOT.encode())
+        # The slot only where a value is the slot (never inside a title, say): else no shortcut.
+        self._pieces = pieces if len(pieces) == len(self._slot_names) + 1 else None
+
+    def payload_for(self, manage_url: str) -> dict:
+        return {**self.payload, **dict.fromkeys(self._slot_names, manage_url)}
+
+    def encoded_for(self, manage_url: str) -> bytes | None:
+        """push_json(self.payload_for(manage_url)), without encoding the rest again."""
+        if self._pieces is None:
+            return None
+        return json.dumps(manage_url, ensure_ascii=False)[1:-1].encode().join(self._pieces)
 
 
 def _as_envelope(message: EmailMessage) -> EmailEnvelope:

@@ -555,3 +555,39 @@ def test_every_notification_of_a_notice_links_the_same_web_version(session, comp
     assert len(links) == 1
     view = composer.urls.tokens.read_email_view_token(links.pop().rsplit("/", 1)[1])
     assert (view.kind, view.notice_id) == ("article", first.article_id)
+
+
+@pytest.mark.parametrize(
+    "title",
+    [
+        "Plain title",
+        'Quotes " and \\ backslash',
+        "Qarabağ — Новости 🚀",
+        "In a NOTIFIERSLOT1MANAGEURL title",
+    ],
+)
+def test_a_push_carries_its_payload_encoded_once_per_article_exactly_as_json(title, tmp_path):
+    """Per browser only the manage link is encoded into the article's JSON; the bytes are
+    what encoding the browser's whole payload gives (a title holding the slot token too),
+    and a shrunk push (a 413) is encoded anew."""
+    import json
+
+    from notifier.delivery.addressing import Addressee
+    from notifier.messages import push_json
+
+    composer = Composer(make_settings(tmp_path))
+    news = Category(id=1, name="News", slug="news")
+    story = Article(id=3, guid="g-3", link="https://aze.media/s", title=title, summary="Words " * 9,
+                    image_url=None, published_at=datetime(2026, 1, 2, tzinfo=UTC),
+                    first_seen_at=datetime(2026, 1, 2, tzinfo=UTC))  # fmt: skip
+    story.categories = [news]
+    for browser_id in (1, 22, 333):
+        browser = SimpleNamespace(id=browser_id, endpoint="https://fcm.googleapis.com/x",
+                                  p256dh="p", auth="a")  # fmt: skip
+        message = composer.push(Addressee(browser_id, story, browser, (news,)))
+        assert message.plaintext() == push_json(message.payload)
+        assert json.loads(message.plaintext())["title"] == title
+        manage = json.loads(message.plaintext())["manageUrl"]
+        assert composer.urls.tokens.read_push_manage_token(manage.rsplit("/", 1)[1]) == browser_id
+        shrunk = message.shrunk()
+        assert shrunk.encoded is None and shrunk.plaintext() == push_json(shrunk.payload)
