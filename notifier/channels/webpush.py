@@ -36,6 +36,7 @@ import hmac
 import logging
 import os
 import queue
+import re
 import ssl
 import struct
 import threading
@@ -66,6 +67,10 @@ THROTTLE_HOLD_SECONDS = 5.0  # a 429 without Retry-After holds the origin this l
 KEEPALIVE_SECONDS = 30.0  # idle pooled connections are closed after this
 WARM_SECONDS = 10.0  # an origin that has not answered for this long starts slowly again
 SLOW_START_REQUESTS = 8  # then its first answers come one request at a time, on one connection
+ORIGINS_REMEMBERED = 1024  # endpoint prefixes whose origin is remembered (push service hosts)
+# "scheme://host[:port]/" of an endpoint whose origin depends on nothing after it: a host of
+# letters, digits, dots and hyphens, no user, no brackets, nothing urlsplit would strip.
+_PLAIN_PREFIX = re.compile(r"https?://[A-Za-z0-9.-]+(?::[0-9]{1,5})?/")
 
 
 RETRY_AFTER_MAX_SECONDS = 3600.0  # the default of the setting of that name
@@ -160,15 +165,16 @@ class WebPushChannel:
         self.concurrency_per_origin = concurrency_per_origin
         self.retry_after_max_seconds = retry_after_max_seconds
         self._verdicts: dict[str, tuple[float, str | None]] = {}  # origin -> (until, refusal)
+        self._origins: dict[str, str] = {}  # plain endpoint prefix -> its allowed origin
 
     def open(self) -> WebPushSession:
         return WebPushSession(self)
 
     def checked_origin(self, endpoint: str) -> str:
         """The endpoint's origin if we may post to it now; raises EndpointRefused.
-        The allow-list is checked every time, the addresses a host resolves to once a
-        minute per origin (not once per message)."""
-        origin = self.policy.origin_of(endpoint)
+        The allow-list is checked once per push service host (see _origin_of), the
+        addresses a host resolves to once a minute per origin (not once per message)."""
+        origin = self._origin_of(endpoint)
         now = time.monotonic()
         cached = self._verdicts.get(origin)
         if cached is None or cached[0] <= now:
@@ -180,6 +186,23 @@ class WebPushChannel:
             cached = self._verdicts[origin] = (now + ENDPOINT_CHECK_SECONDS, refusal)
         if cached[1] is not None:
             raise EndpointRefused(cached[1])
+        return origin
+
+    def _origin_of(self, endpoint: str) -> str:
+        """policy.origin_of, remembered per plain "scheme://host[:port]/" prefix: every
+        endpoint of a push service starts with the same one, and the origin (allowed or not)
+        depends on nothing else, while parsing each endpoint cost more than the rest of
+        preparing its push. Other endpoints, and refusals, are parsed every time."""
+        plain = _PLAIN_PREFIX.match(endpoint)
+        if plain is None:
+            return self.policy.origin_of(endpoint)
+        prefix = plain.group()
+        origin = self._origins.get(prefix)
+        if origin is None:
+            origin = self.policy.origin_of(endpoint)  # raises for an origin not allowed
+            if len(self._origins) >= ORIGINS_REMEMBERED:
+                self._origins.clear()
+            self._origins[prefix] = origin
         return origin
 
 

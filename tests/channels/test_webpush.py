@@ -17,8 +17,9 @@ import http_ece
 import pytest
 
 from notifier.channels import webpush
-from notifier.channels.push_endpoints import EndpointPolicy
+from notifier.channels.push_endpoints import EndpointPolicy, EndpointRefused
 from notifier.channels.webpush import WebPushChannel, WebPushSession, encrypt_aes128gcm
+from notifier.config import DEFAULT_PUSH_ORIGINS
 from notifier.messages import Outcome, PushMessage, SendResult
 from notifier.vapid import VapidSigner, generate_keypair, load_private_key
 from tests.support.push_service import BrowserSubscription, PushService, Reply
@@ -394,3 +395,46 @@ def test_a_forked_child_sends_through_its_own_event_loop(signer, push_service):
     assert (answer, os.waitstatus_to_exitcode(status)) == ("sent", 0)
     assert channel.open().send(push(browser, 3)).outcome is Outcome.SENT  # parent still fine
     assert sorted(p.json()["timestamp"] for p in browser.wait_for(3)) == [1, 2, 3]
+
+
+ENDPOINTS = [
+    "https://fcm.googleapis.com/fcm/send/a:b",
+    "https://fcm.googleapis.com/fcm/send/c:d",
+    "https://FCM.googleapis.com/fcm/send/e",
+    "https://fcm.googleapis.com:443/fcm/send/f",
+    "https://fcm.googleapis.com:8443/fcm/send/g",
+    "https://fcm.googleapis.com:99999/fcm/send/h",
+    "https://eu.notify.windows.com/w/?token=x",
+    "https://evil.test/fcm/send/a",
+    "https://fcm.googleapis.com.evil.test/x",
+    "https://user@fcm.googleapis.com/x",
+    "https://evil.test@fcm.googleapis.com/x",
+    "https://fcm.googleapis.com@evil.test/x",
+    "https://evil.test#@fcm.googleapis.com/x",
+    "https://evil.test?@fcm.googleapis.com/x",
+    "https://fcm.googleapis.com\\@evil.test/x",
+    " https://fcm.googleapis.com/x",
+    "https://fcm.google\tapis.com/x",
+    "HTTPS://fcm.googleapis.com/x",
+    "http://fcm.googleapis.com/x",
+    "https://[::1]/x",
+    "ftp://fcm.googleapis.com/x",
+    "https://fcm.googleapis.com",
+]
+
+
+def test_endpoint_origins_remembered_per_host_are_what_parsing_each_endpoint_says(signer):
+    """The origin remembered per plain "https://host/" prefix: for every endpoint, in any
+    order, the same origin as the policy gives parsing it, or the same refusal."""
+    policy = EndpointPolicy(DEFAULT_PUSH_ORIGINS)
+    channel = WebPushChannel(signer, policy, 1.0, 1.0)
+
+    def verdict(origin_of, endpoint: str) -> str:
+        try:
+            return origin_of(endpoint)
+        except EndpointRefused as refused:
+            return f"refused: {refused}"
+
+    for endpoint in [*ENDPOINTS, *reversed(ENDPOINTS), *ENDPOINTS]:
+        assert verdict(channel._origin_of, endpoint) == verdict(policy.origin_of, endpoint)
+    assert verdict(channel._origin_of, "https://evil.test/fcm/send/a").startswith("refused")
