@@ -177,7 +177,8 @@ def digest_worker_killed(
         limit = deadline(readers) if within is None else within
         wait_for(lambda: tally(emails, received()).lost == 0
                  and digest_states(database_url)["deliveries sent"] == readers,
-                 limit, lambda: f"{tally(emails, received())}\n{stack.logs()}")  # fmt: skip
+                 limit, lambda: f"{tally(emails, received())} {digest_states(database_url)}"
+                 f" {delivery_rows(database_url)}\n{stack.logs()}")  # fmt: skip
         seconds = time.monotonic() - killed
         time.sleep(1.0)  # a late duplicate would arrive now
         counts = tally(emails, received())
@@ -188,6 +189,15 @@ def digest_worker_killed(
              "unmarked_at_kill": at_kill - states["deliveries sent"], "at_kill": dict(states),
              "final": dict(digest_states(database_url)), "strangers": counts.strangers},
         )  # fmt: skip
+
+
+def delivery_rows(url: str) -> list:
+    """The digest deliveries not sent: how each stands (for a failure's message)."""
+    with engine_for(url).connect() as conn:
+        return list(conn.execute(text(
+            "SELECT id, status, attempts, queued_at, next_attempt_at, claimed_by, lease_until"
+            " FROM deliveries WHERE digest_id IS NOT NULL AND status <> 'sent' ORDER BY id"
+        )))  # fmt: skip
 
 
 def digest_states(url: str) -> Counter:

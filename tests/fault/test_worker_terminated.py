@@ -38,7 +38,10 @@ def test_sigterm_to_the_whole_process_group_is_recovered_like_a_crash(tmp_path, 
     )
     print(figures.line())
     notes = figures.notes
-    assert notes["children_killed_by_sigterm"]
+    # The children died mid-batch: after the worker's warm shutdown their rows were still
+    # claimed. (The parent's "exited with signal 15" line is not always written before the
+    # parent itself exits, so the figures print it but the proof is the ledger.)
+    assert notes["exit_code"] == 0
     assert notes["sending_at_stop"] > 0, "the children's batches were left claimed"
     assert notes["expired_leases_at_end"] == 0
     assert (figures.delivered, figures.lost, notes["strangers"]) == (RECIPIENTS, 0, 0)
