@@ -43,7 +43,6 @@ from zoneinfo import ZoneInfo
 
 os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)  # this process counts in memory
 
-import redis
 from sqlalchemy import create_engine, make_url, text
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -53,11 +52,13 @@ if str(ROOT) not in sys.path:
 from bench.harness import (  # noqa: E402
     Child,
     Sampler,
+    bench_database,
     cpu_of_servers,
     cpu_seconds,
+    finish,
+    flushed_broker,
     insert_checked_once,
     interrupted,
-    kept_database,
     number,
     redis_address,
     say,
@@ -65,7 +66,6 @@ from bench.harness import (  # noqa: E402
 )
 from bench.sinks import SmtpSink  # noqa: E402
 from notifier.config import Settings, load_settings  # noqa: E402
-from tests.support.databases import scratch_database  # noqa: E402
 from tests.support.processes import settings_env  # noqa: E402
 
 ZONES = ("UTC", "Europe/London", "Asia/Baku", "America/New_York")
@@ -547,16 +547,8 @@ def main(argv: list[str] | None = None) -> int:
     logs = tmp / "logs"
     logs.mkdir()
     try:
-        broker = redis.Redis.from_url(args.redis_url)
-        broker.flushdb()
-        cleanup.callback(broker.close)
-        cleanup.callback(broker.flushdb)
-        say("creating a scratch PostgreSQL database")
-        if args.keep:
-            url = kept_database()
-            say(f"the database will be kept: {url}")
-        else:
-            url = cleanup.enter_context(scratch_database("notifier_bench"))
+        flushed_broker(cleanup, args.redis_url)
+        url = bench_database(cleanup, args.keep)
         say(f"seeding {args.readers:,} daily-digest readers")
         seeded = seed(url, args.readers)
         say(f"seeded in {seeded.seconds:.1f} s: {seeded.article_sets:,} distinct digests")
@@ -604,13 +596,7 @@ def main(argv: list[str] | None = None) -> int:
         args.keep = True  # the process logs say what went wrong
         raise
     finally:
-        cleanup.close()
-        if args.keep:
-            say(f"logs kept in {logs}")
-        else:
-            import shutil
-
-            shutil.rmtree(tmp, ignore_errors=True)
+        finish(cleanup, tmp, logs, args.keep)
 
 
 if __name__ == "__main__":

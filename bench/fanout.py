@@ -41,7 +41,6 @@ from pathlib import Path
 
 os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)  # this process counts in memory
 
-import redis
 import requests
 from sqlalchemy import create_engine, make_url, text
 
@@ -52,11 +51,13 @@ if str(ROOT) not in sys.path:
 from bench.harness import (  # noqa: E402
     Child,
     Sampler,
+    bench_database,
     cpu_of_servers,
     cpu_seconds,
+    finish,
+    flushed_broker,
     insert_checked_once,
     interrupted,
-    kept_database,
     rate,
     redis_address,
     say,
@@ -70,7 +71,6 @@ from notifier.domain.api_tokens import issue_token  # noqa: E402
 from notifier.timeutil import utcnow  # noqa: E402
 from notifier.vapid import generate_keypair  # noqa: E402
 from tests.conftest import make_settings  # noqa: E402
-from tests.support.databases import scratch_database  # noqa: E402
 from tests.support.processes import settings_env, web_server  # noqa: E402
 from tests.support.smtp import free_port  # noqa: E402
 
@@ -860,16 +860,8 @@ def main(argv: list[str] | None = None) -> int:
     emails = {"both": args.readers // 2, "email": args.readers, "push": 0}[args.channels]
     pushes = args.readers - emails  # a channel with no readers is neither waited for nor counted
     try:
-        broker = redis.Redis.from_url(args.redis_url)
-        broker.flushdb()
-        cleanup.callback(broker.close)
-        cleanup.callback(broker.flushdb)
-        say("creating a scratch PostgreSQL database")
-        if args.keep:
-            url = kept_database()
-            say(f"the database will be kept: {url}")
-        else:
-            url = cleanup.enter_context(scratch_database("notifier_bench"))
+        flushed_broker(cleanup, args.redis_url)
+        url = bench_database(cleanup, args.keep)
         smtp = SmtpSink(tmp, not args.no_install, say, args.smtp_sink).start()
         cleanup.callback(smtp.stop)
         say(f"SMTP sink: {smtp.description}")
@@ -937,13 +929,7 @@ def main(argv: list[str] | None = None) -> int:
         args.keep = True  # the process logs say what went wrong
         raise
     finally:
-        cleanup.close()
-        if args.keep:
-            say(f"logs kept in {logs}")
-        else:
-            import shutil
-
-            shutil.rmtree(tmp, ignore_errors=True)
+        finish(cleanup, tmp, logs, args.keep)
 
 
 if __name__ == "__main__":

@@ -280,5 +280,39 @@ def kept_database() -> str:
     return url
 
 
+def flushed_broker(cleanup: contextlib.ExitStack, redis_url: str) -> None:
+    """The run's broker database, emptied now and again when the run ends."""
+    import redis
+
+    broker = redis.Redis.from_url(redis_url)
+    broker.flushdb()
+    cleanup.callback(broker.close)
+    cleanup.callback(broker.flushdb)
+
+
+def bench_database(cleanup: contextlib.ExitStack, keep: bool) -> str:
+    """A scratch PostgreSQL database, migrated: dropped when the run ends, or with `keep`
+    kept (and named) for a look afterwards."""
+    from tests.support.databases import scratch_database
+
+    say("creating a scratch PostgreSQL database")
+    if keep:
+        url = kept_database()
+        say(f"the database will be kept: {url}")
+        return url
+    return cleanup.enter_context(scratch_database("notifier_bench"))
+
+
+def finish(cleanup: contextlib.ExitStack, tmp: Path, logs: Path, keep: bool) -> None:
+    """Stop what the run started; then say where its logs are kept, or remove them."""
+    cleanup.close()
+    if keep:
+        say(f"logs kept in {logs}")
+    else:
+        import shutil
+
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def interrupted(signum, _frame) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
