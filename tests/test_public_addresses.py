@@ -49,9 +49,9 @@ def test_web_push_connects_through_the_checking_resolver():
     async def pool_resolver():
         pool = _Pool(2)
         try:
-            return type(pool.session.connector._resolver)
+            return type(pool.http.resolver)
         finally:
-            await pool.session.close()
+            pool.http.close()
             pool.pacing.shutdown()
 
     assert run(pool_resolver) is PublicOnlyResolver

@@ -1,13 +1,13 @@
 """Web push (RFC 8030) with aes128gcm payloads (RFC 8291) and VAPID (RFC 8292).
 
 Each message is encrypted for its subscription (a fresh ECDH key pair and salt per message)
-and posted by an asyncio HTTP client (aiohttp) running on one event-loop thread per process.
-Its keep-alive connections are pooled per process, so consecutive batches reuse them; a
-process forked from one that had the loop (Celery prefork) starts its own and never touches
-the parent's. At most `concurrency_per_origin` requests are in flight per push service, the
-VAPID JWT is signed once per push-service origin and hour, every request has timeouts,
-redirects are never followed and environment proxies never apply. Each answer becomes an
-outcome:
+and posted by a lean HTTP/1.1 client (notifier.channels.http1) running on one event-loop
+thread per process. Its keep-alive connections are pooled per process, so consecutive
+batches reuse them; a process forked from one that had the loop (Celery prefork) starts its
+own and never touches the parent's. At most `concurrency_per_origin` requests are in flight
+per push service, the VAPID JWT is signed once per push-service origin and hour, every
+request has timeouts, redirects are never followed and environment proxies never apply.
+Each answer becomes an outcome:
 
     201/202 sent · 404/410 gone (the browser dropped it) · 413 shrink and retry once ·
     429/5xx/timeouts retry later, honouring Retry-After per push service ·
@@ -45,12 +45,13 @@ from collections import deque
 from collections.abc import Generator, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from email.utils import parsedate_to_datetime
+from urllib.parse import quote, urlsplit
 
-import aiohttp
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from notifier.channels.http1 import Http1Pool
 from notifier.channels.pacing import Pacer, Unlimited, push_keys
 from notifier.channels.push_backoff import LocalBackoff, SharedBackoff
 from notifier.channels.push_endpoints import EndpointPolicy, EndpointRefused
@@ -71,6 +72,7 @@ ORIGINS_REMEMBERED = 1024  # endpoint prefixes whose origin is remembered (push 
 # "scheme://host[:port]/" of an endpoint whose origin depends on nothing after it: a host of
 # letters, digits, dots and hyphens, no user, no brackets, nothing urlsplit would strip.
 _PLAIN_PREFIX = re.compile(r"https?://[A-Za-z0-9.-]+(?::[0-9]{1,5})?/")
+_VISIBLE_ASCII = re.compile(r"[!-~]*\Z")
 
 
 RETRY_AFTER_MAX_SECONDS = 3600.0  # the default of the setting of that name
@@ -188,6 +190,20 @@ class WebPushChannel:
             raise EndpointRefused(cached[1])
         return origin
 
+    @staticmethod
+    def target_of(endpoint: str) -> str:
+        """The request target (path and query) of an endpoint, as visible ASCII: what the
+        HTTP client writes after POST. Characters outside it are percent-encoded."""
+        plain = _PLAIN_PREFIX.match(endpoint)
+        if plain is not None:
+            target = endpoint[plain.end() - 1 :].partition("#")[0]
+        else:
+            parts = urlsplit(endpoint)
+            target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        if not _VISIBLE_ASCII.match(target):
+            target = quote(target, safe="/?&=%:@!$'()*+,;~-._")
+        return target
+
     def _origin_of(self, endpoint: str) -> str:
         """policy.origin_of, remembered per plain "scheme://host[:port]/" prefix: every
         endpoint of a push service starts with the same one, and the origin (allowed or not)
@@ -209,11 +225,13 @@ class WebPushChannel:
 class _Job:
     """One message on its way: prepared in the caller's thread, sent in the loop's."""
 
-    __slots__ = ("answered_wait", "authorization", "key", "message", "origin", "posted", "status")
+    __slots__ = ("answered_wait", "headers", "key", "message", "origin", "posted", "status",
+                 "target")  # fmt: skip
 
-    def __init__(self, key: int, message: PushMessage, origin: str, authorization: str) -> None:
+    def __init__(self, key: int, message: PushMessage, origin: str, headers: str) -> None:
         self.key, self.message, self.origin = key, message, origin
-        self.authorization = authorization
+        self.headers = headers  # the request's header lines but Content-Length
+        self.target = WebPushChannel.target_of(message.endpoint)
         self.posted = False  # a request went out (answered or not)
         self.status: int | None = None  # the last answer's status
         self.answered_wait = False  # the push service itself said wait (Retry-After)
@@ -247,10 +265,6 @@ class _Call:
 class WebPushSession:
     def __init__(self, channel: WebPushChannel) -> None:
         self.channel = channel
-        connect, read = channel.timeout
-        self.client_timeout = aiohttp.ClientTimeout(
-            total=None, connect=None, sock_connect=connect, sock_read=read
-        )
         self.lookahead = max(256, 4 * channel.concurrency_per_origin)
         self._authorizations: dict[str, tuple[float, str]] = {}  # origin -> (until, header)
         self._holds: dict[str, float] = {}  # origin -> monotonic until: seen by the loop
@@ -347,13 +361,20 @@ class WebPushSession:
         if wait > 0:  # this push service asked us (any worker) to back off: do not hammer it
             self._hold(origin, wait)  # and whatever of this batch is queued for it
             return _waiting(origin, wait)
-        return _Job(key, message, origin, self._authorization(origin))
+        topic = f"Topic: {message.topic}\r\n" if message.topic else ""
+        headers = (f"{self._fixed_headers(origin)}TTL: {message.ttl}\r\n"
+                   f"Urgency: {message.urgency}\r\n{topic}")  # fmt: skip
+        return _Job(key, message, origin, headers)
 
-    def _authorization(self, origin: str) -> str:
+    def _fixed_headers(self, origin: str) -> str:
+        """The header lines every push to this origin carries: the VAPID authorization
+        (signed once per origin and hour, asked again every minute) and the encoding."""
         now = time.monotonic()
         cached = self._authorizations.get(origin)
         if cached is None or cached[0] <= now:
-            header = self.channel.signer.authorization(origin)
+            header = (f"Authorization: {self.channel.signer.authorization(origin)}\r\n"
+                      "Content-Encoding: aes128gcm\r\n"
+                      "Content-Type: application/octet-stream\r\n")  # fmt: skip
             cached = self._authorizations[origin] = (now + AUTHORIZATION_REFRESH_SECONDS, header)
         return cached[1]
 
@@ -459,34 +480,21 @@ class WebPushSession:
             body = encrypt_aes128gcm(message.plaintext(), message.p256dh, message.auth)
         except (ValueError, TypeError) as error:
             return SendResult(Outcome.FAILED, f"cannot encrypt for this subscription: {error}")
-        headers = {
-            "Authorization": job.authorization,
-            "Content-Encoding": "aes128gcm",
-            "Content-Type": "application/octet-stream",
-            "TTL": str(message.ttl),
-            "Urgency": message.urgency,
-        }
-        if message.topic:
-            headers["Topic"] = message.topic
         job.posted, job.status = True, None
+        connect_timeout, read_timeout = self.channel.timeout
         try:
-            async with pool.session.post(
-                message.endpoint,
-                data=body,
-                headers=headers,
-                timeout=self.client_timeout,
-                allow_redirects=False,
-            ) as response:
-                text = await response.read()
-                status = response.status
-                retry_after = response.headers.get("Retry-After")
-        except TimeoutError as error:  # aiohttp's timeouts are TimeoutErrors too
+            answer = await pool.http.post(origin, job.target, job.headers, body,
+                                          connect_timeout, read_timeout)  # fmt: skip
+        except ValueError as error:  # a header or endpoint that could split the request
+            job.posted = False
+            return SendResult(Outcome.FAILED, f"will not send this request: {error}")
+        except TimeoutError as error:
             return SendResult(Outcome.RETRY, f"timeout talking to {origin}: {_describe(error)}")
-        except (aiohttp.ClientError, OSError) as error:
+        except OSError as error:
             return SendResult(Outcome.RETRY, f"cannot reach {origin}: {_describe(error)}")
-        result = self._outcome(status, text, retry_after, origin,
+        result = self._outcome(answer.status, answer.body, answer.retry_after, origin,
                                self.channel.retry_after_max_seconds)  # fmt: skip
-        job.status, job.answered_wait = status, bool(result.retry_after)
+        job.status, job.answered_wait = answer.status, bool(result.retry_after)
         return result
 
     @staticmethod
@@ -557,22 +565,11 @@ class _Pool:
     """Keep-alive connections and per-origin limits for one concurrency setting."""
 
     def __init__(self, concurrency: int) -> None:
-        self.concurrency = concurrency
-        connector = aiohttp.TCPConnector(
-            limit=0,  # no total limit: each origin is bounded by its semaphore and limit
-            limit_per_host=concurrency,
-            keepalive_timeout=KEEPALIVE_SECONDS,
-            ssl=_ssl_context(),
-            # The addresses connected to are checked, not only a name looked up earlier:
-            # no gap for a DNS answer that changes in between (address literals never get
-            # here unless PUSH_ALLOWED_ORIGINS names them).
-            resolver=PublicOnlyResolver(),
-        )
-        self.session = aiohttp.ClientSession(
-            connector=connector,
-            trust_env=False,  # no proxies or .netrc from the environment
-            cookie_jar=aiohttp.DummyCookieJar(),
-        )
+        self.concurrency = concurrency  # connections per origin: its semaphore bounds them
+        # The addresses connected to are checked, not only a name looked up earlier: no gap
+        # for a DNS answer that changes in between (address literals never get here unless
+        # PUSH_ALLOWED_ORIGINS names them).
+        self.http = Http1Pool(_ssl_context(), PublicOnlyResolver(), KEEPALIVE_SECONDS)
         self._origins: dict[str, _Origin] = {}
         # Pacer calls may block (Redis): their own threads, not the loop's default executor
         # that aiohttp resolves host names in.
@@ -625,7 +622,7 @@ class _Runtime:
     def stop(self) -> None:
         async def close_pools() -> None:
             for pool in self.pools.values():
-                await pool.session.close()
+                pool.http.close()
                 pool.pacing.shutdown(wait=False)
 
         with contextlib.suppress(Exception):
