@@ -14,16 +14,39 @@ from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session
 
 from notifier.models import Delivery, DeliveryOutcome, DeliveryStatus
-from notifier.sql import among, rows_changed
+from notifier.sql import among, rows_changed, unindexed
 
 DELIVERIES = Delivery.__table__
 
 
 def _claimable(now: datetime):
     row = DELIVERIES.c
+    status = unindexed(row.status)  # the ids find the rows (see notifier.sql.unindexed)
     return or_(
-        and_(row.status == DeliveryStatus.PENDING, row.next_attempt_at <= now),
-        and_(row.status == DeliveryStatus.SENDING, row.lease_until < now),
+        and_(status == DeliveryStatus.PENDING, row.next_attempt_at <= now),
+        and_(status == DeliveryStatus.SENDING, row.lease_until < now),
+    )
+
+
+def claim_statement(
+    session: Session,
+    ids: Sequence[int],
+    now: datetime,
+    lease_seconds: int,
+    token: str | None,
+    holder: str | None,
+):
+    return (
+        update(DELIVERIES)
+        .where(among(session, DELIVERIES.c.id, ids), _claimable(now))
+        .values(
+            status=DeliveryStatus.SENDING,
+            lease_until=now + timedelta(seconds=lease_seconds),
+            attempts=DELIVERIES.c.attempts + 1,
+            claimed_by=holder,
+            claim_token=token,
+        )
+        .returning(DELIVERIES.c.id)
     )
 
 
@@ -40,27 +63,20 @@ def claim_deliveries(
     this claim (only it may record their outcomes)."""
     if not ids:
         return []
-    claimed = session.scalars(
-        update(DELIVERIES)
-        .where(among(session, DELIVERIES.c.id, ids), _claimable(now))
-        .values(
-            status=DeliveryStatus.SENDING,
-            lease_until=now + timedelta(seconds=lease_seconds),
-            attempts=DELIVERIES.c.attempts + 1,
-            claimed_by=holder,
-            claim_token=token,
-        )
-        .returning(DELIVERIES.c.id)
-    )
-    return sorted(claimed)
+    return sorted(session.scalars(claim_statement(session, ids, now, lease_seconds, token, holder)))
 
 
 def held_by(session: Session, ids: Sequence[int], token: str | None):
-    """Rows among `ids` still held by the claim `token` (all of them when there is none)."""
+    """Rows among `ids` still held by the claim `token` (all of them when there is none),
+    found by primary key whatever plan the database reuses (see notifier.sql.unindexed)."""
     where = [among(session, DELIVERIES.c.id, ids)]
     if token is not None:
-        where += [DELIVERIES.c.claim_token == token, DELIVERIES.c.status == DeliveryStatus.SENDING]
+        where += [DELIVERIES.c.claim_token == token, _sending()]
     return where
+
+
+def _sending():
+    return unindexed(DELIVERIES.c.status) == DeliveryStatus.SENDING
 
 
 def claim_holders(session: Session) -> list[str]:
@@ -104,14 +120,15 @@ def not_yet_due(session: Session, ids: Iterable[int], now: datetime) -> dict[int
     ids = sorted(ids)
     if not ids:
         return {}
-    rows = session.execute(
-        select(DELIVERIES.c.id, DELIVERIES.c.next_attempt_at).where(
-            among(session, DELIVERIES.c.id, ids),
-            DELIVERIES.c.status == DeliveryStatus.PENDING,
-            DELIVERIES.c.next_attempt_at > now,
-        )
+    return dict(session.execute(not_yet_due_statement(session, ids, now)).all())
+
+
+def not_yet_due_statement(session: Session, ids: Sequence[int], now: datetime):
+    return select(DELIVERIES.c.id, DELIVERIES.c.next_attempt_at).where(
+        among(session, DELIVERIES.c.id, ids),
+        unindexed(DELIVERIES.c.status) == DeliveryStatus.PENDING,
+        DELIVERIES.c.next_attempt_at > now,
     )
-    return dict(rows.all())
 
 
 def renew_leases(
@@ -131,7 +148,7 @@ def renew_leases(
         update(DELIVERIES)
         .where(
             *held_by(session, ids, token),
-            DELIVERIES.c.status == DeliveryStatus.SENDING,
+            _sending(),
             DELIVERIES.c.lease_until == held_until,
         )
         .values(lease_until=until)
