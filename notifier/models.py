@@ -500,6 +500,9 @@ class Digest(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
+QUEUED_BY_WAITING = "status = 'pending' AND queued_by IS NOT NULL"
+
+
 class Delivery(Base):
     """One message for one recipient on one channel; the unique keys make re-planning harmless.
 
@@ -551,6 +554,14 @@ class Delivery(Base):
             postgresql_where=text("status IN ('pending', 'sending')"),
             sqlite_where=text("status IN ('pending', 'sending')"),
         ),
+        # The worker processes that noted rows queued, for takeover (notifier.delivery.takeover):
+        # only rows still waiting for a sender, so claimed and finished rows leave it.
+        Index(
+            "ix_deliveries_queued_by",
+            "queued_by",
+            postgresql_where=text(QUEUED_BY_WAITING),
+            sqlite_where=text(QUEUED_BY_WAITING),
+        ),
         # Counting a browser's pushes of its local day (PUSH_DAILY_CAP): only counted rows.
         Index(
             "ix_deliveries_push_day",
@@ -585,6 +596,11 @@ class Delivery(Base):
     # When a task for it was last handed to the broker (or is due to run, for a retry): the
     # sweeper re-queues only work the broker has held for too long, i.e. lost.
     queued_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The worker process that last noted it queued ("node/main pid/pid"; None outside a
+    # worker): a process killed between its commit and handing the task to the broker leaves
+    # its rows noted queued, and while they wait for a sender (pending) they are queued again
+    # once it is known dead (notifier.delivery.takeover), not when the sweeper thinks them lost.
+    queued_by: Mapped[str | None] = mapped_column(String(300))
     lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # The worker process holding the claim ("node/main pid/pid"; None outside a worker): when
     # it is known dead its rows are taken over at once. The token fences recording: only the

@@ -6,16 +6,14 @@ broker did not take while it was down."""
 from __future__ import annotations
 
 import logging
-from datetime import datetime
 
 from kombu.exceptions import OperationalError as BrokerError
 from sqlalchemy.orm import Session
 
-from notifier import metrics
+from notifier import holders, metrics
 from notifier.config import Settings
 from notifier.db import session_scope
-from notifier.delivery.queueing import note_queued, queue_in_chunks, queue_when_due
-from notifier.delivery.routes import in_queue_order, send_rates
+from notifier.delivery.queueing import note_queued, queue_again, queue_in_chunks, queue_when_due
 from notifier.delivery.takeover import take_over
 from notifier.delivery.unsent import delivery_ids_of, next_unsent, task_arguments
 from notifier.domain.deliveries import unplanned_article_ids, unsent_deliveries
@@ -31,22 +29,12 @@ def requeue_unsent(settings: Settings, fan_out_again: bool = True) -> dict[str, 
     """The broker lost its queues: queue every unsent planned delivery again (due ones now,
     per channel and at its pace; the others for their time) and, with `fan_out_again`, every
     article whose fan-out had not run. Claims make a task that survived somewhere harmless."""
-    rates = send_rates(settings)
     with session_scope(settings.database_url) as session:
         now = utcnow()
-        due: dict[str, list[int]] = {}
-        later: dict[int, datetime] = {}
-        for delivery_id, channel, due_at in unsent_deliveries(session):
-            if due_at <= now:
-                due.setdefault(channel, []).append(delivery_id)
-            else:
-                later[delivery_id] = due_at
+        rows = unsent_deliveries(session)
         articles = unplanned_article_ids(session, now, 0) if fan_out_again else []
-        for channel in in_queue_order(due):
-            ids = due[channel]
-            queue_in_chunks(session, ids, settings, enqueue_send, rates.get(channel, 0.0))
-        queue_when_due(session, later, settings, enqueue_send)
-        count = sum(map(len, due.values())) + len(later)
+        queue_again(session, rows, settings, enqueue_send, now, holders.current())
+        count = len(rows)
         record_recovery(session, now, RecoveryCause.BROKER_LOST, count)
         session.commit()
     for article_id in articles:
@@ -73,37 +61,49 @@ def check_broker(settings: Settings, marker) -> bool:
 
 def take_over_dead_workers(settings: Settings, local, handled: set, starting: bool) -> int:
     """From a worker's main process (a timer, not a task: it must run while every pool
-    child is busy or dead). When a worker is newly known dead, or this one just started
-    (perhaps in place of one that died), what a worker holds besides claims is queued
-    again too: retries waiting in its memory as ETA tasks, a fan-out it had not finished.
-    Claims make a copy that survived elsewhere harmless. Outages wait for the next check."""
+    child is busy or dead): their claimed rows, and the rows they noted queued that no
+    sender has claimed (perhaps never handed to the broker: killed mid-planning). When a
+    worker is newly known dead, or this one just started (perhaps in place of one that
+    died), what a worker holds besides claims is queued again too: retries waiting in its
+    memory as ETA tasks, a fan-out it had not finished. Claims make a copy that survived
+    elsewhere harmless. Outages wait for the next check."""
+    taker = holders.current()
     try:
         with session_scope(settings.database_url) as session:
             now = utcnow()
-            verdict = take_over(session, now, settings.worker_stale_seconds, local, handled)
-            record_recovery(session, now, RecoveryCause.DEAD_WORKER, len(verdict.released))
+            verdict = take_over(session, now, settings.worker_stale_seconds, local, handled,
+                                taker)  # fmt: skip
+            ids, noted = verdict.released, verdict.noted
+            record_recovery(session, now, RecoveryCause.DEAD_WORKER, len(ids) + len(noted))
             session.commit()
-            ids = verdict.released
             if ids:
-                queue_in_chunks(session, ids, settings, enqueue_send)
+                queue_in_chunks(session, ids, settings, enqueue_send, holder=taker)
+            if noted:
+                queue_again(session, noted, settings, enqueue_send, utcnow(), taker)
             articles = []
             if verdict.dead_workers or starting:
                 now = utcnow()
-                waiting = {i: due for i, _, due in unsent_deliveries(session) if due > now}
-                queue_when_due(session, waiting, settings, enqueue_send)
+                requeued = {i for i, _, _ in noted}
+                waiting = {i: due for i, _, due in unsent_deliveries(session)
+                           if due > now and i not in requeued}  # fmt: skip
+                queue_when_due(session, waiting, settings, enqueue_send, taker)
                 articles = unplanned_article_ids(session, now, settings.worker_stale_seconds)
         for article_id in articles:
             send_or_keep(fan_out_article, article_id)
     except OUTAGES as error:
         log.warning("takeover check skipped: %s", error)
         return 0
+    if ids or noted:
+        metrics.deliveries_recovered("dead_worker", len(ids) + len(noted))
     if ids:
-        metrics.deliveries_recovered("dead_worker", len(ids))
         log.warning("took over %s deliveries claimed by dead worker processes", len(ids))
+    if noted:
+        log.warning("queued again %s deliveries noted queued by dead worker processes and "
+                    "not yet claimed", len(noted))  # fmt: skip
     if verdict.dead_workers:
         log.warning("workers found dead: %s; their waiting retries and unfinished fan-outs "
                     "queued again", ", ".join(verdict.dead_workers))  # fmt: skip
-    return len(ids)
+    return len(ids) + len(noted)
 
 
 def hand_over_unsent(settings: Settings) -> int:
@@ -142,7 +142,7 @@ def _noted_again(session: Session, row: UnsentTask) -> list[int]:
     row.handed_over_at = now
     ids = delivery_ids_of(row)
     if ids:
-        note_queued(session, ids, max(row.turn_at, now))
+        note_queued(session, ids, max(row.turn_at, now), holders.current())
     session.flush()
     return ids
 

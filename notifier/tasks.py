@@ -153,7 +153,8 @@ def poll_feed(self, feed_id: int) -> list[int]:
 def fan_out_article(self, article_id: int) -> dict[str, int]:
     settings = _settings(self)
     with metrics.fanout_timer("article") as timing, session_scope(settings.database_url) as session:
-        planned = fanout.fan_out_article(session, article_id, settings, enqueue_send)
+        planned = fanout.fan_out_article(session, article_id, settings, enqueue_send,
+                                         holders.current())  # fmt: skip
         timing.counts = bool(planned)
     if planned:
         log.info("article %s: %s deliveries planned and queued", article_id, planned,
@@ -166,7 +167,8 @@ def fan_out_article(self, article_id: int) -> dict[str, int]:
 def fan_out_alert(self, alert_id: int) -> dict[str, int]:
     settings = _settings(self)
     with metrics.fanout_timer("alert") as timing, session_scope(settings.database_url) as session:
-        planned = fanout.fan_out_alert(session, alert_id, settings, enqueue_send)
+        planned = fanout.fan_out_alert(session, alert_id, settings, enqueue_send,
+                                       holders.current())  # fmt: skip
         timing.counts = bool(planned)
     if planned:
         log.info("alert %s: %s deliveries planned", alert_id, planned,
@@ -202,7 +204,8 @@ def plan_digests(self, helping: bool = False) -> int:
 
     with session_scope(settings.database_url) as session:
         return plan_and_queue_digests(session, settings, enqueue_send, utcnow(),
-                                      None if helping else ask_for_help)  # fmt: skip
+                                      None if helping else ask_for_help,
+                                      holders.current())  # fmt: skip
 
 
 @shared_task(bind=True, name="notifier.tasks.read_bounce_mailbox")
@@ -289,7 +292,7 @@ def sweep(self) -> dict:
             session, now, settings.sweep_seconds, settings.sweep_requeue_after_seconds,
             settings.sweep_batch_limit,
         )  # fmt: skip
-        queue_in_chunks(session, overdue, settings, enqueue_send)
+        queue_in_chunks(session, overdue, settings, enqueue_send, holder=holders.current())
         record_sweep(session, now, len(articles), len(alerts), len(overdue))
         keep_after = now - timedelta(days=settings.ops_history_days)
         forget_sweeps(session, keep_after)

@@ -44,17 +44,19 @@ SCHEDULES = DigestSchedule.__table__
 
 def plan_and_queue_digests(
     session: Session, settings: Settings, enqueue: Enqueue, now: datetime,
-    ask_for_help: Callable[[], object] | None = None,
+    ask_for_help: Callable[[], object] | None = None, holder: str | None = None,
 ) -> int:  # fmt: skip
     """What the beat task does: plan due digests a batch of schedules at a time, commit,
     queue their deliveries; until none is due. Digests planned (emails queued).
 
     `ask_for_help`: called once if the first batch was full (more is due than one batch): it
     starts more planners, which take the schedules this one has not locked, so a morning
-    hour is planned by several processes at once."""
+    hour is planned by several processes at once. `holder`: the planning process, which
+    signs its rows' note (queued again at once if it dies before queueing them)."""
     queued, size = 0, settings.delivery_chunk_size
     while True:
-        schedules, delivery_ids = plan_due_digests(session, now, settings.digest_plan_batch)
+        schedules, delivery_ids = plan_due_digests(session, now, settings.digest_plan_batch,
+                                                   holder)  # fmt: skip
         session.commit()  # schedules moved on, digests planned (and noted queued): then tasks
         if ask_for_help is not None and schedules == settings.digest_plan_batch:
             ask_for_help()
@@ -76,9 +78,12 @@ class _Due:
     since: datetime
 
 
-def plan_due_digests(session: Session, now: datetime, batch: int) -> tuple[int, list[int]]:
-    """Plan up to `batch` due schedules: (schedules planned, email deliveries planned). The
-    caller commits, then queues them. Schedules another planner holds are left to it."""
+def plan_due_digests(
+    session: Session, now: datetime, batch: int, holder: str | None = None
+) -> tuple[int, list[int]]:
+    """Plan up to `batch` due schedules: (schedules planned, email deliveries planned, noted
+    queued by `holder`). The caller commits, then queues them. Schedules another planner
+    holds are left to it."""
     rows = session.execute(
         select(SCHEDULES.c.subscriber_id, SCHEDULES.c.cadence, SCHEDULES.c.next_at,
                SCHEDULES.c.since)
@@ -105,7 +110,7 @@ def plan_due_digests(session: Session, now: datetime, batch: int) -> tuple[int, 
         )
         if article_ids:  # nothing new: no digest, no email
             digests.append(_digest_values(schedule, category_ids, article_ids, now))
-    return len(due), _insert_digests(session, digests, now)
+    return len(due), _insert_digests(session, digests, now, holder)
 
 
 def _wanted(schedule: _Due, readers: dict[int, DigestReader]) -> bool:
@@ -148,7 +153,9 @@ def _digest_values(schedule: _Due, category_ids: list[int], article_ids: list[in
     }  # fmt: skip
 
 
-def _insert_digests(session: Session, digests: list[dict], now: datetime) -> list[int]:
+def _insert_digests(
+    session: Session, digests: list[dict], now: datetime, holder: str | None
+) -> list[int]:
     """The digests, then one email delivery each. Executemany: SQLAlchemy sends them as
     multi-row INSERTs compiled once (one .values() list per batch would compile thousands
     of parameters each time). A digest planned before (a schedule restored from a backup,
@@ -167,7 +174,7 @@ def _insert_digests(session: Session, digests: list[dict], now: datetime) -> lis
     deliveries = [
         {"digest_id": digest_id, "subscriber_id": subscriber_id, "channel": "email",
          "status": DeliveryStatus.PENDING.value, "attempts": 0, "created_at": now,
-         "next_attempt_at": now, "queued_at": queued_at}
+         "next_attempt_at": now, "queued_at": queued_at, "queued_by": holder}
         for digest_id, subscriber_id in sorted(planned)
     ]  # fmt: skip
     return sorted(

@@ -62,7 +62,7 @@ def deliver(
     """What a send task does with its ids: send the batch, queue each retry (and each row
     that came before its time) for when it is due, finish alerts that are done, commit."""
     report = send_deliveries(session, delivery_ids, outlets, settings, holder=holder)
-    queue_when_due(session, report.due_at, settings, enqueue)
+    queue_when_due(session, report.due_at, settings, enqueue, holder)
     for alert_id in alert_ids_of(session, delivery_ids):
         finish_if_done(session, alert_id, utcnow())
     session.commit()

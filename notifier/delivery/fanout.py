@@ -2,6 +2,7 @@
 
 What the fan-out tasks call: an article on every channel, an alert on the channels its
 editor chose. Safe to run twice: planning again adds no row, and queues only unsent ones.
+`holder` names the planning worker process on its rows' note (notifier.delivery.queueing).
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ from notifier.timeutil import utcnow
 
 
 def fan_out_article(
-    session: Session, article_id: int, settings: Settings, enqueue: Enqueue
-) -> dict[str, int]:
+    session: Session, article_id: int, settings: Settings, enqueue: Enqueue,
+    holder: str | None = None,
+) -> dict[str, int]:  # fmt: skip
     """Deliveries planned per channel; {} for an article that no longer exists, or whose
     planning already finished (`fanned_out_at`): its rows may have been removed by retention
     since, so planning again would send it twice. Unsent rows are the sweeper's."""
@@ -27,7 +29,7 @@ def fan_out_article(
     if article is None or article.fanned_out_at is not None:
         return {}
     planned = plan_and_queue(session, Notice.article(article_id), list(CHANNELS), settings,
-                             enqueue)  # fmt: skip
+                             enqueue, holder)  # fmt: skip
     article = session.get(Article, article_id)
     if article is not None and article.fanned_out_at is None:
         article.fanned_out_at = utcnow()
@@ -36,8 +38,9 @@ def fan_out_article(
 
 
 def fan_out_alert(
-    session: Session, alert_id: int, settings: Settings, enqueue: Enqueue
-) -> dict[str, int]:
+    session: Session, alert_id: int, settings: Settings, enqueue: Enqueue,
+    holder: str | None = None,
+) -> dict[str, int]:  # fmt: skip
     """Deliveries planned per channel; {} for an alert not due to start (cancelled,
     scheduled, finished) or one whose planning already finished."""
     alert = start_alert(session, alert_id, utcnow())
@@ -45,7 +48,7 @@ def fan_out_alert(
         return {}
     session.commit()
     channels = alert_channels(alert)
-    planned = plan_and_queue(session, alert_notice(alert), channels, settings, enqueue)
+    planned = plan_and_queue(session, alert_notice(alert), channels, settings, enqueue, holder)
     alert = session.get(Alert, alert_id)
     if alert is not None:
         finish_planning(session, alert, utcnow())

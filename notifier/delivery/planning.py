@@ -63,13 +63,16 @@ def plan_chunks(
     chunk_size: int,
     queued_at: Callable[[], datetime] | None = None,
     rates: Mapping[str, float] | None = None,
+    holder: str | None = None,
 ) -> Iterator[PlannedChunk]:
     """Plan a notice's deliveries a chunk of recipients at a time, never the whole audience
     in memory, taking turns between channels so the first push is planned as early as the
     first email. Recipients are walked by id (keyset): per chunk one statement finds its
     bounds and one INSERT … SELECT records it (noted queued at `queued_at()` when the
     caller is about to queue it, read per chunk: a long fan-out's last chunks are not
-    mistaken for lost by the sweeper); the unique keys make a second run insert nothing,
+    mistaken for lost by the sweeper, and signed by `holder`, the planning process, so they
+    are queued again at once if it dies before queueing them: notifier.delivery.takeover);
+    the unique keys make a second run insert nothing,
     and such a run hands back the chunk's unsent deliveries with one more statement. The
     caller commits after each chunk, then hands it to a task.
 
@@ -78,7 +81,7 @@ def plan_chunks(
     a paced fan-out waiting its turn in the broker is not taken for lost and queued again."""
     rates = rates or {}
     plans = [
-        _plan_channel(session, notice, c, now, chunk_size, queued_at, rates.get(c, 0.0))
+        _plan_channel(session, notice, c, now, chunk_size, queued_at, rates.get(c, 0.0), holder)
         for c in channels
     ]
     yield from _taking_turns(plans)
@@ -103,6 +106,7 @@ def _plan_channel(
     chunk_size: int,
     queue_clock: Callable[[], datetime] | None,
     rate: float = 0.0,
+    holder: str | None = None,
 ) -> Iterator[PlannedChunk]:
     audience = AUDIENCES[channel]
     last = ahead = 0
@@ -114,11 +118,14 @@ def _plan_channel(
         if queued_at is not None and rate > 0:
             queued_at += timedelta(seconds=ahead / rate)
         ahead += size
-        insert = _insert_chunk(session, audience, notice, channel, now, last, upper, queued_at)
+        queued_by = holder if queued_at is not None else None
+        insert = _insert_chunk(session, audience, notice, channel, now, last, upper,
+                               (queued_at, queued_by))  # fmt: skip
         ids = sorted(session.scalars(insert.returning(Delivery.id)))
         planned = len(ids)
         if planned < size:  # an earlier run planned some: hand back its unsent ones too
-            ids = _chunk_delivery_ids(session, audience, notice, channel, last, upper, queued_at)
+            ids = _chunk_delivery_ids(session, audience, notice, channel, last, upper,
+                                      (queued_at, queued_by))  # fmt: skip
         yield PlannedChunk(channel, planned, ids)
         last = upper
 
@@ -158,12 +165,13 @@ def _chunk_bounds(audience: Audience, notice: Notice, now: datetime, last: int, 
     return select(func.max(chunk.c[0]), func.count())
 
 
-def _insert_chunk(session, audience, notice, channel, now, last, upper, queued_at):
+def _insert_chunk(session, audience, notice, channel, now, last, upper, note):
     recipient_id, query = _targeted_recipients(audience, notice, now)
+    queued_at, queued_by = note
     fixed = [
         literal(DeliveryStatus.PENDING.value), literal(0),
         literal(now, Delivery.created_at.type), literal(now, Delivery.next_attempt_at.type),
-        literal(queued_at, Delivery.queued_at.type),
+        literal(queued_at, Delivery.queued_at.type), literal(queued_by, Delivery.queued_by.type),
     ]  # fmt: skip
     matching = (
         query.with_only_columns(literal(notice.id), recipient_id, literal(channel), *fixed)
@@ -171,11 +179,12 @@ def _insert_chunk(session, audience, notice, channel, now, last, upper, queued_a
         .distinct()
     )
     columns = [notice.column, audience.recipient_column, "channel", "status", "attempts",
-               "created_at", "next_attempt_at", "queued_at"]  # fmt: skip
+               "created_at", "next_attempt_at", "queued_at", "queued_by"]  # fmt: skip
     return insert_ignoring_conflicts(session, Delivery.__table__).from_select(columns, matching)
 
 
-def _chunk_delivery_ids(session, audience, notice, channel, last, upper, queued_at):
+def _chunk_delivery_ids(session, audience, notice, channel, last, upper, note):
+    queued_at, queued_by = note
     recipient = getattr(Delivery, audience.recipient_column)
     where = (
         getattr(Delivery, notice.column) == notice.id,
@@ -188,7 +197,10 @@ def _chunk_delivery_ids(session, audience, notice, channel, last, upper, queued_
         ids = session.scalars(select(Delivery.id).where(*where))
     else:
         ids = session.scalars(
-            update(DELIVERIES).where(*where).values(queued_at=queued_at).returning(Delivery.id)
+            update(DELIVERIES)
+            .where(*where)
+            .values(queued_at=queued_at, queued_by=queued_by)
+            .returning(Delivery.id)
         )
     return sorted(ids)
 

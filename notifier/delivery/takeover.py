@@ -1,18 +1,26 @@
-"""Hand a dead worker's claimed deliveries to live workers as soon as it is known dead.
+"""Hand a dead worker's claimed deliveries to live workers as soon as it is known dead, and
+queue again the rows it had noted queued but perhaps never handed to the broker.
 
-Claims name the worker process holding them ("node/main pid/pid", notifier.holders). A
-holder is dead when its worker's heartbeat is stale (WORKER_STALE_SECONDS) or gone, when the
-node's heartbeat now comes from another main process (the worker was restarted), or, seen
-from its own main process, when the pool child is no longer among its children (SIGKILLed
-while the main process lives on). Its rows become due again and are queued at once; their
-claim token is dropped, so a late write from the dead process records nothing. Leases stay
-as the last resort (a holder outside any worker, or a takeover that could not run).
+Claims name the worker process holding them ("node/main pid/pid", notifier.holders), and so
+do notes that rows are queued (deliveries.queued_by, read while a row is pending): a
+planner commits its rows noted queued, then hands their task to the broker, and one killed
+between the two left rows that looked queued and were not, until the sweeper's
+SWEEP_REQUEUE_AFTER_SECONDS. A holder is dead when its worker's heartbeat is stale
+(WORKER_STALE_SECONDS) or gone, when the node's heartbeat now comes from another main
+process (the worker was restarted), or, seen from its own main process, when the pool child
+is no longer among its children (SIGKILLed while the main process lives on). Its claimed
+rows become due again and are queued at once; their claim token is dropped, so a late write
+from the dead process records nothing. Its noted rows still waiting for a sender are queued
+again (due ones at once, the others for their time): a task of theirs the broker did hold
+finds them claimed or sent, and does nothing. Either kind is noted as the taker's until it
+has queued them, so a taker that dies meanwhile is taken over in turn. Leases stay as the
+last resort (a holder outside any worker, or a takeover that could not run).
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy import select
@@ -20,6 +28,7 @@ from sqlalchemy.orm import Session
 
 from notifier import holders as holder_names
 from notifier.delivery.claims import claim_holders, release_claims
+from notifier.delivery.queueing import note_queued, queueing_holders, take_noted
 from notifier.models import WorkerHeartbeat
 
 
@@ -86,6 +95,9 @@ def newly_dead_workers(
 class Verdict:
     released: list[int]  # claimed rows of dead holders, due again now
     dead_workers: list[str]  # workers newly known dead
+    # (id, channel, due time) of rows dead holders noted queued and no sender has claimed:
+    # to queue again (notifier.delivery.queueing.queue_again)
+    noted: list[tuple[int, str, datetime]] = field(default_factory=list)
 
 
 def take_over(
@@ -94,9 +106,11 @@ def take_over(
     stale_seconds: float,
     local: LocalPool | None = None,
     handled: set[tuple[str, int]] | None = None,
+    taker: str | None = None,
 ) -> Verdict:
-    """Release the claims of dead holders (caller commits, then queues them) and name the
-    workers newly known dead (see `newly_dead_workers`)."""
+    """Release the claims of dead holders and take the rows they noted queued, both noted as
+    the `taker`'s (caller commits, then queues them), and name the workers newly known dead
+    (see `newly_dead_workers`)."""
     beats = {
         hostname: Beat(pid, seen_at)
         for hostname, pid, seen_at in session.execute(
@@ -104,8 +118,15 @@ def take_over(
         )
     }
     dead = newly_dead_workers(beats, now, stale_seconds, set() if handled is None else handled)
-    holding = claim_holders(session)
-    if not holding:
+    holding, noting = claim_holders(session), queueing_holders(session)
+    if not holding and not noting:
         return Verdict([], dead)
-    holders = dead_holders(holding, beats, now, stale_seconds, local)
-    return Verdict(release_claims(session, holders, now), dead)
+    holders = dead_holders(sorted({*holding, *noting}), beats, now, stale_seconds, local)
+    if not holders:
+        return Verdict([], dead)
+    # Noted rows first: released ones are pending too, and are queued at once with the rest.
+    noted = take_noted(session, [h for h in holders if h in noting], taker)
+    released = release_claims(session, [h for h in holders if h in holding], now)
+    if released:
+        note_queued(session, released, now, taker)
+    return Verdict(released, dead, noted)

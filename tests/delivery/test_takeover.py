@@ -5,19 +5,24 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+import time_machine
 from sqlalchemy import select
 
 from notifier.delivery.claims import claim_deliveries, mark_sent
 from notifier.delivery.compose import Composer
+from notifier.delivery.digest_planning import plan_and_queue_digests
 from notifier.delivery.dispatch import Outlet, send_deliveries
+from notifier.delivery.fanout import fan_out_article
 from notifier.delivery.outlets import outlets
+from notifier.delivery.queueing import queue_again
 from notifier.delivery.takeover import Beat, LocalPool, Verdict, dead_holders, take_over
+from notifier.domain.cadence import set_digest_time, set_email_cadences
 from notifier.holders import holder_name, parse
 from notifier.messages import Outcome
 from notifier.models import Delivery, DeliveryStatus, WorkerHeartbeat
 from notifier.timeutil import utcnow
 from tests import factories
-from tests.support.queue import article_fanned_out
+from tests.support.queue import RecordingQueue, article_fanned_out
 
 NOW = datetime(2026, 12, 4, 20, 0, tzinfo=UTC)
 A = holder_name("a@host", 100, 101)
@@ -144,3 +149,169 @@ def test_a_worker_gone_stale_is_named_once_per_checking_process():
     assert newly_dead_workers(beats, NOW, 30, handled) == []
     beats["a@host"] = Beat(101, NOW - timedelta(seconds=40))  # restarted, then died again
     assert newly_dead_workers(beats, NOW, 30, handled) == ["a@host"]
+
+
+# A planner notes its rows queued (queued_at, queued_by) with the rows, commits, then hands
+# their task to the broker; one SIGKILLed in between leaves rows that look queued and are not.
+TAKER = holder_name("c@host", 300, 300)  # a live worker's main process, checking
+
+
+class Killed(BaseException):
+    """What the planner meets between its commit and the enqueue: kill -9 (nothing after
+    it runs; BaseException, so nothing on the way catches it)."""
+
+
+def _killed_on_enqueue(ids, countdown=0.0):
+    raise Killed
+
+
+def _noted_rows(session, ids):
+    session.expire_all()
+    rows = session.scalars(select(Delivery).where(Delivery.id.in_(ids)).order_by(Delivery.id))
+    return [(r.status, r.queued_at is not None, r.queued_by) for r in rows]
+
+
+def test_rows_a_killed_planner_noted_queued_are_queued_again_once_it_is_known_dead(
+    session, settings
+):
+    for n in range(3):
+        factories.subscriber(session, f"t{n}@example.com", "news")
+    dead_story, live_story = factories.article(session, "news"), factories.article(session, "news")
+    now = utcnow()
+    _beat(session, "a@host", 100, now - timedelta(seconds=60))  # stale: its planner is dead
+    _beat(session, "b@host", 200, now)
+    _beat(session, "c@host", 300, now)
+    with pytest.raises(Killed):
+        fan_out_article(session, dead_story.id, settings, _killed_on_enqueue, holder=A)
+    with pytest.raises(Killed):
+        fan_out_article(session, live_story.id, settings, _killed_on_enqueue, holder=B)
+    dead_ids = session.scalars(select(Delivery.id).where(Delivery.article_id == dead_story.id))
+    dead_ids = sorted(dead_ids)
+    assert len(dead_ids) == 3
+    assert _noted_rows(session, dead_ids) == [(DeliveryStatus.PENDING, True, A)] * 3, (
+        "committed, noted queued by the planner, never handed to the broker"
+    )
+    live_ids = sorted(session.scalars(select(Delivery.id).where(Delivery.article_id ==
+                                                                live_story.id)))  # fmt: skip
+
+    verdict = take_over(session, utcnow(), 30, taker=TAKER)
+    assert verdict.released == []
+    assert [(i, channel) for i, channel, _ in verdict.noted] == [(i, "email") for i in dead_ids]
+    assert all(due <= utcnow() for _, _, due in verdict.noted), "due at once"
+    session.commit()
+    assert _noted_rows(session, dead_ids) == [(DeliveryStatus.PENDING, True, TAKER)] * 3
+    assert _noted_rows(session, live_ids) == [(DeliveryStatus.PENDING, True, B)] * 3, (
+        "a live planner's rows are its own (it hands them over itself)"
+    )
+    assert take_over(session, utcnow(), 30, taker=TAKER).noted == [], "taken once"
+
+    queue = RecordingQueue()
+    queue_again(session, verdict.noted, settings, queue, utcnow(), TAKER)
+    assert queue.chunks == [(dead_ids, 0.0)], "queued again at once, not in minutes"
+    assert _noted_rows(session, dead_ids) == [(DeliveryStatus.PENDING, True, TAKER)] * 3
+
+    # A taker that dies before it has queued them hands them on in turn.
+    session.execute(WorkerHeartbeat.__table__.delete().where(WorkerHeartbeat.hostname == "c@host"))
+    session.commit()
+    assert [i for i, _, _ in take_over(session, utcnow(), 30, taker=B).noted] == dead_ids
+
+
+def test_a_dead_planner_s_row_a_sender_claimed_is_the_sender_s_until_it_dies(session, settings):
+    factories.subscriber(session, "t0@example.com", "news")
+    factories.subscriber(session, "t1@example.com", "news")
+    story = factories.article(session, "news")
+    now = utcnow()
+    _beat(session, "a@host", 100, now - timedelta(seconds=60))
+    _beat(session, "b@host", 200, now)
+    _beat(session, "c@host", 300, now)
+    queue = RecordingQueue()
+    fan_out_article(session, story.id, settings, queue, holder=A)
+    ids = queue.ids
+    assert claim_deliveries(session, ids[:1], utcnow(), 300, "b-token", B) == ids[:1]
+    session.commit()
+    assert _noted_rows(session, ids)[0] == (DeliveryStatus.SENDING, True, A)
+    assert [i for i, _, _ in take_over(session, utcnow(), 30, taker=TAKER).noted] == ids[1:]
+    session.commit()
+    # The sender dies too: its claim is released, noted as the taker's (queued at once).
+    session.execute(WorkerHeartbeat.__table__.delete().where(WorkerHeartbeat.hostname == "b@host"))
+    session.commit()
+    verdict = take_over(session, utcnow(), 30, taker=TAKER)
+    assert (verdict.released, verdict.noted) == (ids[:1], [])
+    session.commit()
+    assert _noted_rows(session, ids)[0] == (DeliveryStatus.PENDING, True, TAKER)
+
+
+def test_a_killed_digest_planner_s_rows_are_queued_again(session, settings):
+    start = datetime(2026, 6, 1, tzinfo=UTC)
+    with time_machine.travel(start, tick=False):
+        for n in range(2):
+            reader = factories.subscriber(session, f"d{n}@example.com", "economy")
+            set_email_cadences(session, reader.id, {"economy": "daily"}, start)
+            set_digest_time(session, reader.id, "Asia/Baku", 8, 0, start)
+        story = factories.article(session, "economy")
+        story.first_seen_at = story.published_at = start + timedelta(hours=1)
+        session.commit()
+    with pytest.raises(Killed):  # 08:00 in Baku: both digests planned, then the kill
+        plan_and_queue_digests(session, settings, _killed_on_enqueue,
+                               start + timedelta(hours=4, seconds=30), holder=A)  # fmt: skip
+    ids = sorted(session.scalars(select(Delivery.id).where(Delivery.digest_id.is_not(None))))
+    assert _noted_rows(session, ids) == [(DeliveryStatus.PENDING, True, A)] * 2
+    _beat(session, "a@host", 100, utcnow() - timedelta(seconds=60))
+    assert [i for i, _, _ in take_over(session, utcnow(), 30, taker=TAKER).noted] == ids
+
+
+class _RunsTheOtherCopy:
+    """A channel session that, while the first copy of a chunk is on the wire, runs the
+    second copy (the one queued again) in full: both copies at once."""
+
+    def __init__(self, other_copy):
+        self.other_copy, self.sent = other_copy, []
+
+    def open(self):
+        return self
+
+    def send_many(self, messages):
+        from notifier.messages import SendResult
+
+        for key, _message in messages:
+            if self.other_copy is not None:
+                run, self.other_copy = self.other_copy, None
+                run()
+            self.sent.append(key)
+            yield key, SendResult(Outcome.SENT)
+
+    def close(self):
+        pass
+
+
+def test_a_row_queued_again_whose_task_did_reach_the_broker_is_sent_once(session, settings):
+    """The planner died after the enqueue (its chunk's task waits in the broker): takeover
+    cannot tell, queues the rows again, and the claims make the copy that runs second send
+    nothing, whether it runs while the first is sending or after it."""
+    for n in range(3):
+        factories.subscriber(session, f"t{n}@example.com", "news")
+    broker = RecordingQueue()  # the planner's task reached the broker, then it died
+    fan_out_article(session, factories.article(session, "news").id, settings, broker, holder=A)
+    ids = broker.ids
+    _beat(session, "a@host", 100, utcnow() - timedelta(seconds=60))
+    verdict = take_over(session, utcnow(), 30, taker=TAKER)
+    session.commit()
+    again = RecordingQueue()
+    queue_again(session, verdict.noted, settings, again, utcnow(), TAKER)
+    assert again.ids == ids
+
+    real = outlets(settings, Composer(settings))["email"]
+    inner = _RunsTheOtherCopy(None)
+    second = {"email": Outlet(inner, real.address, real.recipient_gone)}
+    reports = []
+    outer = _RunsTheOtherCopy(
+        lambda: reports.append(send_deliveries(session, ids, second, settings, holder=B))
+    )
+    first_copy = {"email": Outlet(outer, real.address, real.recipient_gone)}
+    reports.append(send_deliveries(session, ids, first_copy, settings, holder=B))
+    assert len(reports) == 2 and outer.sent == ids and inner.sent == []
+    reports.append(send_deliveries(session, ids, second, settings, holder=B))  # late copy
+    assert [r.sent for r in reports] == [0, 3, 0] and inner.sent == []
+    session.expire_all()
+    rows = session.scalars(select(Delivery).where(Delivery.id.in_(ids)))
+    assert {(r.status, r.attempts) for r in rows} == {(DeliveryStatus.SENT, 1)}
