@@ -17,14 +17,14 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.orm import Session
 
 from notifier.config import Settings
 from notifier.delivery.planning import Notice, plan_chunks
 from notifier.delivery.routes import in_queue_order, send_rates
 from notifier.delivery.unsent import SEND_DELIVERIES, NotHandedOver, keep_unsent
-from notifier.models import Delivery, DeliveryStatus
+from notifier.models import QUEUED_BY_WAITING, Delivery
 from notifier.timeutil import utcnow
 
 DELIVERIES = Delivery.__table__
@@ -162,14 +162,13 @@ def queueing_holders(session: Session) -> list[str]:
     """The worker processes whose note is on rows still waiting for a sender. One probe of
     ix_deliveries_queued_by per holder (the next name after the last): every takeover check
     asks, and a fan-out's backlog of a hundred thousand rows waiting in the broker is not
-    read each time (as a DISTINCT over them would)."""
+    read each time (as a DISTINCT over them would). The index's own predicate, as text: a
+    plan PostgreSQL prepares for reuse still proves it (a bound status would not)."""
     found: list[str] = []
     while True:
         after = DELIVERIES.c.queued_by > found[-1] if found else DELIVERIES.c.queued_by.is_not(None)
         holder = session.scalar(
-            select(func.min(DELIVERIES.c.queued_by)).where(
-                DELIVERIES.c.status == DeliveryStatus.PENDING, after
-            )
+            select(func.min(DELIVERIES.c.queued_by)).where(text(QUEUED_BY_WAITING), after)
         )
         if holder is None:
             return found
@@ -188,10 +187,7 @@ def take_noted(
         return []
     rows = session.execute(
         update(DELIVERIES)
-        .where(
-            DELIVERIES.c.status == DeliveryStatus.PENDING,
-            DELIVERIES.c.queued_by.in_(list(holders)),
-        )
+        .where(text(QUEUED_BY_WAITING), DELIVERIES.c.queued_by.in_(list(holders)))
         .values(queued_by=taker)
         .returning(DELIVERIES.c.id, DELIVERIES.c.channel, DELIVERIES.c.next_attempt_at)
     )
