@@ -210,7 +210,9 @@ class Recorder:
                 self.held_recorded[delivery_id] = until
         finals = []
         for delivery_id, result in self.others:
-            delivery = self.session.get_one(Delivery, delivery_id)
+            # Read afresh: the claim was a Core UPDATE, and sessions keep objects across
+            # commits (expire_on_commit=False), so one loaded earlier would show an old token.
+            delivery = self.session.get_one(Delivery, delivery_id, populate_existing=True)
             if token is not None and delivery.claim_token != token:
                 self.report.fenced += 1
                 continue

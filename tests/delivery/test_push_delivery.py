@@ -117,14 +117,36 @@ def test_429_waits_for_retry_after_then_delivers(session, send, push_service):
     [delay] = report.retry_in.values()
     assert delay >= 2
     [delivery] = deliveries(session)
-    assert delivery.next_attempt_at >= started + timedelta(seconds=2)
+    due = delivery.next_attempt_at
+    assert due >= started + timedelta(seconds=2)
     assert send(at=started + timedelta(seconds=1)).sent == 0, "not before Retry-After"
     # Even when due by the database's clock, nobody posts to the service while it said wait.
-    assert send(at=delivery.next_attempt_at + timedelta(seconds=60)).sent == 0
+    assert send(at=due + timedelta(seconds=60)).sent == 0
     assert len(push_service.requests) == 1
-    time.sleep(max(0.0, (started + timedelta(seconds=2.1) - utcnow()).total_seconds()))
+    # The hold began when the 429 came back (later than `started` on a busy machine) and ends
+    # no later than the row's next attempt, which was counted from the moment it was recorded.
+    time.sleep(max(0.0, (due - utcnow()).total_seconds()) + 0.1)
     assert send(at=utcnow() + timedelta(hours=1)).sent == 1
     assert len(browser.received) == 1
+
+
+def test_an_outcome_is_recorded_when_the_session_already_held_the_row(session, send, push_service):
+    """Sessions keep objects across commits and the claim is a Core UPDATE: a row the
+    session had loaded before the send must still be recorded as this claim's, not taken
+    for another worker's (fenced) and left claimed until its lease runs out."""
+    browser = push_service.new_subscription()
+    subscribe(session, browser, "news")
+    push_service.script(browser, Reply(503))
+    publish(session, send, "news")
+    [before] = deliveries(session)  # loaded, unclaimed: no token
+    assert before.claim_token is None
+
+    report = send()
+
+    assert report.fenced == 0 and list(report.retry_in) == [before.id]
+    [after] = deliveries(session)
+    assert after.status is DeliveryStatus.PENDING and after.claim_token is None
+    assert after.last_error.startswith("temporary: HTTP 503")
 
 
 def test_retry_after_holds_back_every_worker_process(session, settings, push_service):
