@@ -251,6 +251,18 @@ def _record_heartbeats(app: Celery, settings: Settings) -> None:
     app.steps["worker"].add(BrokerCheck)
     app.steps["consumer"].add(HandOverOnConnect)
     worker_process_init.connect(_forget_inherited_connections, weak=False)
+
+    def warm_up_this_process(**_kwargs) -> None:
+        """In a thread: the pool process reports ready at once (Celery gives it a few
+        seconds), whatever the database does meanwhile."""
+        import threading
+
+        from notifier.tasks import warm_up
+
+        threading.Thread(target=warm_up, args=(settings,), name="warm-up", daemon=True).start()
+
+    # After the line above (signal receivers run in the order connected): new connections.
+    worker_process_init.connect(warm_up_this_process, weak=False)
     worker_init.connect(_name_this_worker, weak=False)
 
 

@@ -655,6 +655,17 @@ def _runtime() -> _Runtime:
     return runtime
 
 
+def warm_up(concurrency: int) -> None:
+    """Start this process's event loop and make its connection pool (TLS context, resolver)
+    now rather than for the first push."""
+    runtime = _runtime()
+
+    async def make_pool() -> None:
+        runtime.pool(concurrency)
+
+    asyncio.run_coroutine_threadsafe(make_pool(), runtime.loop).result(timeout=10)
+
+
 def _after_fork_in_child() -> None:
     global _lock
     _lock = threading.Lock()  # the parent may have held it while forking

@@ -23,6 +23,10 @@ _INLINER = css_inline.CSSInliner(
 )
 
 
+def _compiled_ahead(name: str) -> bool:
+    return name.startswith(("email/", "push/")) and name.endswith((".txt", ".html", ".json"))
+
+
 class MessageRenderer:
     """Renders templates/email/<kind>/{subject.txt, body.txt, body.html}."""
 
@@ -36,6 +40,13 @@ class MessageRenderer:
         )
         for env in (self.text_env, self.html_env):
             env.filters["breaking"] = breaking
+
+    def compile_all(self) -> None:
+        """Compile every email and push template now (a new worker process does this before
+        its first task, so the first message does not wait for it)."""
+        for name in self.text_env.list_templates(filter_func=_compiled_ahead):
+            env = self.html_env if name.endswith((".html", ".json")) else self.text_env
+            env.get_template(name)
 
     def render_email(
         self, kind: str, to: str, context: dict, headers: dict[str, str] | None = None
