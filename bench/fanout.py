@@ -79,9 +79,10 @@ KEY_POOL = 1000  # browser key pairs shared by the push subscriptions (endpoints
 TARGETS = {
     "emails_per_second": 5000,
     "pushes_per_second": 3000,
-    "seconds_to_last": 40,
-    "first_push": 1.0,
-    "ratio": 10,
+    "seconds_to_last": 20,  # at 100,000 readers, both channels (issue 18)
+    "seconds_to_last_million": 150,  # at 1,000,000
+    "first_message": 0.5,  # seconds from the webhook call, at any audience size
+    "ratio": 20,
     "rss_mb": 250,
     "cpu_ms_per_email": 0.08,  # worker CPU per message, measured with --channels email
     "cpu_ms_per_push": 0.15,  # and with --channels push
@@ -657,20 +658,22 @@ def table(figures: dict) -> str:
         "both channels" if not only else f"{present[0][0]} only",
     )  # fmt: skip
     last = fast["seconds_to_last"]
+    million = readers >= 1_000_000
+    last_target = TARGETS["seconds_to_last_million" if million else "seconds_to_last"]
     row(
         "seconds, article to last accepted", _n(last, 2),
         ", ".join(f"last {name} {_n(fast[f'seconds_to_last_{name}'], 2)}" for name, _ in present),
-        f"<= {TARGETS['seconds_to_last']} (100,000)",
-        None if readers < 100_000 or last is None
-        else last <= TARGETS["seconds_to_last"] and not fast["timed_out"],
+        f"<= {last_target} ({'1,000,000' if million else '100,000'})",
+        None if readers < 100_000 or last is None or only
+        else last <= last_target and not fast["timed_out"],
     )  # fmt: skip
-    first_push = fast["seconds_to_first_push"]
+    first = fast["seconds_to_first"]
     row(
-        "time to first message", _n(fast["seconds_to_first"], 3, " s"),
+        "time to first message", _n(first, 3, " s"),
         ", ".join(f"first {name} {_n(fast[f'seconds_to_first_{name}'], 3)}" for name, _ in present)
         + f"; webhook answered in {fast['webhook_seconds']:.3f}",
-        f"push < {TARGETS['first_push']:.0f} s" if push is not None else "",
-        None if first_push is None else first_push < TARGETS["first_push"],
+        f"< {TARGETS['first_message']} s",
+        None if first is None else first < TARGETS["first_message"],
     )  # fmt: skip
     peak = fast["worker_peak_rss_mb"]
     row(
