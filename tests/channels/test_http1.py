@@ -298,3 +298,78 @@ def socket_closed_port():
         yield port  # nothing listens there now
 
     return closed()
+
+
+def _certificate(folder, host: str):
+    """A self-signed certificate for `host` (a CA too, so a context can trust it)."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name)
+        .public_key(key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(hours=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(host)]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )  # fmt: skip
+    cert_path, key_path = folder / f"{host}.pem", folder / f"{host}.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))  # fmt: skip
+    return cert_path, key_path
+
+
+@pytest.mark.parametrize("trusted", ["localhost", "push.example"])
+def test_https_is_verified_against_the_name_in_the_origin(tmp_path, trusted):
+    """Push services are all https: the answer comes over TLS when the certificate is
+    trusted and names the host, and the request fails (an OSError: retried) when not."""
+    served_cert, served_key = _certificate(tmp_path, "localhost" if trusted == "localhost"
+                                           else "push.example")  # fmt: skip
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_context.load_cert_chain(served_cert, served_key)
+    client_context = ssl.create_default_context(cafile=str(served_cert))
+    requests: list[bytes] = []
+
+    async def main():
+        async def serve(reader, writer):
+            try:
+                requests.append(await reader.readuntil(b"\r\n\r\n"))
+                await reader.readexactly(1)
+                writer.write(CREATED)
+                await writer.drain()
+                await reader.read()
+            except (ConnectionError, asyncio.IncompleteReadError, ssl.SSLError):
+                pass
+            finally:
+                writer.close()
+
+        server = await asyncio.start_server(serve, "127.0.0.1", 0, ssl=server_context)
+        port = server.sockets[0].getsockname()[1]
+        # localhost is not a public address: trusted here as an operator's own host would be
+        pool = Http1Pool(client_context, PublicOnlyResolver(trusted_hosts=["localhost"]), 30.0)
+        try:
+            return await pool.post(f"https://localhost:{port}", "/p", HEADERS, b"x", 5.0, 5.0)
+        except OSError as error:
+            return error
+        finally:
+            pool.close()
+            server.close()
+            await server.wait_closed()
+
+    outcome = asyncio.run(main())
+    if trusted == "localhost":
+        assert outcome.status == 201
+        assert requests and b"Host: localhost:" in requests[0]
+    else:  # a certificate for another name: refused before any request is written
+        assert isinstance(outcome, ssl.SSLCertVerificationError), outcome
+        assert requests == []
