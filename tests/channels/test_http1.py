@@ -13,6 +13,7 @@ import pytest
 
 from notifier.channels.http1 import BadResponse, Disconnected, Http1Pool
 from notifier.public_addresses import PublicOnlyResolver
+from tests.support.tls import self_signed
 
 HEADERS = "TTL: 60\r\nUrgency: normal\r\n"
 Script = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
@@ -300,41 +301,11 @@ def socket_closed_port():
     return closed()
 
 
-def _certificate(folder, host: str):
-    """A self-signed certificate for `host` (a CA too, so a context can trust it)."""
-    import datetime
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name)
-        .public_key(key.public_key()).serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(hours=1))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(host)]), critical=False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )  # fmt: skip
-    cert_path, key_path = folder / f"{host}.pem", folder / f"{host}.key"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                           serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))  # fmt: skip
-    return cert_path, key_path
-
-
 @pytest.mark.parametrize("trusted", ["localhost", "push.example"])
 def test_https_is_verified_against_the_name_in_the_origin(tmp_path, trusted):
     """Push services are all https: the answer comes over TLS when the certificate is
     trusted and names the host, and the request fails (an OSError: retried) when not."""
-    served_cert, served_key = _certificate(tmp_path, "localhost" if trusted == "localhost"
-                                           else "push.example")  # fmt: skip
+    served_cert, served_key = self_signed(tmp_path, trusted)
     server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     server_context.load_cert_chain(served_cert, served_key)
     client_context = ssl.create_default_context(cafile=str(served_cert))

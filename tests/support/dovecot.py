@@ -8,9 +8,7 @@ path) because those users must reach it. See shared notes/dovecot-on-these-machi
 
 from __future__ import annotations
 
-import datetime
 import imaplib
-import ipaddress
 import os
 import pwd
 import re
@@ -27,6 +25,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.smtp import free_port
+from tests.support.tls import self_signed
 
 DOVECOT = "/usr/sbin/dovecot"
 
@@ -59,35 +58,8 @@ class Dovecot:
         return imap
 
 
-def _self_signed(folder: Path) -> tuple[Path, Path]:
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name)
-        .public_key(key.public_key()).serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(hours=1))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName(
-            [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )  # fmt: skip
-    cert_path, key_path = folder / "cert.pem", folder / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                           serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))  # fmt: skip
-    return cert_path, key_path
-
-
 def _config(folder: Path, imap_port: int, imaps_port: int, capability: str | None) -> str:
-    cert, key = _self_signed(folder)
+    cert, key = self_signed(folder, "127.0.0.1")
     capability_line = (
         f"protocol imap {{\n  imap_capability = {capability}\n}}" if capability else ""
     )
