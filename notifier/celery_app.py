@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from datetime import timedelta
 
@@ -9,6 +10,8 @@ from celery import Celery
 
 from notifier.config import Settings, load_settings
 from notifier.polling.node import FEEDS_QUEUE, SENDING_QUEUE, feed_routes
+
+log = logging.getLogger(__name__)
 
 
 def is_amqp(url: str) -> bool:
@@ -175,10 +178,30 @@ def _record_heartbeats(app: Celery, settings: Settings) -> None:
 
         def start(self, worker) -> None:
             self.started_at = utcnow()
+            self.refuse_a_taken_name(worker)
             self.beat(worker)
             self.tref = worker.timer.call_repeatedly(
                 settings.worker_heartbeat_seconds, self.beat, (worker,)
             )
+
+        def refuse_a_taken_name(self, worker) -> None:
+            """Two live workers under one name would hand each other's messages over while
+            they are being sent: the second one does not start (exit code 1, and why)."""
+            from sqlalchemy.exc import SQLAlchemyError
+
+            from notifier.ops.workers import name_in_use
+
+            try:
+                problem = name_in_use(settings.database_url, worker.hostname,
+                                      settings.worker_stale_seconds,
+                                      settings.worker_heartbeat_seconds)  # fmt: skip
+            except SQLAlchemyError as error:  # the database's outage is not ours to stop on
+                log.warning("could not check that no other worker is named %s: %s",
+                            worker.hostname, error)  # fmt: skip
+                return
+            if problem is not None:
+                log.error("not starting: %s", problem)
+                raise SystemExit(1)
 
         def beat(self, worker) -> None:
             record_heartbeat(

@@ -177,7 +177,24 @@ def worker(celery_args: tuple[str, ...]) -> None:
     if not _names_queues(celery_args):  # with -Q the operator places the nodes themselves
         add_feeds_node(app)
         celery_args = (f"--queues={SENDING_QUEUE}", *celery_args)
-    app.worker_main(_celery_argv(settings, "worker", celery_args))
+    _run_worker(app, _celery_argv(settings, "worker", celery_args))
+
+
+def _run_worker(app, argv: list[str]) -> None:
+    """Run `celery worker` and exit with its exit code. Celery's worker_main (and start)
+    drop it, so a worker that could not start (say under a name another worker uses)
+    exited 0; this is what start does, keeping the code click returns."""
+    from celery.bin.celery import celery
+
+    celery.params[0].default = app
+    try:
+        code = celery.main(args=argv, standalone_mode=False)
+    except click.exceptions.Exit as exit_:
+        code = exit_.exit_code
+    finally:
+        celery.params[0].default = None
+    if isinstance(code, int) and code:
+        raise SystemExit(code)
 
 
 def _names_queues(celery_args: tuple[str, ...]) -> bool:
@@ -200,7 +217,7 @@ def feeds_worker(celery_args: tuple[str, ...]) -> None:
     argv = (f"--queues={FEEDS_QUEUE}", "--pool=threads",
             f"--concurrency={settings.feed_concurrency}", *(() if named else ("-n", "feeds@%h")),
             *celery_args)  # fmt: skip
-    app.worker_main(_celery_argv(settings, "worker", argv))
+    _run_worker(app, _celery_argv(settings, "worker", argv))
 
 
 @cli.command(context_settings={"ignore_unknown_options": True})

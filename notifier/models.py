@@ -374,6 +374,9 @@ class WorkerHeartbeat(Base):
     concurrency: Mapped[int] = mapped_column(Integer, default=0)
     active_tasks: Mapped[int] = mapped_column(Integer, default=0)
     pid: Mapped[int] = mapped_column(Integer, default=0)
+    # "host name/boot id" of the machine it runs on: a row from this machine whose process is
+    # gone is a restart; one from another machine still written to is a twin under one name.
+    machine: Mapped[str | None] = mapped_column(String(300))
 
 
 class TaskFailure(Base):

@@ -6,8 +6,11 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 
 from sqlalchemy import delete, select
 from sqlalchemy.exc import SQLAlchemyError
@@ -40,6 +43,7 @@ def record_heartbeat(
     values = {
         "hostname": hostname, "seen_at": now, "started_at": started_at,
         "concurrency": concurrency, "active_tasks": active_tasks, "pid": os.getpid(),
+        "machine": this_machine(),
     }  # fmt: skip
     try:
         with session_scope(database_url) as session:
@@ -92,3 +96,65 @@ def worker_states(session: Session, now: datetime, stale_seconds: int) -> list[W
 
 def this_host() -> str:
     return socket.gethostname()
+
+
+def this_machine() -> str:
+    """This machine, across processes and containers sharing its kernel: its host name and
+    the kernel's boot id (a host name alone can repeat between hosts or containers)."""
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        boot = "no-boot-id"
+    return f"{socket.gethostname()}/{boot}"[:300]
+
+
+def name_in_use(
+    database_url: str,
+    hostname: str,
+    stale_seconds: float,
+    heartbeat_seconds: float,
+    sleep: Callable[[float], None] = time.sleep,
+) -> str | None:
+    """Why a worker starting under `hostname` must not, or None. Another worker is alive under
+    that name when its heartbeat is fresh and it is a live process of this machine, or, from
+    another machine, it writes its heartbeat again while we wait one heartbeat period (a
+    restarted worker's last row stays fresh for a while, but nobody writes it any more)."""
+
+    def row() -> WorkerHeartbeat | None:
+        with session_scope(database_url) as session:
+            found = session.get(WorkerHeartbeat, hostname)
+            if found is not None:
+                session.expunge(found)
+            return found
+
+    now = utcnow()
+    seen = row()
+    if seen is None or seen.seen_at < now - timedelta(seconds=stale_seconds):
+        return None
+    if seen.pid == os.getpid() and seen.machine == this_machine():
+        return None
+    if seen.machine == this_machine():
+        if not _alive(seen.pid):
+            return None  # this worker, restarted: its old process is gone
+        where = f"on this machine as process {seen.pid}"
+    else:
+        sleep(heartbeat_seconds + 1.0)
+        again = row()
+        if again is None or again.seen_at <= seen.seen_at:
+            return None  # nobody wrote it since: a worker that stopped or died
+        where = f"on {again.machine or 'another machine'} as process {again.pid}"
+    return (
+        f"another worker named {hostname} is running {where}: two workers with one name take "
+        "each other's messages over while they are being sent (readers get them twice). "
+        "Give each worker its own name (notifier worker -n NAME@%h, with distinct host names)."
+    )
+
+
+def _alive(pid: int) -> bool:
+    """A live worker process of this machine (a restarted container can give its old pid to
+    another program: only a process running a worker counts)."""
+    try:
+        command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
+    except OSError:
+        return False
+    return b"worker" in command and (b"notifier" in command or b"celery" in command)
