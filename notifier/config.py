@@ -417,6 +417,10 @@ class Settings:
     retention_batch_size: int = 5000  # rows removed (and counted) per transaction
     retention_batch_pause_seconds: float = 0.1  # rest between batches: others' turn
     retention_run_seconds: int = 600  # one run stops after this long; the next goes on
+    # While messages are due or being sent a run waits, looking again this often, for at
+    # most RETENTION_YIELD_SECONDS of its time: news first, housekeeping in quiet moments.
+    retention_busy_check_seconds: float = 1.0
+    retention_yield_seconds: int = 300
     broker_visibility_timeout_seconds: int = 3600
     worker_concurrency: int = 4
     vapid_private_key: str = ""
@@ -637,6 +641,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         retention_batch_size=_int(env, "RETENTION_BATCH_SIZE", 5000, minimum=1),
         retention_batch_pause_seconds=_float(env, "RETENTION_BATCH_PAUSE_SECONDS", 0.1),
         retention_run_seconds=_int(env, "RETENTION_RUN_SECONDS", 600, minimum=1),
+        retention_busy_check_seconds=_float(env, "RETENTION_BUSY_CHECK_SECONDS", 1.0, 0.1),
+        retention_yield_seconds=_int(env, "RETENTION_YIELD_SECONDS", 300, minimum=0),
         broker_visibility_timeout_seconds=_int(
             env, "BROKER_VISIBILITY_TIMEOUT_SECONDS", 3600, minimum=60
         ),

@@ -2,6 +2,11 @@
 finished deliveries older than DELIVERY_RETENTION_DAYS a batch at a time, each batch counted
 into the summary table and committed on its own, with a pause between batches, and record the
 run (rows removed, duration, the error if it failed) for /ops/, `notifier status` and /metrics.
+
+News comes first: while messages that became due in the last RETENTION_YIELD_SECONDS are
+waiting or being sent (a fan-out, a digest morning) a run waits, looking again every
+RETENTION_BUSY_CHECK_SECONDS, for at most RETENTION_YIELD_SECONDS of its time (so news that
+never ends, or a stuck row, cannot starve it); housekeeping takes the quiet moments.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ from datetime import timedelta
 
 from notifier.config import Settings
 from notifier.db import session_scope
-from notifier.domain.retention import Position, remove_batch
+from notifier.domain.retention import Position, messages_going_out, remove_batch
 from notifier.models import RetentionRun
 from notifier.timeutil import utcnow
 
@@ -29,7 +34,10 @@ def run_retention(
     recorded on the run with its cause, then raised (the task or command reports it too)."""
     started = utcnow()
     cutoff = started - timedelta(days=settings.delivery_retention_days)
-    deadline = clock() + settings.retention_run_seconds
+    began = clock()
+    deadline = began + settings.retention_run_seconds
+    yield_until = began + settings.retention_yield_seconds
+    waited = 0.0
     with session_scope(settings.database_url) as session:
         run = RetentionRun(started_at=started, cutoff=cutoff, removed=0, batches=0,
                            complete=False)  # fmt: skip
@@ -38,6 +46,15 @@ def run_retention(
         position: Position | None = None
         try:
             while True:
+                now = utcnow()
+                recent = now - timedelta(seconds=settings.retention_yield_seconds)
+                if messages_going_out(session, now, recent) and clock() < yield_until:
+                    session.rollback()  # no snapshot held while we wait
+                    sleep(settings.retention_busy_check_seconds)
+                    waited += settings.retention_busy_check_seconds
+                    if clock() >= deadline:
+                        break
+                    continue
                 batch = remove_batch(session, cutoff, settings.retention_batch_size, position)
                 run.removed += batch.removed
                 run.batches += 1
@@ -61,7 +78,8 @@ def run_retention(
         session.commit()
         session.refresh(run)
         session.expunge(run)
-    log.info("retention removed %s deliveries planned before %s in %s batches%s",
+    log.info("retention removed %s deliveries planned before %s in %s batches%s%s",
              run.removed, cutoff.isoformat(), run.batches,
+             f", after waiting {waited:.0f} s for messages going out" if waited else "",
              "" if run.complete else " (time ran out; the next run goes on)")  # fmt: skip
     return run

@@ -215,3 +215,40 @@ def test_a_retention_shorter_than_three_days_is_refused_with_a_sentence(tmp_path
     with pytest.raises(ConfigError, match="DELIVERY_RETENTION_DAYS must be at least 3, got 2"):
         make_settings(tmp_path, DELIVERY_RETENTION_DAYS="2")
     assert make_settings(tmp_path, DELIVERY_RETENTION_DAYS="3").delivery_retention_days == 3
+
+
+def test_a_run_waits_while_messages_go_out_then_removes(session, settings):
+    """News first: a fan-out in progress (a due row) holds retention back; once it is sent,
+    the same run removes what is old."""
+    old = utcnow() - timedelta(days=settings.delivery_retention_days + 1)
+    story = planned(session, old, 2)
+    finish(session, story, *[(S, DeliveryOutcome.SENT)] * 2)
+    fresh = planned(session, utcnow(), 1)  # due now: being sent
+    waits: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        assert remaining(session, story) != [], "nothing removed while messages go out"
+        if len(waits) == 3:  # the fan-out ends
+            finish(session, fresh, (S, DeliveryOutcome.SENT))
+
+    run = run_retention(settings, sleep=sleep)
+    assert waits[:3] == [settings.retention_busy_check_seconds] * 3
+    assert (run.removed, run.complete) == (2, True)
+    assert remaining(session, story) == []
+
+
+def test_a_row_stuck_as_due_cannot_starve_retention(session, settings):
+    old = utcnow() - timedelta(days=settings.delivery_retention_days + 1)
+    story = planned(session, old, 2)
+    finish(session, story, *[(S, DeliveryOutcome.SENT)] * 2)
+    planned(session, utcnow(), 1)  # due, and nobody sends it
+    now = [0.0]
+
+    def sleep(seconds: float) -> None:
+        now[0] += seconds
+
+    run = run_retention(settings, sleep=sleep, clock=lambda: now[0])
+    assert now[0] >= settings.retention_yield_seconds, "it waited its yield time"
+    assert now[0] < settings.retention_run_seconds
+    assert (run.removed, run.complete) == (2, True)

@@ -20,7 +20,7 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import and_, delete, exists, not_, or_, select, tuple_
+from sqlalchemy import and_, delete, exists, literal, not_, or_, select, text, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -54,6 +54,20 @@ class Position:
 class Batch:
     removed: int
     position: Position | None  # None: nothing removed
+
+
+def messages_going_out(session: Session, now: datetime, since: datetime) -> bool:
+    """Whether deliveries that became due after `since` are waiting or being sent now (a
+    fan-out, a digest morning); rows due for longer are stuck, the sweeper's, not news going
+    out. One probe of the due index, its predicate written out so any plan can use it."""
+    going = (
+        select(literal(1))
+        .select_from(Delivery)
+        .where(text("status IN ('pending', 'sending')"),
+               Delivery.next_attempt_at > since, Delivery.next_attempt_at <= now)
+        .limit(1)
+    )  # fmt: skip
+    return session.scalar(going) is not None
 
 
 def removable(cutoff: datetime):
