@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -16,6 +17,15 @@ from notifier.public_addresses import PublicOnlyResolver
 from tests.support.tls import self_signed
 
 HEADERS = "TTL: 60\r\nUrgency: normal\r\n"
+
+
+def in_own_loop(make_coroutine):
+    """asyncio.run in a thread of its own: the browser tests keep Playwright's event loop
+    running in the test thread for the whole session (tests/test_public_addresses.py)."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(lambda: asyncio.run(make_coroutine())).result()
+
+
 Script = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
 
@@ -90,7 +100,7 @@ def run(scenario: Callable[[Http1Pool, Server], Awaitable[None]], script_for,
             await server.stop()
         return server
 
-    return asyncio.run(main())
+    return in_own_loop(main)
 
 
 CREATED = b"HTTP/1.1 201 Created\r\nLocation: /m/1\r\nContent-Length: 0\r\n\r\n"
@@ -284,7 +294,7 @@ def test_connecting_to_nothing_is_an_os_error():
                 await pool.post(f"http://127.0.0.1:{port}", "/p", HEADERS, b"x", 2.0, 2.0)
             pool.close()
 
-    asyncio.run(main())
+    in_own_loop(main)
 
 
 def socket_closed_port():
@@ -337,7 +347,7 @@ def test_https_is_verified_against_the_name_in_the_origin(tmp_path, trusted):
             server.close()
             await server.wait_closed()
 
-    outcome = asyncio.run(main())
+    outcome = in_own_loop(main)
     if trusted == "localhost":
         assert outcome.status == 201
         assert requests and b"Host: localhost:" in requests[0]

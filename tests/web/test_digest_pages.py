@@ -178,11 +178,14 @@ def test_what_the_daily_digest_carried_does_not_come_back_in_the_weekly(
     Culture, its period begun before the daily digest went) brings only what is new."""
     reader, message = next(iter(digests.values()))
     assert client.post(_links(message, settings)["weekly"]).status_code == 200
-    factories.article(session, "economy", title="New port opens")
-    factories.article(session, "culture", title="Film week")
-    session.commit()
     schedules = select(DigestSchedule).where(DigestSchedule.subscriber_id == reader.id)
     weekly = session.scalars(schedules.where(DigestSchedule.cadence == "weekly")).one()
+    # The daily digest went at its hour, which the fixture travelled to (tomorrow's, after
+    # that hour of the day): the new stories come after it, not at the real clock's now.
+    with time_machine.travel(weekly.since + timedelta(minutes=1), tick=False):
+        factories.article(session, "economy", title="New port opens")
+        factories.article(session, "culture", title="Film week")
+        session.commit()
     due = weekly.next_at + timedelta(seconds=1)
     with time_machine.travel(due, tick=False):
         plan_and_queue_digests(session, settings, RecordingQueue(), due)
