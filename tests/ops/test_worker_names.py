@@ -12,6 +12,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import update
 
+from notifier.config import Settings
 from notifier.db import session_scope
 from notifier.models import WorkerHeartbeat
 from notifier.ops.workers import name_in_use, record_heartbeat, this_machine
@@ -20,7 +21,7 @@ from tests.conftest import make_settings
 from tests.support.processes import Process, settings_env
 
 NAME = "twin@host"
-STALE, HEARTBEAT = 30, 10  # WORKER_STALE_SECONDS and WORKER_HEARTBEAT_SECONDS, the defaults
+STALE, HEARTBEAT = Settings.worker_stale_seconds, Settings.worker_heartbeat_seconds  # defaults
 
 
 def _row(url: str, **values) -> None:
