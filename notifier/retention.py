@@ -37,7 +37,7 @@ def run_retention(
     began = clock()
     deadline = began + settings.retention_run_seconds
     yield_until = began + settings.retention_yield_seconds
-    waited = 0.0
+    yielding, waited = True, 0.0  # no longer yielding once its yield time is used up
     with session_scope(settings.database_url) as session:
         run = RetentionRun(started_at=started, cutoff=cutoff, removed=0, batches=0,
                            complete=False)  # fmt: skip
@@ -48,12 +48,14 @@ def run_retention(
             while True:
                 now = utcnow()
                 recent = now - timedelta(seconds=settings.retention_yield_seconds)
-                if messages_going_out(session, now, recent) and clock() < yield_until:
+                if yielding and messages_going_out(session, now, recent):
                     session.rollback()  # no snapshot held while we wait
                     sleep(settings.retention_busy_check_seconds)
                     waited += settings.retention_busy_check_seconds
-                    if clock() >= deadline:
+                    at = clock()
+                    if at >= deadline:
                         break
+                    yielding = at < yield_until
                     continue
                 batch = remove_batch(session, cutoff, settings.retention_batch_size, position)
                 run.removed += batch.removed

@@ -7,10 +7,10 @@ multidicts, stream readers, tracing hooks, cookie jars) cost more worker CPU per
 the RFC 8291 encryption; here a request is one preformatted write and its answer is parsed
 by llhttp (httptools, the parser uvicorn uses) with callbacks for the three things we read.
 
-No pipelining: a connection that drops with several requests written and unanswered leaves
-all of them in doubt (sent or not?), and push services' load balancers do not promise to
-answer pipelined requests in order, or at all. Keep-alive alone gives most of the saving
-(bench/fanout.py --channels push).
+No pipelining: RFC 9112 (9.3.2) tells clients not to pipeline after a non-idempotent
+request such as POST, a connection that drops with several requests written and unanswered
+leaves all of them in doubt (sent or not?), and push services do not promise to support it.
+Keep-alive alone gives most of the saving (bench/push_client.py measures each way).
 
 What a caller may rely on:
 - every connection is made to the addresses `resolver` returns (PublicOnlyResolver: the
@@ -101,7 +101,7 @@ class _Connection(asyncio.Protocol):
         waiter = self.waiter
         if waiter is None or waiter.done():
             return
-        if self.headers_done and self._delimited_by_close():
+        if self.headers_done and not self.parser.should_keep_alive():
             self._complete()  # an answer whose body runs to the end of the connection
         else:
             self._fail(Disconnected(f"connection closed before the answer: {exc or 'EOF'}"))
@@ -129,9 +129,6 @@ class _Connection(asyncio.Protocol):
             self.abort()
 
     # --- the request -------------------------------------------------------------------
-
-    def _delimited_by_close(self) -> bool:
-        return not self.parser.should_keep_alive()
 
     def _complete(self) -> None:
         waiter, self.waiter = self.waiter, None

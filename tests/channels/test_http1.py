@@ -196,6 +196,27 @@ def test_a_broken_answer_is_a_connection_error_and_the_connection_is_not_reused(
     assert server.connections == 2, "a new connection after the broken one"
 
 
+def late_answer_to_slow(delay: float) -> Callable[[Server], Script]:
+    """/slow is answered (a 404) only after `delay`, anything else at once (201); then the
+    connection waits for a next request, which a client that gave up on it never sends."""
+
+    def script_for(server: Server) -> Script:
+        async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            head, _ = await server.read_request(reader)
+            if b"/slow" in head:
+                await asyncio.sleep(delay)
+                writer.write(b"HTTP/1.1 404 Late\r\nContent-Length: 0\r\n\r\n")
+                await writer.drain()
+                await server.read_request(reader)  # never comes: the client dropped this one
+            writer.write(CREATED)
+            await writer.drain()
+            await reader.read()
+
+        return script
+
+    return script_for
+
+
 def test_no_answer_within_the_read_timeout_is_a_timeout_and_the_late_answer_is_never_read():
     async def scenario(pool: Http1Pool, server: Server) -> None:
         with pytest.raises(TimeoutError):
@@ -203,20 +224,7 @@ def test_no_answer_within_the_read_timeout_is_a_timeout_and_the_late_answer_is_n
         answer = await pool.post(server.origin, "/fast", HEADERS, b"x", 5.0, 5.0)
         assert answer.status == 201, "not the first request's late answer"
 
-    def script_for(server: Server) -> Script:
-        async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            head, _ = await server.read_request(reader)
-            if b"/slow" in head:
-                await asyncio.sleep(0.5)
-                writer.write(b"HTTP/1.1 404 Late\r\nContent-Length: 0\r\n\r\n")
-            else:
-                writer.write(CREATED)
-            await writer.drain()
-            await reader.read()
-
-        return script
-
-    server = run(scenario, script_for)
+    server = run(scenario, late_answer_to_slow(0.5))
     assert server.connections == 2
 
 
@@ -229,21 +237,7 @@ def test_a_cancelled_wait_never_leaves_its_connection_for_the_next_request():
             await waiting
         assert (await pool.post(server.origin, "/fast", HEADERS, b"x", 5, 5)).status == 201
 
-    def script_for(server: Server) -> Script:
-        async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            head, _ = await server.read_request(reader)
-            if b"/slow" in head:
-                await asyncio.sleep(0.3)
-                writer.write(b"HTTP/1.1 404 Late\r\nContent-Length: 0\r\n\r\n")
-                await writer.drain()
-                await server.read_request(reader)  # never comes: the client dropped this one
-            writer.write(CREATED)
-            await writer.drain()
-            await reader.read()
-
-        return script
-
-    server = run(scenario, script_for)
+    server = run(scenario, late_answer_to_slow(0.3))
     assert server.connections == 2
 
 
