@@ -289,6 +289,9 @@ def _read_bounce_mailbox_once() -> None:
     except MailboxError as error:
         raise click.ClickException(str(error)) from None
     where = f"{settings.imap_user}@{settings.imap_host}/{settings.imap_folder}"
+    if poll.busy:
+        click.echo(f"{where}: another poll is reading the mailbox right now; nothing read.")
+        return
     click.echo(f"{where}: {len(poll.taken)} taken (moved to {settings.imap_processed_folder}), "
                f"{len(poll.left)} left alone, {len(poll.failed)} failed.")  # fmt: skip
     for uid, processed in poll.taken.items():

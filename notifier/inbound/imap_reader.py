@@ -7,7 +7,9 @@ auto-reply that was addressed to BOUNCE_DOMAIN (Delivered-To, X-Original-To, To,
 names one of our deliveries. Only those are moved to IMAP_PROCESSED_FOLDER; everything else
 is left exactly as it was (read with BODY.PEEK: not even \\Seen) and no record of it is kept.
 A message whose processing fails stays where it is, is recorded as a task failure (task
-"imap") and is read again at the next poll.
+"imap") and is read again at the next poll. One poll reads the mailbox at a time, whatever
+host it runs on (notifier.exclusive): a poll that starts while another reads leaves it to
+that one, rather than move the same messages again and fail on the ones already gone.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from sqlalchemy.orm import Session
 
 from notifier.config import Settings
 from notifier.domain.bounces import Processed
+from notifier.exclusive import alone
 from notifier.inbound.mailbox import Mailbox, open_mailbox
 from notifier.inbound.processing import BounceProcessor
 from notifier.inbound.unprocessed import UnprocessedReports
@@ -35,6 +38,7 @@ log = logging.getLogger(__name__)
 SOURCE = "imap"
 TASK_NAME = "notifier.bounces.imap"  # its failures show as task "imap"
 # Where a mailbox shows the envelope recipient (added by the delivering MTA), then the headers.
+MAILBOX_LOCK = "bounce mailbox"  # one poll at a time (notifier.exclusive)
 RECIPIENT_HEADERS = ("Delivered-To", "X-Original-To", "Envelope-To", "X-Envelope-To", "To", "Cc")
 
 
@@ -46,6 +50,7 @@ class MailboxPoll:
     left: dict[int, str] = field(default_factory=dict)  # not ours: why it was left alone
     failed: dict[int, str] = field(default_factory=dict)  # ours or not, processing failed
     moved_by: str = "none"  # move, expunged (COPY + UID EXPUNGE) or flagged (\\Deleted only)
+    busy: bool = False  # another poll was reading the mailbox: this one left it to that one
 
 
 def addressed_to_domain(raw: bytes, domain: str) -> tuple[str, ...]:
@@ -72,6 +77,22 @@ def read_bounce_mailbox(settings: Settings, sessions: Callable[[], Session]) -> 
     processor = BounceProcessor(settings, sessions)
     unprocessed = UnprocessedReports(settings.database_url, SOURCE, TASK_NAME)
     poll = MailboxPoll()
+    with alone(settings.database_url, MAILBOX_LOCK) as only_poll:
+        if not only_poll:
+            log.info("bounce mailbox: another poll is reading it; this one leaves it to that one")
+            poll.busy = True
+            return poll
+        _read(settings, processor, unprocessed, poll)
+    if poll.taken or poll.failed:
+        log.info("bounce mailbox: %s taken, %s failed, %s left alone", len(poll.taken),
+                 len(poll.failed), len(poll.left))  # fmt: skip
+    return poll
+
+
+def _read(
+    settings: Settings, processor: BounceProcessor, unprocessed: UnprocessedReports,
+    poll: MailboxPoll,
+) -> None:  # fmt: skip
     batch = settings.imap_batch_size
     with open_mailbox(settings) as mailbox:
         uids = mailbox.undeleted_uids()
@@ -82,10 +103,6 @@ def read_bounce_mailbox(settings: Settings, sessions: Callable[[], Session]) -> 
                 poll.moved_by = mailbox.move(ours, settings.imap_processed_folder)
             if database_away or len(poll.taken) + len(poll.failed) >= batch:
                 break
-    if poll.taken or poll.failed:
-        log.info("bounce mailbox: %s taken, %s failed, %s left alone", len(poll.taken),
-                 len(poll.failed), len(poll.left))  # fmt: skip
-    return poll
 
 
 def _read_chunk(

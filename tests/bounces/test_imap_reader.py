@@ -4,6 +4,8 @@ mailbox, one poll, and what happened to each message there and in the database."
 from __future__ import annotations
 
 import re
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from sqlalchemy import select
@@ -12,7 +14,8 @@ from notifier.db import session_factory
 from notifier.delivery.compose import Composer
 from notifier.delivery.dispatch import send_deliveries
 from notifier.delivery.outlets import outlets
-from notifier.inbound.imap_reader import read_bounce_mailbox
+from notifier.exclusive import alone
+from notifier.inbound.imap_reader import MAILBOX_LOCK, read_bounce_mailbox
 from notifier.inbound.mailbox import MailboxError
 from notifier.models import BounceKind, BounceReport, Subscriber, SubscriberStatus, TaskFailure
 from tests import factories
@@ -243,6 +246,57 @@ def test_a_poll_takes_at_most_a_batch_and_the_next_poll_the_rest(mailbox_setting
     assert list(folder_contents(imap, "INBOX")) == [person]
     imap.logout()
     assert list(first.taken) == ours[:2] and list(second.taken) == ours[2:]
+
+
+@on_postgresql
+def test_a_poll_while_another_reads_leaves_the_mailbox_to_it(mailbox_settings, dovecot):
+    imap = dovecot.client(mailbox_settings.imap_user, mailbox_settings.imap_password)
+    ours = [append(imap, _auto_reply() + f"\r\n{n}".encode()) for n in range(2)]
+    sessions = session_factory(mailbox_settings.database_url)
+    with alone(mailbox_settings.database_url, MAILBOX_LOCK) as held:  # the other poll
+        assert held
+        busy = read_bounce_mailbox(mailbox_settings, sessions)
+        untouched = list(folder_contents(imap, "INBOX"))
+    after = read_bounce_mailbox(mailbox_settings, sessions)
+    assert folder_contents(imap, "INBOX") == {}
+    imap.logout()
+    assert busy.busy and (busy.taken, busy.left, busy.failed) == ({}, {}, {})
+    assert untouched == ours
+    assert list(after.taken) == ours and not after.busy
+    with sessions() as session:
+        assert session.scalars(select(TaskFailure)).all() == []
+
+
+@on_postgresql
+def test_two_polls_at_once_take_each_message_once_and_record_no_failure(mailbox_settings,
+                                                                        dovecot):  # fmt: skip
+    """Two beats, or beat and `notifier bounces --imap-once`, at the same moment: without
+    one poll at a time both processed the same reports, and the second's insert failed on
+    the first's (a failure recorded for nothing)."""
+    imap = dovecot.client(mailbox_settings.imap_user, mailbox_settings.imap_password)
+    sessions = session_factory(mailbox_settings.database_url)
+    start = threading.Barrier(2)
+
+    def poll(_):
+        start.wait()
+        return read_bounce_mailbox(mailbox_settings, sessions)
+
+    ours: list[int] = []
+    polls: list = []
+    for round_ in range(5):  # until the two really overlap
+        ours += [append(imap, _auto_reply() + f"\r\n{round_}.{n}".encode()) for n in range(4)]
+        with ThreadPoolExecutor(2) as pool:
+            polls += pool.map(poll, range(2))
+        if any(getattr(p, "busy", False) for p in polls):
+            break
+    assert folder_contents(imap, "INBOX") == {}
+    imap.logout()
+    assert any(p.busy for p in polls)
+    taken = [uid for p in polls for uid in p.taken]
+    assert sorted(taken) == ours  # each message read and moved by one poll only
+    assert all(p.failed == {} for p in polls)
+    with sessions() as session:
+        assert session.scalars(select(TaskFailure)).all() == []
 
 
 @pytest.mark.parametrize("security", ["starttls", "plain"])

@@ -12,6 +12,8 @@ from notifier import tasks
 from notifier.celery_app import make_celery
 from notifier.cli import cli
 from notifier.db import session_scope
+from notifier.exclusive import alone
+from notifier.inbound.imap_reader import MAILBOX_LOCK
 from notifier.models import BounceKind, BounceReport, TaskFailure
 from tests.bounces.corpus import load
 from tests.conftest import make_settings
@@ -85,6 +87,11 @@ def test_an_operator_reads_the_mailbox_once_from_the_command_line(tmp_path, pg_d
     uid = append(imap, _auto_reply())
     person = append(imap, load("unrelated_newsletter.eml", "a@example.com", "me@aze.test",
                                "<a@b.test>"))  # fmt: skip
+    with alone(pg_database_url, MAILBOX_LOCK):  # a beat's poll is reading it right now
+        busy = CliRunner().invoke(cli, ["bounces", "--imap-once"], env=env)
+    assert busy.exit_code == 0, busy.output
+    assert "another poll is reading the mailbox right now; nothing read." in busy.output
+    assert list(folder_contents(imap, "INBOX")) == [uid, person]
     done = CliRunner().invoke(cli, ["bounces", "--imap-once"], env=env)
     assert done.exit_code == 0, done.output
     summary = f"{user}@127.0.0.1/INBOX: 1 taken (moved to {PROCESSED}), 1 left alone, 0 failed."
