@@ -9,16 +9,21 @@ and one-article fan-out (real `notifier worker` processes, the web app, the CMS 
 
 1. Seeds the readers (half email, half push) and times one fan-out to all of them on an
    empty ledger.
-2. Seeds, in SQL, DAYS+2 days of history: STORIES articles a day, each delivered (sent) to
-   HISTORY_READERS readers (half by email, half by push), oldest first, so the ledger holds
-   what it holds in steady state plus the two days retention is about to remove. Prints how
-   many rows, how long it took, and the database size.
+2. Seeds, in SQL, DAYS+2 days of history: STORIES articles a day, each to HISTORY_READERS
+   readers (half by email, half by push; of a browser's day the first PUSH_DAILY_CAP pushes
+   sent and counted, the rest skipped by the cap, as the default cap leaves them), oldest
+   first, so the ledger holds what it holds in steady state plus the two days retention is
+   about to remove. Prints how many rows, how long it took, and the database size.
 3. Runs retention for the oldest day (DELIVERY_RETENTION_DAYS = DAYS+1) at the same moment as
    a fan-out: the retention run's time, and the fan-out's time against 4.
 4. Runs retention alone for the next day (DELIVERY_RETENTION_DAYS = DAYS): its time, rows
    removed, the database size after it (PostgreSQL reuses the space of removed rows for new
    ones: files do not shrink, they stop growing).
 5. One fan-out on the retained month-long ledger: its time against the empty ledger's.
+
+Then, per fan-out, where its time went: the workers' and PostgreSQL's CPU, and PostgreSQL's
+own counters for the deliveries table and each index (scans, entries read, pages read from
+outside shared_buffers), so a slower fan-out on the month shows which part grew.
 
 Targets (issue 18): the fan-out on a month of history at most 10 % slower than on an empty
 ledger; the fan-out during retention at most 10 % slower than without it.
@@ -65,25 +70,51 @@ ARTICLES = text(
     "FROM generate_series(0, :stories - 1) AS s"
 )
 # One day's deliveries of one channel: every article of the day to every history reader.
+# Pushes as PUSH_DAILY_CAP (default 5) leaves them: the first CAP of a browser's day sent and
+# counted on it (push_day), the rest skipped with the cap's reason.
 DELIVERIES = text(
     "INSERT INTO deliveries ({recipient}, article_id, channel, status, outcome, attempts, "
-    "created_at, next_attempt_at, queued_at, sent_at) "
-    "SELECT r, a.id, :channel, 'sent', 'sent', 1, a.first_seen_at, a.first_seen_at, "
-    "a.first_seen_at, a.first_seen_at + interval '30 seconds' "
+    "created_at, next_attempt_at, queued_at, sent_at, push_day, last_error) "
+    "SELECT r, a.id, :channel, d.status, d.status, 1, a.first_seen_at, a.first_seen_at, "
+    "a.first_seen_at, "
+    "CASE WHEN d.status = 'sent' THEN a.first_seen_at + interval '30 seconds' END, "
+    "CASE WHEN :channel = 'push' AND d.status = 'sent' "
+    "THEN to_char(a.first_seen_at, 'YYYY-MM-DD') END, "
+    "CASE WHEN d.status = 'skipped' THEN 'daily cap' END "
     "FROM articles a CROSS JOIN generate_series(1, CAST(:readers AS integer)) AS r "
+    "CROSS JOIN LATERAL (SELECT CASE WHEN :channel = 'push' AND "
+    "CAST(split_part(a.guid, '-', 4) AS integer) >= :cap THEN 'skipped' ELSE 'sent' END "
+    "AS status) AS d "
     "WHERE a.guid LIKE 'bench-month-' || :day || '-%' ORDER BY a.id, r"
+)
+SECONDARY_INDEXES = text(
+    "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'deliveries' "
+    "AND indexname NOT IN (SELECT conname FROM pg_constraint WHERE contype = 'p')"
 )
 
 
-def seed_history(url: str, days: int, stories: int, emails: int, pushes: int) -> dict:
-    """Days of sent deliveries, oldest day first (ids follow time, as in production)."""
+def seed_history(
+    url: str, days: int, stories: int, emails: int, pushes: int, cap: int
+) -> dict:  # fmt: skip
+    """Days of finished deliveries, oldest day first (ids follow time, as in production).
+
+    Written the way a bulk load is, not the way the service writes: the table's secondary
+    indexes are dropped and built again afterwards, and foreign keys are not checked row by
+    row (the rows name readers and articles that exist), so a hundred million rows take
+    minutes, not hours. The indexes come out as compact as the service's own (its inserts
+    go to their right edge: ids and times grow)."""
     started = time.monotonic()
     now = utcnow().replace(tzinfo=None)
     engine = create_engine(url)
     rows = 0
+    with engine.begin() as conn:
+        indexes = conn.execute(SECONDARY_INDEXES).all()
+        for name, _ in indexes:
+            conn.execute(text(f'DROP INDEX "{name}"'))
     for day in range(days, 0, -1):  # `day` days ago
         start = now - timedelta(days=day)
         with engine.begin() as conn:
+            conn.execute(text("SET LOCAL session_replication_role = replica"))  # no FK checks
             conn.execute(ARTICLES, {"day": day, "start": start, "stories": stories})
             channels = (
                 ("subscriber_id", "email", emails),
@@ -93,12 +124,16 @@ def seed_history(url: str, days: int, stories: int, emails: int, pushes: int) ->
                 if readers:
                     result = conn.execute(
                         text(DELIVERIES.text.format(recipient=recipient)),
-                        {"day": day, "channel": channel, "readers": readers},
+                        {"day": day, "channel": channel, "readers": readers, "cap": cap},
                     )
                     rows += result.rowcount
         say(f"  history: {day} days ago seeded ({rows:,} rows so far, "
             f"{time.monotonic() - started:.0f} s)")  # fmt: skip
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(text("SET maintenance_work_mem = '1GB'"))
+        for name, definition in indexes:
+            conn.execute(text(definition))
+            say(f"  history: index {name} built ({time.monotonic() - started:.0f} s)")
         conn.execute(text("VACUUM ANALYZE deliveries"))
         conn.execute(text("ANALYZE"))
     engine.dispose()
@@ -119,6 +154,42 @@ def sizes(url: str) -> dict:
     engine.dispose()
     return dict(zip(("database", "deliveries_total", "deliveries_heap", "rows", "summaries"),
                     row, strict=True))  # fmt: skip
+
+
+TABLE_STATS = text(
+    "SELECT t.seq_scan, t.seq_tup_read, t.idx_scan, t.idx_tup_fetch, t.n_tup_ins, t.n_tup_upd, "
+    "t.n_tup_hot_upd, t.n_tup_del, t.autovacuum_count, t.autoanalyze_count, io.heap_blks_read, "
+    "io.heap_blks_hit, io.idx_blks_read, io.idx_blks_hit FROM pg_stat_user_tables t "
+    "JOIN pg_statio_user_tables io USING (relid) WHERE t.relname = 'deliveries'"
+)
+INDEX_STATS = text(
+    "SELECT s.indexrelname, s.idx_scan, s.idx_tup_read, io.idx_blks_read, io.idx_blks_hit "
+    "FROM pg_stat_user_indexes s JOIN pg_statio_user_indexes io USING (indexrelid) "
+    "WHERE s.relname = 'deliveries'"
+)
+
+
+def ledger_stats(url: str) -> dict:
+    """PostgreSQL's own counters for the deliveries table and each of its indexes: what a
+    fan-out read and wrote there (the difference of two snapshots), to show where a bigger
+    ledger costs time."""
+    engine = create_engine(url)
+    with engine.connect() as conn:
+        conn.execute(text("SELECT pg_stat_clear_snapshot()"))
+        table = conn.execute(TABLE_STATS).mappings().one()
+        indexes = {row[0]: row[1:] for row in conn.execute(INDEX_STATS)}
+    engine.dispose()
+    return {"table": dict(table), "indexes": indexes}
+
+
+def stats_delta(before: dict, after: dict) -> dict:
+    table = {k: (after["table"][k] or 0) - (before["table"][k] or 0) for k in after["table"]}
+    indexes = {
+        name: tuple((a or 0) - (b or 0) for a, b in zip(values, before["indexes"].get(
+            name, (0,) * len(values)), strict=True))
+        for name, values in after["indexes"].items()
+    }  # fmt: skip
+    return {"table": table, "indexes": indexes}
 
 
 def _s(seconds: float | None) -> str:
@@ -163,13 +234,44 @@ def fan_out(args, settings, url, smtp, push, seeded, logs, cleanup, during=None)
         return original(base, token)
 
     fanout.publish = publish
+    before = ledger_stats(url)
     try:
         figures = fanout.run_fast(args, settings, url, smtp, push, seeded, logs, cleanup)
     finally:
         fanout.publish = original
     if figures["timed_out"]:
         raise SystemExit(f"the fan-out did not finish: {figures['timed_out']}")
+    time.sleep(1.0)  # backends report their counters at most once a second
+    figures["ledger"] = stats_delta(before, ledger_stats(url))
     return figures
+
+
+def costs(figures: dict) -> dict:
+    """What one fan-out cost: CPU seconds of the workers and of PostgreSQL, and what
+    PostgreSQL read in the deliveries table and its indexes."""
+    cpu = figures["cpu_seconds"]
+    return {"workers": cpu["workers"], "postgres": cpu.get("postgres", 0.0), **figures["ledger"]}
+
+
+def cost_lines(f: dict) -> list[str]:
+    """Per fan-out: CPU, table scans and index reads (entries read, and pages that were not
+    in shared_buffers), so a slower fan-out on the month shows which statement kind grew."""
+    lines = ["  where each fan-out's time went (PostgreSQL's counters for `deliveries`):"]
+    for name, c in f["costs"].items():
+        t = c["table"]
+        lines.append(
+            f"    {name:<7} CPU: workers {c['workers']:.1f} s, postgres {c['postgres']:.1f} s; "
+            f"seq scans {t['seq_scan']} ({t['seq_tup_read']:,} rows); index scans "
+            f"{t['idx_scan']:,}; pages read {t['heap_blks_read']:,} heap + "
+            f"{t['idx_blks_read']:,} index (hit {t['heap_blks_hit']:,} + {t['idx_blks_hit']:,}); "
+            f"updates {t['n_tup_upd']:,} ({t['n_tup_hot_upd']:,} HOT); autovacuums "
+            f"{t['autovacuum_count']}"
+        )
+        for index, (scans, entries, read, hit) in sorted(c["indexes"].items()):
+            if scans or read:
+                lines.append(f"            {index:<36} {scans:>7,} scans {entries:>13,} entries "
+                             f"{read:>9,} pages read {hit:>11,} hit")  # fmt: skip
+    return lines
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -230,11 +332,12 @@ def main(argv: list[str] | None = None) -> int:
         say("1. one fan-out on an empty ledger")
         empty = fan_out(args, settings, url, smtp, push, seeded, logs, cleanup)
         figures["empty"] = empty["seconds_to_last"]
+        figures["costs"] = {"empty": costs(empty)}
         figures["planning"] = {"empty": empty["fanout_task_seconds"]}
 
         days = args.days + 2
         say(f"2. seeding {days} days x {args.stories} stories x {args.history_readers:,} readers")
-        history = seed_history(url, days, args.stories, h_emails, h_pushes)
+        history = seed_history(url, days, args.stories, h_emails, h_pushes, settings.push_daily_cap)
         figures["history"] = history
         figures["size_seeded"] = sizes(url)
         say(f"   {history['rows']:,} rows in {history['seconds']:.0f} s; database "
@@ -247,6 +350,7 @@ def main(argv: list[str] | None = None) -> int:
         if oldest.error:
             raise oldest.error
         figures["during"] = during["seconds_to_last"]
+        figures["costs"]["during"] = costs(during)
         figures["planning"]["during"] = during["fanout_task_seconds"]
         figures["retention_during"] = (oldest.removed, oldest.seconds)
 
@@ -262,6 +366,7 @@ def main(argv: list[str] | None = None) -> int:
         say("5. one fan-out on the retained month")
         month = fan_out(args, settings, url, smtp, push, seeded, logs, cleanup)
         figures["month"] = month["seconds_to_last"]
+        figures["costs"]["month"] = costs(month)
         figures["planning"]["month"] = month["fanout_task_seconds"]
     print(report(args, figures))
     return 0
@@ -294,7 +399,7 @@ def report(args, f: dict) -> str:
         f"{_gb(retained['deliveries_total'])} ({retained['rows']:,} rows; the space of removed "
         f"rows is reused, files do not shrink), {retained['summaries']:,} summary rows",
     ]
-    return "\n".join(lines)
+    return "\n".join(lines + cost_lines(f))
 
 
 if __name__ == "__main__":
