@@ -346,14 +346,21 @@ def deliveries_table(url: str, article_id: int, settle: float = 60.0) -> dict[st
     try:
         while True:
             with engine.connect() as conn:
+                # One count per recipient kind, each matching a partial unique index on
+                # (article_id, recipient): without it a month-long ledger is read whole.
                 rows = conn.execute(
                     text(
-                        "SELECT channel, status, count(*) FROM deliveries "
-                        "WHERE article_id = :a GROUP BY channel, status"
+                        " UNION ALL ".join(
+                            "SELECT channel, status, count(*) FROM deliveries WHERE "
+                            f"article_id = :a AND {recipient} IS NOT NULL GROUP BY channel, status"
+                            for recipient in ("subscriber_id", "push_subscription_id")
+                        )
                     ),
                     {"a": article_id},
                 ).all()
-            counts = {f"{channel} {status}": n for channel, status, n in sorted(rows)}
+            counts: dict[str, int] = {}
+            for channel, status, n in sorted(rows):
+                counts[f"{channel} {status}"] = counts.get(f"{channel} {status}", 0) + n
             busy = any(status in ("pending", "sending") for _, status, _ in rows)
             if not busy or time.monotonic() > deadline:
                 return counts
