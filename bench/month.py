@@ -20,6 +20,9 @@ and one-article fan-out (real `notifier worker` processes, the web app, the CMS 
    removed, the database size after it (PostgreSQL reuses the space of removed rows for new
    ones: files do not shrink, they stop growing).
 5. One fan-out on the retained month-long ledger: its time against the empty ledger's.
+6. PAIRS more fan-outs on the month, each next to one on an empty ledger (a second database
+   with the same readers), order alternating: this machine's speed drifts by tens of percent
+   over minutes, and a pair run back to back is the fairer comparison.
 
 Then, per fan-out, where its time went: the workers' and PostgreSQL's CPU, and PostgreSQL's
 own counters for the deliveries table and each index (scans, entries read, pages read from
@@ -33,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import sys
 import tempfile
 import threading
@@ -104,7 +108,9 @@ def seed_history(
     minutes, not hours. The indexes come out as compact as the service's own (its inserts
     go to their right edge: ids and times grow)."""
     started = time.monotonic()
-    now = utcnow().replace(tzinfo=None)
+    # The history ends at today's midnight (UTC, the readers' zone): no push of it counts on
+    # today, so PUSH_DAILY_CAP leaves today's pushes to the bench's own fan-outs.
+    midnight = utcnow().replace(tzinfo=None, hour=0, minute=0, second=0, microsecond=0)
     engine = create_engine(url)
     rows = 0
     with engine.begin() as conn:
@@ -112,7 +118,7 @@ def seed_history(
         for name, _ in indexes:
             conn.execute(text(f'DROP INDEX "{name}"'))
     for day in range(days, 0, -1):  # `day` days ago
-        start = now - timedelta(days=day)
+        start = midnight - timedelta(days=day)
         with engine.begin() as conn:
             conn.execute(text("SET LOCAL session_replication_role = replica"))  # no FK checks
             conn.execute(ARTICLES, {"day": day, "start": start, "stories": stories})
@@ -136,8 +142,21 @@ def seed_history(
             say(f"  history: index {name} built ({time.monotonic() - started:.0f} s)")
         conn.execute(text("VACUUM ANALYZE deliveries"))
         conn.execute(text("ANALYZE"))
+        # A month's writes are spread over the month; here they all wait in shared_buffers
+        # and the WAL at once. Written out now, so the next fan-out does not pay for them
+        # (commits of 300 ms while the checkpointer flushed the load, seen in the first run).
+        conn.execute(text("CHECKPOINT"))
     engine.dispose()
     return {"rows": rows, "seconds": time.monotonic() - started}
+
+
+def forget_deliveries(url: str) -> None:
+    """Back to an empty ledger (the empty side of a pair), with fresh statistics."""
+    engine = create_engine(url)
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(text("TRUNCATE deliveries, delivery_summaries CASCADE"))
+        conn.execute(text("ANALYZE deliveries"))
+    engine.dispose()
 
 
 def sizes(url: str) -> dict:
@@ -291,6 +310,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--no-install", action="store_true")
     parser.add_argument("--smtp-sink", choices=("auto", "smtp-sink", "aiosmtpd"), default="auto")
     parser.add_argument("--decrypt-every", type=int, default=1000)
+    parser.add_argument(
+        "--pairs",
+        type=int,
+        default=2,
+        help="fan-outs on the month and on an empty ledger, interleaved",
+    )
     args = parser.parse_args(argv)
     if args.history_readers is None:
         args.history_readers = args.readers
@@ -307,6 +332,11 @@ def main(argv: list[str] | None = None) -> int:
     emails, pushes = args.readers // 2, args.readers - args.readers // 2
     h_emails = args.history_readers // 2
     h_pushes = args.history_readers - h_emails
+    fan_outs = 3 + args.pairs  # on the month's database today: PUSH_DAILY_CAP pushes a day
+    if fan_outs > Settings.push_daily_cap:
+        raise SystemExit(f"--pairs {args.pairs}: the month's readers would get {fan_outs} "
+                         f"pushes today, past PUSH_DAILY_CAP ({Settings.push_daily_cap}); "
+                         f"at most {Settings.push_daily_cap - 3} pairs")  # fmt: skip
     figures: dict = {}
     with cleanup:
         broker = redis.Redis.from_url(args.redis_url)
@@ -368,6 +398,26 @@ def main(argv: list[str] | None = None) -> int:
         figures["month"] = month["seconds_to_last"]
         figures["costs"]["month"] = costs(month)
         figures["planning"]["month"] = month["fanout_task_seconds"]
+
+        # This machine's speed drifts by tens of percent over minutes: the month's fan-outs
+        # are also timed against ones on an empty ledger run just before or after them (a
+        # second database with the same readers and no history), order alternating.
+        say(f"6. {args.pairs} interleaved pairs: the month and an empty ledger")
+        empty_url = cleanup.enter_context(scratch_database("notifier_bench"))
+        fanout.seed(empty_url, emails, pushes, push, p256dh, auth)
+        empty_settings = settings.with_overrides(database_url=empty_url)
+        figures["pairs"] = []
+        for pair in range(args.pairs):
+            times = {}
+            for ledger in ("empty", "month") if pair % 2 == 0 else ("month", "empty"):
+                if ledger == "empty":
+                    forget_deliveries(empty_url)
+                    run = fan_out(args, empty_settings, empty_url, smtp, push, seeded, logs,
+                                  cleanup)  # fmt: skip
+                else:
+                    run = fan_out(args, settings, url, smtp, push, seeded, logs, cleanup)
+                times[ledger] = run["seconds_to_last"]
+            figures["pairs"].append((times["empty"], times["month"]))
     print(report(args, figures))
     return 0
 
@@ -399,6 +449,14 @@ def report(args, f: dict) -> str:
         f"{_gb(retained['deliveries_total'])} ({retained['rows']:,} rows; the space of removed "
         f"rows is reused, files do not shrink), {retained['summaries']:,} summary rows",
     ]
+    if f.get("pairs"):
+        ratios = [100 * (month / empty - 1) for empty, month in f["pairs"]]
+        lines.append(
+            "  interleaved pairs         "
+            + "; ".join(f"empty {e:.2f} s, month {m:.2f} s ({r:+.1f} %)"
+                        for (e, m), r in zip(f["pairs"], ratios, strict=True))
+            + f"; median {statistics.median(ratios):+.1f} % (target <= +10 %)"
+        )  # fmt: skip
     return "\n".join(lines + cost_lines(f))
 
 
