@@ -1,8 +1,8 @@
 """A month of history, retention, and one fan-out on top: does the ledger's size slow news down?
 
-    .venv/bin/python bench/month.py                                # 100,000 readers, 40/day
+    .venv/bin/python bench/month.py                                # 128 M rows: ~30 minutes
     .venv/bin/python bench/month.py --history-readers 10000        # a smaller history
-    .venv/bin/python bench/month.py --readers 20000 --history-readers 2000 --skip-empty
+    .venv/bin/python bench/month.py --readers 20000 --history-readers 2000 --pairs 1
 
 Needs what bench/fanout.py needs (PostgreSQL, Redis, its sinks) and reuses its seeding, sinks
 and one-article fan-out (real `notifier worker` processes, the web app, the CMS webhook).
