@@ -1,6 +1,6 @@
 """One holder at a time, across processes and hosts, for work that two runs at once would
-trip over: two polls of the bounce mailbox both move the same messages, and the second finds
-them gone (a spurious failure).
+trip over: two polls of the bounce mailbox both process the same reports, and the second's
+insert fails on the first's (a failure recorded for nothing).
 
 A PostgreSQL session advisory lock on a connection of its own, tried and never waited for:
 the run that does not get it has nothing to do, since the holder is doing it. A holder that

@@ -9,7 +9,7 @@ is left exactly as it was (read with BODY.PEEK: not even \\Seen) and no record o
 A message whose processing fails stays where it is, is recorded as a task failure (task
 "imap") and is read again at the next poll. One poll reads the mailbox at a time, whatever
 host it runs on (notifier.exclusive): a poll that starts while another reads leaves it to
-that one, rather than move the same messages again and fail on the ones already gone.
+that one, rather than process the same reports again and fail on the ones it recorded.
 """
 
 from __future__ import annotations
@@ -37,8 +37,8 @@ from notifier.timeutil import utcnow
 log = logging.getLogger(__name__)
 SOURCE = "imap"
 TASK_NAME = "notifier.bounces.imap"  # its failures show as task "imap"
-# Where a mailbox shows the envelope recipient (added by the delivering MTA), then the headers.
 MAILBOX_LOCK = "bounce mailbox"  # one poll at a time (notifier.exclusive)
+# Where a mailbox shows the envelope recipient (added by the delivering MTA), then the headers.
 RECIPIENT_HEADERS = ("Delivered-To", "X-Original-To", "Envelope-To", "X-Envelope-To", "To", "Cc")
 
 
