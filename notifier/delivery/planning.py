@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Table, func, literal, select, update
+from sqlalchemy import Table, func, literal, select, union, update
 from sqlalchemy.orm import Session
 
 from notifier.delivery.routes import AUDIENCES
@@ -109,12 +109,19 @@ def _plan_channel(
     holder: str | None = None,
 ) -> Iterator[PlannedChunk]:
     audience = AUDIENCES[channel]
+    categories = _notice_categories(session, notice)
+    if categories == []:
+        return  # a notice in no category reaches nobody
     last = ahead = 0
     while True:
         queued_at = queue_clock() if queue_clock else None
-        upper, size = session.execute(_chunk_bounds(audience, notice, now, last, chunk_size)).one()
+        bounds = _chunk_bounds(audience, notice, categories, now, last, chunk_size)
+        upper, size = session.execute(bounds).one()
         if upper is None:
             return
+        if size == 0:  # only readers who left or paused in this stretch of ids
+            last = upper
+            continue
         if queued_at is not None and rate > 0:
             queued_at += timedelta(seconds=ahead / rate)
         ahead += size
@@ -151,18 +158,49 @@ def _targeted_recipients(audience: Audience, notice: Notice, now: datetime):
     return recipient_id, query
 
 
-def _chunk_bounds(audience: Audience, notice: Notice, now: datetime, last: int, chunk_size: int):
-    """The highest recipient id among the next `chunk_size` targeted recipients after `last`,
-    and how many there are."""
-    recipient_id, query = _targeted_recipients(audience, notice, now)
-    chunk = (
-        query.where(recipient_id > last)
-        .group_by(recipient_id)
-        .order_by(recipient_id)
-        .limit(chunk_size)
-        .subquery()
+def _notice_categories(session: Session, notice: Notice) -> list[int] | None:
+    """The categories the notice targets; None when it goes to every active recipient."""
+    if notice.categories is None:
+        return None
+    link = notice.categories
+    return list(
+        session.scalars(select(link.c.category_id).where(link.c[notice.column] == notice.id))
     )
-    return select(func.max(chunk.c[0]), func.count())
+
+
+def _chunk_bounds(
+    audience: Audience, notice: Notice, categories: list[int] | None, now: datetime,
+    last: int, chunk_size: int,
+):  # fmt: skip
+    """The highest recipient id among the next `chunk_size` recipients after `last` who
+    follow one of the notice's categories, and how many of them are targeted (active, not
+    paused, taking it instantly: what _insert_chunk records).
+
+    Each category's members are read in id order from the (category, recipient) index and
+    only `chunk_size` of them, so a chunk costs the same at the audience's start as at its
+    end: joining the categories first made PostgreSQL read and sort the whole remaining
+    audience for every chunk (160 ms a chunk at 100,000 readers, the first one included)."""
+    if categories is None:
+        recipient_id, query = _targeted_recipients(audience, notice, now)
+        chunk = query.where(recipient_id > last).order_by(recipient_id).limit(chunk_size)
+        chunk = chunk.subquery()
+        return select(func.max(chunk.c[0]), func.count())
+    membership = audience.membership
+    member = membership.c[audience.recipient_column]
+    instantly = audience.instantly() if notice.column == "article_id" else None
+    branches = []
+    for category_id in categories:
+        branch = select(member).where(membership.c.category_id == category_id, member > last)
+        if instantly is not None:
+            branch = branch.where(instantly)  # digest readers get it in their digest
+        branch = branch.order_by(member).limit(chunk_size).subquery()
+        branches.append(select(branch.c[0].label("id")))
+    followers = union(*branches).subquery()
+    candidates = select(followers.c.id).order_by(followers.c.id).limit(chunk_size).subquery()
+    recipient = audience.recipient
+    targeted = func.count().filter(audience.receiving(now))  # NULL for a missing recipient
+    joined = candidates.outerjoin(recipient, recipient.id == candidates.c.id)
+    return select(func.max(candidates.c.id), targeted).select_from(joined)
 
 
 def _insert_chunk(session, audience, notice, channel, now, last, upper, note):

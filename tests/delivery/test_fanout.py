@@ -23,7 +23,7 @@ from notifier.domain.alerts import (
 )
 from notifier.domain.deliveries import overdue_delivery_ids
 from notifier.messages import SendResult
-from notifier.models import AlertStatus, Delivery, DeliveryStatus
+from notifier.models import AlertStatus, Delivery, DeliveryStatus, SubscriberStatus
 from notifier.timeutil import utcnow
 from tests import factories
 
@@ -106,10 +106,31 @@ def test_planning_costs_two_statements_per_chunk_however_big_the_chunk(session):
     session.commit()
 
     assert len(chunks) == reached // 8
-    assert len(small) == 2 * len(chunks) + 1  # bounds, INSERT … SELECT; then "no more"
-    assert len(large) == 2 + 1
+    # the story's categories once; per chunk its bounds and one INSERT … SELECT; "no more"
+    assert len(small) == 1 + 2 * len(chunks) + 1
+    assert len(large) == 1 + 2 + 1
     inserts = [s for s in small if s.startswith("INSERT INTO deliveries")]
     assert len(inserts) == len(chunks), "one INSERT per chunk, never one per reader"
+
+
+def test_a_stretch_of_readers_who_left_does_not_end_the_planning(session):
+    """Chunks are cut among the category's followers, then the ones who left are dropped:
+    a whole chunk of them is passed over, and the readers after it are still planned."""
+    gone = SubscriberStatus.UNSUBSCRIBED
+    left = [
+        factories.subscriber(session, f"gone{n}@example.com", "news", status=gone) for n in range(6)
+    ]
+    staying = [factories.subscriber(session, f"r{n}@example.com", "news") for n in range(3)]
+    story = factories.article(session, "news")
+    session.commit()
+
+    chunks = list(plan_chunks(session, Notice.article(story.id), ["email"], utcnow(), 2))
+    session.commit()
+
+    assert max(reader.id for reader in left) < min(reader.id for reader in staying)
+    assert [len(chunk.delivery_ids) for chunk in chunks] == [2, 1]
+    planned = set(session.scalars(select(Delivery.subscriber_id)))
+    assert planned == {reader.id for reader in staying}
 
 
 def test_channels_take_turns_so_the_first_push_is_planned_with_the_first_email(
