@@ -333,7 +333,7 @@ def run(
     worker = Child("worker", command, env, logs)
     cleanup.callback(worker.stop)
     worker.wait_for_output("ready.")
-    time.sleep(1.0)  # the pool's children finish starting
+    worker.wait_until_idle()  # the pool's children and the feed worker finish starting
     sampler = Sampler(worker)
     sampler.start()
     smtp.new_phase(seeded.readers)

@@ -446,7 +446,7 @@ def run_fast(
     worker = Child("worker", command, env, logs)
     cleanup.callback(worker.stop)
     worker.wait_for_output("ready.")
-    time.sleep(1.0)  # the pool's children finish starting
+    worker.wait_until_idle()  # the pool's children and the feed worker finish starting
     sampler = Sampler(worker)
     sampler.start()
     smtp.new_phase(seeded.emails)
@@ -578,7 +578,7 @@ def run_naive(
     worker = Child("naive-worker", command, env, logs)
     cleanup.callback(worker.stop)
     worker.wait_for_output("ready.")
-    time.sleep(1.0)
+    worker.wait_until_idle()
     smtp.new_phase(emails)
     push.new_phase(pushes)
     producer_app = Celery("bench_fanout", broker=settings.broker_url)

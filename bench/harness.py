@@ -155,6 +155,21 @@ class Child:
                 )
             time.sleep(0.1)
 
+    def wait_until_idle(self, timeout: float = 60.0, window: float = 1.0) -> None:
+        """Until the whole process tree used under 5 % of one CPU for `window` seconds: a
+        worker that printed "ready." may still be starting its pool children and its feed
+        worker (imports, warm-up, broker handshakes), and on a slow machine that CPU lands
+        on the first messages of the run. Production workers have been up for hours."""
+        deadline = time.monotonic() + timeout
+        while True:
+            before = self._tree_cpu()
+            time.sleep(window)
+            if self._tree_cpu() - before < 0.05 * window or time.monotonic() > deadline:
+                return
+
+    def _tree_cpu(self) -> float:
+        return sum(cpu_seconds(pid) or 0.0 for pid in self.tree())
+
     def tree(self) -> list[int]:
         pids = process_tree(self.popen.pid) if self.popen.poll() is None else []
         for pid in pids:

@@ -358,6 +358,9 @@ class Settings:
     email_pause_days: int = 7  # "pause all email" on the preferences page lasts this long
     resubscribe_max_age_seconds: int = 7 * 24 * 3600  # the unsubscribed page's undo button
     delivery_chunk_size: int = 500
+    # a notice's first chunk per channel: its readers' messages leave before a whole chunk
+    # is claimed, addressed and counted, while the rest are planned
+    delivery_first_chunk_size: int = 50
     delivery_record_batch: int = 50
     smtp_connections: int = 4
     smtp_keepalive_seconds: float = 30.0
@@ -590,6 +593,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             env, "RESUBSCRIBE_MAX_AGE_SECONDS", 7 * 24 * 3600, minimum=60
         ),
         delivery_chunk_size=_int(env, "DELIVERY_CHUNK_SIZE", 500, minimum=1),
+        delivery_first_chunk_size=_int(env, "DELIVERY_FIRST_CHUNK_SIZE", 50, minimum=1),
         delivery_record_batch=_int(env, "DELIVERY_RECORD_BATCH", 50, minimum=1),
         smtp_connections=_int(env, "SMTP_CONNECTIONS", 4, minimum=1),
         smtp_keepalive_seconds=_float(env, "SMTP_KEEPALIVE_SECONDS", 30.0),

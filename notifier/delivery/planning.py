@@ -64,6 +64,7 @@ def plan_chunks(
     queued_at: Callable[[], datetime] | None = None,
     rates: Mapping[str, float] | None = None,
     holder: str | None = None,
+    first_chunk_size: int | None = None,
 ) -> Iterator[PlannedChunk]:
     """Plan a notice's deliveries a chunk of recipients at a time, never the whole audience
     in memory, taking turns between channels so the first push is planned as early as the
@@ -78,10 +79,15 @@ def plan_chunks(
 
     A channel with a send rate (`rates`, sends per second) can only start a chunk once the
     chunks before it went out: its chunks are noted queued at the time their turn comes, so
-    a paced fan-out waiting its turn in the broker is not taken for lost and queued again."""
+    a paced fan-out waiting its turn in the broker is not taken for lost and queued again.
+
+    Each channel's first chunk holds at most `first_chunk_size` recipients: the first
+    messages wait for their own chunk to be recorded, claimed, addressed and counted, and
+    a small one gets through that before the planner and the other workers fill the CPU."""
     rates = rates or {}
+    sizes = (min(first_chunk_size or chunk_size, chunk_size), chunk_size)
     plans = [
-        _plan_channel(session, notice, c, now, chunk_size, queued_at, rates.get(c, 0.0), holder)
+        _plan_channel(session, notice, c, now, sizes, queued_at, rates.get(c, 0.0), holder)
         for c in channels
     ]
     yield from _taking_turns(plans)
@@ -103,7 +109,7 @@ def _plan_channel(
     notice: Notice,
     channel: str,
     now: datetime,
-    chunk_size: int,
+    sizes: tuple[int, int],
     queue_clock: Callable[[], datetime] | None,
     rate: float = 0.0,
     holder: str | None = None,
@@ -112,10 +118,11 @@ def _plan_channel(
     categories = _notice_categories(session, notice)
     if categories == []:
         return  # a notice in no category reaches nobody
+    size_now, chunk_size = sizes  # the first chunk's size until one is yielded
     last = ahead = 0
     while True:
         queued_at = queue_clock() if queue_clock else None
-        bounds = _chunk_bounds(audience, notice, categories, now, last, chunk_size)
+        bounds = _chunk_bounds(audience, notice, categories, now, last, size_now)
         upper, size = session.execute(bounds).one()
         if upper is None:
             return
@@ -134,7 +141,7 @@ def _plan_channel(
             ids = _chunk_delivery_ids(session, audience, notice, channel, last, upper,
                                       (queued_at, queued_by))  # fmt: skip
         yield PlannedChunk(channel, planned, ids)
-        last = upper
+        last, size_now = upper, chunk_size
 
 
 def _targeted_recipients(audience: Audience, notice: Notice, now: datetime):

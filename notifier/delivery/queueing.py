@@ -88,8 +88,8 @@ def plan_and_queue(
     channels = in_queue_order(channels)
     planned = dict.fromkeys(channels, 0)
     chunks = plan_chunks(session, notice, channels, utcnow(), settings.delivery_chunk_size,
-                         queued_at=utcnow, rates=send_rates(settings),
-                         holder=holder)  # fmt: skip
+                         queued_at=utcnow, rates=send_rates(settings), holder=holder,
+                         first_chunk_size=settings.delivery_first_chunk_size)  # fmt: skip
     for chunk in chunks:
         planned[chunk.channel] += chunk.planned
         hand_over(session, chunk.delivery_ids, enqueue, noted=True)

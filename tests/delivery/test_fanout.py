@@ -113,6 +113,27 @@ def test_planning_costs_two_statements_per_chunk_however_big_the_chunk(session):
     assert len(inserts) == len(chunks), "one INSERT per chunk, never one per reader"
 
 
+def test_the_first_chunk_of_each_channel_is_small_so_its_messages_leave_first(
+    session, push_service
+):
+    """DELIVERY_FIRST_CHUNK_SIZE: the first chunk of each channel holds fewer readers than
+    the rest, and the channels still take turns (the first push with the first email)."""
+    for n in range(9):
+        factories.subscriber(session, f"r{n}@example.com", "news")
+        factories.push_subscription(session, push_service.new_subscription(), "news")
+    story = factories.article(session, "news")
+    session.commit()
+
+    chunks = list(plan_chunks(session, Notice.article(story.id), ["email", "push"], utcnow(),
+                              4, first_chunk_size=2))  # fmt: skip
+    session.commit()
+
+    sizes = [(chunk.channel, len(chunk.delivery_ids)) for chunk in chunks]
+    assert sizes == [("email", 2), ("push", 2), ("email", 4), ("push", 4), ("email", 3),
+                     ("push", 3)]  # fmt: skip
+    assert session.scalar(select(func.count()).select_from(Delivery)) == 18
+
+
 def test_a_stretch_of_readers_who_left_does_not_end_the_planning(session):
     """Chunks are cut among the category's followers, then the ones who left are dropped:
     a whole chunk of them is passed over, and the readers after it are still planned."""

@@ -401,7 +401,7 @@ def rabbitmq_restarted(
 
 
 def broker_down(
-    tmp: Path, database_url: str, readers: int = 700, subscriptions: int = 200,
+    tmp: Path, database_url: str, readers: int = 250, subscriptions: int = 200,
     broker: str = "redis", outage: float = 5.0, within: float | None = BROKER_LOST_TARGET,
     concurrency: int = 2, **env: str,
 ):  # fmt: skip
@@ -418,7 +418,7 @@ def broker_down(
     options = {"WEBHOOK_SECRET": WEBHOOK_SECRET, "PUBLIC_URL": f"http://127.0.0.1:{port}", **env}
     with open_stack(tmp, database_url, broker="own-rabbitmq" if rabbit else "redis",
                     redis_persistent=not rabbit, **options) as stack:  # fmt: skip
-        chunk = stack.settings.delivery_chunk_size
+        chunk = min(stack.settings.delivery_first_chunk_size, stack.settings.delivery_chunk_size)
         assert readers > chunk, "the fan-out must need a second chunk"
         emails = seed_email_subscribers(database_url, readers)
         browsers = [stack.push.new_subscription() for _ in range(subscriptions)]
