@@ -197,10 +197,10 @@ def _chunk_bounds(
     instantly = audience.instantly() if notice.column == "article_id" else None
     branches = []
     for category_id in categories:
-        branch = select(member).where(membership.c.category_id == category_id, member > last)
+        walk = select(member).where(membership.c.category_id == category_id, member > last)
         if instantly is not None:
-            branch = branch.where(instantly)  # digest readers get it in their digest
-        branch = branch.order_by(member).limit(chunk_size).subquery()
+            walk = walk.where(instantly)  # digest readers get it in their digest
+        branch = walk.order_by(member).limit(chunk_size).subquery()
         branches.append(select(branch.c[0].label("id")))
     followers = union(*branches).subquery()
     candidates = select(followers.c.id).order_by(followers.c.id).limit(chunk_size).subquery()
