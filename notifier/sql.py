@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import cast
 
-from sqlalchemy import CursorResult, Integer, Result, Table, any_, func, literal
+from sqlalchemy import CursorResult, Integer, Result, Table, Text, any_, func, literal
+from sqlalchemy import cast as sql_cast
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -26,10 +27,14 @@ def rows_changed(result: Result) -> int:
 def among(session: Session, column, ids: Iterable[int]):
     """`column IN ids` for a chunk of ids. On PostgreSQL `column = ANY(:array)`: one bound
     array, so the statement text is the same for every chunk size and is compiled, parsed
-    and prepared once, not once per distinct length."""
+    and prepared once, not once per distinct length. The array is bound as its text,
+    '{1,2,3}', cast in SQL: psycopg's own list dumper runs a regular expression per element
+    (about 3 µs each, and a chunk of 500 ids is bound some ten times on its way out)."""
     values = list(ids)
     if session.get_bind().dialect.name == "postgresql":
-        return column == any_(literal(values, postgresql.ARRAY(Integer)))
+        # None never equals anything, as NULL in the array never matches: left out
+        array = "{" + ",".join([str(int(value)) for value in values if value is not None]) + "}"
+        return column == any_(sql_cast(literal(array, Text), postgresql.ARRAY(Integer)))
     return column.in_(values)
 
 

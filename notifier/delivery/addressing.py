@@ -27,7 +27,7 @@ from notifier.timeutil import utcnow
 class Addressee:
     delivery_id: int
     notice: Article | Alert | DigestNotice
-    recipient: Row  # a subscribers (email) or push_subscriptions (push) row: plain, not ORM
+    recipient: Row  # its Audience.sent_columns of subscribers or push_subscriptions: not ORM
     matched: tuple[Category, ...]  # the notice's categories the recipient follows, by name
 
     @property
@@ -62,9 +62,12 @@ def address_chunk(
     recipient_ids = {row[3] for row in rows if row[3] is not None}
     # Plain rows, not ORM objects: a chunk is hundreds of recipients, read once, never changed.
     table = audience.recipient.__table__
+    columns = [table.c[name] for name in audience.sent_columns]
     recipients = {
         row.id: row
-        for row in session.execute(select(table).where(among(session, table.c.id, recipient_ids)))
+        for row in session.execute(
+            select(*columns).where(among(session, table.c.id, recipient_ids))
+        )
     }
     follows: dict[int, set[int]] = defaultdict(set)
     membership = audience.membership

@@ -33,6 +33,9 @@ class Audience:
     recipient_column: str  # column of `membership` and of deliveries naming the recipient
     recipient: type[Subscriber] | type[PushSubscription]
     active: SubscriberStatus | PushStatus
+    # The recipient columns sending reads (addressing, the gates, composing): a chunk loads
+    # these for hundreds of readers, and each column more is converted for each of them.
+    sent_columns: tuple[str, ...] = ("id", "status")
     paused_until: str | None = None  # recipient column: none goes to them before that time
     # membership column saying how a category reaches them (notifier.models.Cadence): an
     # article goes at once only where it says instant; digests carry the others.
@@ -63,9 +66,14 @@ SUBSCRIBERS = Audience(
     "subscriber_id",
     Subscriber,
     SubscriberStatus.ACTIVE,
+    ("id", "status", "email", "paused_until"),
     paused_until="paused_until",
     cadence="cadence",
 )  # readers who confirmed an email address
 BROWSERS = Audience(
-    push_subscription_categories, "push_subscription_id", PushSubscription, PushStatus.ACTIVE
+    push_subscription_categories,
+    "push_subscription_id",
+    PushSubscription,
+    PushStatus.ACTIVE,
+    ("id", "status", "endpoint", "p256dh", "auth", "timezone", "quiet_start", "quiet_end"),
 )  # browsers subscribed to push
