@@ -5,8 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import cast
 
-from sqlalchemy import CursorResult, Integer, Result, Table, Text, any_, func, literal
-from sqlalchemy import cast as sql_cast
+from sqlalchemy import CursorResult, Integer, Result, Table, any_, func, literal
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -27,14 +26,12 @@ def rows_changed(result: Result) -> int:
 def among(session: Session, column, ids: Iterable[int]):
     """`column IN ids` for a chunk of ids. On PostgreSQL `column = ANY(:array)`: one bound
     array, so the statement text is the same for every chunk size and is compiled, parsed
-    and prepared once, not once per distinct length. The array is bound as its text,
-    '{1,2,3}', cast in SQL: psycopg's own list dumper runs a regular expression per element
-    (about 3 µs each, and a chunk of 500 ids is bound some ten times on its way out)."""
+    and prepared once, not once per distinct length. (Bound as text and cast in SQL, the
+    array skips psycopg's per-element dumping, but PostgreSQL then used 60 % more CPU in a
+    fan-out: bench/fanout.py --readers 50000, 16.8 s against 10.7 s. It stays typed.)"""
     values = list(ids)
     if session.get_bind().dialect.name == "postgresql":
-        # None never equals anything, as NULL in the array never matches: left out
-        array = "{" + ",".join([str(int(value)) for value in values if value is not None]) + "}"
-        return column == any_(sql_cast(literal(array, Text), postgresql.ARRAY(Integer)))
+        return column == any_(literal(values, postgresql.ARRAY(Integer)))
     return column.in_(values)
 
 
