@@ -129,6 +129,7 @@ def worker_killed(
         time.sleep(0.3)
         at_kill = stack.smtp.handler.message_count()
         states = delivery_states(database_url, article)
+        noted = _noted_unclaimed(database_url, article)
         stack.worker("worker-2", concurrency, node="worker-1" if same_name else "")
         seconds = _wait_since(stack, article, emails, killed, within, recipients)
         return _email_figures(
@@ -138,7 +139,22 @@ def worker_killed(
             sweeper_requeued=stack.logged("sweep re-queued"),
             taken_over=stack.logged("took over"),
             sending_at_kill=states["sending"], unmarked_at_kill=at_kill - states["sent"],
+            noted_at_kill=noted,
         )  # fmt: skip
+
+
+def _noted_unclaimed(database_url: str, article: int) -> int:
+    """The article's rows noted queued by a worker process and not claimed yet: a chunk
+    planned and handed to the broker that no process had started. A takeover queues them
+    again and counts them with the claimed ones (notifier.delivery.takeover)."""
+    with session_scope(database_url) as session:
+        return session.scalar(
+            select(func.count()).where(
+                Delivery.article_id == article,
+                Delivery.status == DeliveryStatus.PENDING,
+                Delivery.queued_by.is_not(None),
+            )
+        )
 
 
 def digest_worker_killed(
