@@ -257,6 +257,7 @@ def pool_child_killed(
         time.sleep(0.3)
         at_kill = stack.smtp.handler.message_count()
         states = delivery_states(database_url, article)
+        noted = _noted_unclaimed(database_url, article)
         seconds = _wait_since(stack, article, emails, killed, within, recipients)
         return _email_figures(
             "pool child SIGKILL", stack, emails, article, seconds,
@@ -264,6 +265,7 @@ def pool_child_killed(
             sweeper_requeued=stack.logged("sweep re-queued"),
             taken_over=stack.logged("took over"),
             sending_at_kill=states["sending"], unmarked_at_kill=at_kill - states["sent"],
+            noted_at_kill=noted,
         )  # fmt: skip
 
 

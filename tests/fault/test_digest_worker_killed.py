@@ -6,7 +6,11 @@ tick, and only messages sent but not yet recorded go twice, as for articles."""
 
 from __future__ import annotations
 
+import pytest
+
 from tests.fault.scenarios import KILL_TARGET, digest_worker_killed
+
+pytestmark = pytest.mark.usefixtures("alone_among_kill_scenarios")
 
 READERS = 2000
 CONCURRENCY = 2
