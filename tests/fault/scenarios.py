@@ -122,7 +122,7 @@ def worker_killed(
         _wait_for_messages(stack, recipients // 3, recipients)
         _stall_senders(stack, concurrency)
         first.kill_group(signal.SIGKILL)
-        killed = time.monotonic()
+        killed, killed_at = time.monotonic(), datetime.now(UTC)
         first.wait(10)
         wait_for(lambda: not first.group(), 10, "killed processes are still alive")
         stack.smtp.handler.stalling = False
@@ -130,7 +130,7 @@ def worker_killed(
         at_kill = stack.smtp.handler.message_count()
         states = delivery_states(database_url, article)
         noted = _noted_unclaimed(database_url, article)
-        stack.worker("worker-2", concurrency, node="worker-1" if same_name else "")
+        second = stack.worker("worker-2", concurrency, node="worker-1" if same_name else "")
         seconds = _wait_since(stack, article, emails, killed, within, recipients)
         return _email_figures(
             "1 worker SIGKILL" + (", restarted under its name" if same_name else ""),
@@ -139,8 +139,17 @@ def worker_killed(
             sweeper_requeued=stack.logged("sweep re-queued"),
             taken_over=stack.logged("took over"),
             sending_at_kill=states["sending"], unmarked_at_kill=at_kill - states["sent"],
-            noted_at_kill=noted,
+            noted_at_kill=noted, takeover_seconds=_took_over_after(second.output(), killed_at),
         )  # fmt: skip
+
+
+def _took_over_after(log: str, killed_at: datetime) -> float | None:
+    """Seconds from the kill to the new worker's first "took over" log line; None if none."""
+    for line in log.splitlines():
+        if "took over" in line and line.startswith("{"):
+            logged_at = datetime.fromisoformat(json.loads(line)["time"].replace("Z", "+00:00"))
+            return (logged_at - killed_at).total_seconds()
+    return None
 
 
 def _noted_unclaimed(database_url: str, article: int) -> int:

@@ -103,8 +103,11 @@ def test_a_worker_restarted_under_its_name_takes_over_at_once(tmp_path, pg_datab
     print(figures.line())
     notes = figures.notes
     assert notes["sending_at_kill"] > 0 and notes["taken_over"]
-    # Its heartbeat (every 10 s, stale after 30 s) goes stale 20 s after the kill at the earliest.
-    assert figures.seconds < 20, "before the dead worker's heartbeat could go stale"
+    # Its heartbeat (every 10 s, stale after 30 s) goes stale 20 s after the kill at the earliest:
+    # the new worker took over before that (then sending the rest takes what the machine
+    # allows; a loaded CI machine took 22 s for all 2,000).
+    assert notes["takeover_seconds"] < 20, "before the dead worker's heartbeat could go stale"
+    assert figures.seconds <= KILL_TARGET
     assert (figures.delivered, figures.lost, notes["strangers"]) == (2000, 0, 0)
     assert figures.duplicates == notes["unmarked_at_kill"] <= CONCURRENCY * BOUND_PER_PROCESS
     assert notes["final"] == {"sent": 2000}
