@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import cast
 
-from sqlalchemy import CursorResult, Integer, Result, Table, any_, func, literal
+from sqlalchemy import CursorResult, Integer, Result, Table, any_, bindparam, func, literal
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -33,6 +33,20 @@ def among(session: Session, column, ids: Iterable[int]):
     if session.get_bind().dialect.name == "postgresql":
         return column == any_(literal(values, postgresql.ARRAY(Integer)))
     return column.in_(values)
+
+
+def dialect_of(session: Session) -> str:
+    return session.get_bind().dialect.name
+
+
+def among_bound(dialect: str, column, name: str = "ids"):
+    """`column IN :name`, the ids given when the statement runs, as `among` binds them: for a
+    statement built once per dialect and run for every chunk. Building a statement with
+    SQLAlchemy's API cost more worker CPU than running it (about 270 of 420 µs for the
+    UPDATE that records 50 sent messages), and the send path runs a dozen per chunk."""
+    if dialect == "postgresql":
+        return column == any_(bindparam(name, type_=postgresql.ARRAY(Integer)))
+    return column.in_(bindparam(name, expanding=True))
 
 
 def unindexed(column):

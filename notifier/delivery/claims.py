@@ -9,23 +9,46 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
+from functools import cache
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, bindparam, or_, select, update
 from sqlalchemy.orm import Session
 
 from notifier.models import Delivery, DeliveryOutcome, DeliveryStatus
-from notifier.sql import among, rows_changed, unindexed
+from notifier.sql import among, among_bound, dialect_of, rows_changed, unindexed
 
 DELIVERIES = Delivery.__table__
 
 
-def _claimable(now: datetime):
+def _claimable(now):
     row = DELIVERIES.c
     status = unindexed(row.status)  # the ids find the rows (see notifier.sql.unindexed)
     return or_(
         and_(status == DeliveryStatus.PENDING, row.next_attempt_at <= now),
         and_(status == DeliveryStatus.SENDING, row.lease_until < now),
     )
+
+
+@cache
+def _claim(dialect: str):
+    """The claim, built once per dialect (see notifier.sql.among_bound)."""
+    return (
+        update(DELIVERIES)
+        .where(among_bound(dialect, DELIVERIES.c.id), _claimable(bindparam("now")))
+        .values(
+            status=DeliveryStatus.SENDING,
+            lease_until=bindparam("lease_until"),
+            attempts=DELIVERIES.c.attempts + 1,
+            claimed_by=bindparam("holder"),
+            claim_token=bindparam("token"),
+        )
+        .returning(DELIVERIES.c.id)
+    )
+
+
+def _claim_values(ids, now, lease_seconds, token, holder) -> dict:
+    return {"ids": list(ids), "now": now, "holder": holder, "token": token,
+            "lease_until": now + timedelta(seconds=lease_seconds)}  # fmt: skip
 
 
 def claim_statement(
@@ -36,18 +59,8 @@ def claim_statement(
     token: str | None,
     holder: str | None,
 ):
-    return (
-        update(DELIVERIES)
-        .where(among(session, DELIVERIES.c.id, ids), _claimable(now))
-        .values(
-            status=DeliveryStatus.SENDING,
-            lease_until=now + timedelta(seconds=lease_seconds),
-            attempts=DELIVERIES.c.attempts + 1,
-            claimed_by=holder,
-            claim_token=token,
-        )
-        .returning(DELIVERIES.c.id)
-    )
+    """The claim claim_deliveries runs and its values (for a look at its plan)."""
+    return _claim(dialect_of(session)), _claim_values(ids, now, lease_seconds, token, holder)
 
 
 def claim_deliveries(
@@ -63,7 +76,8 @@ def claim_deliveries(
     this claim (only it may record their outcomes)."""
     if not ids:
         return []
-    return sorted(session.scalars(claim_statement(session, ids, now, lease_seconds, token, holder)))
+    values = _claim_values(ids, now, lease_seconds, token, holder)
+    return sorted(session.scalars(_claim(dialect_of(session)), values))
 
 
 def held_by(session: Session, ids: Sequence[int], token: str | None):
@@ -77,6 +91,23 @@ def held_by(session: Session, ids: Sequence[int], token: str | None):
 
 def _sending():
     return unindexed(DELIVERIES.c.status) == DeliveryStatus.SENDING
+
+
+def held_by_bound(dialect: str, fenced: bool):
+    """held_by for a statement built once: the ids as `ids`, the token as `token` (when
+    `fenced`: a claim's token is known)."""
+    where = [among_bound(dialect, DELIVERIES.c.id)]
+    if fenced:
+        where += [DELIVERIES.c.claim_token == bindparam("token"), _sending()]
+    return where
+
+
+def fence_values(delivery_ids: Sequence[int], token: str | None) -> dict:
+    """The values held_by_bound's statement runs with."""
+    values: dict = {"ids": list(delivery_ids)}
+    if token is not None:
+        values["token"] = token
+    return values
 
 
 def claim_holders(session: Session) -> list[str]:
@@ -120,15 +151,22 @@ def not_yet_due(session: Session, ids: Iterable[int], now: datetime) -> dict[int
     ids = sorted(ids)
     if not ids:
         return {}
-    return dict(session.execute(not_yet_due_statement(session, ids, now)).all())
+    statement = _not_yet_due(dialect_of(session))
+    return dict(session.execute(statement, {"ids": ids, "now": now}).all())
+
+
+@cache
+def _not_yet_due(dialect: str):
+    return select(DELIVERIES.c.id, DELIVERIES.c.next_attempt_at).where(
+        among_bound(dialect, DELIVERIES.c.id),
+        unindexed(DELIVERIES.c.status) == DeliveryStatus.PENDING,
+        DELIVERIES.c.next_attempt_at > bindparam("now"),
+    )
 
 
 def not_yet_due_statement(session: Session, ids: Sequence[int], now: datetime):
-    return select(DELIVERIES.c.id, DELIVERIES.c.next_attempt_at).where(
-        among(session, DELIVERIES.c.id, ids),
-        unindexed(DELIVERIES.c.status) == DeliveryStatus.PENDING,
-        DELIVERIES.c.next_attempt_at > now,
-    )
+    """The statement not_yet_due runs and its values (for a look at its plan)."""
+    return _not_yet_due(dialect_of(session)), {"ids": list(ids), "now": now}
 
 
 def renew_leases(
@@ -163,34 +201,46 @@ def mark_sent(
     """Accepted by the server: one statement for a whole group of deliveries. With the
     claim's token, rows taken over meanwhile are left to their new holder. Returns the rows
     recorded."""
-    result = session.execute(
+    statement = _mark_sent(dialect_of(session), token is not None)
+    return rows_changed(session.execute(statement, {**fence_values(delivery_ids, token),
+                                                    "now": now}))  # fmt: skip
+
+
+@cache
+def _mark_sent(dialect: str, fenced: bool):
+    return (
         update(DELIVERIES)
-        .where(*held_by(session, delivery_ids, token))
+        .where(*held_by_bound(dialect, fenced))
         .values(
             status=DeliveryStatus.SENT,
             outcome=DeliveryOutcome.SENT,
-            sent_at=now,
+            sent_at=bindparam("now"),
             lease_until=None,
             last_error=None,
             claimed_by=None,
             claim_token=None,
         )
     )
-    return rows_changed(result)
 
 
 def mark_skipped(
     session: Session, delivery_ids: Sequence[int], reason: str, token: str | None = None
 ) -> None:
     """Not to be sent any more (the reader left, the alert was stopped), with the reason."""
-    session.execute(
+    statement = _mark_skipped(dialect_of(session), token is not None)
+    session.execute(statement, {**fence_values(delivery_ids, token), "reason": reason})
+
+
+@cache
+def _mark_skipped(dialect: str, fenced: bool):
+    return (
         update(DELIVERIES)
-        .where(*held_by(session, delivery_ids, token))
+        .where(*held_by_bound(dialect, fenced))
         .values(
             status=DeliveryStatus.SKIPPED,
             outcome=DeliveryOutcome.SKIPPED,
             lease_until=None,
-            last_error=reason,
+            last_error=bindparam("reason"),
             claimed_by=None,
             claim_token=None,
         )

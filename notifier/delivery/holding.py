@@ -12,12 +12,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cache
 
-from sqlalchemy import update
+from sqlalchemy import bindparam, update
 from sqlalchemy.orm import Session
 
-from notifier.delivery.claims import held_by
+from notifier.delivery.claims import fence_values, held_by_bound
 from notifier.models import Delivery, DeliveryStatus
+from notifier.sql import dialect_of
 
 DELIVERIES = Delivery.__table__
 
@@ -39,20 +41,26 @@ def mark_held(
     rows recorded (a row taken over meanwhile is its new holder's)."""
     if not delivery_ids:
         return []
-    held = session.scalars(
+    statement = _mark_held(dialect_of(session), token is not None)
+    values = {**fence_values(delivery_ids, token), "until": until, "reason": reason}
+    return sorted(session.scalars(statement, values))
+
+
+@cache
+def _mark_held(dialect: str, fenced: bool):
+    return (
         update(DELIVERIES)
-        .where(*held_by(session, delivery_ids, token))
+        .where(*held_by_bound(dialect, fenced))
         .values(
             status=DeliveryStatus.PENDING,
             outcome=None,
-            next_attempt_at=until,
-            held_until=until,
+            next_attempt_at=bindparam("until"),
+            held_until=bindparam("until"),
             attempts=DELIVERIES.c.attempts - 1,
             lease_until=None,
-            last_error=reason,
+            last_error=bindparam("reason"),
             claimed_by=None,
             claim_token=None,
         )
         .returning(DELIVERIES.c.id)
     )
-    return sorted(held)

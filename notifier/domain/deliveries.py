@@ -15,6 +15,7 @@ from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from notifier.models import Article, Delivery, DeliveryOutcome, DeliveryStatus, Subscriber
+from notifier.sql import among
 
 # Bulk statements go to the table, not the ORM entity: no per-row session bookkeeping.
 DELIVERIES = Delivery.__table__
@@ -86,10 +87,13 @@ def unplanned_article_ids(session: Session, now: datetime, grace_seconds: int) -
 
 
 def alert_ids_of(session: Session, delivery_ids: Sequence[int]) -> list[int]:
+    """The alerts a batch's deliveries belong to. The ids are bound as one array (among):
+    an IN list of a chunk's 500 ids cost about 3 ms of worker CPU per chunk to build."""
     return list(
         session.scalars(
-            select(Delivery.alert_id)
-            .where(Delivery.id.in_(delivery_ids), Delivery.alert_id.is_not(None))
+            select(DELIVERIES.c.alert_id)
+            .where(among(session, DELIVERIES.c.id, delivery_ids),
+                   DELIVERIES.c.alert_id.is_not(None))
             .distinct()
         )
-    )
+    )  # fmt: skip

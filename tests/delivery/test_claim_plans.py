@@ -52,10 +52,12 @@ def _seed_a_fan_out(session: Session, analyzed_as: str) -> list[int]:
     return list(session.scalars(text("SELECT id FROM deliveries ORDER BY id LIMIT 50")))
 
 
-def _plans(session: Session, statement) -> list[str]:
-    """EXPLAIN of `statement` prepared, as PostgreSQL plans a run of it: with its values
-    (custom) and for any values (generic, which it may settle on after five runs)."""
+def _plans(session: Session, statement, values: dict | None = None) -> list[str]:
+    """EXPLAIN of `statement` prepared, as PostgreSQL plans a run of it with `values` (or
+    the values built in): with its values (custom) and for any values (generic, which it
+    may settle on after five runs)."""
     compiled = statement.compile(dialect=postgresql.dialect())
+    params = compiled.construct_params(values)
     names: list[str] = []
 
     def placeholder(match: re.Match) -> str:
@@ -64,11 +66,11 @@ def _plans(session: Session, statement) -> list[str]:
 
     prepared = re.sub(r"%\((\w+)\)s", placeholder, str(compiled))
     raw = session.connection().connection.dbapi_connection
-    values = [compiled.params[name] for name in names]
+    ordered = [params[name] for name in names]
     plans = []
     with raw.cursor() as cursor:
         cursor.execute(f"PREPARE recording AS {prepared}")
-        arguments = sql.SQL(", ").join(sql.Literal(getattr(v, "value", v)) for v in values)
+        arguments = sql.SQL(", ").join(sql.Literal(getattr(v, "value", v)) for v in ordered)
         for mode in ("force_custom_plan", "force_generic_plan"):
             cursor.execute(sql.SQL("SET plan_cache_mode = {}").format(sql.Identifier(mode)))
             cursor.execute(sql.SQL("EXPLAIN EXECUTE recording({})").format(arguments))
@@ -87,18 +89,19 @@ def test_a_batch_finds_its_rows_by_primary_key_whatever_the_statistics(
         now = utcnow()
         claim = claims.claim_statement(session, ids, now, 300, "t", "worker@host/1/2")
         statements = {
-            "claimed": claim,
+            "claimed": claim,  # (statement, values)
             "not yet due": claims.not_yet_due_statement(session, ids, now),
         }
         session.execute(update(DELIVERIES).values(status=DeliveryStatus.SENDING, claim_token="t"))
         statements |= {
-            "sent": update(DELIVERIES).where(*claims.held_by(session, ids, "t"))
-            .values(status=DeliveryStatus.SENT, claim_token=None),
+            "sent": (claims._mark_sent("postgresql", True),
+                     {**claims.fence_values(ids, "t"), "now": now}),
             "lease renewed": update(DELIVERIES).where(*claims.held_by(session, ids, "t"))
             .values(lease_until=now + timedelta(seconds=300)),
         }  # fmt: skip
         for what, statement in statements.items():
-            for plan in _plans(session, statement):
+            run = statement if isinstance(statement, tuple) else (statement,)
+            for plan in _plans(session, *run):
                 assert "pk_deliveries" in plan, f"{what}:\n{plan}"
                 assert "ix_deliveries_due" not in plan, f"{what}:\n{plan}"
         session.rollback()
