@@ -27,7 +27,7 @@ class SharedBackoff:
         self.database_url = database_url
         self.refresh_seconds = refresh_seconds
         self._until: dict[str, float] = {}  # origin -> wall-clock seconds
-        self._loaded_at = 0.0
+        self._loaded_at = float("-inf")  # never read yet
         self._lock = threading.Lock()
 
     def wait_seconds(self, origin: str) -> float:
@@ -49,7 +49,10 @@ class SharedBackoff:
                     )
                 ).all()
         except SQLAlchemyError:
-            return  # keep what we know; the database outage is handled by the task
+            # Keep what we know, and ask again after refresh_seconds, not before every push:
+            # each try waits for a connection, and the outage is the task's to handle.
+            self._loaded_at = time.monotonic()
+            return
         with self._lock:
             for origin, until in rows:
                 self._until[origin] = max(self._until.get(origin, 0.0), until.timestamp())
