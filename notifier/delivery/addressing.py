@@ -67,7 +67,7 @@ def address_chunk(
         row.id: row
         for row in session.execute(
             select(*columns).where(among(session, table.c.id, recipient_ids))
-        )
+        ).all()  # one fetch: iterating a result fetches a row at a time
     }
     follows: dict[int, set[int]] = defaultdict(set)
     membership = audience.membership
@@ -78,7 +78,7 @@ def address_chunk(
         select(member, membership.c.category_id,
                cadence if cadence is not None else literal(Cadence.INSTANT.value))
         .where(among(session, member, recipient_ids))
-    ):  # fmt: skip
+    ).all():  # fmt: skip
         follows[recipient_id].add(category_id)
         if how == Cadence.INSTANT.value:
             instantly[recipient_id].add(category_id)

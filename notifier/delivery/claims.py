@@ -77,7 +77,7 @@ def claim_deliveries(
     if not ids:
         return []
     values = _claim_values(ids, now, lease_seconds, token, holder)
-    return sorted(session.scalars(_claim(dialect_of(session)), values))
+    return sorted(session.scalars(_claim(dialect_of(session)), values).all())
 
 
 def held_by(session: Session, ids: Sequence[int], token: str | None):

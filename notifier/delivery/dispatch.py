@@ -91,7 +91,7 @@ def send_deliveries(
     lease = Lease(claimed, claimed_at, settings.delivery_lease_seconds, token)
     rows = session.execute(
         select(Delivery.channel, Delivery.id).where(among(session, Delivery.id, claimed))
-    )
+    ).all()
     by_channel: dict[str, list[int]] = {}
     for channel, delivery_id in rows:
         by_channel.setdefault(channel, []).append(delivery_id)

@@ -43,7 +43,7 @@ def mark_held(
         return []
     statement = _mark_held(dialect_of(session), token is not None)
     values = {**fence_values(delivery_ids, token), "until": until, "reason": reason}
-    return sorted(session.scalars(statement, values))
+    return sorted(session.scalars(statement, values).all())
 
 
 @cache

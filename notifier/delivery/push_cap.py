@@ -87,5 +87,5 @@ def _not_yet_counted(session: Session, delivery_ids: list[int]) -> set[int]:
             select(DELIVERIES.c.id).where(
                 among(session, DELIVERIES.c.id, delivery_ids), DELIVERIES.c.push_day.is_(None)
             )
-        )
+        ).all()
     )

@@ -96,5 +96,5 @@ def _held_before(session: Session, delivery_ids: list[int]) -> set[int]:
             select(rows.id).where(
                 among(session, rows.id, delivery_ids), rows.held_until.is_not(None)
             )
-        )
+        ).all()
     )

@@ -42,7 +42,7 @@ def pushes_counted(session: Session, days: Mapping[int, str]) -> dict[int, int]:
             rows.status.in_(COUNTING),
         )
         .group_by(rows.push_subscription_id, rows.push_day)
-    )
+    ).all()
     totals = dict.fromkeys(days, 0)
     for subscription_id, day, count in counted:
         if days[subscription_id] == day:
