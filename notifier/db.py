@@ -45,9 +45,19 @@ def session_factory(database_url: str) -> sessionmaker[Session]:
 
 
 @contextmanager
-def session_scope(database_url: str) -> Iterator[Session]:
-    """A session that rolls back on error; callers commit explicitly."""
-    session = session_factory(database_url)()
+def session_scope(database_url: str, *, one_connection: bool = False) -> Iterator[Session]:
+    """A session that rolls back on error; callers commit explicitly.
+
+    `one_connection`: every transaction of the session on one connection, checked out (and
+    pinged) once. A session otherwise hands its connection back to the pool at each commit
+    and pings the next one it takes: a round trip per transaction, and the send path
+    commits a dozen times per chunk (each group of outcomes recorded). After a database
+    error and rollback the connection reconnects by itself."""
+    if not one_connection:
+        session = session_factory(database_url)()
+    else:
+        connection = engine_for(database_url).connect()
+        session = Session(bind=connection, expire_on_commit=False)
     try:
         yield session
     except BaseException:
@@ -55,3 +65,5 @@ def session_scope(database_url: str) -> Iterator[Session]:
         raise
     finally:
         session.close()
+        if one_connection:
+            connection.close()

@@ -248,7 +248,7 @@ def send_alert_test(self, alert_fields: dict, to: str, category_names: list[str]
 @retried_through_outages
 def send_deliveries(self, delivery_ids: list[int]) -> dict:
     settings = _settings(self)
-    with session_scope(settings.database_url) as session:
+    with session_scope(settings.database_url, one_connection=True) as session:
         report = dispatch.deliver(session, delivery_ids, _outlets(settings), settings,
                                   enqueue_send, holder=holders.current())  # fmt: skip
     return {"sent": report.sent, "skipped": report.skipped, "failed": report.failed,
