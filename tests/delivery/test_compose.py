@@ -591,3 +591,32 @@ def test_a_push_carries_its_payload_encoded_once_per_article_exactly_as_json(tit
         assert composer.urls.tokens.read_push_manage_token(manage.rsplit("/", 1)[1]) == browser_id
         shrunk = message.shrunk()
         assert shrunk.encoded is None and shrunk.plaintext() == push_json(shrunk.payload)
+
+
+def test_envelopes_for_notices_taken_in_turns_each_carry_their_own_notice(session, composer):
+    """The composer reuses the last notice's layouts; going back and forth between two
+    notices (a batch with articles and alerts, say) still gives each reader their own."""
+    first = make_delivery(session)
+    second_article = Article(
+        feed_id=session.get(Article, first.article_id).feed_id, guid="https://aze.media/?p=2",
+        link="https://aze.media/gas/", title="Gas exports reach a record",
+        summary="Pipelines ran full.", published_at=NOW, first_seen_at=NOW, announce=True,
+        categories=categories(session, "energy", "news", "economy"),  # the same ones matched
+    )  # fmt: skip
+    session.add(second_article)
+    session.flush()
+    second = Delivery(article_id=second_article.id, subscriber_id=first.subscriber_id,
+                      channel="email")  # fmt: skip
+    session.add(second)
+    session.flush()
+    entries = dict(
+        zip(("first", "second"),
+            address_chunk(session, "email", SUBSCRIBERS, [first.id, second.id]), strict=True)
+    )  # fmt: skip
+    subjects = []
+    for name in ("first", "second", "first", "second"):
+        message = email.message_from_bytes(
+            composer.email_envelope(entries[name]).data, policy=email.policy.default
+        )
+        subjects.append(str(message["Subject"]))
+    assert subjects == ["Baku port traffic grows", "Gas exports reach a record"] * 2
