@@ -74,13 +74,14 @@ def address_chunk(
     member = membership.c[audience.recipient_column]
     instantly: dict[int, set[int]] = defaultdict(set)
     cadence = membership.c[audience.cadence] if audience.cadence else None
+    instant = Cadence.INSTANT.value  # read once: an enum's value is a descriptor call
     for recipient_id, category_id, how in session.execute(
         select(member, membership.c.category_id,
                cadence if cadence is not None else literal(Cadence.INSTANT.value))
         .where(among(session, member, recipient_ids))
     ).all():  # fmt: skip
         follows[recipient_id].add(category_id)
-        if how == Cadence.INSTANT.value:
+        if how == instant:
             instantly[recipient_id].add(category_id)
     notices = _notices(session, rows)
     categories = _categories(session, follows, notices)

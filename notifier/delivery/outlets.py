@@ -44,11 +44,17 @@ def _outlet(route: Route, channel: Channel, composer: Composer, settings: Settin
         entries = hold_back_stale(session, route.name, entries, settings.stale_news_hours, now)
         if route.gate is not None:  # push: the browser's quiet hours
             entries = route.gate(session, entries, now, settings)
-        return [
-            Outgoing(e.delivery_id, partial(compose, e), notice_time(e.notice))
-            if isinstance(e, Addressee) else e
-            for e in entries
-        ]  # fmt: skip
+        since: dict[int, datetime | None] = {}  # per notice (a chunk has one or a few)
+        outgoing: list[Outgoing | Unwanted | Held] = []
+        for e in entries:
+            if not isinstance(e, Addressee):
+                outgoing.append(e)
+                continue
+            key = id(e.notice)  # the notices live as long as the entries
+            if key not in since:
+                since[key] = notice_time(e.notice)
+            outgoing.append(Outgoing(e.delivery_id, partial(compose, e), since[key]))
+        return outgoing
 
     def recipient_gone(session: Session, delivery: Delivery, detail: str, now: datetime) -> None:
         route.recipient_gone(session, delivery, detail, now, settings)

@@ -57,7 +57,14 @@ def gate_daily_cap(
         .order_by(PushSubscription.id)
         .with_for_update(key_share=True)
     ).all()  # held until the commit below: one worker at a time counts for these browsers
-    days = {e.recipient.id: local_day(e.recipient.timezone, now) for e in pushes}
+    by_zone: dict[str, str] = {}  # browsers share a few time zones
+    days = {}
+    for push in pushes:
+        zone = push.recipient.timezone
+        day = by_zone.get(zone)
+        if day is None:
+            day = by_zone[zone] = local_day(zone, now)
+        days[push.recipient.id] = day
     counted = pushes_counted(session, {b: days[b] for b in browsers})
     counting: dict[str, list[int]] = defaultdict(list)
     gated: list[Entry] = []

@@ -107,6 +107,9 @@ class QuietVerdict:
         return self.until is not None and not self.stale
 
 
+_GOES = QuietVerdict()  # most pushes: one shared verdict, not one made per push
+
+
 def quiet_verdict(
     quiet: QuietHours | None,
     zone_name: str,
@@ -120,7 +123,7 @@ def quiet_verdict(
     would be older than `stale_after` by then."""
     until = None if override else quiet_until(quiet, zone_name, now)
     if until is None:
-        return QuietVerdict()
+        return _GOES
     return QuietVerdict(until, stale=is_stale(news_at, until, stale_after))
 
 
