@@ -119,7 +119,14 @@ class _Uncompressed(URLSafeSerializer):
     def dumps(self, obj, salt=None) -> str:
         if salt is not None:
             return super().dumps(obj, salt)
-        payload = self.dump_payload(obj)
+        return self._signed(self.dump_payload(obj))
+
+    def dumps_json(self, compact_json: str) -> str:
+        """dumps() of the object whose compact JSON this is: for the fan-out's links, whose
+        few integers are cheaper to format than to encode (about 1 µs a link)."""
+        return self._signed(_base64(compact_json.encode()))
+
+    def _signed(self, payload: bytes) -> str:
         if self._sha1:
             signature = _base64(hmac.digest(self._key, payload, "sha1"))
         else:
@@ -177,7 +184,7 @@ class Tokens:
         return ConfirmRequest(subscriber_id, digest, categories, self._secret_keys, issued_at)
 
     def manage_token(self, subscriber_id: int) -> str:
-        return self._manage.dumps({"s": subscriber_id})
+        return self._manage.dumps_json(f'{{"s":{subscriber_id:d}}}')  # {"s": subscriber_id}
 
     def read_manage_token(self, token: str) -> int:
         try:
@@ -186,7 +193,9 @@ class Tokens:
             raise TokenError("This link is not valid.") from None
 
     def unsubscribe_token(self, subscriber_id: int, category_ids: list[int]) -> str:
-        return self._unsubscribe.dumps({"s": subscriber_id, "c": sorted(category_ids)})
+        categories = ",".join([f"{c:d}" for c in sorted(category_ids)])
+        # {"s": subscriber_id, "c": sorted(category_ids)}
+        return self._unsubscribe.dumps_json(f'{{"s":{subscriber_id:d},"c":[{categories}]}}')
 
     def read_unsubscribe_token(self, token: str) -> UnsubscribeRequest:
         try:
@@ -256,7 +265,7 @@ class Tokens:
             raise TokenError("This link to a digest is not valid.") from None
 
     def push_manage_token(self, push_subscription_id: int) -> str:
-        return self._push.dumps({"p": push_subscription_id})
+        return self._push.dumps_json(f'{{"p":{push_subscription_id:d}}}')  # {"p": id}
 
     def read_push_manage_token(self, token: str) -> int:
         try:
