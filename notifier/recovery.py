@@ -84,8 +84,8 @@ def take_over_dead_workers(settings: Settings, local, handled: set, starting: bo
             if verdict.dead_workers or starting:
                 now = utcnow()
                 requeued = {i for i, _, _ in noted}
-                waiting = {i: due for i, _, due in unsent_deliveries(session)
-                           if due > now and i not in requeued}  # fmt: skip
+                waiting = {i: due for i, _, due in unsent_deliveries(session, due_after=now)
+                           if i not in requeued}  # fmt: skip
                 queue_when_due(session, waiting, settings, enqueue_send, taker)
                 articles = unplanned_article_ids(session, now, settings.worker_stale_seconds)
         for article_id in articles:

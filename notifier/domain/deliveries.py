@@ -36,14 +36,20 @@ def count_hard_bounces(session: Session, subscriber_id: int) -> int:
     return session.execute(statement).scalar_one()
 
 
-def unsent_deliveries(session: Session) -> list[tuple[int, str, datetime]]:
-    """(id, channel, due time) of every planned delivery not sent and not claimed."""
-    rows = session.execute(
+def unsent_deliveries(
+    session: Session, due_after: datetime | None = None
+) -> list[tuple[int, str, datetime]]:
+    """(id, channel, due time) of every planned delivery not sent and not claimed; with
+    `due_after`, only those due later than that (retries and held pushes, not the rows of
+    a fan-out under way, which can be a million)."""
+    statement = (
         select(DELIVERIES.c.id, DELIVERIES.c.channel, DELIVERIES.c.next_attempt_at)
         .where(DELIVERIES.c.status == DeliveryStatus.PENDING)
         .order_by(DELIVERIES.c.id)
     )
-    return [tuple(row) for row in rows]
+    if due_after is not None:
+        statement = statement.where(DELIVERIES.c.next_attempt_at > due_after)
+    return [tuple(row) for row in session.execute(statement).all()]
 
 
 def overdue_delivery_ids(

@@ -17,6 +17,7 @@ from notifier.delivery.outlets import outlets
 from notifier.delivery.queueing import queue_again
 from notifier.delivery.takeover import Beat, LocalPool, Verdict, dead_holders, take_over
 from notifier.domain.cadence import set_digest_time, set_email_cadences
+from notifier.domain.deliveries import unsent_deliveries
 from notifier.holders import holder_name, parse
 from notifier.messages import Outcome
 from notifier.models import Delivery, DeliveryStatus, WorkerHeartbeat
@@ -315,3 +316,16 @@ def test_a_row_queued_again_whose_task_did_reach_the_broker_is_sent_once(session
     session.expire_all()
     rows = session.scalars(select(Delivery).where(Delivery.id.in_(ids)))
     assert {(r.status, r.attempts) for r in rows} == {(DeliveryStatus.SENT, 1)}
+
+
+def test_a_starting_worker_reads_only_the_rows_due_later_not_a_fan_out_under_way(session, settings):
+    """What takeover queues for later (retries, held pushes) is read without the due rows of
+    a fan-out under way, which can be a million; the broker-lost path still reads them all."""
+    ids = _planned(session, settings)
+    now = utcnow()
+    later = now + timedelta(minutes=10)
+    retry = session.get(Delivery, ids[1])
+    retry.next_attempt_at = later
+    session.commit()
+    assert [row[0] for row in unsent_deliveries(session)] == sorted(ids)
+    assert unsent_deliveries(session, due_after=now) == [(ids[1], "email", later)]
