@@ -1,4 +1,5 @@
-"""Who a chunk of deliveries goes to, checked at send time, in six statements per chunk.
+"""Who a chunk of deliveries goes to, checked at send time, in five statements per chunk
+(the delivery rows themselves come with the claim: notifier.delivery.claims.claim_rows).
 
 A reader may have left, paused their email, changed categories or been suppressed since
 planning, and an editor may have stopped an alert: each delivery either gets its recipient,
@@ -9,16 +10,17 @@ out any more.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import Row, literal, select
 from sqlalchemy.orm import Session, selectinload
 
+from notifier.delivery.claims import DELIVERIES, SENT_DELIVERY_COLUMNS
 from notifier.delivery.digest_content import DigestNotice, load_digests
 from notifier.domain.audiences import Audience
-from notifier.models import Alert, AlertStatus, Article, Cadence, Category, Delivery
+from notifier.models import Alert, AlertStatus, Article, Cadence, Category
 from notifier.sql import among
 from notifier.timeutil import utcnow
 
@@ -29,6 +31,7 @@ class Addressee:
     notice: Article | Alert | DigestNotice
     recipient: Row  # its Audience.sent_columns of subscribers or push_subscriptions: not ORM
     matched: tuple[Category, ...]  # the notice's categories the recipient follows, by name
+    delivery: Row  # its SENT_DELIVERY_COLUMNS as read at send time (by the claim)
 
     @property
     def kind(self) -> str:
@@ -49,16 +52,22 @@ def address_chunk(
     audience: Audience,
     delivery_ids: Sequence[int],
     now: datetime | None = None,
+    claimed: Mapping[int, Row] | None = None,
 ) -> list[Addressee | Unwanted]:
     """One entry per delivery id, in the order given; `audience`: who `channel` reaches;
-    `now` (default: the clock) decides whether a reader's pause still runs."""
+    `now` (default: the clock) decides whether a reader's pause still runs. `claimed`: the
+    rows as the claim returned them (SENT_DELIVERY_COLUMNS), so they are not read again."""
     now = now or utcnow()
-    deliveries = Delivery.__table__.c
-    rows = session.execute(
-        select(deliveries.id, deliveries.article_id, deliveries.alert_id,
-               deliveries[audience.recipient_column], deliveries.digest_id)
-        .where(among(session, deliveries.id, delivery_ids))
-    ).all()  # fmt: skip
+    if claimed is None:
+        claimed = {row.id: row for row in session.execute(
+            select(*SENT_DELIVERY_COLUMNS).where(among(session, DELIVERIES.c.id, delivery_ids))
+        ).all()}  # fmt: skip
+    recipient_key = audience.recipient_column
+    rows = [
+        (d.id, d.article_id, d.alert_id, getattr(d, recipient_key), d.digest_id, d)
+        for d in (claimed.get(i) for i in delivery_ids)
+        if d is not None
+    ]
     recipient_ids = {row[3] for row in rows if row[3] is not None}
     # Plain rows, not ORM objects: a chunk is hundreds of recipients, read once, never changed.
     table = audience.recipient.__table__
@@ -92,7 +101,7 @@ def address_chunk(
         row = by_id.get(delivery_id)
         if row is None:
             continue  # deleted with its notice or recipient: nothing to send, nothing to record
-        _, article_id, alert_id, recipient_id, digest_id = row
+        _, article_id, alert_id, recipient_id, digest_id, delivery = row
         notice = notices.get(_notice_key(article_id, alert_id, digest_id))
         recipient = recipients.get(recipient_id)
         # An article goes at once only for categories the reader takes instantly.
@@ -100,13 +109,14 @@ def address_chunk(
         entries.append(
             _addressee(
                 delivery_id, channel, notice, recipient, followed[recipient_id], categories,
-                audience, now,
+                audience, now, delivery,
             )
         )  # fmt: skip
     return entries
 
 
-def _addressee(delivery_id, channel, notice, recipient, followed, categories, audience, now):
+def _addressee(delivery_id, channel, notice, recipient, followed, categories, audience, now,
+               delivery):  # fmt: skip
     if isinstance(notice, Alert) and notice.status != AlertStatus.SENDING:
         return Unwanted(delivery_id, f"alert is {notice.status.value}")
     if recipient is None or notice is None:
@@ -124,7 +134,7 @@ def _addressee(delivery_id, channel, notice, recipient, followed, categories, au
     matched = sorted((categories[i] for i in targeted if i in categories), key=lambda c: c.name)
     if not matched:
         return Unwanted(delivery_id, "recipient no longer follows any of the article's categories")
-    return Addressee(delivery_id, notice, recipient, tuple(matched))
+    return Addressee(delivery_id, notice, recipient, tuple(matched), delivery)
 
 
 def _notice_key(article_id, alert_id, digest_id) -> tuple[str, int]:

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from functools import cache
 
-from sqlalchemy import and_, bindparam, or_, select, update
+from sqlalchemy import Row, and_, bindparam, or_, select, update
 from sqlalchemy.orm import Session
 
 from notifier.models import Delivery, DeliveryOutcome, DeliveryStatus
@@ -29,6 +29,15 @@ def _claimable(now):
     )
 
 
+# What sending reads of its own rows, returned by the claim itself: the channel that sends a
+# row, whom and what it names, and what the push gates ask (held before, counted today).
+SENT_DELIVERY_COLUMNS = tuple(
+    DELIVERIES.c[name]
+    for name in ("id", "channel", "article_id", "alert_id", "digest_id", "subscriber_id",
+                 "push_subscription_id", "held_until", "push_day")
+)  # fmt: skip
+
+
 @cache
 def _claim(dialect: str):
     """The claim, built once per dialect (see notifier.sql.among_bound)."""
@@ -42,7 +51,7 @@ def _claim(dialect: str):
             claimed_by=bindparam("holder"),
             claim_token=bindparam("token"),
         )
-        .returning(DELIVERIES.c.id)
+        .returning(*SENT_DELIVERY_COLUMNS)
     )
 
 
@@ -74,10 +83,24 @@ def claim_deliveries(
     """Take the rows that are free to send; the others are sent, or held by another worker.
     `holder` names the worker process (so its rows are taken over when it dies) and `token`
     this claim (only it may record their outcomes)."""
+    return [row.id for row in claim_rows(session, ids, now, lease_seconds, token, holder)]
+
+
+def claim_rows(
+    session: Session,
+    ids: Sequence[int],
+    now: datetime,
+    lease_seconds: int,
+    token: str | None = None,
+    holder: str | None = None,
+) -> list[Row]:
+    """claim_deliveries, with each claimed row's SENT_DELIVERY_COLUMNS as the claim left
+    them, in id order: sending needs no other read of its own rows."""
     if not ids:
         return []
     values = _claim_values(ids, now, lease_seconds, token, holder)
-    return sorted(session.scalars(_claim(dialect_of(session)), values).all())
+    rows = session.execute(_claim(dialect_of(session)), values).all()
+    return sorted(rows, key=lambda row: row.id)
 
 
 def held_by(session: Session, ids: Sequence[int], token: str | None):

@@ -14,20 +14,18 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import Row
 from sqlalchemy.orm import Session
 
 from notifier.channels.base import Channel
 from notifier.config import Settings
 from notifier.delivery.addressing import Unwanted
-from notifier.delivery.claims import Lease, claim_deliveries, not_yet_due
+from notifier.delivery.claims import Lease, claim_rows, not_yet_due
 from notifier.delivery.holding import Held
 from notifier.delivery.queueing import Enqueue, queue_when_due
 from notifier.delivery.recording import BatchReport, OnGone, Recorder, retry_policy
 from notifier.domain.alerts import finish_if_done
 from notifier.domain.deliveries import alert_ids_of
-from notifier.models import Delivery
-from notifier.sql import among
 from notifier.timeutil import utcnow
 
 log = logging.getLogger(__name__)
@@ -47,7 +45,9 @@ class Outlet:
     """A channel bound to deliveries: who a chunk goes to, and what 'gone' means."""
 
     channel: Channel
-    address: Callable[[Session, list[int]], list[Outgoing | Unwanted | Held]]
+    # The entries for these ids; the claim's rows of them (SENT_DELIVERY_COLUMNS) when known.
+    address: Callable[[Session, list[int], Mapping[int, Row] | None],
+                      list[Outgoing | Unwanted | Held]]  # fmt: skip
     recipient_gone: OnGone
 
 
@@ -82,36 +82,34 @@ def send_deliveries(
     report = BatchReport()
     claimed_at = now()
     token = uuid.uuid4().hex
-    claimed = claim_deliveries(session, delivery_ids, claimed_at, settings.delivery_lease_seconds,
-                               token, holder)  # fmt: skip
+    rows = claim_rows(session, delivery_ids, claimed_at, settings.delivery_lease_seconds, token,
+                      holder)  # fmt: skip
     session.commit()
+    claimed = [row.id for row in rows]
     report.due_at.update(not_yet_due(session, set(delivery_ids) - set(claimed), claimed_at))
     if not claimed:
         return report
     lease = Lease(claimed, claimed_at, settings.delivery_lease_seconds, token)
-    rows = session.execute(
-        select(Delivery.channel, Delivery.id).where(among(session, Delivery.id, claimed))
-    ).all()
-    by_channel: dict[str, list[int]] = {}
-    for channel, delivery_id in rows:
-        by_channel.setdefault(channel, []).append(delivery_id)
-    for channel, ids in by_channel.items():
+    by_channel: dict[str, dict[int, Row]] = {}
+    for row in rows:  # in id order
+        by_channel.setdefault(row.channel, {})[row.id] = row
+    for channel, claimed_rows in by_channel.items():
         outlet = outlets[channel]
         recorder = Recorder(session, channel, outlet.recipient_gone, retry_policy(settings), now,
                             lease, settings.delivery_record_batch, report)  # fmt: skip
-        _send_through(session, sorted(ids), outlet, recorder, lease, now)
+        _send_through(session, claimed_rows, outlet, recorder, lease, now)
     return report
 
 
 def _send_through(
     session: Session,
-    ids: list[int],
+    claimed: dict[int, Row],
     outlet: Outlet,
     recorder: Recorder,
     lease: Lease,
     now: Callable[[], datetime],
 ) -> None:
-    entries = outlet.address(session, ids)
+    entries = outlet.address(session, list(claimed), claimed)
     since = {e.delivery_id: e.since for e in entries if isinstance(e, Outgoing)}
     recorder.since = since
 

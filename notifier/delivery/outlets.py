@@ -5,10 +5,11 @@ for the reader.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from functools import partial
 
+from sqlalchemy import Row
 from sqlalchemy.orm import Session
 
 from notifier.channels.base import Channel
@@ -37,10 +38,12 @@ def outlets(settings: Settings, composer: Composer) -> dict[str, Outlet]:
 def _outlet(route: Route, channel: Channel, composer: Composer, settings: Settings) -> Outlet:
     compose = partial(route.compose, composer)
 
-    def address(session: Session, delivery_ids: list[int]) -> list[Outgoing | Unwanted | Held]:
+    def address(
+        session: Session, delivery_ids: list[int], claimed: Mapping[int, Row] | None = None
+    ) -> list[Outgoing | Unwanted | Held]:
         now = utcnow()
         entries: Sequence[Addressee | Unwanted | Held]
-        entries = address_chunk(session, route.name, route.audience, delivery_ids, now)
+        entries = address_chunk(session, route.name, route.audience, delivery_ids, now, claimed)
         entries = hold_back_stale(session, route.name, entries, settings.stale_news_hours, now)
         if route.gate is not None:  # push: the browser's quiet hours
             entries = route.gate(session, entries, now, settings)

@@ -47,7 +47,7 @@ def gate_daily_cap(
     """The entries as they go: each addressed push counted on its browser's day (committed
     here, before it is sent), or an article push past the cap turned into Unwanted."""
     pushes = [e for e in entries if isinstance(e, Addressee)]
-    uncounted = _not_yet_counted(session, [e.delivery_id for e in pushes])
+    uncounted = _not_yet_counted(pushes)
     if not uncounted:
         return list(entries)
     browsers = sorted({e.recipient.id for e in pushes if e.delivery_id in uncounted})
@@ -86,13 +86,6 @@ def gate_daily_cap(
     return gated
 
 
-def _not_yet_counted(session: Session, delivery_ids: list[int]) -> set[int]:
-    if not delivery_ids:
-        return set()
-    return set(
-        session.scalars(
-            select(DELIVERIES.c.id).where(
-                among(session, DELIVERIES.c.id, delivery_ids), DELIVERIES.c.push_day.is_(None)
-            )
-        ).all()
-    )
+def _not_yet_counted(pushes: list[Addressee]) -> set[int]:
+    """The pushes not yet counted on a day (as the claim read them)."""
+    return {push.delivery_id for push in pushes if push.delivery.push_day is None}

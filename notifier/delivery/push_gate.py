@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from notifier.config import Settings
@@ -20,8 +19,7 @@ from notifier.delivery.addressing import Addressee, Unwanted
 from notifier.delivery.holding import Held
 from notifier.delivery.push_cap import gate_daily_cap
 from notifier.domain.quiet_hours import is_stale, quiet_hours_of, quiet_verdict
-from notifier.models import Alert, Article, Delivery
-from notifier.sql import among
+from notifier.models import Alert, Article
 
 # Kept on the row while it waits (it is pending, not skipped).
 HELD = "held for quiet hours"
@@ -63,7 +61,7 @@ def gate_quiet_hours(
     that was held and comes due is dropped if its news went stale meanwhile (workers were
     down when the quiet hours ended)."""
     stale_after = timedelta(hours=settings.quiet_hours_stale_hours)
-    released = _held_before(session, [e.delivery_id for e in entries if isinstance(e, Addressee)])
+    released = _held_before([e for e in entries if isinstance(e, Addressee)])
     gated: list[Entry] = []
     for entry in entries:
         if not isinstance(entry, Addressee):
@@ -86,15 +84,6 @@ def gate_quiet_hours(
     return gated
 
 
-def _held_before(session: Session, delivery_ids: list[int]) -> set[int]:
-    """The rows among these that quiet hours held once."""
-    if not delivery_ids:
-        return set()
-    rows = Delivery.__table__.c
-    return set(
-        session.scalars(
-            select(rows.id).where(
-                among(session, rows.id, delivery_ids), rows.held_until.is_not(None)
-            )
-        ).all()
-    )
+def _held_before(pushes: list[Addressee]) -> set[int]:
+    """The rows among these that quiet hours held once (as the claim read them)."""
+    return {push.delivery_id for push in pushes if push.delivery.held_until is not None}

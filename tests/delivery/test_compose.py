@@ -584,7 +584,8 @@ def test_a_push_carries_its_payload_encoded_once_per_article_exactly_as_json(tit
     for browser_id in (1, 22, 333):
         browser = SimpleNamespace(id=browser_id, endpoint="https://fcm.googleapis.com/x",
                                   p256dh="p", auth="a")  # fmt: skip
-        message = composer.push(Addressee(browser_id, story, browser, (news,)))
+        delivery = SimpleNamespace(id=browser_id * 10)
+        message = composer.push(Addressee(browser_id, story, browser, (news,), delivery))
         assert message.plaintext() == push_json(message.payload)
         assert json.loads(message.plaintext())["title"] == title
         manage = json.loads(message.plaintext())["manageUrl"]
