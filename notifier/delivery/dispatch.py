@@ -63,7 +63,10 @@ def deliver(
     that came before its time) for when it is due, finish alerts that are done, commit."""
     report = send_deliveries(session, delivery_ids, outlets, settings, holder=holder)
     queue_when_due(session, report.due_at, settings, enqueue, holder)
-    for alert_id in alert_ids_of(session, delivery_ids):
+    alert_ids = set(report.alert_ids)
+    if report.unclaimed:  # the claim told only its own rows' alerts
+        alert_ids.update(alert_ids_of(session, report.unclaimed))
+    for alert_id in sorted(alert_ids):
         finish_if_done(session, alert_id, utcnow())
     session.commit()
     return report
@@ -86,7 +89,9 @@ def send_deliveries(
                       holder)  # fmt: skip
     session.commit()
     claimed = [row.id for row in rows]
-    report.due_at.update(not_yet_due(session, set(delivery_ids) - set(claimed), claimed_at))
+    report.alert_ids.update(row.alert_id for row in rows if row.alert_id is not None)
+    report.unclaimed = sorted(set(delivery_ids) - set(claimed))
+    report.due_at.update(not_yet_due(session, report.unclaimed, claimed_at))
     if not claimed:
         return report
     lease = Lease(claimed, claimed_at, settings.delivery_lease_seconds, token)

@@ -82,6 +82,10 @@ class BatchReport:
     retry_in: dict[int, float] = field(default_factory=dict)  # delivery id -> seconds
     # Each row to try again (a retry, or a row this task got before it was due) -> when.
     due_at: dict[int, datetime] = field(default_factory=dict)
+    # The alerts the claimed rows belong to, and the ids not claimed (whose alerts the
+    # claim did not tell): what the batch's end reads to finish the alerts that are done.
+    alert_ids: set[int] = field(default_factory=set)
+    unclaimed: list[int] = field(default_factory=list)
 
 
 def apply_outcome(

@@ -9,16 +9,17 @@ from sqlalchemy import select
 
 from notifier.delivery.claims import claim_deliveries
 from notifier.delivery.compose import Composer
-from notifier.delivery.dispatch import send_deliveries
+from notifier.delivery.dispatch import deliver, send_deliveries
 from notifier.delivery.fanout import fan_out_article
 from notifier.delivery.outlets import outlets
 from notifier.delivery.queueing import note_queued
+from notifier.domain.alerts import create_alert, validate_alert
 from notifier.domain.deliveries import overdue_delivery_ids, unplanned_article_ids
 from notifier.domain.subscriptions import unsubscribe
-from notifier.models import Delivery, DeliveryStatus, SubscriberStatus
+from notifier.models import Alert, AlertStatus, Delivery, DeliveryStatus, SubscriberStatus
 from notifier.timeutil import utcnow
 from tests import factories
-from tests.support.queue import RecordingQueue, article_fanned_out
+from tests.support.queue import RecordingQueue, alert_fanned_out, article_fanned_out
 
 
 @pytest.fixture
@@ -266,3 +267,27 @@ def test_each_final_delivery_records_its_outcome_as_data(session, smtp, send, se
         gone.id: DeliveryOutcome.GONE,
         left.id: DeliveryOutcome.SKIPPED,
     }
+
+
+def test_a_batch_run_again_after_its_messages_went_finishes_their_alert(session, smtp, settings):
+    """A batch sent and recorded every email of an alert, then died before finishing the
+    alert. Run again, it claims nothing, and still finishes the alert: whether an alert is
+    done is read from the batch's rows, the claim's or not."""
+    for n in range(3):
+        factories.subscriber(session, f"a{n}@example.com", "defense")
+    data = {"title": "Ceasefire", "channels": ["email"], "categories": ["defense"]}
+    alert, _ = create_alert(session, validate_alert(session, data, settings.site_url, utcnow()),
+                            utcnow())  # fmt: skip
+    session.commit()
+    _, ids = alert_fanned_out(session, settings, alert.id)
+    bound = outlets(settings, Composer(settings))
+    send_deliveries(session, ids, bound, settings)  # sent and recorded; the alert not finished
+    session.commit()
+    assert session.get(Alert, alert.id).status == AlertStatus.SENDING
+    assert len(smtp.handler.received) == 3
+
+    report = deliver(session, ids, bound, settings, RecordingQueue())
+
+    assert (report.sent, report.unclaimed) == (0, sorted(ids))
+    assert session.get(Alert, alert.id).status == AlertStatus.SENT
+    assert len(smtp.handler.received) == 3, "nothing went twice"
