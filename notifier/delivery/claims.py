@@ -68,22 +68,8 @@ def claim_statement(
     token: str | None,
     holder: str | None,
 ):
-    """The claim claim_deliveries runs and its values (for a look at its plan)."""
+    """The claim claim_rows runs and its values (for a look at its plan)."""
     return _claim(dialect_of(session)), _claim_values(ids, now, lease_seconds, token, holder)
-
-
-def claim_deliveries(
-    session: Session,
-    ids: Sequence[int],
-    now: datetime,
-    lease_seconds: int,
-    token: str | None = None,
-    holder: str | None = None,
-) -> list[int]:
-    """Take the rows that are free to send; the others are sent, or held by another worker.
-    `holder` names the worker process (so its rows are taken over when it dies) and `token`
-    this claim (only it may record their outcomes)."""
-    return [row.id for row in claim_rows(session, ids, now, lease_seconds, token, holder)]
 
 
 def claim_rows(
@@ -94,8 +80,11 @@ def claim_rows(
     token: str | None = None,
     holder: str | None = None,
 ) -> list[Row]:
-    """claim_deliveries, with each claimed row's SENT_DELIVERY_COLUMNS as the claim left
-    them, in id order: sending needs no other read of its own rows."""
+    """Take the rows that are free to send; the others are sent, or held by another worker.
+    `holder` names the worker process (so its rows are taken over when it dies) and `token`
+    this claim (only it may record their outcomes). Returns each claimed row's
+    SENT_DELIVERY_COLUMNS as the claim left them, in id order: sending needs no other read
+    of its own rows."""
     if not ids:
         return []
     values = _claim_values(ids, now, lease_seconds, token, holder)

@@ -7,7 +7,6 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
-from notifier.delivery.claims import claim_deliveries
 from notifier.delivery.compose import Composer
 from notifier.delivery.dispatch import deliver, send_deliveries
 from notifier.delivery.fanout import fan_out_article
@@ -19,6 +18,7 @@ from notifier.domain.subscriptions import unsubscribe
 from notifier.models import Alert, AlertStatus, Delivery, DeliveryStatus, SubscriberStatus
 from notifier.timeutil import utcnow
 from tests import factories
+from tests.support.claims import claimed_ids
 from tests.support.queue import RecordingQueue, alert_fanned_out, article_fanned_out
 
 
@@ -80,11 +80,11 @@ def test_a_claimed_delivery_is_not_claimed_again_until_its_lease_expires(session
     story = factories.article(session, "news")
     ids, now = _fan_out(session, settings, story.id), utcnow()
 
-    assert claim_deliveries(session, ids, now, lease_seconds=60) == ids
-    assert claim_deliveries(session, ids, now + timedelta(seconds=59), lease_seconds=60) == []
+    assert claimed_ids(session, ids, now, lease_seconds=60) == ids
+    assert claimed_ids(session, ids, now + timedelta(seconds=59), lease_seconds=60) == []
     assert overdue_delivery_ids(session, now + timedelta(seconds=30), 0, 0, 100) == []
     assert overdue_delivery_ids(session, now + timedelta(seconds=61), 0, 0, 100) == ids
-    assert claim_deliveries(session, ids, now + timedelta(seconds=61), lease_seconds=60) == ids
+    assert claimed_ids(session, ids, now + timedelta(seconds=61), lease_seconds=60) == ids
 
 
 def test_temporary_smtp_failure_is_retried_with_backoff_then_sent(session, smtp, send, settings):

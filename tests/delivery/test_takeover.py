@@ -8,7 +8,7 @@ import pytest
 import time_machine
 from sqlalchemy import select
 
-from notifier.delivery.claims import claim_deliveries, mark_sent
+from notifier.delivery.claims import mark_sent
 from notifier.delivery.compose import Composer
 from notifier.delivery.digest_planning import plan_and_queue_digests
 from notifier.delivery.dispatch import Outlet, send_deliveries
@@ -23,6 +23,7 @@ from notifier.messages import Outcome
 from notifier.models import Delivery, DeliveryStatus, WorkerHeartbeat
 from notifier.timeutil import utcnow
 from tests import factories
+from tests.support.claims import claimed_ids
 from tests.support.queue import RecordingQueue, article_fanned_out
 
 NOW = datetime(2026, 12, 4, 20, 0, tzinfo=UTC)
@@ -77,8 +78,8 @@ def test_claims_of_a_dead_worker_are_released_and_a_late_write_records_nothing(s
     now = utcnow()
     _beat(session, "a@host", 100, now - timedelta(seconds=60))
     _beat(session, "b@host", 200, now)
-    assert claim_deliveries(session, ids[:2], now, 300, "old-token", A) == ids[:2]
-    assert claim_deliveries(session, ids[2:], now, 300, "b-token", B) == ids[2:]
+    assert claimed_ids(session, ids[:2], now, 300, "old-token", A) == ids[:2]
+    assert claimed_ids(session, ids[2:], now, 300, "b-token", B) == ids[2:]
     session.commit()
 
     handled: set = set()
@@ -88,7 +89,7 @@ def test_claims_of_a_dead_worker_are_released_and_a_late_write_records_nothing(s
     session.commit()
     assert take_over(session, now, 30, handled=handled) == Verdict([], []), "once"
     # Due again at once (not in 300 s), and claimable by a live worker.
-    assert claim_deliveries(session, ids, now, 300, "new-token", B) == ids[:2]
+    assert claimed_ids(session, ids, now, 300, "new-token", B) == ids[:2]
     assert mark_sent(session, ids[:2], now, "old-token") == 0, "the dead process is fenced"
     assert mark_sent(session, ids[:2], now, "new-token") == 2
     session.commit()
@@ -114,7 +115,7 @@ class _TakenOverMidSend:
                 from notifier.delivery.claims import release_claims
 
                 release_claims(self.session, [A], utcnow())
-                claim_deliveries(self.session, self.ids, utcnow(), 300, "other", B)
+                claimed_ids(self.session, self.ids, utcnow(), 300, "other", B)
                 self.session.commit()
             self.sent.append(message)
             yield key, SendResult(Outcome.SENT)
@@ -228,7 +229,7 @@ def test_a_dead_planner_s_row_a_sender_claimed_is_the_sender_s_until_it_dies(ses
     queue = RecordingQueue()
     fan_out_article(session, story.id, settings, queue, holder=A)
     ids = queue.ids
-    assert claim_deliveries(session, ids[:1], utcnow(), 300, "b-token", B) == ids[:1]
+    assert claimed_ids(session, ids[:1], utcnow(), 300, "b-token", B) == ids[:1]
     session.commit()
     assert _noted_rows(session, ids)[0] == (DeliveryStatus.SENDING, True, A)
     assert [i for i, _, _ in take_over(session, utcnow(), 30, taker=TAKER).noted] == ids[1:]

@@ -14,7 +14,6 @@ from sqlalchemy import select
 from notifier.broker_marker import BrokerMarker
 from notifier.celery_app import make_celery
 from notifier.db import session_scope
-from notifier.delivery.claims import claim_deliveries
 from notifier.delivery.takeover import LocalPool
 from notifier.holders import holder_name
 from notifier.models import Recovery, RecoveryCause, WorkerHeartbeat
@@ -23,6 +22,7 @@ from notifier.recovery import check_broker, take_over_dead_workers
 from notifier.timeutil import utcnow
 from tests import factories
 from tests.conftest import make_settings
+from tests.support.claims import claimed_ids
 from tests.support.ops_views import admin_client, shown_recoveries
 from tests.support.queue import article_fanned_out
 
@@ -67,7 +67,7 @@ def test_a_dead_workers_claims_taken_over_show_as_recovered(settings, pg_databas
         stale = utcnow() - timedelta(seconds=settings.worker_stale_seconds + 5)
         session.add(WorkerHeartbeat(hostname="gone@host", seen_at=stale, started_at=stale,
                                     concurrency=2, active_tasks=1, pid=100))  # fmt: skip
-        claim_deliveries(session, ids[:2], utcnow(), 300, "token", dead)
+        claimed_ids(session, ids[:2], utcnow(), 300, "token", dead)
         session.commit()
 
     local = LocalPool("alive@host", 200, children=None)
