@@ -91,12 +91,15 @@ def test_each_reader_gets_one_digest_at_their_hour_through_real_processes(
         assert {due[ids[n]] for n in ("baku", "london", "ny", "quiet")} == {hour_began}
         assert due[ids["later"]] == hour_began + timedelta(hours=2)
 
-        minute = timedelta(minutes=1)
+        # The period runs from the readers' choice to the planning: its stories are seen
+        # between `chosen_at` and now, which may be as little as a minute apart (a run in the
+        # first seconds of an hour), never before the choice.
+        quarter = (now - chosen_at) / 4
         stories = [
-            _story(session, "Before", "economy", seen=chosen_at - 30 * minute),  # last period
-            _story(session, "Port grows", "economy", seen=now - 3 * minute),
-            _story(session, "Gallery opens", "culture", seen=now - 2 * minute),
-            _story(session, "Talks resume", "news", "economy", seen=now - minute),
+            _story(session, "Before", "economy", seen=chosen_at - timedelta(minutes=30)),
+            _story(session, "Port grows", "economy", seen=chosen_at + quarter),
+            _story(session, "Gallery opens", "culture", seen=chosen_at + 2 * quarter),
+            _story(session, "Talks resume", "news", "economy", seen=chosen_at + 3 * quarter),
         ]
         smtp = stack.smtp.handler
         first = stack.worker("worker-1")
