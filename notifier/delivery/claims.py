@@ -15,7 +15,7 @@ from sqlalchemy import Row, and_, bindparam, or_, select, update
 from sqlalchemy.orm import Session
 
 from notifier.models import Delivery, DeliveryOutcome, DeliveryStatus
-from notifier.sql import among, among_bound, dialect_of, rows_changed, unindexed
+from notifier.sql import IdArray, among, among_bound, dialect_of, rows_changed, unindexed
 
 DELIVERIES = Delivery.__table__
 
@@ -116,7 +116,7 @@ def held_by_bound(dialect: str, fenced: bool):
 
 def fence_values(delivery_ids: Sequence[int], token: str | None) -> dict:
     """The values held_by_bound's statement runs with."""
-    values: dict = {"ids": list(delivery_ids)}
+    values: dict = {"ids": IdArray(delivery_ids)}
     if token is not None:
         values["token"] = token
     return values
