@@ -27,15 +27,16 @@ def rows_changed(result: Result) -> int:
 
 
 class IdArray(list):
-    """Ids bound as one PostgreSQL integer[] (what `among` and `among_bound` bind there)."""
+    """Ids bound as one PostgreSQL bigint[] (what `among` and `among_bound` bind there):
+    delivery ids are 64-bit, and a 32-bit id column compared with it still uses its index."""
 
 
 class _IdArrayDumper(Dumper):
-    """The ids as an integer[] literal, in one join. psycopg's own list dumper handles each
+    """The ids as a bigint[] literal, in one join. psycopg's own list dumper handles each
     element in Python: about 40 µs for the 50 ids a group of outcomes records, 250 µs for a
     chunk's 500, and the send path binds a dozen such lists per chunk (4 µs here)."""
 
-    oid = psycopg.postgres.types["int4"].array_oid
+    oid = psycopg.postgres.types["int8"].array_oid
 
     def dump(self, obj) -> bytes:
         listed = ",".join(map(str, obj))
@@ -48,15 +49,15 @@ psycopg.adapters.register_dumper(IdArray, _IdArrayDumper)
 
 
 class _Ids(UserDefinedType):
-    """ARRAY(Integer) as a bound parameter, handed to psycopg as an IdArray. (ARRAY's own
-    bind processor copies the value into a plain list, which psycopg dumps element by
-    element.) The SQL is the same: `= ANY(%(ids)s::INTEGER[])`."""
+    """An array of ids as a bound parameter, `= ANY(%(ids)s::BIGINT[])`, handed to psycopg
+    as an IdArray. (ARRAY's own bind processor copies the value into a plain list, which
+    psycopg dumps element by element.)"""
 
     cache_ok = True
     render_bind_cast = True
 
     def get_col_spec(self, **_kw) -> str:
-        return "INTEGER[]"
+        return "BIGINT[]"
 
     def bind_processor(self, dialect):
         def process(value):

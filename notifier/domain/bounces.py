@@ -34,7 +34,7 @@ from notifier.models import (
 from notifier.sql import rows_changed
 from notifier.tokens import BounceAddresses, TokenError
 
-MAX_ROW_ID = 2**31 - 1  # deliveries.id is an INTEGER column
+MAX_ROW_ID = 2**63 - 1  # deliveries.id is a BIGINT column (64-bit INTEGER on SQLite)
 _OUR_MESSAGE_ID = re.compile(r"<[a-z]+\d+\.d(\d+)@([^>]+)>", re.IGNORECASE)
 
 

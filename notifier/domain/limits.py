@@ -16,5 +16,5 @@ CATEGORY_NAME_MAX = 1000  # cut to the column's 200 after HTML entities are deco
 WEBHOOK_CATEGORIES_MAX = 100
 CATEGORY_SLUGS_MAX = 200  # categories one request may name (a reader's or an alert's)
 IDEMPOTENCY_KEY_MAX = 150
-ROW_ID_MAX = 2**31 - 1  # INTEGER primary keys; a larger id names no row
+ROW_ID_MAX = 2**31 - 1  # INTEGER primary keys in URLs and the API; a larger id names no row
 JSON_DEPTH_MAX = 16  # our documents nest 4 deep at most

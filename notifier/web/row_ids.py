@@ -1,4 +1,5 @@
-"""Numbers in our URLs are row ids, and every id column is a PostgreSQL INTEGER."""
+"""Numbers in our URLs are row ids, each of a PostgreSQL INTEGER column (only deliveries.id, never
+in a URL, is a BIGINT)."""
 
 from __future__ import annotations
 
