@@ -15,7 +15,11 @@ from sqlalchemy.types import UserDefinedType
 
 def insert_ignoring_conflicts(session: Session, table: Table):
     """INSERT … ON CONFLICT DO NOTHING for the session's dialect (both support RETURNING)."""
-    dialect = session.get_bind().dialect.name
+    return insert_for(session.get_bind().dialect.name, table)
+
+
+def insert_for(dialect: str, table: Table):
+    """insert_ignoring_conflicts for a statement built once per dialect."""
     module = postgresql if dialect == "postgresql" else sqlite
     return module.insert(table).on_conflict_do_nothing()
 

@@ -10,8 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import lru_cache
 
-from sqlalchemy import Table, func, literal, select, union, update
+from sqlalchemy import Integer, String, Table, bindparam, func, literal, select, union, update
 from sqlalchemy.orm import Session
 
 from notifier.delivery.routes import AUDIENCES
@@ -23,7 +24,7 @@ from notifier.models import (
     alert_categories,
     article_categories,
 )
-from notifier.sql import insert_ignoring_conflicts
+from notifier.sql import dialect_of, insert_for
 
 # Bulk statements go to the table, not the ORM entity: no per-row session bookkeeping.
 DELIVERIES = Delivery.__table__
@@ -120,10 +121,15 @@ def _plan_channel(
         return  # a notice in no category reaches nobody
     size_now, chunk_size = sizes  # the first chunk's size until one is yielded
     last = ahead = 0
+    dialect = dialect_of(session)
+    shape = (notice.column, notice.categories is None)
+    bounds = _chunk_bounds(channel, *shape, len(categories or ()))
+    insert = _insert_chunk(dialect, channel, *shape)
+    values = {"notice_id": notice.id, "now": now, "channel": channel}
+    values.update((f"category_{n}", c) for n, c in enumerate(categories or ()))
     while True:
         queued_at = queue_clock() if queue_clock else None
-        bounds = _chunk_bounds(audience, notice, categories, now, last, size_now)
-        upper, size = session.execute(bounds).one()
+        upper, size = session.execute(bounds, {**values, "last": last, "size": size_now}).one()
         if upper is None:
             return
         if size == 0:  # only readers who left or paused in this stretch of ids
@@ -133,9 +139,9 @@ def _plan_channel(
             queued_at += timedelta(seconds=ahead / rate)
         ahead += size
         queued_by = holder if queued_at is not None else None
-        insert = _insert_chunk(session, audience, notice, channel, now, last, upper,
-                               (queued_at, queued_by))  # fmt: skip
-        ids = sorted(session.scalars(insert.returning(Delivery.id)))
+        chunk = {**values, "last": last, "upper": upper, "queued_at": queued_at,
+                 "queued_by": queued_by}  # fmt: skip
+        ids = sorted(session.scalars(insert, chunk))
         planned = len(ids)
         if planned < size:  # an earlier run planned some: hand back its unsent ones too
             ids = _chunk_delivery_ids(session, audience, notice, channel, last, upper,
@@ -144,23 +150,42 @@ def _plan_channel(
         last, size_now = upper, chunk_size
 
 
-def _targeted_recipients(audience: Audience, notice: Notice, now: datetime):
+# The values planning's statements run with: they are built once per shape of notice
+# (kind, targeting, number of categories) and channel, not per chunk. Building the two
+# statements with SQLAlchemy's API cost about as much CPU as running them.
+_NOTICE_ID = bindparam("notice_id", type_=Integer)
+_NOW = bindparam("now", type_=Delivery.created_at.type)
+_LAST = bindparam("last", type_=Integer)
+_UPPER = bindparam("upper", type_=Integer)
+_SIZE = bindparam("size", type_=Integer)
+_CHANNEL = bindparam("channel", type_=String)
+
+
+def _link(column: str, targets_all: bool) -> Table | None:
+    """The category link table of a notice named by `column`; None: every recipient."""
+    if targets_all:
+        return None
+    return article_categories if column == "article_id" else alert_categories
+
+
+def _targeted_recipients(audience: Audience, column: str, targets_all: bool):
     """(recipient id column, a SELECT of the recipients the notice targets that are active
     and not paused at `now`; for an article, only those who take one of its categories
     instantly)."""
     recipient = audience.recipient
-    if notice.categories is None:
-        return recipient.id, select(recipient.id).where(audience.receiving(now))
+    link = _link(column, targets_all)
+    if link is None:
+        return recipient.id, select(recipient.id).where(audience.receiving(_NOW))
     membership = audience.membership
     recipient_id = membership.c[audience.recipient_column]
     query = (
         select(recipient_id)
         .join(recipient, recipient.id == recipient_id)
-        .join(notice.categories, notice.categories.c.category_id == membership.c.category_id)
-        .where(notice.categories.c[notice.column] == notice.id)
-        .where(audience.receiving(now))
+        .join(link, link.c.category_id == membership.c.category_id)
+        .where(link.c[column] == _NOTICE_ID)
+        .where(audience.receiving(_NOW))
     )
-    if notice.column == "article_id" and (instantly := audience.instantly()) is not None:
+    if column == "article_id" and (instantly := audience.instantly()) is not None:
         query = query.where(instantly)  # digest readers get it in their digest
     return recipient_id, query
 
@@ -175,57 +200,61 @@ def _notice_categories(session: Session, notice: Notice) -> list[int] | None:
     )
 
 
-def _chunk_bounds(
-    audience: Audience, notice: Notice, categories: list[int] | None, now: datetime,
-    last: int, chunk_size: int,
-):  # fmt: skip
-    """The highest recipient id among the next `chunk_size` recipients after `last` who
-    follow one of the notice's categories, and how many of them are targeted (active, not
-    paused, taking it instantly: what _insert_chunk records).
+@lru_cache(maxsize=256)
+def _chunk_bounds(channel: str, column: str, targets_all: bool, category_count: int):
+    """The highest recipient id among the next `size` recipients after `last` who follow one
+    of the notice's categories (`category_0`, `category_1`, ...), and how many of them are
+    targeted (active, not paused, taking it instantly: what _insert_chunk records).
 
     Each category's members are read in id order from the (category, recipient) index and
-    only `chunk_size` of them, so a chunk costs the same at the audience's start as at its
-    end: joining the categories first made PostgreSQL read and sort the whole remaining
-    audience for every chunk (160 ms a chunk at 100,000 readers, the first one included)."""
-    if categories is None:
-        recipient_id, query = _targeted_recipients(audience, notice, now)
-        chunk = query.where(recipient_id > last).order_by(recipient_id).limit(chunk_size)
+    only `size` of them, so a chunk costs the same at the audience's start as at its end:
+    joining the categories first made PostgreSQL read and sort the whole remaining audience
+    for every chunk (160 ms a chunk at 100,000 readers, the first one included)."""
+    audience = AUDIENCES[channel]
+    if targets_all:
+        recipient_id, query = _targeted_recipients(audience, column, targets_all)
+        chunk = query.where(recipient_id > _LAST).order_by(recipient_id).limit(_SIZE)
         chunk = chunk.subquery()
         return select(func.max(chunk.c[0]), func.count())
     membership = audience.membership
     member = membership.c[audience.recipient_column]
-    instantly = audience.instantly() if notice.column == "article_id" else None
+    instantly = audience.instantly() if column == "article_id" else None
     branches = []
-    for category_id in categories:
-        walk = select(member).where(membership.c.category_id == category_id, member > last)
+    for n in range(category_count):
+        category = bindparam(f"category_{n}", type_=Integer)
+        walk = select(member).where(membership.c.category_id == category, member > _LAST)
         if instantly is not None:
             walk = walk.where(instantly)  # digest readers get it in their digest
-        branch = walk.order_by(member).limit(chunk_size).subquery()
+        branch = walk.order_by(member).limit(_SIZE).subquery()
         branches.append(select(branch.c[0].label("id")))
     followers = union(*branches).subquery()
-    candidates = select(followers.c.id).order_by(followers.c.id).limit(chunk_size).subquery()
+    candidates = select(followers.c.id).order_by(followers.c.id).limit(_SIZE).subquery()
     recipient = audience.recipient
-    targeted = func.count().filter(audience.receiving(now))  # NULL for a missing recipient
+    targeted = func.count().filter(audience.receiving(_NOW))  # NULL for a missing recipient
     joined = candidates.outerjoin(recipient, recipient.id == candidates.c.id)
     return select(func.max(candidates.c.id), targeted).select_from(joined)
 
 
-def _insert_chunk(session, audience, notice, channel, now, last, upper, note):
-    recipient_id, query = _targeted_recipients(audience, notice, now)
-    queued_at, queued_by = note
+@lru_cache(maxsize=64)
+def _insert_chunk(dialect: str, channel: str, column: str, targets_all: bool):
+    """INSERT … SELECT of the chunk's deliveries, the recipients in (`last`, `upper`], noted
+    queued at `queued_at` by `queued_by`; RETURNING the new rows' ids."""
+    audience = AUDIENCES[channel]
+    recipient_id, query = _targeted_recipients(audience, column, targets_all)
     fixed = [
-        literal(DeliveryStatus.PENDING.value), literal(0),
-        literal(now, Delivery.created_at.type), literal(now, Delivery.next_attempt_at.type),
-        literal(queued_at, Delivery.queued_at.type), literal(queued_by, Delivery.queued_by.type),
+        literal(DeliveryStatus.PENDING.value), literal(0), _NOW, _NOW,
+        bindparam("queued_at", type_=Delivery.queued_at.type),
+        bindparam("queued_by", type_=Delivery.queued_by.type),
     ]  # fmt: skip
     matching = (
-        query.with_only_columns(literal(notice.id), recipient_id, literal(channel), *fixed)
-        .where(recipient_id > last, recipient_id <= upper)
+        query.with_only_columns(_NOTICE_ID, recipient_id, _CHANNEL, *fixed)
+        .where(recipient_id > _LAST, recipient_id <= _UPPER)
         .distinct()
     )
-    columns = [notice.column, audience.recipient_column, "channel", "status", "attempts",
+    columns = [column, audience.recipient_column, "channel", "status", "attempts",
                "created_at", "next_attempt_at", "queued_at", "queued_by"]  # fmt: skip
-    return insert_ignoring_conflicts(session, Delivery.__table__).from_select(columns, matching)
+    statement = insert_for(dialect, DELIVERIES).from_select(columns, matching)
+    return statement.returning(DELIVERIES.c.id)
 
 
 def _chunk_delivery_ids(session, audience, notice, channel, last, upper, note):

@@ -47,8 +47,8 @@ class Audience:
             return None
         return self.membership.c[self.cadence] == Cadence.INSTANT.value
 
-    def receiving(self, now: datetime) -> ColumnElement[bool]:
-        """SQL: the recipient is active and not paused at `now`."""
+    def receiving(self, now: datetime | ColumnElement[datetime]) -> ColumnElement[bool]:
+        """SQL: the recipient is active and not paused at `now` (a time, or a bound value)."""
         active = self.recipient.status == self.active
         if self.paused_until is None:
             return active
