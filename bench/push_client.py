@@ -14,6 +14,9 @@ allows, and prints this process's CPU µs per request for each way:
 - h2 (when the `h2` package is installed; it is not a dependency): the HTTP/2 framing alone,
   a client connection's requests and answers encoded and parsed in memory against an h2
   server connection whose own work is not timed (no sockets, so below what HTTP/2 would cost);
+- channel: notifier's WebPushChannel.send_many, the whole client a send task uses (each
+  push encrypted on the caller's thread, sent from the channel's event loop), over the same
+  pushes unencrypted: its figure less encryption's is the channel's own work per push;
 - and, for scale, RFC 8291 encryption of one push (a new ECDH key per message).
 
 The choice it informs is in README ("Fan-out speed"): pipelining saves little more than
@@ -39,7 +42,9 @@ import httptools  # noqa: E402
 
 from bench.sinks import PushSink, make_key_pool  # noqa: E402
 from notifier.channels.http1 import Http1Pool  # noqa: E402
-from notifier.channels.webpush import encrypt_aes128gcm  # noqa: E402
+from notifier.channels.push_endpoints import EndpointPolicy  # noqa: E402
+from notifier.channels.webpush import WebPushChannel, encrypt_aes128gcm  # noqa: E402
+from notifier.messages import Outcome, PushMessage  # noqa: E402
 from notifier.public_addresses import PublicOnlyResolver  # noqa: E402
 from notifier.vapid import VapidSigner, generate_keypair, load_private_key  # noqa: E402
 
@@ -52,8 +57,14 @@ class Requests:
 
     def __init__(self, sink: PushSink, signer: VapidSigner, count: int, p256dh, auth) -> None:
         self.origin = sink.origin
+        self.signer = signer
         self.authorization = signer.authorization(sink.origin)
         payload = b'{"title":"Bench","body":"' + b"x" * 300 + b'"}'
+        self.messages = [
+            PushMessage(f"{sink.origin}/push/{n}", p256dh[n % len(p256dh)], auth[n % len(auth)],
+                        {}, ttl=3600, encoded=payload)
+            for n in range(1, count + 1)
+        ]  # fmt: skip
         bodies = [encrypt_aes128gcm(payload, p256dh[i], auth[i]) for i in range(len(p256dh))]
         self.items = [(f"/push/{n}", bodies[n % len(bodies)]) for n in range(1, count + 1)]
         self.headers = {"Authorization": self.authorization, "Content-Encoding": "aes128gcm",
@@ -108,6 +119,14 @@ def via_http1(requests: Requests) -> int:
         return sum(s == 201 for s in statuses)
 
     return asyncio.run(main())
+
+
+def via_channel(requests: Requests) -> int:
+    channel = WebPushChannel(requests.signer, EndpointPolicy([requests.origin]), 5.0, 10.0,
+                             concurrency_per_origin=IN_FLIGHT)  # fmt: skip
+    session = channel.open()
+    results = session.send_many(enumerate(requests.messages))
+    return sum(result.outcome is Outcome.SENT for _, result in results)
 
 
 class _Pipelined(asyncio.Protocol):
@@ -233,6 +252,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=20000)
     parser.add_argument("--rounds", type=int, default=3, help="each way this many times")
+    parser.add_argument("--only", nargs="*", help="only these ways (e.g. channel http1)")
     args = parser.parse_args(argv)
 
     private, public = generate_keypair()
@@ -242,7 +262,10 @@ def main(argv: list[str] | None = None) -> int:
         sink = PushSink(Path(workdir), entries, public, decrypt_every=1000).start()
         try:
             requests = Requests(sink, signer, args.requests, p256dh, auth)
-            ways = {"aiohttp": via_aiohttp, "http1": via_http1, "pipelined": via_pipelining}
+            ways = {"aiohttp": via_aiohttp, "http1": via_http1, "pipelined": via_pipelining,
+                    "channel": via_channel}  # fmt: skip
+            if args.only:
+                ways = {name: way for name, way in ways.items() if name in args.only}
             figures: dict[str, list[float]] = {name: [] for name in ways}
             for _ in range(args.rounds):
                 for name, way in ways.items():  # alternated, so drift hits each alike
@@ -259,11 +282,12 @@ def main(argv: list[str] | None = None) -> int:
     for name, values in figures.items():
         shown = ", ".join(f"{v:.1f}" for v in values)
         print(f"  {name:<10} {statistics.median(values):6.1f} µs  (runs: {shown})")
-    framing = h2_framing(requests)
-    if framing is None:
-        print("  h2         not measured: the h2 package is not installed (pip install h2)")
-    else:
-        print(f"  h2         {framing:6.1f} µs  framing alone, in memory, no sockets or TLS")
+    if not args.only or "h2" in args.only:
+        framing = h2_framing(requests)
+        if framing is None:
+            print("  h2         not measured: the h2 package is not installed (pip install h2)")
+        else:
+            print(f"  h2         {framing:6.1f} µs  framing alone, in memory, no sockets or TLS")
     print(f"  encryption {encryption(p256dh, auth):6.1f} µs  RFC 8291, one push")
     return 0
 
