@@ -122,7 +122,7 @@ def _plan_channel(
     size_now, chunk_size = sizes  # the first chunk's size until one is yielded
     last = ahead = 0
     dialect = dialect_of(session)
-    shape = (notice.column, notice.categories is None)
+    shape = (notice.column, notice.categories)
     bounds = _chunk_bounds(channel, *shape, len(categories or ()))
     insert = _insert_chunk(dialect, channel, *shape)
     values = {"notice_id": notice.id, "now": now, "channel": channel}
@@ -161,19 +161,11 @@ _SIZE = bindparam("size", type_=Integer)
 _CHANNEL = bindparam("channel", type_=String)
 
 
-def _link(column: str, targets_all: bool) -> Table | None:
-    """The category link table of a notice named by `column`; None: every recipient."""
-    if targets_all:
-        return None
-    return article_categories if column == "article_id" else alert_categories
-
-
-def _targeted_recipients(audience: Audience, column: str, targets_all: bool):
+def _targeted_recipients(audience: Audience, column: str, link: Table | None):
     """(recipient id column, a SELECT of the recipients the notice targets that are active
     and not paused at `now`; for an article, only those who take one of its categories
     instantly)."""
     recipient = audience.recipient
-    link = _link(column, targets_all)
     if link is None:
         return recipient.id, select(recipient.id).where(audience.receiving(_NOW))
     membership = audience.membership
@@ -201,7 +193,7 @@ def _notice_categories(session: Session, notice: Notice) -> list[int] | None:
 
 
 @lru_cache(maxsize=256)
-def _chunk_bounds(channel: str, column: str, targets_all: bool, category_count: int):
+def _chunk_bounds(channel: str, column: str, link: Table | None, category_count: int):
     """The highest recipient id among the next `size` recipients after `last` who follow one
     of the notice's categories (`category_0`, `category_1`, ...), and how many of them are
     targeted (active, not paused, taking it instantly: what _insert_chunk records).
@@ -211,8 +203,8 @@ def _chunk_bounds(channel: str, column: str, targets_all: bool, category_count: 
     joining the categories first made PostgreSQL read and sort the whole remaining audience
     for every chunk (160 ms a chunk at 100,000 readers, the first one included)."""
     audience = AUDIENCES[channel]
-    if targets_all:
-        recipient_id, query = _targeted_recipients(audience, column, targets_all)
+    if link is None:  # every active recipient
+        recipient_id, query = _targeted_recipients(audience, column, link)
         chunk = query.where(recipient_id > _LAST).order_by(recipient_id).limit(_SIZE)
         chunk = chunk.subquery()
         return select(func.max(chunk.c[0]), func.count())
@@ -236,11 +228,11 @@ def _chunk_bounds(channel: str, column: str, targets_all: bool, category_count: 
 
 
 @lru_cache(maxsize=64)
-def _insert_chunk(dialect: str, channel: str, column: str, targets_all: bool):
+def _insert_chunk(dialect: str, channel: str, column: str, link: Table | None):
     """INSERT … SELECT of the chunk's deliveries, the recipients in (`last`, `upper`], noted
     queued at `queued_at` by `queued_by`; RETURNING the new rows' ids."""
     audience = AUDIENCES[channel]
-    recipient_id, query = _targeted_recipients(audience, column, targets_all)
+    recipient_id, query = _targeted_recipients(audience, column, link)
     fixed = [
         literal(DeliveryStatus.PENDING.value), literal(0), _NOW, _NOW,
         bindparam("queued_at", type_=Delivery.queued_at.type),
