@@ -8,8 +8,10 @@ from datetime import UTC, datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from notifier.domain.alerts import create_alert, validate_alert
 from notifier.domain.push_subscriptions import BrowserSubscription, save_push_subscription
 from notifier.models import (
+    Alert,
     Article,
     Category,
     Feed,
@@ -60,6 +62,24 @@ def article(
     )
     session.add(row)
     session.flush()
+    return row
+
+
+def alert(
+    session: Session,
+    site_url: str,
+    *slugs: str,
+    channels: tuple[str, ...] = ("email",),
+    title: str = "Ceasefire",
+    at: datetime | None = None,
+    created_at: datetime | None = None,
+) -> Alert:
+    """An editor's breaking alert to these categories, validated and created as the editor
+    pages do (`at`: when it was written, default now; `created_at`: default `at`); not
+    committed."""
+    at = at or datetime.now(UTC)
+    data = {"title": title, "channels": list(channels), "categories": list(slugs)}
+    row, _ = create_alert(session, validate_alert(session, data, site_url, at), created_at or at)
     return row
 
 

@@ -23,7 +23,6 @@ from notifier.db import session_scope
 from notifier.delivery.compose import Composer
 from notifier.delivery.dispatch import send_deliveries
 from notifier.delivery.outlets import outlets
-from notifier.domain.alerts import create_alert, validate_alert
 from notifier.messages import Outcome, SendResult
 from notifier.metrics import RecordedCollector
 from notifier.models import Alert, Delivery, DeliveryStatus, SubscriberStatus
@@ -97,9 +96,8 @@ def test_each_outcome_is_counted_once_and_sent_ones_are_timed(session, settings)
 def test_an_alert_is_timed_from_its_start(session, settings):
     factories.subscriber(session, "defense@example.com", "defense")
     now = utcnow()
-    data = {"title": "Ceasefire", "channels": ["email"], "categories": ["defense"]}
-    alert, _ = create_alert(session, validate_alert(session, data, settings.site_url, now),
-                            now - timedelta(minutes=5))  # fmt: skip
+    alert = factories.alert(session, settings.site_url, "defense", at=now,
+                            created_at=now - timedelta(minutes=5))  # fmt: skip
     session.commit()
     _, ids = alert_fanned_out(session, settings, alert.id)
     started = session.get(Alert, alert.id).started_at

@@ -12,7 +12,6 @@ from notifier.delivery.dispatch import deliver, send_deliveries
 from notifier.delivery.fanout import fan_out_article
 from notifier.delivery.outlets import outlets
 from notifier.delivery.queueing import note_queued
-from notifier.domain.alerts import create_alert, validate_alert
 from notifier.domain.deliveries import overdue_delivery_ids, unplanned_article_ids
 from notifier.domain.subscriptions import unsubscribe
 from notifier.models import Alert, AlertStatus, Delivery, DeliveryStatus, SubscriberStatus
@@ -275,9 +274,7 @@ def test_a_batch_run_again_after_its_messages_went_finishes_their_alert(session,
     done is read from the batch's rows, the claim's or not."""
     for n in range(3):
         factories.subscriber(session, f"a{n}@example.com", "defense")
-    data = {"title": "Ceasefire", "channels": ["email"], "categories": ["defense"]}
-    alert, _ = create_alert(session, validate_alert(session, data, settings.site_url, utcnow()),
-                            utcnow())  # fmt: skip
+    alert = factories.alert(session, settings.site_url, "defense")
     session.commit()
     _, ids = alert_fanned_out(session, settings, alert.id)
     bound = outlets(settings, Composer(settings))

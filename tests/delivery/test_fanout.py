@@ -14,12 +14,10 @@ from notifier.delivery.dispatch import send_deliveries
 from notifier.delivery.outlets import outlets
 from notifier.delivery.planning import Notice, alert_notice, plan_chunks
 from notifier.domain.alerts import (
-    create_alert,
     finish_if_done,
     finish_planning,
     start_alert,
     unplanned_alert_ids,
-    validate_alert,
 )
 from notifier.domain.deliveries import overdue_delivery_ids
 from notifier.messages import SendResult
@@ -224,9 +222,7 @@ def test_what_was_sent_before_a_crash_is_recorded_and_the_rest_stays_claimed(ses
 def test_an_alert_is_not_done_before_its_last_chunk_is_planned(session, settings):
     for n in range(4):
         factories.subscriber(session, f"r{n}@example.com", "defense")
-    data = {"title": "Ceasefire", "channels": ["email"], "categories": ["defense"]}
-    alert, _ = create_alert(session, validate_alert(session, data, settings.site_url, utcnow()),
-                            utcnow())  # fmt: skip
+    alert = factories.alert(session, settings.site_url, "defense")
     session.commit()
     alert = start_alert(session, alert.id, utcnow())
     session.commit()

@@ -18,11 +18,9 @@ from notifier.delivery.compose import Composer
 from notifier.delivery.dispatch import send_deliveries
 from notifier.delivery.outlets import outlets
 from notifier.delivery.push_cap import DAILY_CAP, gate_daily_cap
-from notifier.domain.alerts import create_alert, validate_alert
 from notifier.domain.audiences import BROWSERS
 from notifier.domain.quiet_hours import set_quiet_hours
 from notifier.models import Delivery, DeliveryStatus, PushSubscription
-from notifier.timeutil import utcnow
 from tests import factories
 from tests.support.queue import alert_fanned_out, article_fanned_out
 
@@ -53,9 +51,8 @@ def _article(session, settings, at) -> list[int]:
 
 def _alert(session, settings, at) -> list[int]:
     with time_machine.travel(at, tick=False):
-        data = {"title": "Breaking", "channels": ["push"], "categories": ["news"]}
-        alert, _ = create_alert(session, validate_alert(session, data, "https://aze.media/",
-                                                        utcnow()), utcnow())  # fmt: skip
+        alert = factories.alert(session, "https://aze.media/", "news", channels=("push",),
+                                title="Breaking")  # fmt: skip
         session.commit()
         return alert_fanned_out(session, settings, alert.id)[1]
 

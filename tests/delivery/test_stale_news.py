@@ -14,7 +14,6 @@ from notifier.delivery.compose import Composer
 from notifier.delivery.digest_planning import plan_and_queue_digests
 from notifier.delivery.dispatch import send_deliveries
 from notifier.delivery.outlets import outlets
-from notifier.domain.alerts import create_alert, validate_alert
 from notifier.domain.cadence import set_digest_time, set_email_cadences
 from notifier.models import Delivery, DeliveryStatus, DigestLeftover, DigestSchedule
 from tests import factories
@@ -105,9 +104,7 @@ def test_a_push_for_a_stale_article_is_skipped(session, settings, send, push_ser
 def test_a_breaking_alert_is_never_skipped_as_stale(session, settings, smtp, send):
     factories.subscriber(session, "defense@example.com", "defense")
     long_ago = datetime.now(UTC) - 13 * HOUR
-    data = {"title": "Ceasefire", "channels": ["email"], "categories": ["defense"]}
-    alert, _ = create_alert(session, validate_alert(session, data, settings.site_url, long_ago),
-                            long_ago)  # fmt: skip
+    alert = factories.alert(session, settings.site_url, "defense", at=long_ago)
     session.commit()
     _, ids = alert_fanned_out(session, settings, alert.id)
     assert send(ids).sent == 1
