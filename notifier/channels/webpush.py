@@ -1,10 +1,10 @@
 """Web push (RFC 8030) with aes128gcm payloads (RFC 8291) and VAPID (RFC 8292).
 
 Each message is encrypted for its subscription (a fresh ECDH key pair and salt per message)
-and posted by a lean HTTP/1.1 client (notifier.channels.http1) running on one event-loop
-thread per process. Its keep-alive connections are pooled per process, so consecutive
-batches reuse them; a process forked from one that had the loop (Celery prefork) starts its
-own and never touches the parent's. At most `concurrency_per_origin` requests are in flight
+and posted by a lean HTTP/1.1 client (notifier.channels.http1) on one event loop per
+process. Its keep-alive connections are pooled per process, so consecutive batches reuse
+them; a process forked from one that had the loop (Celery prefork) starts its own and never
+touches the parent's. At most `concurrency_per_origin` requests are in flight
 per push service, the VAPID JWT is signed once per push-service origin and hour, every
 request has timeouts, redirects are never followed and environment proxies never apply.
 Each answer becomes an outcome:
@@ -21,9 +21,15 @@ sees one request, not a burst; a small batch needs one connection). Before each 
 the pacer is asked for that push service's turn, then for the turn of all push services
 (notifier.channels.pacing), off the loop: it may ask Redis.
 
-Threads: `send_many` pulls messages, checks endpoints (DNS, cached per origin for a minute)
-and consults the backoff in the caller's thread, where blocking I/O is allowed; the loop
-thread encrypts, paces, posts and maps answers, and never blocks on the database.
+One thread: `send_many` pulls messages, checks endpoints (DNS, cached per origin for a
+minute), consults the backoff and encrypts, then runs the process's event loop itself, in
+the caller's thread, until answers are in (the loop posts, paces and maps answers, and never
+blocks on the database; the pacer's calls, which may, go to threads of their own). No thread
+of ours runs the loop in the background: OpenSSL's ECDH releases the GIL, and with a loop
+thread waiting for it each push cost about 30 µs more CPU than encrypting and posting it
+from one thread (bench/push_client.py). Between runs of the loop the sockets wait: answers
+that arrived meanwhile are read first when it runs again, before any timer fires. Threads
+that send at once (the web app's) take turns running the loop; each finds its own answers.
 """
 
 from __future__ import annotations
@@ -35,7 +41,6 @@ import contextlib
 import hmac
 import logging
 import os
-import queue
 import re
 import ssl
 import struct
@@ -245,29 +250,23 @@ _Done = tuple[int, SendResult, str | None]  # key, result, origin to block in th
 
 
 class _Call:
-    """The state of one send_many call, shared by its caller's thread and the loop."""
+    """The state of one send_many call: its jobs, senders and results."""
 
     def __init__(self) -> None:
-        # Results go to the caller in groups, one per loop iteration: fewer thread wake-ups.
-        self.results: queue.SimpleQueue[list[_Done]] = queue.SimpleQueue()
+        self.results: deque[_Done] = deque()  # answered, not yet taken by the caller
+        self.answered: asyncio.Event | None = None  # made in the loop, on its first run
         self.tasks: set[asyncio.Task] = set()
         self.closed = False
-        self._group: list[_Done] | None = None
-        # Loop thread only: per push service, the jobs no sender has taken yet, and how many
-        # senders (tasks, each one request at a time) this call runs for it.
+        self.starting: list[_Job] = []  # prepared, for the loop to start at its next run
+        # Per push service, the jobs no sender has taken yet, and how many senders (tasks,
+        # each one request at a time) this call runs for it.
         self.waiting: dict[str, deque[_Job]] = {}
         self.senders: dict[str, int] = {}
 
-    def done(self, loop: asyncio.AbstractEventLoop, item: _Done) -> None:  # loop thread
-        if self._group is None:
-            self._group = []
-            loop.call_soon(self._hand_over)
-        self._group.append(item)
-
-    def _hand_over(self) -> None:
-        group, self._group = self._group, None
-        if group is not None:  # always: done() filled it before it asked for this call
-            self.results.put(group)
+    def done(self, item: _Done) -> None:
+        self.results.append(item)
+        if self.answered is not None:
+            self.answered.set()
 
 
 class WebPushSession:
@@ -301,9 +300,7 @@ class WebPushSession:
         low_water = self.lookahead // 2
         try:
             while True:
-                if not exhausted and (
-                    outstanding <= low_water or (not done and call.results.empty())
-                ):
+                if not exhausted and (outstanding <= low_water or (not done and not call.results)):
                     jobs: list[_Job] = []
                     while outstanding < self.lookahead:
                         try:
@@ -324,8 +321,9 @@ class WebPushSession:
                             jobs.append(job)
                         else:
                             ready.append((key, job))
-                    if jobs:
-                        runtime.loop.call_soon_threadsafe(self._start, runtime, call, jobs)
+                    if jobs:  # out before the caller records anything
+                        call.starting.extend(jobs)
+                        runtime.run(self._run(runtime, call, wait=0.0))
                 while ready:
                     outstanding -= 1
                     yield ready.popleft()
@@ -334,15 +332,15 @@ class WebPushSession:
                         break
                     continue
                 while not done:
-                    # While the loop sends, keep what other processes were told fresh (every
-                    # PUSH_BACKOFF_REFRESH_SECONDS): the loop checks it before each request.
+                    # Between runs of the loop, keep what other processes were told fresh
+                    # (every PUSH_BACKOFF_REFRESH_SECONDS): the loop checks it before each
+                    # request.
                     backoff = self.channel.backoff
                     backoff.refresh()
-                    try:
-                        done.extend(call.results.get(timeout=backoff.refresh_seconds))
-                    except queue.Empty:
-                        if not runtime.thread.is_alive():
-                            raise RuntimeError("the web push event loop stopped") from None
+                    if not call.results:
+                        runtime.run(self._run(runtime, call, wait=backoff.refresh_seconds))
+                    done.extend(call.results)
+                    call.results.clear()
                 key, result, block = done.popleft()
                 outstanding -= 1
                 if block is not None:  # blocking I/O (SharedBackoff writes the database)
@@ -397,7 +395,27 @@ class WebPushSession:
         if until > self._holds.get(origin, 0.0):
             self._holds[origin] = until
 
-    # --- loop thread ---------------------------------------------------------------------
+    # --- in the loop -------------------------------------------------------------------
+
+    async def _run(self, runtime: _Runtime, call: _Call, wait: float) -> None:
+        """One run of the loop for this call: start the jobs prepared since the last one,
+        then wait up to `wait` seconds for an answer (none: only let the new senders write
+        their requests)."""
+        if call.answered is None:
+            call.answered = asyncio.Event()
+        jobs, call.starting = call.starting, []
+        if jobs:
+            self._start(runtime, call, jobs)
+        if wait <= 0:
+            for _ in range(3):  # a sender's first steps up to its request's write
+                await asyncio.sleep(0)
+            return
+        call.answered.clear()
+        if call.results:
+            return
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(wait):
+                await call.answered.wait()
 
     def _start(self, runtime: _Runtime, call: _Call, jobs: list[_Job]) -> None:
         """Queue the jobs per push service and start senders for them, up to the service's
@@ -427,17 +445,16 @@ class WebPushSession:
         it sends, and asks nothing of it for a job the service asked us to hold."""
         waiting = call.waiting[origin]
         state = pool.origin(origin)
-        loop = asyncio.get_running_loop()
         try:
             while waiting:
                 held = self._held(origin)
                 if held:
-                    call.done(loop, (waiting.popleft().key, held, None))
+                    call.done((waiting.popleft().key, held, None))
                     continue
                 async with state.semaphore:
                     while waiting:
                         job = waiting.popleft()
-                        call.done(loop, await self._deliver(pool, state, job))
+                        call.done(await self._deliver(pool, state, job))
         finally:
             call.senders[origin] -= 1
 
@@ -629,23 +646,24 @@ class _Pool:
 
 
 class _Runtime:
-    """An event loop running in a daemon thread of this process, and its pools."""
+    """This process's event loop and its pools. The loop runs only while a caller runs it
+    (`run`), one thread at a time."""
 
     def __init__(self) -> None:
         self.pid = os.getpid()
         self.loop = asyncio.new_event_loop()
         self.pools: dict[int, _Pool] = {}
-        self.thread = threading.Thread(target=self._run, name="webpush-loop", daemon=True)
-        self.thread.start()
+        self.turn = threading.Lock()  # held by the thread running the loop
 
-    def _run(self) -> None:
-        asyncio.set_event_loop(self.loop)
-        self.loop.run_forever()
+    def run(self, coroutine):
+        """Run the loop in this thread until `coroutine` is done (other threads wait)."""
+        with self.turn:
+            return self.loop.run_until_complete(coroutine)
 
     def alive(self) -> bool:
-        return self.pid == os.getpid() and self.thread.is_alive()
+        return self.pid == os.getpid() and not self.loop.is_closed()
 
-    def pool(self, concurrency: int) -> _Pool:  # in the loop thread only
+    def pool(self, concurrency: int) -> _Pool:  # in the loop only
         pool = self.pools.get(concurrency)
         if pool is None:
             pool = self.pools[concurrency] = _Pool(concurrency)
@@ -661,9 +679,8 @@ class _Runtime:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
 
-        future = asyncio.run_coroutine_threadsafe(cancel(), self.loop)
         with contextlib.suppress(Exception):
-            future.result(timeout=10)
+            self.run(asyncio.wait_for(cancel(), 10))
 
     def stop(self) -> None:
         async def close_pools() -> None:
@@ -672,10 +689,8 @@ class _Runtime:
                 pool.pacing.shutdown(wait=False)
 
         with contextlib.suppress(Exception):
-            asyncio.run_coroutine_threadsafe(close_pools(), self.loop).result(timeout=5)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(timeout=5)
-        if not self.thread.is_alive():
+            self.run(asyncio.wait_for(close_pools(), 5))
+        with contextlib.suppress(Exception), self.turn:
             self.loop.close()
 
 
@@ -693,7 +708,7 @@ def _runtime() -> _Runtime:
         runtime = _current
         if runtime is None or not runtime.alive():
             if runtime is not None:
-                # Inherited through fork (its thread did not come along) or dead. Its sockets
+                # Inherited through fork, or closed. Its sockets
                 # may be the parent's live connections: leave them alone, and keep the objects
                 # so that no finaliser ever runs on them here.
                 _inherited.append(runtime)
@@ -702,14 +717,14 @@ def _runtime() -> _Runtime:
 
 
 def warm_up(concurrency: int) -> None:
-    """Start this process's event loop and make its connection pool (TLS context, resolver)
-    now rather than for the first push."""
+    """Make this process's event loop and its connection pool (TLS context, resolver) now
+    rather than for the first push."""
     runtime = _runtime()
 
     async def make_pool() -> None:
         runtime.pool(concurrency)
 
-    asyncio.run_coroutine_threadsafe(make_pool(), runtime.loop).result(timeout=10)
+    runtime.run(asyncio.wait_for(make_pool(), 10))
 
 
 def _after_fork_in_child() -> None:
