@@ -73,6 +73,7 @@ THROTTLE_HOLD_SECONDS = 5.0  # a 429 without Retry-After holds the origin this l
 KEEPALIVE_SECONDS = 30.0  # idle pooled connections are closed after this
 WARM_SECONDS = 10.0  # an origin that has not answered for this long starts slowly again
 SLOW_START_REQUESTS = 8  # then its first answers come one request at a time, on one connection
+STOP_WAIT_SECONDS = 5.0  # at exit, how long to wait for a thread still running the loop
 ORIGINS_REMEMBERED = 1024  # endpoint prefixes whose origin is remembered (push service hosts)
 # "scheme://host[:port]/" of an endpoint whose origin depends on nothing after it: a host of
 # letters, digits, dots and hyphens, no user, no brackets, nothing urlsplit would strip.
@@ -683,15 +684,23 @@ class _Runtime:
             self.run(asyncio.wait_for(cancel(), 10))
 
     def stop(self) -> None:
+        """Close the pools and the loop, unless another thread is still running it (a
+        daemon thread at exit): then they go with the process, which never waits for it."""
+
         async def close_pools() -> None:
             for pool in self.pools.values():
                 pool.http.close()
                 pool.pacing.shutdown(wait=False)
 
-        with contextlib.suppress(Exception):
-            self.run(asyncio.wait_for(close_pools(), 5))
-        with contextlib.suppress(Exception), self.turn:
-            self.loop.close()
+        if not self.turn.acquire(timeout=STOP_WAIT_SECONDS):
+            return
+        try:
+            with contextlib.suppress(Exception):
+                self.loop.run_until_complete(asyncio.wait_for(close_pools(), 5))
+            with contextlib.suppress(Exception):
+                self.loop.close()
+        finally:
+            self.turn.release()
 
 
 _lock = threading.Lock()
