@@ -255,7 +255,7 @@ class _Call:
 
     def __init__(self) -> None:
         self.results: deque[_Done] = deque()  # answered, not yet taken by the caller
-        self.answered: asyncio.Event | None = None  # made in the loop, on its first run
+        self.answered = asyncio.Event()  # set when results come (bound to the loop on use)
         self.tasks: set[asyncio.Task] = set()
         self.closed = False
         self.starting: list[_Job] = []  # prepared, for the loop to start at its next run
@@ -266,8 +266,7 @@ class _Call:
 
     def done(self, item: _Done) -> None:
         self.results.append(item)
-        if self.answered is not None:
-            self.answered.set()
+        self.answered.set()
 
 
 class WebPushSession:
@@ -402,8 +401,6 @@ class WebPushSession:
         """One run of the loop for this call: start the jobs prepared since the last one,
         then wait up to `wait` seconds for an answer (none: only let the new senders write
         their requests)."""
-        if call.answered is None:
-            call.answered = asyncio.Event()
         jobs, call.starting = call.starting, []
         if jobs:
             self._start(runtime, call, jobs)
