@@ -451,6 +451,13 @@ class Settings:
     webhook_max_new_categories: int = 10
     push_connect_timeout_seconds: float = 5.0
     push_read_timeout_seconds: float = 10.0
+    push_keepalive_seconds: float = 30.0  # idle connections to push services kept this long
+    # A push service not heard from for PUSH_WARM_SECONDS gets its first
+    # PUSH_SLOW_START_REQUESTS requests one at a time.
+    push_warm_seconds: float = 10.0
+    push_slow_start_requests: int = 8
+    push_throttle_hold_seconds: float = 5.0  # after a 429 without Retry-After
+    push_endpoint_check_seconds: float = 60.0  # a push service host's DNS check trusted
     cors_allowed_origins: tuple[str, ...] = ()
     login_max_attempts_per_account: int = 5
     login_max_attempts_per_ip: int = 20
@@ -674,6 +681,11 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         webhook_max_new_categories=_int(env, "WEBHOOK_MAX_NEW_CATEGORIES", 10),
         push_connect_timeout_seconds=_float(env, "PUSH_CONNECT_TIMEOUT_SECONDS", 5.0, 0.1),
         push_read_timeout_seconds=_float(env, "PUSH_READ_TIMEOUT_SECONDS", 10.0, 0.1),
+        push_keepalive_seconds=_float(env, "PUSH_KEEPALIVE_SECONDS", 30.0),
+        push_warm_seconds=_float(env, "PUSH_WARM_SECONDS", 10.0),
+        push_slow_start_requests=_int(env, "PUSH_SLOW_START_REQUESTS", 8, minimum=1),
+        push_throttle_hold_seconds=_float(env, "PUSH_THROTTLE_HOLD_SECONDS", 5.0, 0.1),
+        push_endpoint_check_seconds=_float(env, "PUSH_ENDPOINT_CHECK_SECONDS", 60.0, 1.0),
         cors_allowed_origins=tuple(o.rstrip("/") for o in _list(env, "CORS_ALLOWED_ORIGINS")),
         login_max_attempts_per_account=_int(env, "LOGIN_MAX_ATTEMPTS_PER_ACCOUNT", 5, minimum=1),
         login_max_attempts_per_ip=_int(env, "LOGIN_MAX_ATTEMPTS_PER_IP", 20, minimum=1),

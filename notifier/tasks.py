@@ -72,9 +72,9 @@ def warm_up(settings: Settings) -> None:
     try:
         with session_scope(settings.database_url) as session:
             session.execute(text("SELECT 1"))
-        _outlets(settings)
+        push = _outlets(settings)["push"].channel
         _composer(settings).renderer.compile_all()
-        webpush_warm_up(settings.push_concurrency_per_origin)
+        webpush_warm_up(push)
     except Exception as error:
         log.warning("warming up this worker process failed (%s: %s); its first task will "
                     "do it", type(error).__name__, redact(str(error)))  # fmt: skip

@@ -44,10 +44,10 @@ def test_names_resolving_to_private_addresses_are_refused_unless_trusted():
 
 
 def test_web_push_connects_through_the_checking_resolver():
-    from notifier.channels.webpush import _Pool
+    from notifier.channels.webpush import _Pool, _PoolKey
 
     async def pool_resolver():
-        pool = _Pool(2)
+        pool = _Pool(_PoolKey(2, keepalive_seconds=30.0, warm_seconds=10.0, slow_start_requests=8))
         try:
             return type(pool.http.resolver)
         finally:

@@ -25,7 +25,12 @@ def test_warm_up_connects_builds_the_channels_compiles_templates_and_starts_push
     assert "email/article/subject.txt" in {t.name for t in renderer.text_env.cache.values()}
     runtime = webpush._current
     assert runtime is not None and runtime.alive()
-    assert settings.push_concurrency_per_origin in runtime.pools
+    key = tasks._outlets(settings)["push"].channel.pool_key  # the channel's settings
+    assert (key.concurrency, key.keepalive_seconds, key.warm_seconds, key.slow_start_requests) == (
+        settings.push_concurrency_per_origin, settings.push_keepalive_seconds,
+        settings.push_warm_seconds, settings.push_slow_start_requests,
+    )  # fmt: skip
+    assert key in runtime.pools
 
 
 def test_warm_up_never_raises_and_says_why_it_could_not(tmp_path, caplog):

@@ -60,6 +60,11 @@ def push_channel(settings: Settings) -> WebPushChannel:
         pacer=pacer(settings),
         concurrency_per_origin=settings.push_concurrency_per_origin,
         retry_after_max_seconds=settings.retry_after_max_seconds,
+        keepalive_seconds=settings.push_keepalive_seconds,
+        warm_seconds=settings.push_warm_seconds,
+        slow_start_requests=settings.push_slow_start_requests,
+        throttle_hold_seconds=settings.push_throttle_hold_seconds,
+        endpoint_check_seconds=settings.push_endpoint_check_seconds,
     )
 
 

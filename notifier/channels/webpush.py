@@ -50,6 +50,7 @@ from collections import deque
 from collections.abc import Generator, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from email.utils import parsedate_to_datetime
+from typing import NamedTuple
 from urllib.parse import quote, urlsplit
 
 from cryptography.hazmat.primitives import serialization
@@ -67,6 +68,8 @@ from notifier.vapid import VapidSigner
 
 log = logging.getLogger(__name__)
 
+# The defaults of the settings PUSH_ENDPOINT_CHECK_SECONDS, PUSH_THROTTLE_HOLD_SECONDS,
+# PUSH_KEEPALIVE_SECONDS, PUSH_WARM_SECONDS and PUSH_SLOW_START_REQUESTS (the README says more).
 ENDPOINT_CHECK_SECONDS = 60.0  # how long a DNS verdict on a push-service host is trusted
 AUTHORIZATION_REFRESH_SECONDS = 60.0  # how often a session asks the signer again
 THROTTLE_HOLD_SECONDS = 5.0  # a 429 without Retry-After holds the origin this long (batch)
@@ -149,6 +152,12 @@ def encrypt_aes128gcm(plaintext: bytes, p256dh: str, auth: str) -> bytes:
 
 
 class WebPushChannel:
+    """`concurrency_per_origin` requests at most in flight per push service and process;
+    idle connections kept `keepalive_seconds`; a push service that has not answered for
+    `warm_seconds` gets its first `slow_start_requests` requests one at a time; a 429
+    without Retry-After holds it `throttle_hold_seconds`; a host's DNS check is trusted
+    `endpoint_check_seconds`."""
+
     name = "push"
 
     def __init__(
@@ -162,9 +171,16 @@ class WebPushChannel:
         pacer: Pacer | None = None,
         concurrency_per_origin: int = 64,
         retry_after_max_seconds: float = RETRY_AFTER_MAX_SECONDS,
+        keepalive_seconds: float = KEEPALIVE_SECONDS,
+        warm_seconds: float = WARM_SECONDS,
+        slow_start_requests: int = SLOW_START_REQUESTS,
+        throttle_hold_seconds: float = THROTTLE_HOLD_SECONDS,
+        endpoint_check_seconds: float = ENDPOINT_CHECK_SECONDS,
     ) -> None:
         if concurrency_per_origin < 1:
             raise ValueError("concurrency_per_origin must be at least 1")
+        if slow_start_requests < 1:
+            raise ValueError("slow_start_requests must be at least 1")
         self.signer = signer
         self.policy = policy
         self.timeout = (connect_timeout, read_timeout)
@@ -172,6 +188,11 @@ class WebPushChannel:
         self.pacer: Pacer = pacer or Unlimited()
         self.concurrency_per_origin = concurrency_per_origin
         self.retry_after_max_seconds = retry_after_max_seconds
+        self.throttle_hold_seconds = throttle_hold_seconds
+        self.endpoint_check_seconds = endpoint_check_seconds
+        # The process's pool for this channel: channels alike share one.
+        self.pool_key = _PoolKey(concurrency_per_origin, keepalive_seconds, warm_seconds,
+                                 slow_start_requests)  # fmt: skip
         self._verdicts: dict[str, tuple[float, str | None]] = {}  # origin -> (until, refusal)
         self._origins: dict[str, str] = {}  # plain endpoint prefix -> its allowed origin
 
@@ -191,7 +212,7 @@ class WebPushChannel:
                 refusal = None
             except EndpointRefused as error:
                 refusal = str(error)
-            cached = self._verdicts[origin] = (now + ENDPOINT_CHECK_SECONDS, refusal)
+            cached = self._verdicts[origin] = (now + self.endpoint_check_seconds, refusal)
         if cached[1] is not None:
             raise EndpointRefused(cached[1])
         return origin
@@ -423,7 +444,7 @@ class WebPushSession:
         taking its next job costs 1-2, measured alone in batches of 128 on two cores)."""
         if call.closed:
             return
-        pool = runtime.pool(self.channel.concurrency_per_origin)
+        pool = runtime.pool(self.channel.pool_key)
         for job in jobs:
             waiting = call.waiting.get(job.origin)
             if waiting is None:
@@ -505,7 +526,7 @@ class WebPushSession:
         if job.answered_wait and result.retry_after:
             self._hold(origin, result.retry_after)
         elif job.status == 429:
-            self._hold(origin, THROTTLE_HOLD_SECONDS)
+            self._hold(origin, self.channel.throttle_hold_seconds)
         elif job.posted:
             state.answered(transport_failed=job.status is None)
         return result
@@ -597,10 +618,11 @@ class _Origin:
     """What the loop knows about one push service: its in-flight limit, and whether it has
     answered (without asking us to wait) recently and often enough to get a full window."""
 
-    __slots__ = ("semaphore", "slow_start", "slow_start_left", "warm_until")
+    __slots__ = ("key", "semaphore", "slow_start", "slow_start_left", "warm_until")
 
-    def __init__(self, concurrency: int) -> None:
-        self.semaphore = asyncio.Semaphore(concurrency)
+    def __init__(self, key: _PoolKey) -> None:
+        self.key = key
+        self.semaphore = asyncio.Semaphore(key.concurrency)
         self.slow_start = asyncio.Lock()  # held by the one request in flight while starting
         self.warm_until = 0.0  # monotonic: it answered recently
         self.slow_start_left = 0  # answers still to get one request at a time
@@ -616,21 +638,31 @@ class _Origin:
         if transport_failed:
             self.slow_start_left = 0
         elif self.warm_until <= now:  # cold: this is the first of the slow start
-            self.slow_start_left = SLOW_START_REQUESTS - 1
+            self.slow_start_left = self.key.slow_start_requests - 1
         elif self.slow_start_left:
             self.slow_start_left -= 1
-        self.warm_until = now + WARM_SECONDS
+        self.warm_until = now + self.key.warm_seconds
+
+
+class _PoolKey(NamedTuple):
+    """The settings a process's pool is made with: channels with the same share it."""
+
+    concurrency: int  # connections per origin: its semaphore bounds them
+    keepalive_seconds: float
+    warm_seconds: float
+    slow_start_requests: int
 
 
 class _Pool:
-    """Keep-alive connections and per-origin limits for one concurrency setting."""
+    """Keep-alive connections and per-origin limits for one set of settings."""
 
-    def __init__(self, concurrency: int) -> None:
-        self.concurrency = concurrency  # connections per origin: its semaphore bounds them
+    def __init__(self, key: _PoolKey) -> None:
+        self.key = key
+        self.concurrency = key.concurrency
         # The addresses connected to are checked, not only a name looked up earlier: no gap
         # for a DNS answer that changes in between (address literals never get here unless
         # PUSH_ALLOWED_ORIGINS names them).
-        self.http = Http1Pool(_ssl_context(), PublicOnlyResolver(), KEEPALIVE_SECONDS)
+        self.http = Http1Pool(_ssl_context(), PublicOnlyResolver(), key.keepalive_seconds)
         self._origins: dict[str, _Origin] = {}
         # Pacer calls may block (Redis): their own threads, not the loop's default executor
         # that aiohttp resolves host names in.
@@ -639,7 +671,7 @@ class _Pool:
     def origin(self, origin: str) -> _Origin:
         state = self._origins.get(origin)
         if state is None:
-            state = self._origins[origin] = _Origin(self.concurrency)
+            state = self._origins[origin] = _Origin(self.key)
         return state
 
 
@@ -650,21 +682,29 @@ class _Runtime:
     def __init__(self) -> None:
         self.pid = os.getpid()
         self.loop = asyncio.new_event_loop()
-        self.pools: dict[int, _Pool] = {}
+        self.pools: dict[_PoolKey, _Pool] = {}
         self.turn = threading.Lock()  # held by the thread running the loop
 
     def run(self, coroutine):
-        """Run the loop in this thread until `coroutine` is done (other threads wait)."""
+        """Run the loop in this thread until `coroutine` is done (other threads wait). A
+        thread that is itself inside a running event loop (a caller in asyncio code, or
+        Playwright's sync API in a test) cannot run another: it waits while a short-lived
+        thread runs ours."""
         with self.turn:
-            return self.loop.run_until_complete(coroutine)
+            try:
+                asyncio.get_running_loop()
+            except RuntimeError:  # no loop runs in this thread: the usual case
+                return self.loop.run_until_complete(coroutine)
+            with ThreadPoolExecutor(1, thread_name_prefix="webpush-loop") as runner:
+                return runner.submit(self.loop.run_until_complete, coroutine).result()
 
     def alive(self) -> bool:
         return self.pid == os.getpid() and not self.loop.is_closed()
 
-    def pool(self, concurrency: int) -> _Pool:  # in the loop only
-        pool = self.pools.get(concurrency)
+    def pool(self, key: _PoolKey) -> _Pool:  # in the loop only
+        pool = self.pools.get(key)
         if pool is None:
-            pool = self.pools[concurrency] = _Pool(concurrency)
+            pool = self.pools[key] = _Pool(key)
         return pool
 
     def cancel(self, call: _Call) -> None:
@@ -722,13 +762,13 @@ def _runtime() -> _Runtime:
     return runtime
 
 
-def warm_up(concurrency: int) -> None:
-    """Make this process's event loop and its connection pool (TLS context, resolver) now
-    rather than for the first push."""
+def warm_up(channel: WebPushChannel) -> None:
+    """Make this process's event loop and the channel's connection pool (TLS context,
+    resolver) now rather than for the first push."""
     runtime = _runtime()
 
     async def make_pool() -> None:
-        runtime.pool(concurrency)
+        runtime.pool(channel.pool_key)
 
     runtime.run(asyncio.wait_for(make_pool(), 10))
 

@@ -146,6 +146,32 @@ def test_a_small_batch_to_a_push_service_starting_slowly_needs_one_connection(si
     assert push_service.connections == 1 and push_service.max_in_flight == 1
 
 
+def test_the_slow_start_is_as_long_as_the_setting_says(signer, push_service):
+    push_service.latency = 0.05  # the last two overlap once the start is over
+    browser = push_service.new_subscription()
+    channel = channel_for(signer, push_service.origin, slow_start_requests=3,
+                          concurrency_per_origin=4)  # fmt: skip
+    results = send_all(channel.open(), [push(browser, n) for n in range(5)])
+    assert outcomes(results) == {Outcome.SENT: 5}
+    # Three one at a time, then the other two together (the default, 8, sends all five singly).
+    assert push_service.max_in_flight == 2
+
+
+def test_the_push_timings_come_from_the_settings(tmp_path):
+    from notifier.channels.registry import push_channel
+    from tests.conftest import make_settings
+
+    settings = make_settings(tmp_path, PUSH_KEEPALIVE_SECONDS="12", PUSH_WARM_SECONDS="3",
+                             PUSH_SLOW_START_REQUESTS="2", PUSH_THROTTLE_HOLD_SECONDS="7",
+                             PUSH_ENDPOINT_CHECK_SECONDS="90",
+                             PUSH_CONCURRENCY_PER_ORIGIN="16")  # fmt: skip
+    channel = push_channel(settings)
+    assert channel.pool_key == (16, 12.0, 3.0, 2)
+    assert (channel.throttle_hold_seconds, channel.endpoint_check_seconds) == (7.0, 90.0)
+    with pytest.raises(ValueError, match="PUSH_SLOW_START_REQUESTS"):
+        make_settings(tmp_path, PUSH_SLOW_START_REQUESTS="0")
+
+
 def test_429_without_retry_after_holds_the_rest_of_the_batch(signer, push_service):
     push_service.fail_all(Reply(429), count=1000)
     browser = push_service.new_subscription()
@@ -239,6 +265,25 @@ def test_answers_that_arrive_while_the_caller_records_are_read_not_timed_out(sig
     assert outcomes(results) == {Outcome.SENT: 24}
     push_service.wait_for(24)
     assert len(push_service.requests) == 24  # none sent twice
+
+
+def test_a_caller_inside_a_running_event_loop_can_still_send(signer, push_service):
+    """The channel runs its loop in the caller's thread; a caller already inside one (asyncio
+    code, or Playwright's sync API in the browser tests) gets its answers all the same."""
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    browsers = [push_service.new_subscription() for _ in range(3)]
+    channel = channel_for(signer, push_service.origin)
+
+    async def from_a_coroutine() -> dict[int, SendResult]:
+        return send_all(channel.open(), [push(b, n) for n, b in enumerate(browsers)])
+
+    with ThreadPoolExecutor(1) as thread:  # a thread of its own: no loop of another test's
+        results = thread.submit(asyncio.run, from_a_coroutine()).result()
+    assert outcomes(results) == {Outcome.SENT: 3}
+    assert channel.open().send(push(browsers[0])).outcome is Outcome.SENT  # and after it
+    assert len(push_service.wait_for(4)) == 4
 
 
 def test_a_push_service_that_refuses_connections_is_retried(signer, push_service):
