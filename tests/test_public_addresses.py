@@ -44,10 +44,12 @@ def test_names_resolving_to_private_addresses_are_refused_unless_trusted():
 
 
 def test_web_push_connects_through_the_checking_resolver():
-    from notifier.channels.webpush import _Pool, _PoolKey
+    from notifier.channels import webpush
 
     async def pool_resolver():
-        pool = _Pool(_PoolKey(2, keepalive_seconds=30.0, warm_seconds=10.0, slow_start_requests=8))
+        key = webpush._PoolKey(2, webpush.KEEPALIVE_SECONDS, webpush.WARM_SECONDS,
+                               webpush.SLOW_START_REQUESTS)  # fmt: skip
+        pool = webpush._Pool(key)
         try:
             return type(pool.http.resolver)
         finally:

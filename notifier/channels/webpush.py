@@ -452,7 +452,7 @@ class WebPushSession:
             waiting.append(job)
         for origin, waiting in call.waiting.items():
             running = call.senders.get(origin, 0)
-            for _ in range(min(len(waiting), pool.concurrency - running)):
+            for _ in range(min(len(waiting), pool.key.concurrency - running)):
                 call.senders[origin] = call.senders.get(origin, 0) + 1
                 task = runtime.loop.create_task(self._send_waiting(pool, call, origin))
                 call.tasks.add(task)
@@ -658,7 +658,6 @@ class _Pool:
 
     def __init__(self, key: _PoolKey) -> None:
         self.key = key
-        self.concurrency = key.concurrency
         # The addresses connected to are checked, not only a name looked up earlier: no gap
         # for a DNS answer that changes in between (address literals never get here unless
         # PUSH_ALLOWED_ORIGINS names them).
