@@ -1,14 +1,17 @@
-"""Real worker, beat and web processes for end-to-end tests. We only signal what we start."""
+"""Real worker, beat and web processes for end-to-end tests. We only signal what we start:
+each process leads its own session, so what it starts in turn (a worker's feeds node and
+pool) is ours too and is gone when the test ends."""
 
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from werkzeug.serving import make_server
@@ -54,6 +57,7 @@ class Process:
             env=env,
             stdout=self.log,
             stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
 
     def output(self) -> str:
@@ -70,13 +74,17 @@ class Process:
             time.sleep(0.1)
 
     def stop(self, timeout: float = 20.0) -> None:
+        """SIGTERM, as an operator stops it; what is still running after `timeout`, and
+        anything it started that outlived it, is SIGKILLed. A feeds node orphaned by a
+        killed worker once stayed alive into the next test on the same Redis database and
+        took that test's feed task."""
         if self.popen.poll() is None:
             self.popen.terminate()
-            try:
+            with suppress(subprocess.TimeoutExpired):
                 self.popen.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait()
+        with suppress(ProcessLookupError):  # the whole group had already ended
+            os.killpg(self.popen.pid, signal.SIGKILL)  # our own session: pgid == pid
+        self.popen.wait()
         self.log.close()
 
 
