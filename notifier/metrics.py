@@ -9,10 +9,12 @@ Prometheus scrapes.
 
 from __future__ import annotations
 
+import collections
 import enum
 import logging
 import math
 import time
+from bisect import bisect_left
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -184,9 +186,25 @@ def deliveries_counted(channel: str, outcome: str, count: int) -> None:
 
 
 def latencies_observed(channel: str, seconds: list[float]) -> None:
+    """A group of sent messages' latencies, as observing each one would count them, with one
+    increment per bucket reached rather than two per message: in a worker each increment
+    takes a lock and writes the multiprocess metrics file (about 1.6 µs an observation).
+    prometheus_client has no call for many observations, so this uses its histogram's
+    buckets as Histogram.observe does (tests/test_metrics.py checks they add up the same);
+    a histogram without them is observed one value at a time."""
     histogram = NOTIFICATION_LATENCY.labels(channel)
-    for value in seconds:
-        histogram.observe(max(0.0, value))
+    values = [max(0.0, value) for value in seconds]
+    bounds = getattr(histogram, "_upper_bounds", None)
+    buckets = getattr(histogram, "_buckets", None)
+    total = getattr(histogram, "_sum", None)
+    if bounds is None or buckets is None or total is None or len(buckets) != len(bounds):
+        for value in values:
+            histogram.observe(value)
+        return
+    for index, count in collections.Counter(bisect_left(bounds, v) for v in values).items():
+        buckets[index].inc(count)  # the first bucket whose upper bound holds the value
+    if values:
+        total.inc(math.fsum(values))
 
 
 def _outcome(delivery: Delivery) -> str:

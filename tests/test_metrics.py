@@ -165,6 +165,38 @@ def test_what_every_process_of_every_run_recorded_is_summed(tmp_path):
     assert list(RecordedCollector(tmp_path / "absent").collect()) == []
 
 
+def test_a_group_of_latencies_counts_as_observing_each_one(tmp_path):
+    """latencies_observed increments the histogram's buckets itself (one increment per
+    bucket, not per message), in a worker's multiprocess files: every bucket, the count and
+    the sum come out as Histogram.observe makes them, on bucket bounds and past the last."""
+    seconds = [-0.5, 0.0, 1.0, 1.5, 2.0, 4.99, 5.0, 59.0, 60.0, 3599.5, 86400.0, 2e5, 2e5]
+    root = tmp_path / "metrics"
+    _record_in_a_process_of_its_own(
+        root / "worker-1@a",
+        f"assert hasattr(metrics.NOTIFICATION_LATENCY.labels('email'), '_buckets')\n"
+        f"metrics.latencies_observed('email', {seconds!r})\n"
+        f"metrics.latencies_observed('email', [])\n"
+        f"for value in {seconds!r}:\n"
+        f"    metrics.NOTIFICATION_LATENCY.labels('push').observe(max(0.0, value))",
+    )
+    registry = CollectorRegistry()
+    registry.register(RecordedCollector(root))
+    samples = samples_of(generate_latest(registry).decode())
+
+    def histogram(channel: str) -> dict:
+        return {(name, frozenset(dict(labels).items() - {("channel", channel)})): value
+                for (name, labels), value in samples.items()
+                if name.startswith("notifier_notification_latency_seconds")
+                and dict(labels).get("channel") == channel}  # fmt: skip
+
+    grouped, one_by_one = histogram("email"), histogram("push")
+    assert grouped == one_by_one
+    assert grouped[("notifier_notification_latency_seconds_count", frozenset())] == len(seconds)
+    bucket = "notifier_notification_latency_seconds_bucket"
+    assert grouped[(bucket, frozenset({("le", "5.0")}))] == 7
+    assert grouped[(bucket, frozenset({("le", "+Inf")}))] == len(seconds)
+
+
 def test_each_service_run_writes_in_its_own_directory_and_ended_runs_are_cleared(
     tmp_path, monkeypatch
 ):
