@@ -48,7 +48,7 @@ EMAIL_DOMAIN = "bench.test"
 F_SETPIPE_SZ, F_GETPIPE_SZ = 1031, 1032  # Linux fcntl
 # Between two reads of smtp-sink's counter and dump, the readers pause this long, so that
 # one wake-up takes in what a few dozen messages wrote. Woken for every message, as they
-# were, they (with the sampler's PSS reads, see harness.Sampler) cost the bench 48-51 µs
+# were, they (with the sampler's PSS reads, see harness.Sampler) cost the bench 48-55 µs
 # of CPU per email, now 15-17 µs (bench/fanout.py --readers 300000, two runs each): CPU
 # the service under test lacked, on a VM where every wake-up is dear. The pipes hold far
 # more than arrives meanwhile (the counter's 64 KiB is 2,000 messages, the dump's 1 MiB
