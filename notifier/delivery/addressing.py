@@ -1,5 +1,6 @@
-"""Who a chunk of deliveries goes to, checked at send time, in five statements per chunk
-(the delivery rows themselves come with the claim: notifier.delivery.claims.claim_rows).
+"""Who a chunk of deliveries goes to, checked at send time: for a chunk of an article, four
+statements (the delivery rows themselves come with the claim:
+notifier.delivery.claims.claim_rows).
 
 A reader may have left, paused their email, changed categories or been suppressed since
 planning, and an editor may have stopped an alert: each delivery either gets its recipient,
@@ -164,10 +165,15 @@ def _notices(session: Session, rows) -> dict[tuple[str, int], Article | Alert | 
 
 
 def _categories(session: Session, follows, notices) -> dict[int, Category]:
-    ids = set().union(*follows.values()) if follows else set()
-    for notice in notices.values():
-        ids.update(c.id for c in notice.categories)
-    return {c.id: c for c in session.scalars(select(Category).where(Category.id.in_(ids)))}
+    """The categories a chunk's readers can be matched on: a notice's own (loaded with it),
+    and, for an alert to every category, all that its readers follow (read here)."""
+    found = {c.id: c for notice in notices.values() for c in notice.categories}
+    if any(getattr(notice, "target_all", False) for notice in notices.values()):
+        missing = set().union(*follows.values()) - found.keys() if follows else set()
+        if missing:
+            found.update((c.id, c) for c in session.scalars(
+                select(Category).where(Category.id.in_(missing))))  # fmt: skip
+    return found
 
 
 def notice_time(notice: Article | Alert | DigestNotice) -> datetime | None:

@@ -20,7 +20,16 @@ from notifier.delivery.compose import Composer
 from notifier.delivery.rendering import MessageRenderer
 from notifier.domain.audiences import SUBSCRIBERS
 from notifier.messages import RenderedEmail
-from notifier.models import Article, Category, Delivery, Feed, Subscriber, SubscriberStatus
+from notifier.models import (
+    Alert,
+    AlertStatus,
+    Article,
+    Category,
+    Delivery,
+    Feed,
+    Subscriber,
+    SubscriberStatus,
+)
 from notifier.tokens import Tokens
 from tests.conftest import make_settings
 
@@ -401,6 +410,35 @@ def test_no_article_email_when_the_reader_no_longer_follows_its_categories(sessi
     session.flush()
     reason = email_for(session, composer, delivery)
     assert reason == "recipient no longer follows any of the article's categories"
+
+
+def test_an_alert_matches_the_categories_the_reader_follows_among_its_own(session):
+    """An alert to chosen categories matches the reader on those they follow; one to every
+    category on all the categories they follow, which the alert itself does not name (the
+    unsubscribe link and the email's category line are made from these)."""
+    reader = Subscriber(
+        email="reader@example.com",
+        status=SubscriberStatus.ACTIVE,
+        confirmed_at=NOW,
+        categories=categories(session, "culture", "defense"),
+    )
+    chosen = Alert(
+        title="Chosen",
+        url="https://aze.media/a",
+        status=AlertStatus.SENDING,
+        categories=categories(session, "defense", "news"),
+    )
+    everyone = Alert(title="Everyone", url="https://aze.media/b", status=AlertStatus.SENDING,
+                     target_all=True)  # fmt: skip
+    session.add_all([reader, chosen, everyone])
+    session.flush()
+    rows = [Delivery(alert_id=alert.id, subscriber_id=reader.id, channel="email")
+            for alert in (chosen, everyone)]  # fmt: skip
+    session.add_all(rows)
+    session.flush()
+    entries = address_chunk(session, "email", SUBSCRIBERS, [row.id for row in rows])
+    assert [[c.slug for c in entry.matched] for entry in entries] == [
+        ["defense"], ["culture", "defense"]]  # fmt: skip
 
 
 def test_no_article_email_when_the_subscriber_is_gone(session, composer):
