@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import Row, String, literal, select, type_coerce
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session, joinedload
 
 from notifier.delivery.claims import DELIVERIES, SENT_DELIVERY_COLUMNS
 from notifier.delivery.digest_content import DigestNotice, load_digests
@@ -155,11 +155,11 @@ def _notices(session: Session, rows) -> dict[tuple[str, int], Article | Alert | 
         found.update({("digest", i): d for i, d in load_digests(session, digest_ids).items()})
     if article_ids:
         query = select(Article).where(Article.id.in_(article_ids))
-        for article in session.scalars(query.options(selectinload(Article.categories))):
+        for article in session.scalars(query.options(joinedload(Article.categories))).unique():
             found[("article", article.id)] = article
     if alert_ids:
         alert_query = select(Alert).where(Alert.id.in_(alert_ids))
-        for alert in session.scalars(alert_query.options(selectinload(Alert.categories))):
+        for alert in session.scalars(alert_query.options(joinedload(Alert.categories))).unique():
             found[("alert", alert.id)] = alert
     return found
 
