@@ -6,10 +6,12 @@ admin would install it. Everything it makes (a copy of the site, a database) is 
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import secrets
 import shutil
+import signal
 import subprocess
 import textwrap
 import time
@@ -82,6 +84,7 @@ class WordPress:
             self.server = subprocess.Popen(
                 ["php", "-S", f"127.0.0.1:{self.port}", "-t", str(self.root), "router.php"],
                 cwd=self.root, env=env, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True,  # its workers are stopped with it (stop())
             )  # fmt: skip
         deadline = time.monotonic() + 20
         while True:
@@ -96,8 +99,15 @@ class WordPress:
 
     def stop(self) -> None:
         if self.server is not None:
+            # PHP_CLI_SERVER_WORKERS forks workers that outlive a terminated parent: the
+            # whole process group goes, or they keep serving (and holding the port) after
+            # the test run.
             self.server.terminate()
-            self.server.wait(10)
+            try:
+                self.server.wait(10)
+            finally:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.server.pid, signal.SIGKILL)
         subprocess.run(["php", "-r", _mysqli(f"$db->query('DROP DATABASE {self.database}');")],
                        timeout=30)  # fmt: skip
         shutil.rmtree(self.root, ignore_errors=True)
