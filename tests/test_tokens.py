@@ -216,8 +216,8 @@ def test_links_signed_by_plain_itsdangerous_still_work_compressed_or_not(tokens)
 @pytest.mark.parametrize("fallbacks", [(), ("an-older-key",)])
 def test_fan_out_tokens_are_exactly_what_itsdangerous_signs(fallbacks):
     """The fast signer (compact JSON encoder made once, or the JSON formatted by hand for the
-    fan-out's links; HMAC-SHA1 in one call) makes the very tokens itsdangerous makes, for
-    every purpose it signs, with the current key."""
+    fan-out's links; HMAC-SHA1 from a keyed HMAC copied per link) makes the very tokens
+    itsdangerous makes, for every purpose it signs, with the current key."""
     fast = Tokens(SECRET, 60, fallbacks)
     keys = [*fallbacks, SECRET]
 
