@@ -69,6 +69,8 @@ def _base64_lines(data: bytes) -> bytes:
     with CRLF)."""
     b2a = binascii.b2a_base64
     chunk = _B64_CHUNK
+    if len(data) <= chunk:  # most calls: the bytes around one reader's value
+        return b2a(data)[:-1] + b"\r\n" if data else b""
     lines = [b2a(data[i : i + chunk]) for i in range(0, len(data), chunk)]
     return b"".join(lines).replace(b"\n", b"\r\n")
 
