@@ -363,6 +363,7 @@ class Settings:
     delivery_first_chunk_size: int = 50
     delivery_record_batch: int = 50
     smtp_connections: int = 4
+    smtp_lookahead: int = 4
     smtp_keepalive_seconds: float = 30.0
     email_rate_per_second: float = 0.0  # 0: no limit
     push_rate_per_second: float = 0.0  # 0: no limit
@@ -603,6 +604,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         delivery_first_chunk_size=_int(env, "DELIVERY_FIRST_CHUNK_SIZE", 50, minimum=1),
         delivery_record_batch=_int(env, "DELIVERY_RECORD_BATCH", 50, minimum=1),
         smtp_connections=_int(env, "SMTP_CONNECTIONS", 4, minimum=1),
+        smtp_lookahead=_int(env, "SMTP_LOOKAHEAD", 4, minimum=1),
         smtp_keepalive_seconds=_float(env, "SMTP_KEEPALIVE_SECONDS", 30.0),
         email_rate_per_second=_float(env, "EMAIL_RATE_PER_SECOND", 0.0),
         push_rate_per_second=_float(env, "PUSH_RATE_PER_SECOND", 0.0),

@@ -39,7 +39,8 @@ def email_channel(settings: Settings) -> SmtpChannel | DevMailboxChannel:
     if settings.smtp_url:
         return SmtpChannel(settings.smtp_url, settings.smtp_timeout_seconds,
                            settings.smtp_connections, pacer(settings),
-                           settings.smtp_keepalive_seconds, dkim_signer(settings))  # fmt: skip
+                           settings.smtp_keepalive_seconds, dkim_signer(settings),
+                           settings.smtp_lookahead)  # fmt: skip
     return DevMailboxChannel(settings.dev_mailbox_dir)
 
 

@@ -50,9 +50,10 @@ from notifier.channels.dkim import DkimSigner
 from notifier.channels.pacing import Pacer
 from notifier.messages import EmailEnvelope, Outcome, SendResult
 
-# How many messages `send_many` pulls ahead of the results, per connection: enough that a
-# connection always has its next message at hand to pipeline, few enough that a caller that
-# stops early has little in flight.
+# The default of SMTP_LOOKAHEAD: how many messages `send_many` pulls ahead of the results, per
+# connection: enough that a connection always has its next message at hand to pipeline, few
+# enough that a caller that stops early has little in flight. Every one of them may have been
+# accepted by the server while the caller is busy (recording), before it is handed back.
 LOOKAHEAD_PER_CONNECTION = 4
 
 _NEWLINES = re.compile(rb"\r\n|\r|\n")
@@ -75,6 +76,8 @@ class SmtpChannel:
     of this channel (the next batch), so a TLS handshake and login are not paid per batch;
     0 closes them with the session. A connection the server dropped meanwhile is reopened
     on first use like any dropped connection. `signer`: DKIM-signs every message sent.
+    `lookahead`: messages pulled per connection ahead of the results handed back, so at
+    most `lookahead * connections` accepted messages are not yet the caller's to record.
     """
 
     name = "email"
@@ -87,9 +90,10 @@ class SmtpChannel:
         pacer: Pacer | None = None,
         keepalive_seconds: float = 0.0,
         signer: DkimSigner | None = None,
+        lookahead: int = LOOKAHEAD_PER_CONNECTION,
     ) -> None:
-        if connections < 1:
-            raise ValueError("connections must be at least 1")
+        if connections < 1 or lookahead < 1:
+            raise ValueError("connections and lookahead must be at least 1")
         parts = urlsplit(smtp_url)
         self.scheme = parts.scheme
         self.host = parts.hostname or "127.0.0.1"
@@ -98,6 +102,7 @@ class SmtpChannel:
         self.password = unquote(parts.password) if parts.password else None
         self.timeout = timeout_seconds
         self.connections = connections
+        self.lookahead = lookahead
         self.pacer = pacer
         self.keepalive_seconds = keepalive_seconds
         self.signer = signer
@@ -536,7 +541,7 @@ class SmtpSession:
         Closing this iterator early starts no further message (their keys get no result)."""
         lanes = [lane for lane in self.lanes if lane.retired is None]
         run = _Run(lanes)
-        limit = LOOKAHEAD_PER_CONNECTION * len(lanes)
+        limit = self.channel.lookahead * len(lanes)
         source = iter(messages)
         threads: list[threading.Thread] = []
         failure: Exception | None = None

@@ -528,6 +528,57 @@ def test_send_many_raises_the_callers_error_after_every_pulled_message_has_its_r
     assert len(smtp.handler.received) == 5
 
 
+def accepted_while_caller_pauses(smtp, session, count: int, every: int) -> list[int]:
+    """Send `count` envelopes; after each `every` results the caller pauses as a recorder
+    flush does (a database commit). For each pause: how many messages the server accepted
+    that the caller had not been handed yet, once the connections have nothing left to do."""
+    seen: list[int] = []
+    handed = 0
+    for _key, result in session.send_many(layout_envelopes(count)):
+        assert result.outcome is Outcome.SENT
+        handed += 1
+        if handed % every or handed == count:
+            continue
+        settled, last = time.monotonic() + 0.3, -1
+        while time.monotonic() < settled + 5:  # until the server has nothing more for 0.3 s
+            ahead = len(smtp.handler.received) - handed
+            if ahead != last:
+                last, settled = ahead, time.monotonic() + 0.3
+            elif time.monotonic() >= settled:
+                break
+            time.sleep(0.01)
+        seen.append(last)
+    return seen
+
+
+def test_accepted_not_handed_back_is_at_most_lookahead_per_connection(smtp):
+    """What a worker killed while recording can have sent and not recorded: the messages the
+    server accepted that send_many has not handed back. Each connection is handed at most
+    SMTP_LOOKAHEAD messages ahead of the results, and keeps sending them while the caller is
+    busy, so at a pause (a recorder's commit) up to SMTP_LOOKAHEAD x SMTP_CONNECTIONS - 1 are
+    accepted and unrecorded: reached, never passed (README: "Recording in groups")."""
+    connections = 2
+    session = SmtpChannel(smtp.url, timeout_seconds=5, connections=connections).open()
+    try:
+        seen = accepted_while_caller_pauses(smtp, session, 60, every=10)
+    finally:
+        session.close()
+    assert max(seen) == LOOKAHEAD_PER_CONNECTION * connections - 1, seen
+    assert len(smtp.handler.received) == 60
+
+
+def test_a_lookahead_of_one_on_one_connection_sends_nothing_ahead(smtp):
+    """The strictest setting (SMTP_LOOKAHEAD=1, SMTP_CONNECTIONS=1): nothing is accepted that
+    the caller has not been handed, so with DELIVERY_RECORD_BATCH=1 nothing goes twice."""
+    session = SmtpChannel(smtp.url, timeout_seconds=5, connections=1, lookahead=1).open()
+    try:
+        seen = accepted_while_caller_pauses(smtp, session, 12, every=1)
+    finally:
+        session.close()
+    assert seen == [0] * 11
+    assert len(smtp.handler.received) == 12
+
+
 def test_send_many_pulls_messages_lazily_in_the_callers_thread(smtp):
     pulled: list[tuple[int, str]] = []
     session = SmtpChannel(smtp.url, timeout_seconds=5, connections=2).open()
