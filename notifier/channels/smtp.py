@@ -57,7 +57,7 @@ from notifier.messages import EmailEnvelope, Outcome, SendResult
 LOOKAHEAD_PER_CONNECTION = 4
 
 _NEWLINES = re.compile(rb"\r\n|\r|\n")
-_MAX_REPLY_LINE = smtplib._MAXLINE  # a longer reply line is an error, as smtplib has it
+_MAX_REPLY_LINE = 8192  # a longer reply line is an error, as smtplib has it (its _MAXLINE)
 _STOP = object()
 
 
@@ -444,6 +444,8 @@ def _read_reply(client: smtplib.SMTP) -> tuple[int, bytes]:
     what smtplib reads itself (EHLO, QUIT) stays in step."""
     file = client.file
     if file is None:
+        if client.sock is None:
+            raise smtplib.SMTPServerDisconnected("please run connect() first")
         file = client.file = client.sock.makefile("rb")
     lines = []
     while True:

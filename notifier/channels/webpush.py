@@ -268,7 +268,8 @@ class _Job:
         self.answered_wait = False  # the push service itself said wait (Retry-After)
 
 
-_Done = tuple[int, SendResult, str | None]  # key, result, origin to block in the backoff
+# key, result, origin to block in the backoff, and the push service it was for
+_Done = tuple[int, SendResult, str | None, str]
 
 
 class _Call:
@@ -284,6 +285,12 @@ class _Call:
         # each one request at a time) this call runs for it.
         self.waiting: dict[str, deque[_Job]] = {}
         self.senders: dict[str, int] = {}
+        # Per push service, one ticket per request in flight or answer the caller has not
+        # been handed: at most the service's concurrency in all, so that what a push service
+        # accepted and the caller has not recorded yet stays within it while the caller is
+        # busy (a recorder's commit). Taken by a sender before each request, given back
+        # when send_many hands the answer over.
+        self.tickets: dict[str, asyncio.Semaphore] = {}
 
     def done(self, item: _Done) -> None:
         self.results.append(item)
@@ -362,7 +369,8 @@ class WebPushSession:
                         runtime.run(self._run(runtime, call, wait=backoff.refresh_seconds))
                     done.extend(call.results)
                     call.results.clear()
-                key, result, block = done.popleft()
+                key, result, block, origin = done.popleft()
+                call.tickets[origin].release()  # its sender may take the next job
                 outstanding -= 1
                 if block is not None:  # blocking I/O (SharedBackoff writes the database)
                     self.channel.backoff.block(block, result.retry_after or 0.0, result.detail)
@@ -449,6 +457,7 @@ class WebPushSession:
             waiting = call.waiting.get(job.origin)
             if waiting is None:
                 waiting = call.waiting[job.origin] = deque()
+                call.tickets[job.origin] = asyncio.Semaphore(pool.key.concurrency)
             waiting.append(job)
         for origin, waiting in call.waiting.items():
             running = call.senders.get(origin, 0)
@@ -463,17 +472,28 @@ class WebPushSession:
         of the service's slots (its semaphore, shared by every call of this process) while
         it sends, and asks nothing of it for a job the service asked us to hold."""
         waiting = call.waiting[origin]
+        tickets = call.tickets[origin]
         state = pool.origin(origin)
         try:
             while waiting:
+                await tickets.acquire()  # given back when the caller has the answer
+                if not waiting:  # another sender took the last job meanwhile
+                    tickets.release()
+                    break
                 held = self._held(origin)
                 if held:
-                    call.done((waiting.popleft().key, held, None))
+                    call.done((waiting.popleft().key, held, None, origin))
                     continue
                 async with state.semaphore:
-                    while waiting:
+                    while True:
+                        if not waiting:
+                            tickets.release()
+                            break
                         job = waiting.popleft()
                         call.done(await self._deliver(pool, state, job))
+                        if not waiting:
+                            break
+                        await tickets.acquire()
         finally:
             call.senders[origin] -= 1
 
@@ -487,7 +507,7 @@ class WebPushSession:
             log.exception("unexpected error sending a push to %s", job.origin)
             result = SendResult(Outcome.RETRY, f"unexpected error sending to {job.origin}: "
                                                f"{type(error).__name__}: {error}")  # fmt: skip
-        return job.key, result, block
+        return job.key, result, block, job.origin
 
     def _held(self, origin: str) -> SendResult | None:
         wait = self._holds.get(origin, 0.0) - time.monotonic()

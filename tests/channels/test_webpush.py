@@ -267,6 +267,37 @@ def test_answers_that_arrive_while_the_caller_records_are_read_not_timed_out(sig
     assert len(push_service.requests) == 24  # none sent twice
 
 
+def test_accepted_not_handed_back_stays_below_the_concurrency(signer, push_service):
+    """What a worker killed while recording can have pushed and not recorded: the pushes the
+    service accepted that send_many has not handed back. A request in flight and an answer
+    not yet handed over each hold one of the service's PUSH_CONCURRENCY_PER_ORIGIN tickets,
+    so while the caller is busy (a recorder's commit, here a pause after every ten) at most
+    that many less the one just handed back are out (README: "Recording in groups"). Senders
+    that took their next job as soon as an answer came reached twice that."""
+    concurrency = 8
+    push_service.latency = 0.02  # answers pile up while requests are in flight
+    browsers = [push_service.new_subscription() for _ in range(80)]
+    channel = channel_for(signer, push_service.origin, concurrency_per_origin=concurrency)
+    seen, handed = [], 0
+    for _key, result in channel.open().send_many(enumerate(push(b, n) for n, b in
+                                                            enumerate(browsers))):  # fmt: skip
+        assert result.outcome is Outcome.SENT
+        handed += 1
+        if handed % 10 or handed == len(browsers):
+            continue
+        settled, last = time.monotonic() + 0.3, -1
+        while time.monotonic() < settled + 5:  # until nothing more arrives for 0.3 s
+            ahead = len(push_service.all_received) - handed
+            if ahead != last:
+                last, settled = ahead, time.monotonic() + 0.3
+            elif time.monotonic() >= settled:
+                break
+            time.sleep(0.01)
+        seen.append(last)
+    assert 0 < max(seen) <= concurrency - 1, seen
+    assert len(push_service.wait_for(80)) == 80
+
+
 def test_a_caller_inside_a_running_event_loop_can_still_send(signer, push_service):
     """The channel runs its loop in the caller's thread; a caller already inside one (asyncio
     code, or Playwright's sync API in the browser tests) gets its answers all the same."""
