@@ -490,7 +490,7 @@ class _Run:
     def __init__(self, lanes: list[_Lane]) -> None:
         self.lanes = lanes
         self.inbox: queue.SimpleQueue = queue.SimpleQueue()  # _Job, or _STOP
-        self.outbox: queue.SimpleQueue = queue.SimpleQueue()  # (key, SendResult)
+        self.outbox: queue.SimpleQueue = queue.SimpleQueue()  # lists of (key, SendResult)
         self.cancelled = False
         self.state = threading.Condition()
         self.connecting = 0
@@ -567,9 +567,10 @@ class SmtpSession:
                     in_flight += 1
                 if in_flight == 0:
                     break
-                key, result = run.outbox.get()
-                in_flight -= 1
-                yield key, result
+                results = run.outbox.get()
+                in_flight -= len(results)
+                for key, result in results:
+                    yield key, result
             done = True
         finally:
             run.cancelled = not done
@@ -598,12 +599,23 @@ class SmtpSession:
         return thread
 
     def _work(self, lane: _Lane, run: _Run) -> None:
-        """A connection's thread: take messages, send them, hand back every result."""
+        """A connection's thread: take messages, send them, hand back every result.
+
+        Results go back in twos (half the lookahead), and at once whenever the thread is
+        about to wait for a message or for the pacer: waking the sending thread for each
+        result was most of the channel's context switches. A result held back is a message
+        within the lookahead, so the bound on what a killed worker sends twice is the same."""
         pending: deque[_Job] = deque()  # what this connection holds; the first is current
+        handed = _Handed(run, max(1, self.channel.lookahead // 2))
         while True:
             if not pending:
-                job = run.inbox.get()
+                try:
+                    job = run.inbox.get_nowait()
+                except queue.Empty:
+                    handed.flush()  # before waiting: the caller may need them to go on
+                    job = run.inbox.get()
                 if job is _STOP:
+                    handed.flush()
                     return
                 pending.append(job)
             job = pending[0]
@@ -613,19 +625,25 @@ class SmtpSession:
                 pending.popleft()
                 continue
             try:
-                result = self._attempt(lane, job, pending, run)
+                result = self._attempt(lane, job, pending, run, handed)
             except Exception as error:  # a bug must cost a retry, never a lost result
                 _lost(lane, pending)
                 result = SendResult(Outcome.RETRY, f"SMTP send failed: {error!r}")
             if result is _RETIRED:  # hand what we hold to the connections that serve
+                handed.flush()
                 for held in pending:
                     run.inbox.put(held)
                 return
             pending.popleft()
-            run.outbox.put((job.key, result))
+            handed.add(job.key, result)
 
     def _attempt(
-        self, lane: _Lane, job: _Job, pending: deque[_Job], run: _Run | None
+        self,
+        lane: _Lane,
+        job: _Job,
+        pending: deque[_Job],
+        run: _Run | None,
+        handed: _Handed | None = None,
     ) -> SendResult:
         """Send one message on `lane`, reconnecting once; its result (or _RETIRED)."""
         mail = job.mail
@@ -641,6 +659,8 @@ class SmtpSession:
                 job.delay = self._reserve()
                 job.paced = True
             if job.delay > 0:
+                if handed is not None:
+                    handed.flush()  # not held back for the pacer's pause
                 time.sleep(job.delay)
                 job.delay = 0.0
             if lane.client is None:
@@ -695,6 +715,28 @@ class SmtpSession:
     def _reserve(self) -> float:
         pacer = self.channel.pacer
         return pacer.reserve("email") if pacer is not None else 0.0
+
+
+class _Handed:
+    """A connection's results not yet handed to the sending thread, handed over `group` at
+    a time or when flushed."""
+
+    __slots__ = ("group", "results", "run")
+
+    def __init__(self, run: _Run, group: int) -> None:
+        self.run = run
+        self.group = group
+        self.results: list[tuple[int, SendResult]] = []
+
+    def add(self, key: int, result: SendResult) -> None:
+        self.results.append((key, result))
+        if len(self.results) >= self.group:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.results:
+            self.run.outbox.put(self.results)
+            self.results = []
 
 
 def _lost(lane: _Lane, pending: deque[_Job]) -> None:
