@@ -267,13 +267,20 @@ class Lease:
                  token: str | None = None) -> None:  # fmt: skip
         self.ids = set(ids)
         self.seconds = seconds
-        self.until = claimed_at + timedelta(seconds=seconds)
+        self._until(claimed_at + timedelta(seconds=seconds))
         self.token = token  # the claim's fence: recording only touches rows still carrying it
 
+    def _until(self, until: datetime) -> None:
+        """The lease ends at `until`; it is renewed once two thirds of it have run (worked
+        out here, not for each message asked about)."""
+        self.until = until
+        self.renew_at = until - timedelta(seconds=self.seconds / 3)
+
     def holds(self, session: Session, delivery_id: int, now: datetime) -> bool:
-        if now >= self.until - timedelta(seconds=self.seconds / 3):
-            kept, self.until = renew_leases(session, sorted(self.ids), self.until, now,
-                                            self.seconds, self.token)  # fmt: skip
+        if now >= self.renew_at:
+            kept, until = renew_leases(session, sorted(self.ids), self.until, now,
+                                       self.seconds, self.token)  # fmt: skip
+            self._until(until)
             session.commit()
             self.ids = set(kept)
         return delivery_id in self.ids and now < self.until
