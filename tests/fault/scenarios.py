@@ -108,10 +108,11 @@ def worker_killed(
     """SIGKILL the whole worker (prefork parent and children) a third of the way through a
     fan-out, at a moment when each child has messages accepted by the SMTP server but not
     yet acknowledged, then start a new worker at once. Every recipient gets the article;
-    the only duplicates are the messages sent but not marked: per killed process at most
-    those in flight on its SMTP connections and those waiting for their group to be
-    recorded. Seconds are counted from the kill; the wait fails past `within`. With
-    `same_name` the new worker has the dead one's node name, as a restarted service does."""
+    the only duplicates are the messages sent but not marked: per killed process at most a
+    group being recorded and what its SMTP connections were handed ahead of their results
+    (SMTP_LOOKAHEAD each, less the one just handed back). Seconds are counted from the kill;
+    the wait fails past `within`. With `same_name` the new worker has the dead one's node
+    name, as a restarted service does."""
     with _grouped_stack(tmp, database_url, record_batch, connections, **env) as stack:
         emails = seed_email_subscribers(database_url, recipients)
         article = seed_article(database_url)
