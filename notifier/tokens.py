@@ -14,14 +14,10 @@ import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-try:  # OpenSSL's HMAC object: a keyed one is copied per link, skipping key setup and lookup
-    from _hashlib import hmac_new as _openssl_hmac
-
-    _KEYED_HMAC = True
-except ImportError:  # a Python built without OpenSSL's hashlib: hmac.digest does it all
-    _KEYED_HMAC = False
 from itsdangerous import BadSignature, SignatureExpired, URLSafeSerializer, URLSafeTimedSerializer
 from itsdangerous.encoding import base64_encode
+
+from notifier.openssl_hmac import keyed
 
 
 class TokenError(ValueError):
@@ -119,9 +115,7 @@ class _Uncompressed(URLSafeSerializer):
         )
         # Copying a keyed HMAC and feeding it the payload costs about half of hmac.digest's
         # 4 µs a link (which sets up the key and looks up SHA-1 in OpenSSL every call).
-        self._keyed = (
-            _openssl_hmac(self._key, digestmod="sha1") if self._sha1 and _KEYED_HMAC else None
-        )
+        self._keyed = keyed(self._key, "sha1") if self._sha1 else None
 
     def dump_payload(self, obj) -> bytes:
         if self.serializer_kwargs:

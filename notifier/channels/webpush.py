@@ -36,9 +36,8 @@ from __future__ import annotations
 
 import asyncio
 import atexit
-import base64
+import binascii
 import contextlib
-import hmac
 import logging
 import os
 import re
@@ -63,6 +62,7 @@ from notifier.channels.push_backoff import LocalBackoff, SharedBackoff
 from notifier.channels.push_endpoints import EndpointPolicy, EndpointRefused
 from notifier.logs import redact
 from notifier.messages import Outcome, PushMessage, SendResult
+from notifier.openssl_hmac import hmac_sha256
 from notifier.public_addresses import PublicOnlyResolver
 from notifier.vapid import VapidSigner
 
@@ -119,8 +119,14 @@ _CEK_INFO = b"Content-Encoding: aes128gcm\x00\x01"
 _NONCE_INFO = b"Content-Encoding: nonce\x00\x01"
 
 
+_FROM_URLSAFE = bytes.maketrans(b"-_", b"+/")
+
+
 def _b64url_bytes(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    """base64.urlsafe_b64decode of unpadded text, in C calls only (it is two per push)."""
+    return binascii.a2b_base64(
+        (text + "=" * (-len(text) % 4)).encode("ascii").translate(_FROM_URLSAFE)
+    )
 
 
 def encrypt_aes128gcm(plaintext: bytes, p256dh: str, auth: str) -> bytes:
@@ -137,13 +143,13 @@ def encrypt_aes128gcm(plaintext: bytes, p256dh: str, auth: str) -> bytes:
     sender_raw = ephemeral.public_key().public_bytes(_X962, _UNCOMPRESSED)
     shared = ephemeral.exchange(ec.ECDH(), receiver)
     # HKDF with SHA-256 and one-block outputs is two HMACs: extract, then expand.
-    prk_key = hmac.digest(auth_secret, shared, "sha256")
+    prk_key = hmac_sha256(auth_secret, shared)
     key_info = b"WebPush: info\x00" + receiver_raw + sender_raw + b"\x01"
-    ikm = hmac.digest(prk_key, key_info, "sha256")
+    ikm = hmac_sha256(prk_key, key_info)
     salt = os.urandom(16)
-    prk = hmac.digest(salt, ikm, "sha256")
-    cek = hmac.digest(prk, _CEK_INFO, "sha256")[:16]
-    nonce = hmac.digest(prk, _NONCE_INFO, "sha256")[:12]
+    prk = hmac_sha256(salt, ikm)
+    cek = hmac_sha256(prk, _CEK_INFO)[:16]
+    nonce = hmac_sha256(prk, _NONCE_INFO)[:12]
     record = AESGCM(cek).encrypt(nonce, plaintext + b"\x02", None)  # \x02: last record
     return salt + struct.pack("!IB", _RECORD_SIZE, len(sender_raw)) + sender_raw + record
 
@@ -376,7 +382,9 @@ class WebPushSession:
                     self.channel.backoff.block(block, result.retry_after or 0.0, result.detail)
                 yield key, result
         finally:
-            if outstanding:
+            # Cancel what is still in flight (the caller stopped early), and any sender still
+            # waiting for a ticket: one given back with the last answers runs no more here.
+            if outstanding or any(not task.done() for task in call.tasks):
                 runtime.cancel(call)
         if error is not None:
             raise error
