@@ -29,6 +29,7 @@ from notifier.channels.dev_mailbox import DevMailboxChannel
 from notifier.channels.smtp import LOOKAHEAD_PER_CONNECTION, SmtpChannel
 from notifier.delivery.email_layout import EmailLayout
 from notifier.messages import EmailEnvelope, Outcome, RenderedEmail, SendResult
+from tests.support.settling import settled_count
 from tests.support.smtp import RecordingHandler, free_port
 
 MAIL_FROM = "Aze.Media <news@aze.test>"
@@ -539,15 +540,7 @@ def accepted_while_caller_pauses(smtp, session, count: int, every: int) -> list[
         handed += 1
         if handed % every or handed == count:
             continue
-        settled, last = time.monotonic() + 0.3, -1
-        while time.monotonic() < settled + 5:  # until the server has nothing more for 0.3 s
-            ahead = len(smtp.handler.received) - handed
-            if ahead != last:
-                last, settled = ahead, time.monotonic() + 0.3
-            elif time.monotonic() >= settled:
-                break
-            time.sleep(0.01)
-        seen.append(last)
+        seen.append(settled_count(lambda: len(smtp.handler.received)) - handed)
     return seen
 
 

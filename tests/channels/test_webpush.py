@@ -24,6 +24,7 @@ from notifier.config import DEFAULT_PUSH_ORIGINS
 from notifier.messages import Outcome, PushMessage, SendResult
 from notifier.vapid import VapidSigner, generate_keypair, load_private_key
 from tests.support.push_service import BrowserSubscription, PushService, Reply
+from tests.support.settling import settled_count
 
 
 @pytest.fixture(scope="module")
@@ -285,15 +286,7 @@ def test_accepted_not_handed_back_stays_below_the_concurrency(signer, push_servi
         handed += 1
         if handed % 10 or handed == len(browsers):
             continue
-        settled, last = time.monotonic() + 0.3, -1
-        while time.monotonic() < settled + 5:  # until nothing more arrives for 0.3 s
-            ahead = len(push_service.all_received) - handed
-            if ahead != last:
-                last, settled = ahead, time.monotonic() + 0.3
-            elif time.monotonic() >= settled:
-                break
-            time.sleep(0.01)
-        seen.append(last)
+        seen.append(settled_count(lambda: len(push_service.all_received)) - handed)
     assert 0 < max(seen) <= concurrency - 1, seen
     assert len(push_service.wait_for(80)) == 80
 
