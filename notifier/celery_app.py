@@ -140,6 +140,20 @@ def make_celery(settings: Settings | None = None) -> NotifierCelery:
     return app
 
 
+def declare_queues(app: Celery) -> None:
+    """The SQLite broker's queues, made before web, worker and beat start. Its transport adds
+    a queue's row at the first task, locked only within one process: two processes' first
+    tasks at once both insert it, and one fails (UNIQUE constraint failed: kombu_queue.name),
+    leaving that process's broker session unusable. Other brokers declare their own."""
+    if not app.conf.broker_url.startswith("sqla+"):
+        return
+    from kombu import Queue
+
+    with app.connection_for_write() as connection:
+        for name in (SENDING_QUEUE, FEEDS_QUEUE):
+            Queue(name).bind(connection.default_channel).queue_declare()
+
+
 def _record_task_failures() -> None:
     """Every task that fails for good is kept with its cause and counted, whatever the task:
     nothing fails silently (retries are not failures; their last attempt may be)."""

@@ -570,6 +570,7 @@ def dev(host: str, port: int) -> None:
     from notifier.schema import upgrade_database
 
     upgrade_database(settings.database_url)
+    _declare_queues(settings)
     _register_feeds(settings)
     ensure_sample_feed(settings.sample_feed_path)
     from notifier.logs import configure_logging
@@ -582,6 +583,12 @@ def dev(host: str, port: int) -> None:
         "beat": [*exe, "beat"],
     }
     _run_together(commands, settings, lambda: _announce(settings))
+
+
+def _declare_queues(settings: Settings) -> None:
+    from notifier.celery_app import declare_queues, make_celery
+
+    declare_queues(make_celery(settings))
 
 
 def _register_feeds(settings: Settings) -> None:
