@@ -34,6 +34,7 @@ from notifier.domain.alerts import release_due_alerts, unplanned_alert_ids
 from notifier.domain.bounces import drop_old_raw_reports
 from notifier.domain.deliveries import overdue_delivery_ids, unplanned_article_ids
 from notifier.domain.feeds import sync_feeds
+from notifier.garbage import settle_after_warm_up
 from notifier.inbound.imap_reader import read_bounce_mailbox
 from notifier.logs import redact
 from notifier.messages import Outcome
@@ -78,6 +79,7 @@ def warm_up(settings: Settings) -> None:
     except Exception as error:
         log.warning("warming up this worker process failed (%s: %s); its first task will "
                     "do it", type(error).__name__, redact(str(error)))  # fmt: skip
+    settle_after_warm_up()
 
 
 def retried_through_outages(task_function):
