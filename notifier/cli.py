@@ -86,6 +86,10 @@ def migrate() -> None:
         _register_feeds(settings)
     except OperationalError as error:
         raise click.ClickException(f"Cannot reach the database: {error.orig}") from None
+    try:
+        _declare_queues(settings)  # the SQLite broker's, before web, worker and beat start
+    except OperationalError as error:
+        raise click.ClickException(f"Cannot reach the broker: {error.orig}") from None
     click.echo("Database is up to date.")
 
 

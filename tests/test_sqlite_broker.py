@@ -58,3 +58,23 @@ def test_processes_sending_their_first_tasks_at_once_all_succeed(tmp_path):
             )
         )
     assert per_queue == {SENDING_QUEUE: 6, FEEDS_QUEUE: 6}
+
+
+def test_migrate_makes_the_queues_for_processes_started_apart(tmp_path):
+    """web, worker and beat started on their own (not by `notifier dev`) after `notifier
+    migrate` find the queues made too."""
+    from click.testing import CliRunner
+
+    from notifier.cli import cli
+
+    broker_file = tmp_path / "broker.sqlite"
+    env = {"NOTIFIER_DATA_DIR": str(tmp_path / "var"), "SECRET_KEY": "k",
+           "DATABASE_URL": f"sqlite:///{tmp_path / 'notifier.sqlite'}",
+           "CELERY_BROKER_URL": f"sqla+sqlite:///{broker_file}", "FEED_URLS": ""}  # fmt: skip
+    result = CliRunner().invoke(cli, ["migrate"], env=env)
+    assert result.exit_code == 0, result.output
+    with sqlite3.connect(broker_file) as db:
+        assert {n for (n,) in db.execute("SELECT name FROM kombu_queue")} == {
+            SENDING_QUEUE,
+            FEEDS_QUEUE,
+        }
