@@ -26,6 +26,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -36,9 +37,10 @@ from bench.sinks import SmtpSink  # noqa: E402
 from notifier.channels.smtp import SmtpChannel, _dot_stuffed  # noqa: E402
 from notifier.config import Settings  # noqa: E402
 from notifier.delivery.email_layout import EmailLayout  # noqa: E402
-from notifier.messages import EmailEnvelope, Outcome, RenderedEmail  # noqa: E402
+from notifier.messages import EmailEnvelope, Outcome, RenderedEmail, SendResult  # noqa: E402
 
 MAIL_FROM = "Aze.Media <news@aze.test>"
+ACCEPTED = SendResult.sent()
 SLOTS = ["NOTIFIERSLOT0UNSUBSCRIBEURL"]
 
 
@@ -76,48 +78,96 @@ def smtp_way(url: str, mails: list[EmailEnvelope], connections: int) -> None:
 
 
 def floor_way(port: int, mails: list[EmailEnvelope], connections: int) -> None:
-    payloads = [_dot_stuffed(m.data) for m in mails]  # the wire bytes, as the real client makes
-    groups = [f"MAIL FROM:<{m.mail_from}>\r\nRCPT TO:<{m.to}>\r\nDATA\r\n".encode() for m in mails]
-    selector = selectors.DefaultSelector()
-    lanes = []
-    for _ in range(connections):
-        sock = socket.create_connection(("127.0.0.1", port))
-        reader = sock.makefile("rb")
-        reader.readline()
-        sock.sendall(b"EHLO bench\r\n")
-        while reader.readline()[3:4] != b" ":
-            pass
-        sock.setblocking(False)
-        lanes.append(sock)
-    unread: dict[socket.socket, bytes] = {}
-    replies: dict[socket.socket, int] = {}
-    current: dict[socket.socket, int] = {}
-    following = 0
-    for sock in lanes:
-        selector.register(sock, selectors.EVENT_READ)
-        unread[sock], replies[sock], current[sock] = b"", 0, following
-        sock.sendall(groups[following])
-        following += 1
-    done = 0
-    while done < len(mails):
-        for key, _ in selector.select():
-            sock = key.fileobj
-            *lines, unread[sock] = (unread[sock] + sock.recv(65536)).split(b"\r\n")
-            for line in lines:
-                if line[3:4] == b"-":
-                    continue
-                replies[sock] += 1
-                if replies[sock] % 4 == 3:  # 354 after MAIL, RCPT, DATA: the data, next group
-                    data = payloads[current[sock]]
-                    if following < len(mails):
-                        data += groups[following]
-                        current[sock] = following
-                        following += 1
-                    sock.sendall(data)
-                elif replies[sock] % 4 == 0:
-                    done += 1
-    for sock in lanes:
-        sock.close()
+    session = FloorClient(port, connections).open()
+    try:
+        sent = sum(1 for _ in session.send_many(enumerate(mails)))
+    finally:
+        session.close()
+    if sent != len(mails):
+        raise SystemExit(f"the floor client sent {sent} of {len(mails)}")
+
+
+class FloorClient:
+    """The floor as a channel (`open()`, then `send_many`), so bench/send_path.py can put it
+    where SmtpChannel goes and measure the send path around it: one poll over `connections`
+    connections in the caller's thread, MAIL, RCPT and DATA pipelined with the previous
+    message's data, every reply taken as success. Not a client to send with: no reply
+    checking, no reconnecting, no TLS, a blocking write."""
+
+    name = "email"
+
+    def __init__(self, port: int, connections: int) -> None:
+        self.port = port
+        self.connections = connections
+
+    def open(self) -> _FloorSession:
+        return _FloorSession(self.port, self.connections)
+
+
+class _FloorSession:
+    def __init__(self, port: int, connections: int) -> None:
+        self.lanes = []
+        for _ in range(connections):
+            sock = socket.create_connection(("127.0.0.1", port))
+            reader = sock.makefile("rb")
+            reader.readline()
+            sock.sendall(b"EHLO bench\r\n")
+            while reader.readline()[3:4] != b" ":
+                pass
+            sock.setblocking(False)
+            self.lanes.append(sock)
+
+    def close(self) -> None:
+        for sock in self.lanes:
+            sock.close()
+
+    def send_many(self, messages: Iterable[tuple[int, EmailEnvelope]]):
+        source = iter(messages)
+
+        def take() -> tuple[int, bytes, bytes] | None:  # key, payload, MAIL+RCPT+DATA
+            key, mail = next(source, (None, None))
+            if mail is None:
+                return None
+            group = f"MAIL FROM:<{mail.mail_from}>\r\nRCPT TO:<{mail.to}>\r\nDATA\r\n"
+            return key, _dot_stuffed(mail.data), group.encode()
+
+        selector = selectors.DefaultSelector()
+        unread: dict[socket.socket, bytes] = {}
+        replies: dict[socket.socket, int] = {}
+        current: dict[socket.socket, tuple[int, bytes, bytes] | None] = {}
+        in_data: dict[socket.socket, int] = {}
+        in_flight = 0
+        for sock in self.lanes:
+            selector.register(sock, selectors.EVENT_READ)
+            unread[sock], replies[sock] = b"", 0
+            current[sock] = job = take()
+            if job is not None:
+                sock.sendall(job[2])
+                in_flight += 1
+        done: list[int] = []
+        while in_flight:
+            for selected, _ in selector.select():
+                sock = selected.fileobj
+                *lines, unread[sock] = (unread[sock] + sock.recv(65536)).split(b"\r\n")
+                for line in lines:
+                    if line[3:4] == b"-":
+                        continue
+                    replies[sock] += 1
+                    if replies[sock] % 4 == 3:  # 354 after MAIL, RCPT, DATA: the data, next group
+                        key, data, _ = current[sock]
+                        in_data[sock] = key
+                        current[sock] = following = take()
+                        if following is not None:
+                            data += following[2]
+                            in_flight += 1
+                        sock.sendall(data)
+                    elif replies[sock] % 4 == 0:
+                        in_flight -= 1
+                        done.append(in_data.pop(sock))
+            for key in done:
+                yield key, ACCEPTED
+            done.clear()
+        selector.close()
 
 
 def measure(way, *args) -> tuple[float, float, float]:
