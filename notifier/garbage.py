@@ -21,7 +21,9 @@ YOUNG_COLLECTION_ALLOCATIONS = 20_000
 
 def settle_after_warm_up() -> None:
     """What the process holds now is kept for its life: freeze it, and collect young
-    objects less often."""
+    objects less often. (Run from the warm-up thread, it may also freeze what a first task
+    holds at that moment: once per process, at most one chunk's objects, which reference
+    counting still frees unless they form cycles.)"""
     gc.collect()
     gc.freeze()
     _, middle, oldest = gc.get_threshold()
