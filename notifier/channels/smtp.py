@@ -37,6 +37,7 @@ import re
 import smtplib
 import socket
 import ssl
+import struct
 import threading
 import time
 import weakref
@@ -329,6 +330,7 @@ class _Lane:
             return f"SMTP server refused us: {error}"
         except OSError as error:
             return f"SMTP server unreachable: {error}"
+        _timeouts_in_the_kernel(client, channel.timeout)
         self.client = client
         self.pipelining = client.has_extn("pipelining")
         self.smtputf8 = client.has_extn("smtputf8")
@@ -438,6 +440,42 @@ class _Lane:
             self.drop()  # the next message reconnects; this one's outcome is known
 
 
+def _timeouts_in_the_kernel(client: smtplib.SMTP, seconds: float) -> None:
+    """A connected lane's timeout kept by the kernel (SO_RCVTIMEO, SO_SNDTIMEO) rather than
+    by Python: a socket with a Python timeout polls before every read and write, two more
+    system calls a message, each a hand-over of the GIL between the connection's thread and
+    the sending thread. A read or write that waits longer fails (EAGAIN) instead of timing
+    out, and is a lost connection like any other (see _no_reply).
+
+    Plain connections only: Python's TLS layer on a blocking socket reads again after the
+    kernel's EAGAIN, so a silent server would hold a TLS connection forever. TLS keeps
+    Python's timeout."""
+    sock = client.sock
+    if sock is None or isinstance(sock, ssl.SSLSocket) or seconds <= 0:  # 0: the kernel's "never"
+        return
+    whole = int(seconds)
+    interval = struct.pack("ll", whole, int((seconds - whole) * 1_000_000))
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, interval)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, interval)
+    sock.settimeout(None)
+
+
+def _no_reply(client: smtplib.SMTP) -> smtplib.SMTPServerDisconnected:
+    """Why a read found nothing: the server closed the connection, or it did not answer
+    within the timeout (the kernel's receive timeout ended the read: nothing is waiting)."""
+    sock = client.sock
+    reason = "Connection unexpectedly closed"
+    if sock is not None and not isinstance(sock, ssl.SSLSocket):  # TLS reads cannot peek
+        try:
+            sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            reason = "No reply from the SMTP server: timed out"
+        except OSError:
+            pass
+    client.close()
+    return smtplib.SMTPServerDisconnected(reason)
+
+
 def _read_reply(client: smtplib.SMTP) -> tuple[int, bytes]:
     """smtplib's getreply, the same answers and errors, with less Python per line: four
     replies a message at fan-out. Reads through the connection's own buffered reader, so
@@ -457,8 +495,7 @@ def _read_reply(client: smtplib.SMTP) -> tuple[int, bytes]:
                 f"Connection unexpectedly closed: {error}"
             ) from error
         if not line:
-            client.close()
-            raise smtplib.SMTPServerDisconnected("Connection unexpectedly closed")
+            raise _no_reply(client)
         if len(line) > _MAX_REPLY_LINE:
             client.close()
             raise smtplib.SMTPResponseException(500, "Line too long.")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email
 import email.policy
 import gc
@@ -769,6 +770,48 @@ def test_pipelining_sends_each_message_in_one_round_trip_when_offered():
     assert [data for _, data in server.received] == [e.data for _, e in envelopes]
     # every message's end went out with the next message's MAIL/RCPT/DATA (not the last)
     assert server.ends_with_next_group == count - 1
+
+
+class SilentServer:
+    """Greets, answers EHLO (with PIPELINING), then reads every command and answers none:
+    a server that hangs mid-transaction."""
+
+    def __init__(self) -> None:
+        class Handler(socketserver.BaseRequestHandler):
+            def handle(self) -> None:
+                sock = self.request
+                sock.sendall(b"220 silent ESMTP\r\n")
+                with contextlib.suppress(OSError):
+                    sock.recv(1024)  # EHLO
+                    sock.sendall(b"250-silent\r\n250 PIPELINING\r\n")
+                    while sock.recv(65536):
+                        pass
+
+        self.server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> SilentServer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_a_server_that_stops_answering_is_a_retry_after_the_timeout():
+    """The timeout holds mid-transaction (the kernel keeps it: SO_RCVTIMEO), and the reason
+    recorded says the server did not answer, not that it closed the connection."""
+    with SilentServer() as server:
+        session = SmtpChannel(f"smtp://127.0.0.1:{server.port}", timeout_seconds=0.5).open()
+        try:
+            results = results_of(session, layout_envelopes(3))
+        finally:
+            session.close()
+    assert {result.outcome for result in results.values()} == {Outcome.RETRY}
+    assert all("timed out" in result.detail for result in results.values()), results
 
 
 def test_stopping_early_starts_no_further_message_and_closes_cleanly(smtp):
