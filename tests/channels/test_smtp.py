@@ -680,16 +680,11 @@ def test_a_non_ascii_address_fails_on_a_server_without_smtputf8():
 # --------------------------------------------------------------------------- strict pipelining
 
 
-class StrictPipeliningServer:
-    """A scripted SMTP server that offers PIPELINING and insists on it: it answers MAIL, RCPT
-    and DATA only once DATA has arrived, so a client that waits for the MAIL reply first
-    hangs. After a message's data it waits a moment for the next message's commands before
-    answering, and counts the messages whose end came with the next one's commands."""
+class ScriptedServer:
+    """A raw TCP server on 127.0.0.1 whose every connection is one `converse(sock)` call, in
+    a thread of its own; a context manager."""
 
     def __init__(self) -> None:
-        self.received: list[tuple[str, bytes]] = []
-        self.ends_with_next_group = 0
-        self.lock = threading.Lock()
         outer = self
 
         class Handler(socketserver.BaseRequestHandler):
@@ -701,13 +696,29 @@ class StrictPipeliningServer:
         self.port = self.server.server_address[1]
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
-    def __enter__(self) -> StrictPipeliningServer:
+    def __enter__(self):
         self.thread.start()
         return self
 
     def __exit__(self, *exc) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+    def converse(self, sock) -> None:
+        raise NotImplementedError
+
+
+class StrictPipeliningServer(ScriptedServer):
+    """A scripted SMTP server that offers PIPELINING and insists on it: it answers MAIL, RCPT
+    and DATA only once DATA has arrived, so a client that waits for the MAIL reply first
+    hangs. After a message's data it waits a moment for the next message's commands before
+    answering, and counts the messages whose end came with the next one's commands."""
+
+    def __init__(self) -> None:
+        self.received: list[tuple[str, bytes]] = []
+        self.ends_with_next_group = 0
+        self.lock = threading.Lock()
+        super().__init__()
 
     def converse(self, sock) -> None:
         buffer = bytearray()
@@ -772,39 +783,25 @@ def test_pipelining_sends_each_message_in_one_round_trip_when_offered():
     assert server.ends_with_next_group == count - 1
 
 
-class SilentServer:
+class SilentServer(ScriptedServer):
     """Greets, answers EHLO (with PIPELINING), then reads every command and answers none:
     a server that hangs mid-transaction."""
 
-    def __init__(self) -> None:
-        class Handler(socketserver.BaseRequestHandler):
-            def handle(self) -> None:
-                sock = self.request
-                sock.sendall(b"220 silent ESMTP\r\n")
-                with contextlib.suppress(OSError):
-                    sock.recv(1024)  # EHLO
-                    sock.sendall(b"250-silent\r\n250 PIPELINING\r\n")
-                    while sock.recv(65536):
-                        pass
-
-        self.server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.port = self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def __enter__(self) -> SilentServer:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+    def converse(self, sock) -> None:
+        sock.sendall(b"220 silent ESMTP\r\n")
+        with contextlib.suppress(OSError):
+            sock.recv(1024)  # EHLO
+            sock.sendall(b"250-silent\r\n250 PIPELINING\r\n")
+            while sock.recv(65536):
+                pass
 
 
 def test_a_server_that_stops_answering_is_a_retry_after_the_timeout():
     """The timeout holds mid-transaction (the kernel keeps it: SO_RCVTIMEO), and the reason
     recorded says the server did not answer, not that it closed the connection."""
     with SilentServer() as server:
+        # 0.5 s, not SMTP_TIMEOUT_SECONDS's 30: each message waits for it twice (a lost
+        # connection is tried once more), three messages.
         session = SmtpChannel(f"smtp://127.0.0.1:{server.port}", timeout_seconds=0.5).open()
         try:
             results = results_of(session, layout_envelopes(3))
