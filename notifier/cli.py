@@ -76,6 +76,7 @@ def cli() -> None:
 @cli.command()
 def migrate() -> None:
     """Create the database or upgrade it to the latest schema."""
+    from kombu.exceptions import OperationalError as BrokerError
     from sqlalchemy.exc import OperationalError
 
     from notifier.schema import upgrade_database
@@ -88,8 +89,10 @@ def migrate() -> None:
         raise click.ClickException(f"Cannot reach the database: {error.orig}") from None
     try:
         _declare_queues(settings)  # the SQLite broker's, before web, worker and beat start
-    except OperationalError as error:
-        raise click.ClickException(f"Cannot reach the broker: {error.orig}") from None
+    except (OperationalError, BrokerError) as error:
+        raise click.ClickException(
+            f"Cannot reach the broker: {getattr(error, 'orig', None) or error}"
+        ) from None
     click.echo("Database is up to date.")
 
 
