@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import contextlib
 import email
@@ -680,9 +681,9 @@ def test_a_non_ascii_address_fails_on_a_server_without_smtputf8():
 # --------------------------------------------------------------------------- strict pipelining
 
 
-class ScriptedServer:
+class ScriptedServer(abc.ABC):
     """A raw TCP server on 127.0.0.1 whose every connection is one `converse(sock)` call, in
-    a thread of its own; a context manager."""
+    a thread of its own; a context manager. Each subclass scripts its own conversation."""
 
     def __init__(self) -> None:
         outer = self
@@ -704,8 +705,9 @@ class ScriptedServer:
         self.server.shutdown()
         self.server.server_close()
 
+    @abc.abstractmethod
     def converse(self, sock) -> None:
-        raise NotImplementedError
+        """Talk to one connected client until done."""
 
 
 class StrictPipeliningServer(ScriptedServer):
