@@ -15,8 +15,7 @@ smtp-sink or an aiosmtpd stand-in, and bench/sinks.py's push service; `--floor-c
 puts bench/smtp_client.py's minimal single-threaded client where SmtpChannel goes, to see
 what the send path would cost around it). Prints this process's CPU µs per message for each
 round and the best and median round; beside each round, planning's own CPU per message, the
-garbage collector's share and the sending thread's own (the rest is other threads: the SMTP
-connections').
+garbage collector's share and the sending thread's own (the rest is other threads').
 
 Needs PostgreSQL (TEST_DATABASE_URL; a scratch database is created and dropped). Compare
 code before and after a change by running it alternately on each, on the same machine.
@@ -201,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  round {number + 1}: {sent:,} sent, {per_message:.1f} µs CPU per message "
                   f"(planning {planning * 1e6 / readers:.1f} µs; garbage collection "
                   f"{collecting:.1f} µs of it; the sending thread {this_thread:.1f} µs, "
-                  f"the SMTP connections' threads the rest)")  # fmt: skip
+                  f"other threads the rest)")  # fmt: skip
             if sent != readers:
                 print(f"  expected {readers:,} sent", file=sys.stderr)
                 return 1

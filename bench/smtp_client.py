@@ -7,8 +7,8 @@ Sends the same fan-out envelopes (one layout, each reader's own link and To, abo
 Postfix's smtp-sink (its own process, so its CPU is not counted) and prints this process's
 CPU µs per email (user and system) and context switches per email, for each way:
 
-- smtp: notifier's SmtpChannel over SMTP_CONNECTIONS connections, pipelined (RFC 2920), one
-  thread per connection (what the workers use);
+- smtp: notifier's SmtpChannel over SMTP_CONNECTIONS connections, pipelined (RFC 2920), all
+  driven from the caller's thread (what the workers use);
 - floor: the same bytes from a minimal single-threaded client, one poll over the same number
   of connections, no reply checking beyond the code, no dot-stuffing (nothing a real client
   could do without): what any Python client must at least spend.

@@ -12,8 +12,9 @@ message, retried until the operator fixes it or the attempts run out.
 
 `send` and `send_many` take an EmailMessage (service emails) or an EmailEnvelope (the fan-out
 path: data sent as it is, only dot-stuffed). `send_many` spreads messages over `connections`
-SMTP connections, each driven by a thread of its own with blocking smtplib sockets (the
-caller's thread pulls the messages and hands out the results). When the server offers
+SMTP connections, all driven from the caller's thread: smtplib opens each (greeting, TLS,
+login, EHLO), then each connection's transactions run as a coroutine over a non-blocking
+socket, resumed when a reply is in (see _Run). When the server offers
 PIPELINING (RFC 2920), MAIL, RCPT and DATA go out in one write, and the end of one message's
 data goes out in the same write as the next message's MAIL, RCPT and DATA: one round trip
 per message. A connection the server refuses while others serve steps aside and hands its
@@ -25,24 +26,24 @@ again after a dropped connection keeps its signature).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import email.generator
 import email.policy
 import email.utils
 import functools
 import io
+import math
 import os
-import queue
 import re
+import select
 import smtplib
 import socket
 import ssl
-import struct
 import threading
-import time
 import weakref
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from email.message import EmailMessage
 from time import monotonic
 from urllib.parse import unquote, urlsplit
@@ -52,14 +53,22 @@ from notifier.channels.pacing import Pacer
 from notifier.messages import EmailEnvelope, Outcome, SendResult
 
 # The default of SMTP_LOOKAHEAD: how many messages `send_many` pulls ahead of the results, per
-# connection: enough that a connection always has its next message at hand to pipeline, few
-# enough that a caller that stops early has little in flight. Every one of them may have been
-# accepted by the server while the caller is busy (recording), before it is handed back.
+# connection: a connection holds its current message and the next one it pipelines, and the
+# rest wait in the run's inbox so that a connection finds its next one at hand while the
+# caller is busy; few enough that a caller that stops early has little in flight.
 LOOKAHEAD_PER_CONNECTION = 4
+
+
+def accepted_not_handed_at_most(connections: int, lookahead: int = LOOKAHEAD_PER_CONNECTION) -> int:
+    """How many messages the server may have accepted that `send_many` has not handed back,
+    whenever the caller holds a result (records, commits, or is killed): nothing is written
+    meanwhile, and each connection has at most one message's data out and one result not
+    yet handed (one of the two with a lookahead of 1), less the result the caller holds."""
+    return min(lookahead, 2) * connections - 1
+
 
 _NEWLINES = re.compile(rb"\r\n|\r|\n")
 _MAX_REPLY_LINE = 8192  # a longer reply line is an error, as smtplib has it (its _MAXLINE)
-_STOP = object()
 
 
 def _reply(code: int, message: bytes | str) -> str:
@@ -72,13 +81,13 @@ class SmtpChannel:
 
     `connections`: how many SMTP connections `send_many` uses at once (each opened on first
     use and kept for the session). `pacer`: asked `reserve("email")` before each message is
-    sent, from the sending thread, which then sleeps the answer (so it must be thread-safe).
+    sent; the connection waits the answer while the others go on.
     `keepalive_seconds`: a closed session's connections wait this long for the next session
     of this channel (the next batch), so a TLS handshake and login are not paid per batch;
     0 closes them with the session. A connection the server dropped meanwhile is reopened
     on first use like any dropped connection. `signer`: DKIM-signs every message sent.
-    `lookahead`: messages pulled per connection ahead of the results handed back, so at
-    most `lookahead * connections` accepted messages are not yet the caller's to record.
+    `lookahead`: messages pulled per connection ahead of the results handed back; see
+    accepted_not_handed_at_most for what that means for a caller that is killed.
     """
 
     name = "email"
@@ -284,7 +293,7 @@ def _starts_a_line_with_dot(data: bytes) -> bool:
 
 
 class _Job:
-    __slots__ = ("announced", "attempt", "delay", "key", "mail", "message", "paced")
+    __slots__ = ("announced", "attempt", "due", "key", "mail", "message", "paced")
 
     def __init__(self, key: int, message: EmailEnvelope | EmailMessage) -> None:
         self.key = key
@@ -292,7 +301,7 @@ class _Job:
         self.mail: _Mail | None = None
         self.attempt = 1
         self.paced = False  # the pacer was asked for this message
-        self.delay = 0.0  # seconds still to wait before sending it
+        self.due = 0.0  # when the pacer lets it go (monotonic clock); 0: at once
         self.announced = False  # its MAIL/RCPT/DATA already went out on the connection
 
 
@@ -305,7 +314,11 @@ class _Closing(Exception):
 
 
 class _Lane:
-    """One SMTP connection of a session, and what its server offers."""
+    """One SMTP connection of a session, and what its server offers.
+
+    Opened by smtplib on a blocking socket (greeting, TLS, login, EHLO), then used without
+    blocking: the session's thread writes and reads it when the socket is ready, among the
+    session's other connections (see _Run)."""
 
     def __init__(self, channel: SmtpChannel) -> None:
         # Weak: kept connections wait in their channel's pool, and a dropped channel must
@@ -316,6 +329,14 @@ class _Lane:
         self.smtputf8 = False
         self.eightbitmime = False
         self.retired: str | None = None  # refused us while another connection served
+        self.timeout = 0.0
+        self.tls = False
+        self.replies: deque[tuple[int, bytes]] = deque()  # received, not yet taken
+        self.unread = b""  # received after the last whole line
+        self.continued: list[bytes] = []  # the lines so far of a reply of several lines
+        self.unsent = b""  # written, not yet taken by the socket
+        self.hung_up = False  # the server closed its side
+        self.failure: Exception | None = None  # reading or writing failed between steps
 
     def open(self) -> str | None:
         """Connect; None, or why the server cannot be used."""
@@ -330,14 +351,27 @@ class _Lane:
             return f"SMTP server refused us: {error}"
         except OSError as error:
             return f"SMTP server unreachable: {error}"
-        _timeouts_in_the_kernel(client, channel.timeout)
         self.client = client
         self.pipelining = client.has_extn("pipelining")
         self.smtputf8 = client.has_extn("smtputf8")
         self.eightbitmime = client.has_extn("8bitmime")
+        self.timeout = channel.timeout
+        self.tls = isinstance(client.sock, ssl.SSLSocket)
+        self._clear()
+        if client.sock is not None:
+            client.sock.setblocking(False)
         return None
 
+    def _clear(self) -> None:
+        self.replies = deque()
+        self.unread = b""
+        self.continued = []
+        self.unsent = b""
+        self.hung_up = False
+        self.failure = None
+
     def drop(self) -> None:
+        self._clear()
         if self.client is not None:
             try:
                 self.client.close()
@@ -347,11 +381,18 @@ class _Lane:
     def quit(self) -> None:
         if self.client is not None:
             try:
+                if self.client.sock is not None:  # smtplib waits for QUIT's reply itself
+                    self.client.sock.settimeout(self.timeout or None)
                 self.client.quit()
             except (smtplib.SMTPException, OSError):
                 pass  # the messages are already accepted; a failed QUIT changes nothing
             finally:
                 self.drop()
+
+    @property
+    def usable(self) -> bool:
+        """Connected and, as far as we know, still open."""
+        return self.client is not None and not self.hung_up and self.failure is None
 
     def commands(self, mail: _Mail) -> list[bytes]:
         options = ""
@@ -365,43 +406,126 @@ class _Lane:
         lines.append(b"DATA\r\n")
         return lines
 
-    def _connected(self) -> smtplib.SMTP:
-        if self.client is None:  # dropped: to the caller, like any connection lost
+    def write(self, data: bytes) -> None:
+        """Send `data`, or what the socket takes now: the rest when it is writable (flush)."""
+        if self.unsent:
+            self.unsent += data
+            return
+        client = self.client
+        if client is None or client.sock is None:  # dropped: like any connection lost
             raise smtplib.SMTPServerDisconnected("not connected")
-        return self.client
+        try:
+            sent = client.sock.send(data)
+        except (BlockingIOError, ssl.SSLWantWriteError, ssl.SSLWantReadError):
+            sent = 0
+        if sent < len(data):
+            self.unsent = data[sent:]
 
-    def reply(self) -> tuple[int, bytes]:
-        code, message = _read_reply(self._connected())
-        if code == 421:
-            raise _Closing(code, message)
-        return code, message
+    def flush(self) -> None:
+        """Send what the socket did not take before (it is writable now)."""
+        client = self.client
+        if client is None or client.sock is None or not self.unsent:
+            return
+        try:
+            sent = client.sock.send(self.unsent)
+        except (BlockingIOError, ssl.SSLWantWriteError, ssl.SSLWantReadError):
+            return
+        self.unsent = self.unsent[sent:]
+
+    def receive(self) -> None:
+        """Take what has arrived (the socket is readable) and parse the replies in it. One
+        read for a plain socket: if more is waiting, it is still readable at the next wait."""
+        client = self.client
+        if client is None or client.sock is None:
+            return
+        sock = client.sock
+        try:
+            while True:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    self.hung_up = True
+                    return
+                self._parse(chunk)
+                # TLS: decrypted bytes it holds back, which the socket does not show.
+                if not (self.tls and sock.pending()):  # type: ignore[attr-defined]
+                    return
+        except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
+            return
+
+    def _parse(self, chunk: bytes) -> None:
+        """Replies as smtplib reads them (code -1 for a line without one, which ends its
+        reply; a line longer than 8,192 bytes is an error), all of a read at once: at fan-out
+        a read holds the replies to a message's data and to the next one's commands."""
+        *lines, self.unread = (self.unread + chunk).split(b"\n")
+        if len(self.unread) > _MAX_REPLY_LINE:
+            self.failure = smtplib.SMTPResponseException(500, "Line too long.")
+        for line in lines:
+            if len(line) >= _MAX_REPLY_LINE:  # with its \n, longer than smtplib reads
+                self.failure = smtplib.SMTPResponseException(500, "Line too long.")
+                return
+            try:
+                code = int(line[:3])
+            except ValueError:
+                code = -1
+            else:
+                if line[3:4] == b"-":
+                    self.continued.append(line[4:].strip(b" \t\r"))
+                    continue
+            if self.continued:
+                text = b"\n".join([*self.continued, line[4:].strip(b" \t\r")])
+                self.continued = []
+            else:
+                text = line[4:].strip(b" \t\r")
+            self.replies.append((code, text))
+
+    def take_replies(self, count: int) -> list[tuple[int, bytes]] | Exception | None:
+        """The next `count` replies; fewer when one of them is a 421 (the server closes
+        after it, the rest never come); why they will not come; or None while they may."""
+        replies = self.replies
+        if len(replies) >= count:
+            if count == 1:
+                return [replies.popleft()]
+            return [replies.popleft() for _ in range(count)]
+        if any(code == 421 for code, _ in replies):
+            taken: list[tuple[int, bytes]] = []
+            while not taken or taken[-1][0] != 421:
+                taken.append(replies.popleft())
+            return taken
+        if self.failure is not None:
+            failure, self.failure = self.failure, None
+            if isinstance(failure, smtplib.SMTPException):
+                return failure
+            return smtplib.SMTPServerDisconnected(f"Connection unexpectedly closed: {failure}")
+        if self.hung_up or self.client is None:
+            return smtplib.SMTPServerDisconnected("Connection unexpectedly closed")
+        return None
 
     def transact(
         self, job: _Job, mail: _Mail, take_next: Callable[[], tuple[_Job, _Mail] | None]
-    ) -> SendResult:
-        """One mail transaction (`mail`: the job's, prepared). Raises _Closing (421) or
-        OSError when the connection fails; `take_next` may hand over the next message, whose
-        commands then follow the data."""
+    ) -> Generator[object, object, SendResult]:
+        """One mail transaction (`mail`: the job's, prepared), as a coroutine of its lane: it
+        yields how many replies it waits for (see _Run). Raises _Closing (421), OSError or
+        SMTPException when the connection fails; `take_next` may hand over the next message,
+        whose commands then follow the data."""
         if mail.smtputf8 and not self.smtputf8:
             detail = "a non-ASCII address needs SMTPUTF8, which the SMTP server does not offer"
             return SendResult(Outcome.FAILED, detail)
-        client = self._connected()
         commands = self.commands(mail)
         if self.pipelining:  # RFC 2920: the whole group in one write, then every reply
             if not job.announced:
-                client.send(b"".join(commands))
+                self.write(b"".join(commands))
             job.announced = False
-            replies = [self.reply() for _ in commands]
+            replies = _checked((yield len(commands)))
         else:
-            client.send(commands[0])
-            replies = [self.reply()]
+            self.write(commands[0])
+            replies = _checked((yield 1))
             if _ok(replies[0][0]):
                 for command in commands[1:-1]:
-                    client.send(command)
-                    replies.append(self.reply())
+                    self.write(command)
+                    replies += _checked((yield 1))
                 if any(_ok(code) for code, _ in replies[1:]):
-                    client.send(commands[-1])
-                    replies.append(self.reply())
+                    self.write(commands[-1])
+                    replies += _checked((yield 1))
         (mail_code, mail_reply), rcpt_replies = replies[0], replies[1 : len(commands) - 1]
         data_code, data_reply = replies[-1] if len(replies) == len(commands) else (0, b"")
         accepted = any(_ok(code) for code, _ in rcpt_replies)
@@ -411,105 +535,45 @@ class _Lane:
             return SendResult(Outcome.RETRY, _reply(mail_code, mail_reply))
         refused = [(code, reply) for code, reply in rcpt_replies if not _ok(code)]
         if not accepted:
-            self.reset()
+            yield from self.reset()
             return _refusal(*refused[0])
         if data_code != 354:
-            self.reset()
+            yield from self.reset()
             outcome = Outcome.FAILED if data_code >= 500 else Outcome.RETRY
             return SendResult(outcome, _reply(data_code, data_reply))
         following = take_next() if self.pipelining else None
         if following is None:
-            client.send(mail.payload)
+            self.write(mail.payload)
         else:  # the end of this data and the next message's group: one write
             next_job, next_mail = following
-            client.send(b"".join((mail.payload, *self.commands(next_mail))))
+            self.write(b"".join((mail.payload, *self.commands(next_mail))))
             next_job.announced = True
-        code, reply = self.reply()
+        [(code, reply)] = _checked((yield 1))
         if not _ok(code):
             return SendResult(Outcome.FAILED if code >= 500 else Outcome.RETRY, _reply(code, reply))
         return _refusal(*refused[0]) if refused else _ACCEPTED
 
-    def reset(self) -> None:
+    def reset(self) -> Generator[object, object, None]:
         """RSET after a transaction that stopped before its data."""
         if self.client is None:
             return
         try:
-            self.client.send(b"RSET\r\n")
-            self.reply()
+            self.write(b"RSET\r\n")
+            _checked((yield 1))
         except (_Closing, smtplib.SMTPException, OSError):
             self.drop()  # the next message reconnects; this one's outcome is known
 
 
-def _timeouts_in_the_kernel(client: smtplib.SMTP, seconds: float) -> None:
-    """A connected lane's timeout kept by the kernel (SO_RCVTIMEO, SO_SNDTIMEO) rather than
-    by Python: a socket with a Python timeout polls before every read and write, two more
-    system calls a message, each a hand-over of the GIL between the connection's thread and
-    the sending thread. A read or write that waits longer fails (EAGAIN) instead of timing
-    out, and is a lost connection like any other (see _no_reply).
-
-    Plain connections only: Python's TLS layer on a blocking socket reads again after the
-    kernel's EAGAIN, so a silent server would hold a TLS connection forever. TLS keeps
-    Python's timeout."""
-    sock = client.sock
-    if sock is None or isinstance(sock, ssl.SSLSocket) or seconds <= 0:  # 0: the kernel's "never"
-        return
-    whole = int(seconds)
-    interval = struct.pack("ll", whole, int((seconds - whole) * 1_000_000))
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, interval)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, interval)
-    sock.settimeout(None)
-
-
-def _no_reply(client: smtplib.SMTP) -> smtplib.SMTPServerDisconnected:
-    """Why a read found nothing: the server closed the connection, or it did not answer
-    within the timeout (the kernel's receive timeout ended the read: nothing is waiting)."""
-    sock = client.sock
-    reason = "Connection unexpectedly closed"
-    if sock is not None and not isinstance(sock, ssl.SSLSocket):  # TLS reads cannot peek
-        try:
-            sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
-        except BlockingIOError:
-            reason = "No reply from the SMTP server: timed out"
-        except OSError:
-            pass
-    client.close()
-    return smtplib.SMTPServerDisconnected(reason)
-
-
-def _read_reply(client: smtplib.SMTP) -> tuple[int, bytes]:
-    """smtplib's getreply, the same answers and errors, with less Python per line: four
-    replies a message at fan-out. Reads through the connection's own buffered reader, so
-    what smtplib reads itself (EHLO, QUIT) stays in step."""
-    file = client.file
-    if file is None:
-        if client.sock is None:
-            raise smtplib.SMTPServerDisconnected("please run connect() first")
-        file = client.file = client.sock.makefile("rb")
-    lines = []
-    while True:
-        try:
-            line = file.readline(_MAX_REPLY_LINE + 1)
-        except OSError as error:
-            client.close()
-            raise smtplib.SMTPServerDisconnected(
-                f"Connection unexpectedly closed: {error}"
-            ) from error
-        if not line:
-            raise _no_reply(client)
-        if len(line) > _MAX_REPLY_LINE:
-            client.close()
-            raise smtplib.SMTPResponseException(500, "Line too long.")
-        lines.append(line)
-        try:
-            code = int(line[:3])
-        except ValueError:
-            code = -1
-            break
-        if line[3:4] != b"-":
-            break
-    if len(lines) == 1:
-        return code, line[4:].strip(b" \t\r\n")
-    return code, b"\n".join([each[4:].strip(b" \t\r\n") for each in lines])
+def _checked(replies: object) -> list[tuple[int, bytes]]:
+    """What a lane's coroutine was resumed with: the replies it waited for, or why they did
+    not come (raised, as is a 421)."""
+    if isinstance(replies, BaseException):
+        raise replies
+    assert isinstance(replies, list)
+    code, message = replies[-1]
+    if code == 421:
+        raise _Closing(code, message)
+    return replies
 
 
 def _ok(code: int) -> bool:
@@ -521,45 +585,208 @@ def _refusal(code: int, reply: bytes) -> SendResult:
     return SendResult(outcome, _reply(code, reply))
 
 
-class _Run:
-    """The shared state of one send_many call: its queues and its connections' states."""
-
-    def __init__(self, lanes: list[_Lane]) -> None:
-        self.lanes = lanes
-        self.inbox: queue.SimpleQueue = queue.SimpleQueue()  # _Job, or _STOP
-        self.outbox: queue.SimpleQueue = queue.SimpleQueue()  # lists of (key, SendResult)
-        self.cancelled = False
-        self.state = threading.Condition()
-        self.connecting = 0
-
-    def open(self, lane: _Lane) -> str | None:
-        with self.state:
-            self.connecting += 1
-        try:
-            return lane.open()
-        finally:
-            with self.state:
-                self.connecting -= 1
-                self.state.notify_all()
-
-    def others_serving(self, lane: _Lane) -> bool:
-        """Whether another connection serves, once every connection attempt under way has
-        ended: then a server that refused `lane` (e.g. too many connections from us) is
-        still usable, and `lane` should step aside rather than fail the messages."""
-        with self.state:
-            self.state.wait_for(lambda: self.connecting == 0)
-        return any(other.client is not None for other in self.lanes if other is not lane)
-
-
 _ACCEPTED = SendResult.sent()  # one for every message the server took (results are frozen)
 _RETIRED = SendResult(Outcome.RETRY, "connection retired")  # internal marker, never returned
+
+# What a lane's coroutine yields: it waits for that many replies (an int), for its next
+# message, or (a float) until that moment on the monotonic clock (the pacer's turn).
+_NEXT = object()
+_PAUSE = object()  # a _Turn's `waiting` while it waits for the pacer
+
+
+class _Turn:
+    """A lane within one send_many call: its coroutine, what it waits for, until when, and
+    the messages it holds (the first is current; a second may be announced behind it)."""
+
+    __slots__ = ("deadline", "lane", "pending", "steps", "waiting", "watched", "watched_fd")
+
+    def __init__(self, lane: _Lane) -> None:
+        self.lane = lane
+        self.pending: deque[_Job] = deque()
+        self.steps: Generator[object, object, None] | None = None
+        self.waiting: object = None
+        self.deadline: float | None = None
+        self.watched: tuple[socket.socket | None, int] = (None, 0)  # (socket, poll events)
+        self.watched_fd = -1
+
+
+_READABLE = select.POLLIN | select.POLLPRI
+_WRITABLE = select.POLLOUT
+_BROKEN = select.POLLERR | select.POLLHUP | select.POLLNVAL
+
+
+class _Run:
+    """One send_many call, driven from the caller's thread: every connection's coroutine,
+    resumed when its socket is ready, its pause is over or its next message is at hand.
+
+    One thread for all connections: a thread per connection handed each message and result
+    across threads, and those hand-overs (the GIL, the queues' locks) cost more CPU per
+    email than the SMTP exchange itself (bench/send_path.py --send, README). A message's
+    turn through the loop is one poll, one read and one resumption, so the loop is kept to
+    what that needs: registrations change only for the connection just resumed, and the
+    deadlines are looked at when the earliest of them has come."""
+
+    def __init__(self, session: SmtpSession, lanes: list[_Lane]) -> None:
+        self.lanes = lanes
+        self.timeout = session.channel.timeout
+        self.inbox: deque[_Job] = deque()  # pulled, not yet taken by a connection
+        self.results: list[tuple[int, SendResult]] = []  # not yet handed to the caller
+        self.cancelled = False
+        self.idle: deque[_Turn] = deque()  # waiting for their next message
+        self.poller = select.poll()
+        self.by_fd: dict[int, _Turn] = {}
+        self.turns = [_Turn(lane) for lane in lanes]
+        for turn in self.turns:
+            turn.steps = session._serve(turn, self)
+            self._resume(turn, None)
+
+    def others_serving(self, lane: _Lane) -> bool:
+        """Whether another connection serves: then a server that refused `lane` (e.g. too
+        many connections from us) is still usable, and `lane` steps aside rather than fail
+        the messages. Connections open one at a time, in order."""
+        return any(other.client is not None for other in self.lanes if other is not lane)
+
+    def progress(self) -> list[tuple[int, SendResult]]:
+        """Drive the connections until some results are in; they are handed over."""
+        while True:
+            while self.idle and self.inbox:
+                self._resume(self.idle.popleft(), self.inbox.popleft())
+            if self.results:
+                results, self.results = self.results, []
+                return results
+            if all(turn.steps is None for turn in self.turns):  # every connection ended
+                self._orphans("no SMTP connection of the session is left")
+                if not self.results:
+                    raise RuntimeError("send_many has messages in flight and none held")
+                continue
+            self._wait()
+
+    def finish(self, cancelled: bool) -> None:
+        """The call is over. A connection left mid-transaction (the caller stopped early) is
+        closed: what it was saying is unknown, so it cannot serve the next message."""
+        self.cancelled = cancelled
+        for turn in self.turns:
+            if turn.steps is not None:
+                turn.steps.close()
+                turn.steps = None
+            if turn.pending or turn.waiting is not _NEXT or not turn.lane.usable:
+                turn.lane.drop()
+        self.by_fd.clear()
+
+    def _orphans(self, detail: str) -> None:
+        """Pulled messages no connection can take (a bug's last resort): each gets a retry,
+        never silence."""
+        while self.inbox:
+            job = self.inbox.popleft()
+            self.results.append((job.key, SendResult(Outcome.RETRY, detail)))
+
+    def _resume(self, turn: _Turn, value: object) -> None:
+        """Run `turn`'s coroutine with `value` until it waits for something not at hand."""
+        steps = turn.steps
+        lane = turn.lane
+        while steps is not None:
+            try:
+                request = steps.send(value)
+            except StopIteration:
+                turn.steps, turn.waiting, turn.deadline = None, None, None
+                break
+            except Exception as error:  # a bug: its messages are retried, never lost
+                lane.drop()
+                detail = f"SMTP send failed: {error!r}"
+                self.results += [
+                    (job.key, SendResult(Outcome.RETRY, detail)) for job in turn.pending
+                ]
+                turn.pending.clear()
+                turn.steps, turn.waiting, turn.deadline = None, None, None
+                break
+            if request.__class__ is int:
+                value = lane.take_replies(request)
+                if value is not None:
+                    continue
+                turn.waiting, turn.deadline = request, monotonic() + self.timeout
+                break
+            if request is _NEXT:
+                if self.inbox and not self.cancelled:
+                    value = self.inbox.popleft()
+                    continue
+                turn.waiting, turn.deadline = _NEXT, None
+                self.idle.append(turn)
+                break
+            turn.waiting, turn.deadline = _PAUSE, request  # type: ignore[assignment]
+            break
+        self._watch(turn)
+
+    def _wait(self) -> None:
+        """Wait until a socket is ready or the earliest deadline comes, and resume whoever
+        it concerns."""
+        earliest = min((t.deadline for t in self.turns if t.deadline is not None), default=None)
+        timeout = None
+        if earliest is not None:
+            timeout = max(0, math.ceil((earliest - monotonic()) * 1000))  # poll counts in ms
+        for fd, events in self.poller.poll(timeout):
+            turn = self.by_fd.get(fd)
+            if turn is None:
+                continue
+            lane = turn.lane
+            try:
+                if events & (_WRITABLE | _BROKEN) and lane.unsent:
+                    lane.flush()
+                if events & (_READABLE | _BROKEN):
+                    lane.receive()
+            except OSError as error:
+                lane.failure = error
+            if events & select.POLLNVAL and lane.failure is None:
+                lane.failure = OSError("the connection's socket was closed")
+            if turn.waiting.__class__ is int:
+                answer = lane.take_replies(turn.waiting)
+                if answer is not None:
+                    self._resume(turn, answer)
+                    continue
+                turn.deadline = monotonic() + self.timeout  # it is talking
+            self._watch(turn)
+        if earliest is None or monotonic() < earliest:
+            return
+        now = monotonic()
+        for turn in self.turns:
+            if turn.deadline is None or turn.deadline > now:
+                continue
+            if turn.waiting is _PAUSE:
+                self._resume(turn, None)
+            elif turn.waiting.__class__ is int:
+                silent = "No reply from the SMTP server: timed out"
+                self._resume(turn, smtplib.SMTPServerDisconnected(silent))
+
+    def _watch(self, turn: _Turn) -> None:
+        """Keep `turn`'s registration in step with its connection: an open socket for
+        reading, and for writing while data waits to go. A reconnected lane's new socket
+        may reuse the number of a closed one, of this lane or another: a number is let go
+        only while it is still this turn's."""
+        lane = turn.lane
+        client = lane.client
+        sock = None
+        if turn.steps is not None and client is not None and lane.usable:
+            sock = client.sock
+        events = 0 if sock is None else _READABLE | (_WRITABLE if lane.unsent else 0)
+        watched, watched_events = turn.watched
+        if watched is sock and watched_events == events:
+            return
+        if watched is not None and self.by_fd.get(turn.watched_fd) is turn:
+            del self.by_fd[turn.watched_fd]
+            with contextlib.suppress(KeyError):
+                self.poller.unregister(turn.watched_fd)
+        turn.watched, turn.watched_fd = (None, 0), -1
+        if sock is not None:
+            fd = sock.fileno()
+            self.poller.register(fd, events)
+            self.by_fd[fd] = turn
+            turn.watched, turn.watched_fd = (sock, events), fd
 
 
 class SmtpSession:
     """Connects lazily, reconnects once after a drop, and stops trying after a refusal.
 
     A session is used from one thread at a time: `send` and `send_many` are not to be called
-    concurrently (send_many's own threads are its business)."""
+    concurrently."""
 
     def __init__(self, channel: SmtpChannel) -> None:
         self.channel = channel
@@ -567,8 +794,8 @@ class SmtpSession:
         self.unavailable: str | None = None
 
     def send(self, message: EmailMessage | EmailEnvelope) -> SendResult:
-        job = _Job(0, message)
-        return self._attempt(self._lane(), job, deque([job]), None)
+        [(_, result)] = self.send_many([(0, message)])
+        return result
 
     def send_many(
         self, messages: Iterable[tuple[int, EmailMessage | EmailEnvelope]]
@@ -577,12 +804,13 @@ class SmtpSession:
 
         Every key pulled from `messages` gets exactly one result. An exception raised by
         `messages` is raised here once the messages already pulled have their results.
-        Closing this iterator early starts no further message (their keys get no result)."""
-        lanes = [lane for lane in self.lanes if lane.retired is None]
-        run = _Run(lanes)
+        Closing this iterator early starts no further message (their keys get no result).
+        Nothing is sent while the caller holds a result: what was written before goes on
+        at the server, at most one message's data per connection."""
+        lanes = [lane for lane in self.lanes if lane.retired is None] or self.lanes[:1]
         limit = self.channel.lookahead * len(lanes)
         source = iter(messages)
-        threads: list[threading.Thread] = []
+        run: _Run | None = None
         failure: Exception | None = None
         exhausted = False
         in_flight = 0
@@ -598,23 +826,20 @@ class SmtpSession:
                     except Exception as error:  # the caller's: raised once all are in
                         failure, exhausted = error, True
                         break
-                    if not threads:  # the first message starts the connections' threads
-                        threads = [self._start(lane, run) for lane in lanes]
-                    run.inbox.put(_Job(key, message))
+                    if run is None:  # the first message starts the connections
+                        run = _Run(self, lanes)
+                    run.inbox.append(_Job(key, message))
                     in_flight += 1
                 if in_flight == 0:
                     break
-                results = run.outbox.get()
+                assert run is not None
+                results = run.progress()
                 in_flight -= len(results)
-                for key, result in results:
-                    yield key, result
+                yield from results
             done = True
         finally:
-            run.cancelled = not done
-            for _ in threads:
-                run.inbox.put(_STOP)
-            for thread in threads:
-                thread.join()
+            if run is not None:
+                run.finish(cancelled=not done)
         if failure is not None:
             raise failure
 
@@ -625,63 +850,29 @@ class SmtpSession:
         else:
             self.channel.give_back(self.lanes)
 
-    def _lane(self) -> _Lane:
-        return next((lane for lane in self.lanes if lane.retired is None), self.lanes[0])
-
-    def _start(self, lane: _Lane, run: _Run) -> threading.Thread:
-        thread = threading.Thread(
-            target=self._work, args=(lane, run), name="smtp-connection", daemon=True
-        )
-        thread.start()
-        return thread
-
-    def _work(self, lane: _Lane, run: _Run) -> None:
-        """A connection's thread: take messages, send them, hand back every result.
-
-        Results go back in twos (half the lookahead), and at once whenever the thread is
-        about to wait for a message or for the pacer: waking the sending thread for each
-        result was most of the channel's context switches. A result held back is a message
-        within the lookahead, so the bound on what a killed worker sends twice is the same."""
-        pending: deque[_Job] = deque()  # what this connection holds; the first is current
-        handed = _Handed(run, max(1, self.channel.lookahead // 2))
+    def _serve(self, turn: _Turn, run: _Run) -> Generator[object, object, None]:
+        """A connection's coroutine: take messages, send them, leave every result in the
+        run's results."""
+        lane, pending = turn.lane, turn.pending
         while True:
             if not pending:
-                try:
-                    job = run.inbox.get_nowait()
-                except queue.Empty:
-                    handed.flush()  # before waiting: the caller may need them to go on
-                    job = run.inbox.get()
-                if job is _STOP:
-                    handed.flush()
-                    return
-                pending.append(job)
+                pending.append((yield _NEXT))  # type: ignore[arg-type]
             job = pending[0]
-            if run.cancelled:  # the caller stopped listening: start nothing more
-                if job.announced:  # its MAIL/RCPT/DATA are out: the connection is unusable
-                    _lost(lane, pending)
-                pending.popleft()
-                continue
             try:
-                result = self._attempt(lane, job, pending, run, handed)
+                result = yield from self._attempt(lane, job, pending, run)
             except Exception as error:  # a bug must cost a retry, never a lost result
                 _lost(lane, pending)
                 result = SendResult(Outcome.RETRY, f"SMTP send failed: {error!r}")
             if result is _RETIRED:  # hand what we hold to the connections that serve
-                handed.flush()
-                for held in pending:
-                    run.inbox.put(held)
+                run.inbox.extendleft(reversed(pending))
+                pending.clear()
                 return
             pending.popleft()
-            handed.add(job.key, result)
+            run.results.append((job.key, result))
 
     def _attempt(
-        self,
-        lane: _Lane,
-        job: _Job,
-        pending: deque[_Job],
-        run: _Run | None,
-        handed: _Handed | None = None,
-    ) -> SendResult:
+        self, lane: _Lane, job: _Job, pending: deque[_Job], run: _Run
+    ) -> Generator[object, object, SendResult]:
         """Send one message on `lane`, reconnecting once; its result (or _RETIRED)."""
         mail = job.mail
         if mail is None:
@@ -693,23 +884,21 @@ class SmtpSession:
             if lane.client is None and self.unavailable:
                 return SendResult(Outcome.RETRY, self.unavailable)
             if not job.paced:
-                job.delay = self._reserve()
-                job.paced = True
-            if job.delay > 0:
-                if handed is not None:
-                    handed.flush()  # not held back for the pacer's pause
-                time.sleep(job.delay)
-                job.delay = 0.0
+                self._pace(job)
+            if job.due and job.due > monotonic():
+                yield job.due  # the pacer's turn; other connections go on meanwhile
             if lane.client is None:
-                refused = run.open(lane) if run is not None else lane.open()
+                refused = lane.open()
                 if refused:
-                    if run is not None and run.others_serving(lane):
+                    if run.others_serving(lane):
                         lane.retired = refused
                         return _RETIRED
                     self.unavailable = refused
                     return SendResult(Outcome.RETRY, refused)
             try:
-                return lane.transact(job, mail, lambda: self._following(lane, pending, run))
+                return (
+                    yield from lane.transact(job, mail, lambda: self._following(lane, pending, run))
+                )
             except _Closing as error:
                 detail = error.detail
             except (OSError, smtplib.SMTPException) as error:
@@ -719,22 +908,13 @@ class SmtpSession:
                 return SendResult(Outcome.RETRY, detail)
             job.attempt += 1
 
-    def _following(
-        self, lane: _Lane, pending: deque[_Job], run: _Run | None
-    ) -> tuple[_Job, _Mail] | None:
+    def _following(self, lane: _Lane, pending: deque[_Job], run: _Run) -> tuple[_Job, _Mail] | None:
         """The message to pipeline after the current one's data, if one is at hand now and
         may go at once (prepared, paced without a wait, sendable on this connection)."""
         if len(pending) < 2:
-            if run is None or run.cancelled:
+            if run.cancelled or not run.inbox:
                 return None
-            try:
-                job = run.inbox.get_nowait()
-            except queue.Empty:
-                return None
-            if job is _STOP:  # not while we hold a message; should it come, leave it there
-                run.inbox.put(job)
-                return None
-            pending.append(job)
+            pending.append(run.inbox.popleft())
         job = pending[1]
         mail = job.mail
         if mail is None:
@@ -743,37 +923,17 @@ class SmtpSession:
             except (ValueError, TypeError, LookupError):
                 return None  # its own turn reports it
         if not job.paced:
-            job.delay = self._reserve()
-            job.paced = True
-        if job.delay > 0 or (mail.smtputf8 and not lane.smtputf8):
+            self._pace(job)
+        if (job.due and job.due > monotonic()) or (mail.smtputf8 and not lane.smtputf8):
             return None
         return job, mail
 
-    def _reserve(self) -> float:
+    def _pace(self, job: _Job) -> None:
+        """Ask the pacer for this message's turn (once, before it is first sent)."""
         pacer = self.channel.pacer
-        return pacer.reserve("email") if pacer is not None else 0.0
-
-
-class _Handed:
-    """A connection's results not yet handed to the sending thread, handed over `group` at
-    a time or when flushed."""
-
-    __slots__ = ("group", "results", "run")
-
-    def __init__(self, run: _Run, group: int) -> None:
-        self.run = run
-        self.group = group
-        self.results: list[tuple[int, SendResult]] = []
-
-    def add(self, key: int, result: SendResult) -> None:
-        self.results.append((key, result))
-        if len(self.results) >= self.group:
-            self.flush()
-
-    def flush(self) -> None:
-        if self.results:
-            self.run.outbox.put(self.results)
-            self.results = []
+        delay = pacer.reserve("email") if pacer is not None else 0.0
+        job.paced = True
+        job.due = monotonic() + delay if delay > 0 else 0.0
 
 
 def _lost(lane: _Lane, pending: deque[_Job]) -> None:

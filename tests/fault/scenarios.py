@@ -109,8 +109,8 @@ def worker_killed(
     fan-out, at a moment when each child has messages accepted by the SMTP server but not
     yet acknowledged, then start a new worker at once. Every recipient gets the article;
     the only duplicates are the messages sent but not marked: per killed process at most a
-    group being recorded and what its SMTP connections were handed ahead of their results
-    (SMTP_LOOKAHEAD each, less the one just handed back). Seconds are counted from the kill;
+    group being recorded and what its SMTP connections had sent and not handed back (see
+    notifier.channels.smtp.accepted_not_handed_at_most). Seconds are counted from the kill;
     the wait fails past `within`. With `same_name` the new worker has the dead one's node
     name, as a restarted service does."""
     with _grouped_stack(tmp, database_url, record_batch, connections, **env) as stack:

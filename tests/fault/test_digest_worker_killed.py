@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from notifier.channels.smtp import LOOKAHEAD_PER_CONNECTION
+from notifier.channels.smtp import accepted_not_handed_at_most
 from tests.fault.scenarios import KILL_TARGET, digest_worker_killed
 
 pytestmark = pytest.mark.usefixtures("alone_among_kill_scenarios")
@@ -18,7 +18,7 @@ CONCURRENCY = 2
 RECORD_BATCH = 10  # outcomes per commit
 CONNECTIONS = 2  # SMTP connections per worker process
 # as in test_worker_killed.py
-BOUND_PER_PROCESS = RECORD_BATCH + LOOKAHEAD_PER_CONNECTION * CONNECTIONS - 1
+BOUND_PER_PROCESS = RECORD_BATCH + accepted_not_handed_at_most(CONNECTIONS)
 
 
 def test_a_killed_worker_mid_morning_still_gives_each_reader_one_digest(tmp_path, pg_database_url):

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from notifier.channels.smtp import LOOKAHEAD_PER_CONNECTION
+from notifier.channels.smtp import accepted_not_handed_at_most
 from tests.fault.scenarios import (
     CHILD_KILL_TARGET,
     KILL_TARGET,
@@ -21,10 +21,11 @@ CONCURRENCY = 2
 RECORD_BATCH = 10  # outcomes per commit
 CONNECTIONS = 2  # SMTP connections per worker process
 # Each killed process had messages accepted by the SMTP server and not yet recorded sent: at
-# most a group of outcomes being committed, and what its connections sent meanwhile, up to
-# SMTP_LOOKAHEAD (its default) each, less the one just handed back. Those, and only those, go
-# twice (README states it; tests/channels/test_smtp.py shows the channel's part reached).
-BOUND_PER_PROCESS = RECORD_BATCH + LOOKAHEAD_PER_CONNECTION * CONNECTIONS - 1
+# most a group of outcomes being committed, and what its connections had sent before the
+# commit and not handed back (one message's data and one result each, less the one just
+# handed back). Those, and only those, go twice (README states it; tests/channels/
+# test_smtp.py shows the channel's part).
+BOUND_PER_PROCESS = RECORD_BATCH + accepted_not_handed_at_most(CONNECTIONS)
 
 
 def test_sigkilled_worker_mid_fan_out_is_taken_over_within_a_minute(
