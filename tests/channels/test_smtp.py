@@ -935,3 +935,18 @@ def test_a_connection_kept_longer_than_keepalive_is_closed_not_reused(smtp):
     finally:
         channel.close_idle()
     assert len(connections) == 2
+
+
+def test_a_message_larger_than_the_socket_takes_at_once_arrives_whole(smtp):
+    from tests.channels.test_smtp_tls import big_envelope
+
+    advertise_pipelining(smtp.handler)
+    big = big_envelope("big@example.com", 8)
+    session = SmtpChannel(smtp.url, timeout_seconds=5, connections=2).open()
+    try:
+        results = results_of(session, [(0, big), *layout_envelopes(3)[1:]])
+    finally:
+        session.close()
+    assert results == {key: SendResult.sent() for key in range(3)}
+    [received] = [r for r in smtp.handler.received if r.rcpt_tos == ["big@example.com"]]
+    assert received.data == big.data

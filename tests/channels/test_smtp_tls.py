@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from notifier.channels.smtp import SmtpChannel
-from notifier.messages import Outcome
+from notifier.messages import EmailEnvelope, Outcome, SendResult
 from tests.channels.test_smtp import layout_envelopes, results_of
 from tests.support.smtp import RecordingHandler, free_port
 
@@ -127,3 +127,31 @@ def test_a_server_certificate_nobody_trusts_is_a_retry_with_the_reason(
     assert {result.outcome for result in results.values()} == {Outcome.RETRY}
     assert all("CERTIFICATE_VERIFY_FAILED" in r.detail for r in results.values()), results
     assert handler.received == []
+
+
+def big_envelope(to: str, megabytes: int) -> EmailEnvelope:
+    """More data than a socket takes in one write: it goes out in parts, as the socket
+    becomes writable again."""
+    line = b"x" * 76 + b"\r\n"
+    body = line * (megabytes * 1024 * 1024 // len(line))
+    return EmailEnvelope(
+        "news@aze.test", to, b"Subject: big\r\nTo: " + to.encode() + b"\r\n\r\n" + body
+    )
+
+
+def test_many_and_large_messages_over_tls_arrive_whole(implicit_tls_server):
+    """A non-blocking TLS socket takes a write in parts and may want to read first; every
+    byte still arrives, in order, on two connections at once."""
+    controller, handler = implicit_tls_server
+    envelopes = layout_envelopes(200)
+    big = big_envelope("big@example.com", 4)
+    session = SmtpChannel(
+        f"smtps://127.0.0.1:{controller.port}", timeout_seconds=5, connections=2
+    ).open()
+    try:
+        results = results_of(session, [*envelopes, (200, big)])
+    finally:
+        session.close()
+    assert results == {key: SendResult.sent() for key in range(201)}
+    received = {r.rcpt_tos[0]: r.data for r in handler.wait_for(201)}
+    assert received == {e.to: e.data for _, e in [*envelopes, (200, big)]}
