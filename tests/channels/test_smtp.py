@@ -629,6 +629,23 @@ def test_send_many_asks_the_pacer_before_each_message_and_waits_what_it_says(smt
     assert len(smtp.handler.received) == 11
 
 
+def test_a_connection_waiting_for_the_pacer_does_not_hold_up_the_others(smtp):
+    """One thread drives every connection: the one told to wait waits alone. Message 1 is
+    told to wait 0.5 s; the other connection sends the rest meanwhile, so message 1 is the
+    last to arrive, though it was the second pulled."""
+    advertise_pipelining(smtp.handler)
+    pacer = FakePacer([0.0, 0.5])
+    session = SmtpChannel(smtp.url, timeout_seconds=5, connections=2, pacer=pacer).open()
+    try:
+        results = results_of(session, layout_envelopes(6))
+    finally:
+        session.close()
+    assert results == {key: SendResult.sent() for key in range(6)}
+    arrived = [r.rcpt_tos[0] for r in smtp.handler.received]
+    assert arrived[-1] == "reader1@example.com", arrived
+    assert sorted(arrived) == sorted(f"reader{i}@example.com" for i in range(6))
+
+
 def test_send_takes_an_envelope(smtp, session):
     [(_, envelope)] = layout_envelopes(1)
     assert session.send(envelope) == SendResult.sent()
