@@ -14,6 +14,7 @@ from bisect import bisect_left
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from itertools import pairwise
+from typing import NamedTuple
 
 import pytest
 import redis
@@ -101,12 +102,39 @@ def steps(delays: list[float]) -> list[float]:
     return [later - earlier for earlier, later in pairwise(delays)]
 
 
-def booked_slots(pacers: list, key: str) -> list[float]:
-    """When each reservation may send, in seconds after the first may. A delay counts from
-    the moment of its call, so on a busy machine the time between two calls would show up
-    as a shorter delay; a slot on the monotonic clock does not move with it."""
-    slots = [pacer.reserve(key) + time.monotonic() for pacer in pacers]
-    return [slot - slots[0] for slot in slots]
+class Booked(NamedTuple):
+    """When a reservation may send, on the monotonic clock, as the earliest and latest it can
+    be: the pacer counted its delay from a moment between the call and the return, and a
+    busy machine can hold the test between those (CI once saw a 50 ms pause). A slot taken
+    from one side only would move by that pause; the window holds it whatever the pause."""
+
+    earliest: float
+    latest: float
+    delay: float
+
+
+def booked(pacer, key: str, count: int = 1) -> Booked:
+    called = time.monotonic()
+    delay = pacer.reserve(key, count)
+    return Booked(called + delay, time.monotonic() + delay, delay)
+
+
+def booked_in_turn(pacers: list, key: str) -> list[Booked]:
+    return [booked(pacer, key) for pacer in pacers]
+
+
+CLOCKS = 0.01  # what the clocks themselves may disagree by (Redis's TIME and ours)
+
+
+def assert_apart(first: Booked, then: Booked, seconds: float) -> None:
+    """`then` may send `seconds` after `first`, as far as the two windows can tell."""
+    shortest, longest = then.earliest - first.latest, then.latest - first.earliest
+    assert shortest - CLOCKS <= seconds <= longest + CLOCKS, (shortest, longest, seconds)
+
+
+def assert_spaced(slots: list[Booked], interval: float) -> None:
+    for first, then in pairwise(slots):
+        assert_apart(first, then, interval)
 
 
 # The algorithm, on a clock that only moves when told to.
@@ -233,10 +261,10 @@ def test_redis_delays_grow_by_one_interval(shared, namespace):
     pacer = shared({"email": 10})
 
     assert pacer.reserve("email") == 0.0
-    slots = booked_slots([pacer] * 29, "email")
+    slots = booked_in_turn([pacer] * 29, "email")
 
-    assert steps(slots) == pytest.approx([0.1] * 28, abs=0.03)
-    assert slots[-1] == pytest.approx(2.8, abs=0.1)
+    assert_spaced(slots, 0.1)
+    assert_apart(slots[0], slots[-1], 2.8)
     with redis.Redis.from_url(REDIS_URL) as client:
         ttl_ms = client.pttl(f"{namespace}email")
     assert 0 < ttl_ms <= 3100  # gone once idle: expires when its last booked slot has passed
@@ -245,67 +273,59 @@ def test_redis_delays_grow_by_one_interval(shared, namespace):
 def test_two_processes_share_one_budget(shared):
     first, second = shared({"email": 10}), shared({"email": 10})
 
-    slots = booked_slots([first, second] * 15, "email")
+    slots = booked_in_turn([first, second] * 15, "email")
 
-    assert steps(slots) == pytest.approx([0.1] * 29, abs=0.03)  # interleaved, none twice
-    assert slots[-1] == pytest.approx(2.9, abs=0.1)  # as long as one pacer alone
-    assert steps(slots[::2]) == pytest.approx([0.2] * 14, abs=0.03)
+    assert_spaced(slots, 0.1)  # interleaved, none twice
+    assert_apart(slots[0], slots[-1], 2.9)  # as long as one pacer alone
+    assert_spaced(slots[::2], 0.2)
 
 
 def test_threads_of_several_processes_get_distinct_slots(shared):
     pacers = [shared({"push": 20}) for _ in range(3)]
 
-    def booked_between(i: int) -> tuple[float, float]:
-        """When this reservation may send, as the earliest and latest it can be: Redis counted
-        its delay from a moment between the call and the return, and six threads waiting for
-        the GIL (or a busy CI machine) can hold a thread between those for tens of ms."""
-        called = time.monotonic()
-        delay = pacers[i % 3].reserve("push")
-        return called + delay, time.monotonic() + delay
+    with ThreadPoolExecutor(max_workers=6) as pool:  # six threads on the GIL: long pauses
+        slots = list(pool.map(lambda i: booked(pacers[i % 3], "push"), range(60)))
 
-    with ThreadPoolExecutor(max_workers=6) as pool:
-        windows = sorted(pool.map(booked_between, range(60)), key=sum)
-
-    for (earliest, latest), (next_earliest, next_latest) in pairwise(windows):
-        # Each slot one interval after the one before, within what the clocks can tell:
-        # two threads booked into one slot would be 0 apart, which a short window rules out.
-        assert next_earliest - latest - 0.01 <= 0.05 <= next_latest - earliest + 0.01
+    # Each slot one interval after the one before: two threads booked into one slot would be
+    # 0 apart, which a short window rules out.
+    assert_spaced(sorted(slots, key=lambda slot: slot.earliest + slot.latest), 0.05)
 
 
 def test_redis_keys_are_independent(shared):
     pacer = shared({"email": 10, "push": 10, f"push:{FCM}": 10})
-    first_slot = pacer.reserve("email") + time.monotonic()
+    first = booked(pacer, "email")
     for _ in range(9):
         pacer.reserve("email")
 
     assert pacer.reserve("push") == 0.0
     assert pacer.reserve(f"push:{FCM}") == 0.0
-    # On the monotonic clock (see booked_slots): a pause between the calls cannot shorten it.
-    assert pacer.reserve("email") + time.monotonic() - first_slot == pytest.approx(1.0, abs=0.05)
+    assert_apart(first, booked(pacer, "email"), 1.0)  # see Booked: a pause cannot shorten it
 
 
 def test_redis_burst_and_batches_match_the_local_pacer(shared):
     burst = shared({"email": 10}, burst=3)
     batch = shared({"push": 10})
 
-    assert booked_slots([burst] * 4, "email") == pytest.approx([0.0, 0.0, 0.0, 0.1], abs=0.03)
-    first = batch.reserve("push", count=5)
-    first_slot = first + time.monotonic()
-    second_slot = batch.reserve("push") + time.monotonic()
-    assert first == pytest.approx(0.4, abs=0.03)
-    # The next one may send 0.9 s after the batch was booked: measured on the monotonic
-    # clock (see booked_slots), so a busy machine's pause between the calls cannot shorten
-    # it (CI once saw 0.826 for a delay counted from the second call).
-    assert second_slot - first_slot == pytest.approx(0.5, abs=0.03)
+    bursting = booked_in_turn([burst] * 4, "email")
+    for slot, after_first in zip(bursting, [0.0, 0.0, 0.0, 0.1], strict=True):
+        assert_apart(bursting[0], slot, after_first)
+    first = booked(batch, "push", count=5)
+    second = booked(batch, "push")
+    assert first.delay == pytest.approx(0.4, abs=0.03)
+    # The next one may send 0.9 s after the batch was booked (see Booked: a busy machine's
+    # pause between the calls cannot shorten it; CI once saw 0.826 for a delay counted from
+    # the second call).
+    assert_apart(first, second, 0.5)
 
 
 def test_script_is_loaded_again_when_redis_lost_it(shared, caplog):
     pacer = shared({"email": 10})
     pacer._script.sha = "0" * 40  # as after a Redis restart: EVALSHA answers NOSCRIPT
 
-    slots = booked_slots([pacer] * 2, "email")
+    first, then = booked_in_turn([pacer] * 2, "email")
 
-    assert slots == pytest.approx([0.0, 0.1], abs=0.03)
+    assert first.delay == 0.0
+    assert_apart(first, then, 0.1)
     assert not pacing_records(caplog, logging.WARNING)
 
 
@@ -323,10 +343,10 @@ def test_unlimited_keys_never_touch_redis(shared, redis_commands, caplog):
 def test_unreachable_redis_falls_back_to_local_pacing(shared, caplog):
     pacer = shared({"email": 10}, url=UNREACHABLE_REDIS)
 
-    slots = booked_slots([pacer] * 30, "email")
+    slots = booked_in_turn([pacer] * 30, "email")
 
-    assert steps(slots) == pytest.approx([0.1] * 29, abs=0.03)
-    assert slots[-1] == pytest.approx(2.9, abs=0.1)
+    assert_spaced(slots, 0.1)
+    assert_apart(slots[0], slots[-1], 2.9)
     [warning] = pacing_records(caplog, logging.WARNING)  # once, not once per send
     assert "Redis does not answer" in warning.getMessage()
 
@@ -344,12 +364,12 @@ def test_paces_together_again_once_redis_answers(shared, monkeypatch, caplog):
 
     monkeypatch.setattr(pacer._redis, "evalsha", evalsha)
 
-    during = booked_slots([pacer] * 3, "email")
+    during = booked_in_turn([pacer] * 3, "email")
     redis_down = False
-    after = booked_slots([pacer, other], "email")
+    after = booked_in_turn([pacer, other], "email")
 
-    assert during == pytest.approx([0.0, 0.1, 0.2], abs=0.03)  # still paced, alone
-    assert after == pytest.approx([0.0, 0.1], abs=0.03)  # in Redis again, with the others
+    assert_spaced(during, 0.1)  # still paced, alone
+    assert_apart(*after, 0.1)  # in Redis again, with the others
     assert len(pacing_records(caplog, logging.WARNING)) == 1
     assert len(pacing_records(caplog, logging.INFO)) == 1
 
@@ -416,7 +436,7 @@ def test_another_broker_paces_each_process_locally(tmp_path):
     assert isinstance(pacer, LocalPacer)
     assert pacer.rates == {"email": 3.0}
     assert configured_rates(settings) == {"email": 6.0}
-    assert booked_slots([pacer] * 2, "email")[1] == pytest.approx(1 / 3, abs=0.03)
+    assert_apart(*booked_in_turn([pacer] * 2, "email"), 1 / 3)
     assert pacer.reserve("push") == 0.0
 
 
