@@ -15,7 +15,14 @@ from sqlalchemy import Row, and_, bindparam, or_, select, update
 from sqlalchemy.orm import Session
 
 from notifier.models import Delivery, DeliveryOutcome, DeliveryStatus
-from notifier.sql import IdArray, among, among_bound, dialect_of, rows_changed, unindexed
+from notifier.sql import (
+    DriverStatement,
+    IdArray,
+    among,
+    among_bound,
+    dialect_of,
+    unindexed,
+)
 
 DELIVERIES = Delivery.__table__
 
@@ -214,13 +221,12 @@ def mark_sent(
     claim's token, rows taken over meanwhile are left to their new holder. Returns the rows
     recorded."""
     statement = _mark_sent(dialect_of(session), token is not None)
-    return rows_changed(session.execute(statement, {**fence_values(delivery_ids, token),
-                                                    "now": now}))  # fmt: skip
+    return statement.rows_changed(session, {**fence_values(delivery_ids, token), "now": now})
 
 
 @cache
-def _mark_sent(dialect: str, fenced: bool):
-    return (
+def _mark_sent(dialect: str, fenced: bool) -> DriverStatement:
+    return DriverStatement(
         update(DELIVERIES)
         .where(*held_by_bound(dialect, fenced))
         .values(

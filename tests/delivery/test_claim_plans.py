@@ -94,7 +94,7 @@ def test_a_batch_finds_its_rows_by_primary_key_whatever_the_statistics(
         }
         session.execute(update(DELIVERIES).values(status=DeliveryStatus.SENDING, claim_token="t"))
         statements |= {
-            "sent": (claims._mark_sent("postgresql", True),
+            "sent": (claims._mark_sent("postgresql", True).statement,
                      {**claims.fence_values(ids, "t"), "now": now}),
             "lease renewed": update(DELIVERIES).where(*claims.held_by(session, ids, "t"))
             .values(lease_until=now + timedelta(seconds=300)),
