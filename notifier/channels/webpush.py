@@ -78,6 +78,7 @@ WARM_SECONDS = 10.0  # an origin that has not answered for this long starts slow
 SLOW_START_REQUESTS = 8  # then its first answers come one request at a time, on one connection
 STOP_WAIT_SECONDS = 5.0  # at exit, how long to wait for a thread still running the loop
 ORIGINS_REMEMBERED = 1024  # endpoint prefixes whose origin is remembered (push service hosts)
+HEADER_BLOCKS_REMEMBERED = 64  # per session: (origin, notice) pairs whose headers are kept
 # "scheme://host[:port]/" of an endpoint whose origin depends on nothing after it: a host of
 # letters, digits, dots and hyphens, no user, no brackets, nothing urlsplit would strip.
 _PLAIN_PREFIX = re.compile(r"https?://[A-Za-z0-9.-]+(?::[0-9]{1,5})?/")
@@ -102,6 +103,10 @@ def retry_after_seconds(
     except (TypeError, ValueError, IndexError, OverflowError):
         return None
     return min(max(0.0, when - (time.time() if now is None else now)), maximum)
+
+
+# The usual answers' results, made once (SendResult is frozen): not one per push.
+_ACCEPTED = {status: SendResult.sent(f"HTTP {status}") for status in (200, 201, 202)}
 
 
 def _waiting(origin: str, seconds: float) -> SendResult:
@@ -309,6 +314,8 @@ class WebPushSession:
         self.lookahead = max(256, 4 * channel.concurrency_per_origin)
         self._authorizations: dict[str, tuple[float, str]] = {}  # origin -> (until, header)
         self._holds: dict[str, float] = {}  # origin -> monotonic until: seen by the loop
+        # (fixed headers, TTL, urgency, topic) -> the request's header block
+        self._headers: dict[tuple[str, int, str, str | None], str] = {}
 
     def send(self, message: PushMessage) -> SendResult:
         with contextlib.closing(self.send_many([(0, message)])) as results:
@@ -410,9 +417,15 @@ class WebPushSession:
             body = encrypt_aes128gcm(message.plaintext(), message.p256dh, message.auth)
         except (ValueError, TypeError) as error:
             return SendResult(Outcome.FAILED, f"cannot encrypt for this subscription: {error}")
-        topic = f"Topic: {message.topic}\r\n" if message.topic else ""
-        headers = (f"{self._fixed_headers(origin)}TTL: {message.ttl}\r\n"
-                   f"Urgency: {message.urgency}\r\n{topic}")  # fmt: skip
+        fixed = self._fixed_headers(origin)
+        shape = (fixed, message.ttl, message.urgency, message.topic)
+        headers = self._headers.get(shape)
+        if headers is None:  # once per origin and notice: every push of a fan-out shares it
+            topic = f"Topic: {message.topic}\r\n" if message.topic else ""
+            headers = f"{fixed}TTL: {message.ttl}\r\nUrgency: {message.urgency}\r\n{topic}"
+            if len(self._headers) >= HEADER_BLOCKS_REMEMBERED:
+                self._headers.clear()
+            self._headers[shape] = headers
         return _Job(key, message, origin, headers, body)
 
     def _fixed_headers(self, origin: str) -> str:
@@ -612,10 +625,10 @@ class WebPushSession:
         status: int, body: bytes, retry_after: str | None, origin: str,
         retry_after_max: float = RETRY_AFTER_MAX_SECONDS,
     ) -> SendResult:  # fmt: skip
+        if 200 <= status < 300:
+            return _ACCEPTED.get(status) or SendResult.sent(f"HTTP {status}")
         text = body.decode("utf-8", "replace")
         detail = f"HTTP {status} from {origin}: {' '.join(text.split())[:200]}"
-        if 200 <= status < 300:
-            return SendResult.sent(f"HTTP {status}")
         if status in (404, 410):
             return SendResult(Outcome.GONE, detail)
         if status == 429 or status >= 500:

@@ -12,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from notifier.channels import http1
 from notifier.channels.http1 import BadResponse, Disconnected, Http1Pool
 from notifier.public_addresses import PublicOnlyResolver
 from tests.support.tls import self_signed
@@ -278,6 +279,25 @@ def test_a_target_or_header_that_could_split_the_request_is_refused_unsent(targe
 
     server = run(scenario, answering(CREATED))
     assert server.connections == 0 and server.requests == []
+
+
+def test_header_blocks_once_checked_still_leave_every_other_block_checked(monkeypatch):
+    """A pool remembers the header blocks it checked (a fan-out's pushes share one): a block
+    it has not seen is checked still, also once the remembered ones were forgotten."""
+    monkeypatch.setattr(http1, "CHECKED_HEADERS_REMEMBERED", 2)
+    evil = "Topic: a\r\nX-Evil: 1\n"
+
+    async def scenario(pool: Http1Pool, server: Server) -> None:
+        for n in range(3):  # the third forgets the first two
+            answer = await pool.post(server.origin, "/p", f"{HEADERS}Topic: t{n}\r\n", b"x",
+                                     5.0, 5.0)  # fmt: skip
+            assert answer.status == 201
+        for headers in (evil, f"{HEADERS}{evil}"):
+            with pytest.raises(ValueError):
+                await pool.post(server.origin, "/p", headers, b"x", 5.0, 5.0)
+
+    server = run(scenario, answering(CREATED, CREATED, CREATED))
+    assert len(server.requests) == 3
 
 
 def test_connecting_to_nothing_is_an_os_error():
