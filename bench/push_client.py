@@ -11,6 +11,8 @@ allows, and prints this process's CPU µs per request for each way:
 - http1: notifier's Http1Pool, keep-alive, one request at a time per connection (what it uses);
 - pipelined: the same requests written 8 at a time on 8 connections and answered in order
   (HTTP/1.1 pipelining, a minimal client here: the saving pipelining could bring);
+- polled: no event loop, the same one request at a time per connection on 64 non-blocking
+  sockets and one epoll (a minimal client: what one driven like the SMTP channel could cost);
 - h2 (when the `h2` package is installed; it is not a dependency): the HTTP/2 framing alone,
   a client connection's requests and answers encoded and parsed in memory against an h2
   server connection whose own work is not timed (no sockets, so below what HTTP/2 would cost);
@@ -27,6 +29,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import select
+import socket
 import ssl
 import statistics
 import sys
@@ -240,6 +244,60 @@ def h2_framing(requests: Requests) -> float | None:
     return timed / len(requests.items) * 1e6
 
 
+class _Polled:
+    """One keep-alive connection of the polled way: a non-blocking socket and its parser."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.sock = socket.create_connection((host, port))
+        self.sock.setblocking(False)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.parser = httptools.HttpResponseParser(self)
+        self.status: int | None = None
+
+    def on_message_complete(self) -> None:
+        self.status = self.parser.get_status_code()
+
+
+def via_polling(requests: Requests) -> int:
+    """No event loop: IN_FLIGHT connections, one request at a time on each, and one epoll
+    that says whose answer is in (what a client driven like the SMTP channel would cost)."""
+    host, port = requests.origin.removeprefix("http://").split(":")
+    head = f"Host: {host}:{port}\r\n{requests.header_lines}"
+    items = iter(requests.items)
+    connections = {}
+    poller = select.epoll()
+    created = in_flight = 0
+
+    def start(connection: _Polled) -> None:
+        nonlocal in_flight
+        item = next(items, None)
+        if item is not None:
+            path, body = item
+            request = f"POST {path} HTTP/1.1\r\n{head}Content-Length: {len(body)}\r\n\r\n"
+            connection.sock.send(request.encode() + body)
+            in_flight += 1
+
+    try:
+        for _ in range(IN_FLIGHT):
+            connection = _Polled(host, int(port))
+            connections[connection.sock.fileno()] = connection
+            poller.register(connection.sock.fileno(), select.EPOLLIN)
+            start(connection)
+        while in_flight:
+            for fd, _events in poller.poll(10):
+                connection = connections[fd]
+                connection.parser.feed_data(connection.sock.recv(65536))
+                if connection.status is not None:
+                    created += connection.status == 201
+                    connection.status, in_flight = None, in_flight - 1
+                    start(connection)
+    finally:
+        poller.close()
+        for connection in connections.values():
+            connection.sock.close()
+    return created
+
+
 def encryption(p256dh: list[str], auth: list[str], count: int = 2000) -> float:
     payload = b'{"title":"Bench","body":"' + b"x" * 300 + b'"}'
     started = time.process_time()
@@ -263,7 +321,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             requests = Requests(sink, signer, args.requests, p256dh, auth)
             ways = {"aiohttp": via_aiohttp, "http1": via_http1, "pipelined": via_pipelining,
-                    "channel": via_channel}  # fmt: skip
+                    "polled": via_polling, "channel": via_channel}  # fmt: skip
             if args.only:
                 ways = {name: way for name, way in ways.items() if name in args.only}
             figures: dict[str, list[float]] = {name: [] for name in ways}
