@@ -112,9 +112,10 @@ class DriverStatement:
     """A statement compiled once and run on PostgreSQL with `Connection.exec_driver_sql`:
     for the statement the send path runs for every few messages (recording a group of sent
     ones), where `Session.execute` spent more of the worker's CPU looking the statement up
-    in its cache and processing its parameters than psycopg spent running it (450-550 µs
-    against 320-345 µs a statement of 50 ids, in bench/send_path.py). The statement still
-    runs in the session's transaction, through SQLAlchemy's events and its error handling
+    in its cache and processing its parameters than psycopg spent running it (400-430 µs
+    of CPU a statement of 50 ids against 304-328 µs, the two ways alternated in one
+    bench/send_path.py run). The statement still runs in the session's transaction,
+    through SQLAlchemy's events and its error handling
     (an outage is an OperationalError, a dead connection is invalidated), and every value
     goes through its column type's bind processing, as with `Session.execute` (an aware
     datetime is stored as naive UTC, an enum as its value). Its constants are processed
