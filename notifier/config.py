@@ -357,7 +357,7 @@ class Settings:
     confirm_resend_seconds: int = 300
     email_pause_days: int = 7  # "pause all email" on the preferences page lasts this long
     resubscribe_max_age_seconds: int = 7 * 24 * 3600  # the unsubscribed page's undo button
-    delivery_chunk_size: int = 500
+    delivery_chunk_size: int = 1000
     # a notice's first chunk per channel: its readers' messages leave before a whole chunk
     # is claimed, addressed and counted, while the rest are planned
     delivery_first_chunk_size: int = 50
@@ -600,7 +600,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         resubscribe_max_age_seconds=_int(
             env, "RESUBSCRIBE_MAX_AGE_SECONDS", 7 * 24 * 3600, minimum=60
         ),
-        delivery_chunk_size=_int(env, "DELIVERY_CHUNK_SIZE", 500, minimum=1),
+        delivery_chunk_size=_int(env, "DELIVERY_CHUNK_SIZE", 1000, minimum=1),
         delivery_first_chunk_size=_int(env, "DELIVERY_FIRST_CHUNK_SIZE", 50, minimum=1),
         delivery_record_batch=_int(env, "DELIVERY_RECORD_BATCH", 50, minimum=1),
         smtp_connections=_int(env, "SMTP_CONNECTIONS", 4, minimum=1),

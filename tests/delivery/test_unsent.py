@@ -33,7 +33,7 @@ from tests.support.ops_views import shown_unsent
 from tests.support.queue import article_fanned_out
 
 READERS = 5
-CHUNK = 2  # small chunks, so five readers make three of them (the default is 500)
+CHUNK = 2  # small chunks, so five readers make three of them (the default is 1,000)
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ import pytest
 from tests.fault.scenarios import BROKER_LOST_TARGET, broker_down
 
 # Email readers of the fan-out: two chunks, the first of the default DELIVERY_FIRST_CHUNK_SIZE
-# (50), then the rest (under the default DELIVERY_CHUNK_SIZE of 500).
+# (50), then the rest (under the default DELIVERY_CHUNK_SIZE of 1,000).
 READERS = 250
 SUBSCRIPTIONS = 200  # push readers of the webhook's article
 # Three pool processes, not the tests' usual two: with the fan-out and its first chunk
