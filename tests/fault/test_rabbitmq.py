@@ -20,7 +20,8 @@ from tests.fault.test_worker_killed import BOUND_PER_PROCESS, CONCURRENCY, CONNE
 
 RECORD_BATCH = 10
 RECIPIENTS = 2000
-RESTART_RECIPIENTS = 3000  # six chunks of the default 500: some still queued at the restart
+RESTART_RECIPIENTS = 3000  # a first chunk of 50, then three of the default 1,000: some still
+# queued at the restart
 
 
 def test_sigkilled_worker_on_rabbitmq_is_taken_over_within_a_minute(tmp_path, pg_database_url):

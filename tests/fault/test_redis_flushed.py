@@ -7,7 +7,8 @@ import pytest
 
 from tests.fault.scenarios import BROKER_LOST_TARGET, redis_flushed
 
-RECIPIENTS = 1500  # three chunks of the default 500: work is queued when the broker is wiped
+RECIPIENTS = 3000  # a first chunk of 50, then three of the default 1,000: work is queued
+# when the broker is wiped
 
 
 @pytest.mark.parametrize("restart", [False, True], ids=["flushall", "restarted-empty"])

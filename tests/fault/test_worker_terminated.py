@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from tests.fault.scenarios import worker_terminated
 
-RECIPIENTS = 1500  # three chunks of the default 500: the SIGTERM finds one still queued
+RECIPIENTS = 3000  # a first chunk of 50, then three of the default 1,000: the SIGTERM finds
+# one still queued
 CONCURRENCY = 2
 RECORD_BATCH = 10  # outcomes per commit (the default scenario settings)
 CONNECTIONS = 2  # SMTP connections per worker process
